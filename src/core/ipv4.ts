@@ -62,12 +62,12 @@ export function formatCidr(c: Cidr): string {
 }
 
 export function contains(c: Cidr, ip: number): boolean {
-  return ((ip & maskOf(c.prefix)) >>> 0) === c.network;
+  return (ip & maskOf(c.prefix)) >>> 0 === c.network;
 }
 
 export function overlaps(a: Cidr, b: Cidr): boolean {
   const p = Math.min(a.prefix, b.prefix);
-  return ((a.network & maskOf(p)) >>> 0) === ((b.network & maskOf(p)) >>> 0);
+  return (a.network & maskOf(p)) >>> 0 === (b.network & maskOf(p)) >>> 0;
 }
 
 export function broadcastOf(c: Cidr): number {

@@ -13,27 +13,69 @@ import fs from 'node:fs';
 const MAX_IN_FLIGHT = 32;
 
 // Message types (linux/rtnetlink.h)
-const RTM_NEWLINK = 16, RTM_DELLINK = 17, RTM_GETLINK = 18, RTM_SETLINK = 19;
-const RTM_NEWADDR = 20, RTM_DELADDR = 21, RTM_GETADDR = 22;
-const RTM_NEWROUTE = 24, RTM_DELROUTE = 25, RTM_GETROUTE = 26;
-const RTM_NEWNEIGH = 28, RTM_DELNEIGH = 29, RTM_GETNEIGH = 30;
+const RTM_NEWLINK = 16,
+  RTM_DELLINK = 17,
+  RTM_GETLINK = 18,
+  RTM_SETLINK = 19;
+const RTM_NEWADDR = 20,
+  RTM_DELADDR = 21,
+  RTM_GETADDR = 22;
+const RTM_NEWROUTE = 24,
+  RTM_DELROUTE = 25,
+  RTM_GETROUTE = 26;
+const RTM_NEWNEIGH = 28,
+  RTM_DELNEIGH = 29,
+  RTM_GETNEIGH = 30;
 const NLMSG_ERROR = 2;
 // Flags (linux/netlink.h)
-const F_DUMP = 0x300, F_REPLACE = 0x100, F_EXCL = 0x200, F_CREATE = 0x400;
+const F_DUMP = 0x300,
+  F_REPLACE = 0x100,
+  F_EXCL = 0x200,
+  F_CREATE = 0x400;
 // Families
-const AF_UNSPEC = 0, AF_INET = 2, AF_BRIDGE = 7;
+const AF_UNSPEC = 0,
+  AF_INET = 2,
+  AF_BRIDGE = 7;
 // IFLA_*
-const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINK = 5, IFLA_MASTER = 10, IFLA_LINKINFO = 18, IFLA_NET_NS_FD = 28;
-const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
+const IFLA_ADDRESS = 1,
+  IFLA_IFNAME = 3,
+  IFLA_MTU = 4,
+  IFLA_LINK = 5,
+  IFLA_MASTER = 10,
+  IFLA_LINKINFO = 18,
+  IFLA_NET_NS_FD = 28;
+const IFLA_INFO_KIND = 1,
+  IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
-const IFLA_VXLAN_ID = 1, IFLA_VXLAN_LOCAL = 4, IFLA_VXLAN_TTL = 5, IFLA_VXLAN_LEARNING = 7, IFLA_VXLAN_PROXY = 11, IFLA_VXLAN_L2MISS = 13, IFLA_VXLAN_L3MISS = 14, IFLA_VXLAN_PORT = 15;
-const IFLA_BR_STP_STATE = 5, IFLA_BR_MCAST_SNOOPING = 23, IFLA_BR_NF_CALL_IPTABLES = 36, IFLA_BR_NF_CALL_IP6TABLES = 37, IFLA_BR_NF_CALL_ARPTABLES = 38;
+const IFLA_VXLAN_ID = 1,
+  IFLA_VXLAN_LOCAL = 4,
+  IFLA_VXLAN_TTL = 5,
+  IFLA_VXLAN_LEARNING = 7,
+  IFLA_VXLAN_PROXY = 11,
+  IFLA_VXLAN_L2MISS = 13,
+  IFLA_VXLAN_L3MISS = 14,
+  IFLA_VXLAN_PORT = 15;
+const IFLA_BR_STP_STATE = 5,
+  IFLA_BR_MCAST_SNOOPING = 23,
+  IFLA_BR_NF_CALL_IPTABLES = 36,
+  IFLA_BR_NF_CALL_IP6TABLES = 37,
+  IFLA_BR_NF_CALL_ARPTABLES = 38;
 const IFF_UP = 1;
 // IFA_* / RTA_* / NDA_*
-const IFA_ADDRESS = 1, IFA_LOCAL = 2;
-const RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5, RTA_TABLE = 15;
-const RT_TABLE_MAIN = 254, RTPROT_STATIC = 4, RTPROT_BOOT = 3, RT_SCOPE_UNIVERSE = 0, RT_SCOPE_LINK = 253, RTN_UNICAST = 1;
-const NDA_DST = 1, NDA_LLADDR = 2;
+const IFA_ADDRESS = 1,
+  IFA_LOCAL = 2;
+const RTA_DST = 1,
+  RTA_OIF = 4,
+  RTA_GATEWAY = 5,
+  RTA_TABLE = 15;
+const RT_TABLE_MAIN = 254,
+  RTPROT_STATIC = 4,
+  RTPROT_BOOT = 3,
+  RT_SCOPE_UNIVERSE = 0,
+  RT_SCOPE_LINK = 253,
+  RTN_UNICAST = 1;
+const NDA_DST = 1,
+  NDA_LLADDR = 2;
 export const NUD_PERMANENT = 0x80;
 const NTF_SELF = 0x02;
 
@@ -218,7 +260,13 @@ export class Rtnl {
   /** Creates a bridge, or updates an existing one of that name. Bridge netfilter hooks off: no iptables in the data path. */
   async ensureBridge(name: string, opts: { mtu: number; mac?: string }): Promise<void> {
     const attrs = [u32(IFLA_MTU, opts.mtu), ...(opts.mac ? [attr(IFLA_ADDRESS, macToBuffer(opts.mac))] : [])];
-    const data = [u32(IFLA_BR_STP_STATE, 0), u8(IFLA_BR_MCAST_SNOOPING, 0), u8(IFLA_BR_NF_CALL_IPTABLES, 0), u8(IFLA_BR_NF_CALL_IP6TABLES, 0), u8(IFLA_BR_NF_CALL_ARPTABLES, 0)];
+    const data = [
+      u32(IFLA_BR_STP_STATE, 0),
+      u8(IFLA_BR_MCAST_SNOOPING, 0),
+      u8(IFLA_BR_NF_CALL_IPTABLES, 0),
+      u8(IFLA_BR_NF_CALL_IP6TABLES, 0),
+      u8(IFLA_BR_NF_CALL_ARPTABLES, 0),
+    ];
     await this.replaceIfKindDiffers(name, 'bridge');
     await this.newLink(name, 'bridge', attrs, data, false);
   }
@@ -294,7 +342,11 @@ export class Rtnl {
 
   async replaceAddress(index: number, ip: string, prefix: number): Promise<void> {
     const a = ipToBuffer(parseIpStrict(ip));
-    await this.request('add address', `${ip}/${prefix} on ifindex ${index}`, RTM_NEWADDR, F_CREATE | F_REPLACE, [ifaddrmsg(index, prefix), attr(IFA_LOCAL, a), attr(IFA_ADDRESS, a)]);
+    await this.request('add address', `${ip}/${prefix} on ifindex ${index}`, RTM_NEWADDR, F_CREATE | F_REPLACE, [
+      ifaddrmsg(index, prefix),
+      attr(IFA_LOCAL, a),
+      attr(IFA_ADDRESS, a),
+    ]);
   }
 
   async deleteAddress(index: number, ip: string, prefix: number): Promise<void> {
@@ -325,7 +377,10 @@ export class Rtnl {
       ...(r.oif !== undefined ? [u32(RTA_OIF, r.oif)] : []),
     ];
     const scope = r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-    await this.request('add route', `${r.dst}/${r.prefix}${r.gateway ? ` via ${r.gateway}` : ''}`, RTM_NEWROUTE, F_CREATE | F_REPLACE, [rtmsg(r.prefix, scope), ...attrs]);
+    await this.request('add route', `${r.dst}/${r.prefix}${r.gateway ? ` via ${r.gateway}` : ''}`, RTM_NEWROUTE, F_CREATE | F_REPLACE, [
+      rtmsg(r.prefix, scope),
+      ...attrs,
+    ]);
   }
 
   async deleteRoute(r: { dst: string; prefix: number }): Promise<void> {
@@ -364,7 +419,10 @@ export class Rtnl {
 
   async deleteNeigh(index: number, ip: string): Promise<boolean> {
     try {
-      await this.request('delete neighbour', `${ip} on ifindex ${index}`, RTM_DELNEIGH, 0, [ndmsg(AF_INET, index, 0, 0), attr(NDA_DST, ipToBuffer(parseIpStrict(ip)))]);
+      await this.request('delete neighbour', `${ip} on ifindex ${index}`, RTM_DELNEIGH, 0, [
+        ndmsg(AF_INET, index, 0, 0),
+        attr(NDA_DST, ipToBuffer(parseIpStrict(ip))),
+      ]);
       return true;
     } catch (e) {
       if (e instanceof KernelError && e.code === 'ENOENT') return false;
@@ -438,7 +496,8 @@ export class Rtnl {
 
 function parseIpStrict(ip: string): number {
   const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new KernelError('parse', ip, 22, 'EINVAL', 'not an IPv4 address');
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+    throw new KernelError('parse', ip, 22, 'EINVAL', 'not an IPv4 address');
   return parts.reduce((a, p) => a * 256 + p, 0) >>> 0;
 }
 
@@ -478,5 +537,3 @@ function parseLink(m: Buffer): LinkInfo {
   }
   return info;
 }
-
-

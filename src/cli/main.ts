@@ -1,0 +1,71 @@
+// vxswarm command line. Docker's grammar for the swarm commands (later issues);
+// `lab` manages test hosts on this machine.
+import { spawnSync } from 'node:child_process';
+import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
+import { VxError, errorMessage } from '../core/errors.js';
+import { dataplaneDemo } from '../lab/demo.js';
+import { labDown, labPlan, labStatus, labUp } from '../lab/lab.js';
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new CommanderArgError(`"${v}" is not an integer`);
+  return n;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('vxswarm').description('swarm-mode container overlay networking over kernel VXLAN').showHelpAfterError();
+  const lab = program.command('lab').description('test hosts in network namespaces on this machine');
+  const name = (c: Command): Command => c.option('--name <name>', 'lab name (prefix of its namespaces)', 'vxlab');
+
+  name(lab.command('up'))
+    .description("build the seed's underlay: hosts on separate L2 networks behind one router")
+    .option('--hosts <n>', 'number of hosts', int, 2)
+    .option('--l2 <n>', 'number of L2 networks (default: min(hosts, 2))', int)
+    .action(async (o: { name: string; hosts: number; l2?: number }) => {
+      const plan = await labUp(o.name, o.hosts, o.l2);
+      for (const h of plan.hosts) process.stdout.write(`${h.name}\t${h.ip}\t${plan.nets[h.l2]!.cidr}\tnetns ${h.netns}\n`);
+    });
+
+  name(lab.command('down'))
+    .description('remove every namespace, link and mount of the lab')
+    .action(async (o: { name: string }) => {
+      const removed = await labDown(o.name);
+      process.stdout.write(`removed ${removed.length} namespaces\n`);
+    });
+
+  name(lab.command('status'))
+    .description('show the lab hosts')
+    .action((o: { name: string }) => {
+      const s = labStatus(o.name);
+      process.stdout.write(`router ${s.plan.router} ${s.router ? 'up' : 'MISSING'}\n`);
+      for (const h of s.hosts) process.stdout.write(`${h.name}\t${h.ip}\t${h.up ? 'up' : 'MISSING'}\tnetns ${h.netns}\n`);
+    });
+
+  name(lab.command('exec'))
+    .description('run a command inside a lab host: vxswarm lab exec node1 -- ip addr')
+    .argument('<host>')
+    .argument('<command...>')
+    .action((host: string, command: string[], o: { name: string }) => {
+      const h = labPlan(o.name).hosts.find((x) => x.name === host);
+      if (!h) throw new VxError(`no host ${host} in lab ${o.name}`, 404);
+      const r = spawnSync('ip', ['netns', 'exec', h.netns, ...command], { stdio: 'inherit' });
+      process.exitCode = r.status ?? 1;
+    });
+
+  name(lab.command('demo'))
+    .description('bring the lab up and show two endpoints on two hosts talking across the overlay')
+    .action(async (o: { name: string }) => {
+      await dataplaneDemo(o.name);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    process.stderr.write(`Error: ${errorMessage(e)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,55 @@
+// Pure layout of a lab: hosts on separate L2 networks joined by one router namespace.
+// The first two L2 networks are the seed's (172.31.1.0/24 and 192.168.1.0/24).
+import { InvalidArgumentError } from '../core/errors.js';
+
+export interface L2Net {
+  index: number;
+  cidr: string;
+  prefix: number;
+  /** router address on this segment */
+  gateway: string;
+  /** bridge inside the router namespace */
+  bridge: string;
+}
+
+export interface LabHost {
+  /** short name, e.g. node1 */
+  name: string;
+  /** namespace name, e.g. vxlab-node1 */
+  netns: string;
+  ip: string;
+  l2: number;
+  /** router-side veth name */
+  routerIf: string;
+}
+
+export interface LabPlan {
+  name: string;
+  router: string;
+  nets: L2Net[];
+  hosts: LabHost[];
+}
+
+export const LAB_NAME_RE = /^[a-z][a-z0-9]{0,11}$/;
+
+function l2Base(j: number): [number, number, number] {
+  // alternate the seed's two ranges: 172.31.1, 192.168.1, 172.31.2, 192.168.2, ...
+  const k = Math.floor(j / 2) + 1;
+  return j % 2 === 0 ? [172, 31, k] : [192, 168, k];
+}
+
+export function planLab(name: string, hosts = 2, l2 = Math.min(hosts, 2)): LabPlan {
+  if (!LAB_NAME_RE.test(name)) throw new InvalidArgumentError(`invalid lab name "${name}": 1-12 lowercase letters or digits, starting with a letter`);
+  if (!Number.isInteger(hosts) || hosts < 1 || hosts > 32) throw new InvalidArgumentError(`invalid host count ${hosts}: 1..32`);
+  if (!Number.isInteger(l2) || l2 < 1 || l2 > hosts || l2 > 16) throw new InvalidArgumentError(`invalid L2 network count ${l2}: 1..min(hosts, 16)`);
+  const nets: L2Net[] = Array.from({ length: l2 }, (_, j) => {
+    const [a, b, c] = l2Base(j);
+    return { index: j, cidr: `${a}.${b}.${c}.0/24`, prefix: 24, gateway: `${a}.${b}.${c}.1`, bridge: `l2br${j}` };
+  });
+  const list: LabHost[] = Array.from({ length: hosts }, (_, i) => {
+    const j = i % l2;
+    const [a, b, c] = l2Base(j);
+    return { name: `node${i + 1}`, netns: `${name}-node${i + 1}`, ip: `${a}.${b}.${c}.${5 + Math.floor(i / l2)}`, l2: j, routerIf: `h${i + 1}` };
+  });
+  return { name, router: `${name}-router`, nets, hosts: list };
+}

@@ -1,0 +1,161 @@
+// The overlay data plane of one host: its networks, the reconcile timer, and crash
+// cleanup at start. Everything above this layer speaks specs; everything below, netlink.
+import { ConflictError, InvalidArgumentError, NotFoundError, errorMessage } from '../core/errors.js';
+import { parseIp } from '../core/ipv4.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { Rtnl } from '../kernel/rtnl.js';
+import { sandboxName } from './names.js';
+import { OverlayNetwork, type Endpoint, type ReconcileReport, type RepairCounts } from './network.js';
+import { removeStaleSandboxes } from './sandbox.js';
+import { DEFAULT_VXLAN_PORT, MIN_MTU, VXLAN_OVERHEAD, parseNetworkSpec, type EndpointSpec, type NetworkSpec, type PeerSpec } from './spec.js';
+
+export interface OverlayHostOptions {
+  /** Prefix of every namespace this host makes; unique per daemon on a machine. */
+  prefix: string;
+  /** This host's underlay address (the VTEPs' source). */
+  underlayIp: string;
+  /** Namespace that holds the underlay; default: the process's own. */
+  hostNetns?: string;
+  /** Period of the full reconcile; 0 disables the timer. Default 3000 ms. */
+  reconcileMs?: number;
+  log?: Logger;
+}
+
+export class OverlayHost {
+  private readonly networks = new Map<string, OverlayNetwork>();
+  private readonly creating = new Map<string, Promise<OverlayNetwork>>();
+  private timer: NodeJS.Timeout | undefined;
+  private host: Rtnl | undefined;
+  private underlayMtu = 1500;
+  readonly log: Logger;
+
+  constructor(readonly opts: OverlayHostOptions) {
+    if (!/^[a-z0-9-]{1,24}$/.test(opts.prefix)) throw new InvalidArgumentError(`invalid namespace prefix "${opts.prefix}"`);
+    parseIp(opts.underlayIp);
+    this.log = opts.log ?? createLogger({ component: 'overlay' });
+  }
+
+  /** Removes what a crashed run left, finds the underlay MTU, starts the reconcile timer. */
+  async start(): Promise<void> {
+    this.host = Rtnl.open(this.opts.hostNetns);
+    const removed = await removeStaleSandboxes(this.opts.prefix);
+    if (removed.length) this.log.warn('removed stale sandboxes', { removed });
+    this.underlayMtu = await this.detectUnderlayMtu();
+    const period = this.opts.reconcileMs ?? 3000;
+    if (period > 0) {
+      this.timer = setInterval(() => void this.reconcileAll(), period);
+      this.timer.unref();
+    }
+  }
+
+  private async detectUnderlayMtu(): Promise<number> {
+    const host = this.mustHost();
+    const addr = (await host.getAddresses()).find((a) => a.ip === this.opts.underlayIp);
+    if (!addr) throw new NotFoundError(`underlay address ${this.opts.underlayIp} is not configured on this host`);
+    const link = (await host.getLinks()).find((l) => l.index === addr.index);
+    return link?.mtu ?? 1500;
+  }
+
+  get mtuDefault(): number {
+    return this.underlayMtu - VXLAN_OVERHEAD;
+  }
+
+  private mustHost(): Rtnl {
+    if (!this.host) throw new Error('overlay host not started');
+    return this.host;
+  }
+
+  /** Creates the network's sandbox (idempotent for an identical spec). */
+  async createNetwork(spec: NetworkSpec): Promise<OverlayNetwork> {
+    const subnets = parseNetworkSpec(spec);
+    const existing = this.networks.get(spec.id) ?? (await this.creating.get(spec.id)?.catch(() => undefined));
+    if (existing) {
+      const same = JSON.stringify(existing.subnets.map((s) => [s.text, s.gateway, s.vni])) === JSON.stringify(subnets.map((s) => [s.text, s.gateway, s.vni]));
+      if (!same) throw new ConflictError(`network ${spec.id} already exists with different subnets`);
+      return existing;
+    }
+    for (const n of this.networks.values()) {
+      for (const s of subnets) if (n.subnets.some((x) => x.vni === s.vni)) throw new ConflictError(`VNI ${s.vni} is already used by network ${n.id}`);
+    }
+    let mtu = spec.mtu ?? this.mtuDefault;
+    if (mtu > this.mtuDefault) {
+      this.log.warn('network MTU above what the underlay carries; clamped', { network: spec.id, asked: mtu, used: this.mtuDefault });
+      mtu = this.mtuDefault;
+    }
+    if (mtu < MIN_MTU) throw new InvalidArgumentError(`network ${spec.id}: underlay MTU ${this.underlayMtu} leaves no room for VXLAN`);
+    const cfg = {
+      name: sandboxName(this.opts.prefix, spec.id),
+      subnets,
+      mtu,
+      port: spec.port ?? DEFAULT_VXLAN_PORT,
+      underlayIp: this.opts.underlayIp,
+      hostNetns: this.opts.hostNetns,
+    };
+    const p = OverlayNetwork.create(spec.id, cfg, this.mustHost(), this.log);
+    this.creating.set(spec.id, p);
+    try {
+      const net = await p;
+      this.networks.set(spec.id, net);
+      return net;
+    } finally {
+      this.creating.delete(spec.id);
+    }
+  }
+
+  network(id: string): OverlayNetwork {
+    const n = this.networks.get(id);
+    if (!n) throw new NotFoundError(`network ${id} not found on this host`);
+    return n;
+  }
+
+  hasNetwork(id: string): boolean {
+    return this.networks.has(id);
+  }
+
+  listNetworks(): OverlayNetwork[] {
+    return [...this.networks.values()];
+  }
+
+  async deleteNetwork(id: string): Promise<void> {
+    const n = this.network(id);
+    this.networks.delete(id);
+    await n.destroy();
+  }
+
+  attach(networkId: string, ep: EndpointSpec): Promise<Endpoint> {
+    return this.network(networkId).attach(ep);
+  }
+
+  detach(networkId: string, endpointId: string): Promise<void> {
+    return this.network(networkId).detach(endpointId);
+  }
+
+  setPeers(networkId: string, peers: PeerSpec[]): Promise<ReconcileReport> {
+    return this.network(networkId).setPeers(peers);
+  }
+
+  /** One full pass over every network; errors are logged, not thrown (the timer calls this). */
+  async reconcileAll(): Promise<void> {
+    await Promise.all(
+      [...this.networks.values()].map((n) =>
+        n.requestReconcile().catch((e: unknown) => this.log.error('reconcile failed', { network: n.id, error: errorMessage(e) })),
+      ),
+    );
+  }
+
+  repairTotals(): RepairCounts {
+    const t: RepairCounts = { sandbox: 0, links: 0, endpoints: 0, neigh: 0, fdb: 0 };
+    for (const n of this.networks.values()) for (const k of Object.keys(t) as (keyof RepairCounts)[]) t[k] += n.repairs[k];
+    return t;
+  }
+
+  /** Tears every network down and stops the timer. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const id of [...this.networks.keys()])
+      await this.deleteNetwork(id).catch((e: unknown) => this.log.error('teardown failed', { network: id, error: errorMessage(e) }));
+    this.host?.close();
+    this.host = undefined;
+  }
+}
