@@ -21,8 +21,9 @@ export function buildProgram(): Command {
     .description("build the seed's underlay: hosts on separate L2 networks behind one router")
     .option('--hosts <n>', 'number of hosts', int, 2)
     .option('--l2 <n>', 'number of L2 networks (default: min(hosts, 2))', int)
-    .action(async (o: { name: string; hosts: number; l2?: number }) => {
-      const plan = await labUp(o.name, o.hosts, o.l2);
+    .option('--mtu <bytes>', 'underlay MTU', int, 1500)
+    .action(async (o: { name: string; hosts: number; l2?: number; mtu: number }) => {
+      const plan = await labUp(o.name, o.hosts, o.l2, o.mtu);
       for (const h of plan.hosts) process.stdout.write(`${h.name}\t${h.ip}\t${plan.nets[h.l2]!.cidr}\tnetns ${h.netns}\n`);
     });
 

@@ -11,8 +11,8 @@ import { planLab, type LabPlan } from './plan.js';
 export const LAB_STATE_DIR = '/run/vxswarm/labs';
 const statePath = (name: string): string => path.join(LAB_STATE_DIR, `${name}.json`);
 
-export async function labUp(name: string, hosts = 2, l2?: number): Promise<LabPlan> {
-  const plan = planLab(name, hosts, l2);
+export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): Promise<LabPlan> {
+  const plan = planLab(name, hosts, l2, mtu);
   if (netnsExists(plan.router)) throw new Error(`lab ${name} is already up (run: vxswarm lab down --name ${name})`);
   fs.mkdirSync(LAB_STATE_DIR, { recursive: true });
   fs.writeFileSync(statePath(name), JSON.stringify(plan, null, 2));
@@ -23,14 +23,14 @@ export async function labUp(name: string, hosts = 2, l2?: number): Promise<LabPl
       await r.setUp('lo');
       writeSysctl(plan.router, 'net.ipv4.ip_forward', '1');
       for (const n of plan.nets) {
-        await r.ensureBridge(n.bridge, { mtu: 1500 });
+        await r.ensureBridge(n.bridge, { mtu });
         const br = await r.mustGetLink(n.bridge);
         await r.replaceAddress(br.index, n.gateway, n.prefix);
         await r.setLink(br.index, { up: true });
       }
       for (const h of plan.hosts) {
         createNetns(h.netns);
-        await r.createVeth(h.routerIf, { mtu: 1500, peerName: 'eth0', peerNetns: h.netns });
+        await r.createVeth(h.routerIf, { mtu, peerName: 'eth0', peerNetns: h.netns });
         const v = await r.mustGetLink(h.routerIf);
         const br = await r.mustGetLink(plan.nets[h.l2]!.bridge);
         await r.setLink(v.index, { master: br.index, up: true });

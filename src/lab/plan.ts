@@ -25,6 +25,8 @@ export interface LabHost {
 
 export interface LabPlan {
   name: string;
+  /** underlay MTU of every lab link */
+  mtu: number;
   router: string;
   nets: L2Net[];
   hosts: LabHost[];
@@ -38,10 +40,11 @@ function l2Base(j: number): [number, number, number] {
   return j % 2 === 0 ? [172, 31, k] : [192, 168, k];
 }
 
-export function planLab(name: string, hosts = 2, l2 = Math.min(hosts, 2)): LabPlan {
+export function planLab(name: string, hosts = 2, l2 = Math.min(hosts, 2), mtu = 1500): LabPlan {
   if (!LAB_NAME_RE.test(name)) throw new InvalidArgumentError(`invalid lab name "${name}": 1-12 lowercase letters or digits, starting with a letter`);
   if (!Number.isInteger(hosts) || hosts < 1 || hosts > 32) throw new InvalidArgumentError(`invalid host count ${hosts}: 1..32`);
   if (!Number.isInteger(l2) || l2 < 1 || l2 > hosts || l2 > 16) throw new InvalidArgumentError(`invalid L2 network count ${l2}: 1..min(hosts, 16)`);
+  if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 9000) throw new InvalidArgumentError(`invalid underlay MTU ${mtu}: 1280..9000`);
   const nets: L2Net[] = Array.from({ length: l2 }, (_, j) => {
     const [a, b, c] = l2Base(j);
     return { index: j, cidr: `${a}.${b}.${c}.0/24`, prefix: 24, gateway: `${a}.${b}.${c}.1`, bridge: `l2br${j}` };
@@ -51,5 +54,5 @@ export function planLab(name: string, hosts = 2, l2 = Math.min(hosts, 2)): LabPl
     const [a, b, c] = l2Base(j);
     return { name: `node${i + 1}`, netns: `${name}-node${i + 1}`, ip: `${a}.${b}.${c}.${5 + Math.floor(i / l2)}`, l2: j, routerIf: `h${i + 1}` };
   });
-  return { name, router: `${name}-router`, nets, hosts: list };
+  return { name, mtu, router: `${name}-router`, nets, hosts: list };
 }
