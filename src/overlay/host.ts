@@ -122,15 +122,15 @@ export class OverlayHost {
     await n.destroy();
   }
 
-  attach(networkId: string, ep: EndpointSpec): Promise<Endpoint> {
+  async attach(networkId: string, ep: EndpointSpec): Promise<Endpoint> {
     return this.network(networkId).attach(ep);
   }
 
-  detach(networkId: string, endpointId: string): Promise<void> {
+  async detach(networkId: string, endpointId: string): Promise<void> {
     return this.network(networkId).detach(endpointId);
   }
 
-  setPeers(networkId: string, peers: PeerSpec[]): Promise<ReconcileReport> {
+  async setPeers(networkId: string, peers: PeerSpec[]): Promise<ReconcileReport> {
     return this.network(networkId).setPeers(peers);
   }
 

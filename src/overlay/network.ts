@@ -90,7 +90,7 @@ export class OverlayNetwork {
 
   // ---- endpoints ----
 
-  attach(spec: EndpointSpec): Promise<Endpoint> {
+  async attach(spec: EndpointSpec): Promise<Endpoint> {
     checkEndpointSpec(spec);
     const subnet = subnetFor(this.subnets, spec.ip, `endpoint ${spec.id}: address`);
     return this.mutex.lock(async () => {
@@ -167,7 +167,7 @@ export class OverlayNetwork {
   // ---- peers (desired state) ----
 
   /** Replaces the whole desired peer set. */
-  setPeers(peers: PeerSpec[]): Promise<ReconcileReport> {
+  async setPeers(peers: PeerSpec[]): Promise<ReconcileReport> {
     const next = new Map<string, PeerSpec>();
     for (const p of peers) {
       this.checkPeer(p);
@@ -178,7 +178,7 @@ export class OverlayNetwork {
     return this.requestReconcile();
   }
 
-  upsertPeer(p: PeerSpec): Promise<ReconcileReport> {
+  async upsertPeer(p: PeerSpec): Promise<ReconcileReport> {
     this.checkPeer(p);
     this.peers.set(p.ip, { ip: p.ip, mac: p.mac, vtep: p.vtep });
     return this.requestReconcile();

@@ -87,7 +87,7 @@ test('one overlay with two subnets: endpoints in different subnets on different 
   assert.match(routes.out, /10\.2\.1\.0\/24 via 10\.1\.1\.1/);
 });
 
-test('MTU: full-size don\'t-fragment UDP and ICMP cross; one byte more is refused locally, not black-holed', { skip: skipUnlessRoot }, async (t) => {
+test("MTU: full-size don't-fragment UDP and ICMP cross; one byte more is refused locally, not black-holed", { skip: skipUnlessRoot }, async (t) => {
   // Underlay 1550 so the overlay carries a standard 1500-byte packet: a 1472-byte DF datagram.
   const lab = await startLab(t, { tag: 'mtu', mtu: 1550 });
   const spec = { id: 'mtunet', subnets: [{ subnet: '10.7.0.0/24', gateway: '10.7.0.1', vni: 4200 }] };

@@ -80,10 +80,11 @@ export async function pingLoss(ns: string, ip: string, count = 5, extra: string[
   return m ? Number(m[1]) : 100;
 }
 
-
 /** ICMP echo requests a namespace has received (from /proc/net/snmp, which is per namespace). */
 export function icmpInEchos(ns: string): number {
-  const lines = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('Icmp:'));
+  const lines = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.startsWith('Icmp:'));
   const keys = lines[0]!.split(/\s+/);
   const vals = lines[1]!.split(/\s+/);
   return Number(vals[keys.indexOf('InEchos')]);
