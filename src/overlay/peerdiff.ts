@@ -32,7 +32,7 @@ export function diffPeers(
     const have = actualNeigh.get(ip);
     if (have === mac) continue;
     a.neighSet.push({ ip, mac });
-    if (have !== undefined || programmed.neigh.has(ip)) a.repairs.neigh++;
+    if (actualNeigh.has(ip) || programmed.neigh.has(ip)) a.repairs.neigh++;
   }
   for (const ip of actualNeigh.keys()) {
     if (desiredNeigh.has(ip)) continue;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what vxswarm and its tests need on Debian 12, as root: kernel tools from
+# Debian's packages, npm dependencies (binaries only from inside npm packages), a build,
+# and the `vxswarm` command on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (namespaces, netlink and VXLAN need it)" >&2
+  exit 1
+fi
+
+pkgs=(iproute2 iputils-ping traceroute iperf3 nftables libnftables1 python3 util-linux procps)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+npm ci --no-audit --no-fund
+npm run build
+ln -sf "$(pwd)/bin/vxswarm" /usr/local/bin/vxswarm
+echo "vxswarm installed: $(command -v vxswarm)"
