@@ -1,16 +1,27 @@
-// rtnetlink over one NETLINK_ROUTE socket bound to one network namespace.
-// Every mutation uses create-or-replace flags, and at most MAX_IN_FLIGHT requests
-// are outstanding (thousands at once overrun the socket and abort the process).
+// rtnetlink over NETLINK_ROUTE sockets bound to one network namespace.
+// Every mutation uses create-or-replace flags. Requests issued together are batched into
+// one sendmsg and matched to their ACKs by sequence number; at most WINDOW are outstanding
+// (thousands at once overrun the socket's receive buffer).
+// Dumps go over separate sockets, one dump per socket at a time: the kernel allows one dump
+// per socket (EBUSY), and a dump's parts must not interleave with other replies.
 import { createNetlink, Protocol, type NetlinkSocket } from 'netlink';
 import { KernelError } from '../core/errors.js';
-import { Semaphore } from '../core/semaphore.js';
+import { Mutex } from '../core/mutex.js';
 import { bufferToIp, formatIp, ipToBuffer } from '../core/ipv4.js';
 import { errnoName } from './libc.js';
 import { inNetns, openNetns } from './netns.js';
 import { attr, formatMac, macToBuffer, nested, parseAttrs, readStr, readU32, readU8, str, u16be, u32, u8, type Attr } from './nlattr.js';
 import fs from 'node:fs';
 
-const MAX_IN_FLIGHT = 32;
+// Requests are packed into batches (one sendmsg each) and at most WINDOW await their ACK.
+// Each ACK costs ~1 KiB of receive buffer; an overrun loses ACKs (ENOBUFS), so the buffer is
+// raised to RCVBUF (capped by net.core.rmem_max) and the window sized to fit the default too.
+const BATCH = 128;
+const WINDOW = 1024;
+const RCVBUF = 4 << 20;
+const SNDBUF = 1 << 20;
+const F_REQUEST = 1,
+  F_ACK = 4;
 
 // Message types (linux/rtnetlink.h)
 const RTM_NEWLINK = 16,
@@ -187,46 +198,151 @@ function withNetnsFd<T>(netns: string | undefined, fn: (fd: number | undefined) 
   return fn(fd).finally(() => fs.closeSync(fd));
 }
 
+interface Pending {
+  seq: number;
+  msg: Buffer;
+  op: string;
+  object: string;
+  replies: Buffer[];
+  /** set on the last request of a batch: the requests its ACK completes */
+  batch?: Pending[];
+  resolve: (v: Buffer[]) => void;
+  reject: (e: Error) => void;
+}
+
+function nlmsg(type: number, flags: number, seq: number, payload: Buffer[]): Buffer {
+  const body = Buffer.concat(payload);
+  const h = Buffer.alloc(16);
+  h.writeUInt32LE(16 + body.length, 0);
+  h.writeUInt16LE(type, 4);
+  h.writeUInt16LE(flags, 6);
+  h.writeUInt32LE(seq, 8);
+  return Buffer.concat([h, body]);
+}
+
 export class Rtnl {
-  private readonly sem = new Semaphore(MAX_IN_FLIGHT);
+  private readonly dumpLocks = [new Mutex(), new Mutex()];
+  private dumpTurn = 0;
+  private queue: Pending[] = [];
+  private head = 0;
+  private readonly inflight = new Map<number, Pending>();
+  private seq = 0x10000000;
+  private flushScheduled = false;
   private closed = false;
 
   private constructor(
     private readonly sock: NetlinkSocket,
+    private readonly dumpSocks: NetlinkSocket[],
     /** namespace name, or undefined for the process's own */
     readonly netns: string | undefined,
-  ) {}
+  ) {
+    // Our own requests never register with the library, so every reply reaches us here.
+    sock.on('message', (msgs) => this.onReplies(msgs));
+    sock.on('invalid', (_err, msgs) => this.onReplies(Array.isArray(msgs) ? msgs : []));
+  }
 
-  /** Opens a socket living in `netns` (the process's namespace when undefined). */
+  /** Opens sockets living in `netns` (the process's namespace when undefined). */
   static open(netns?: string): Rtnl {
-    const sock = inNetns(netns, () => createNetlink(Protocol.ROUTE));
-    return new Rtnl(sock, netns);
+    const make = (): NetlinkSocket => createNetlink(Protocol.ROUTE, { recvBufferSize: RCVBUF, sendBufferSize: SNDBUF });
+    const [sock, d1, d2] = inNetns(netns, () => [make(), make(), make()] as const);
+    return new Rtnl(sock, [d1, d2], netns);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    const err = new KernelError('netlink', this.where('socket'), 9, 'EBADF', 'socket closed');
+    for (const p of [...this.queue.slice(this.head), ...this.inflight.values()]) p.reject(err);
+    this.queue = [];
+    this.head = 0;
+    this.inflight.clear();
     this.sock.close();
+    for (const d of this.dumpSocks) d.close();
   }
 
   private where(object: string): string {
     return this.netns ? `${object} in netns ${this.netns}` : object;
   }
 
-  private async request(op: string, object: string, type: number, flags: number, payload: Buffer[]): Promise<Buffer[]> {
-    return this.sem.run(async () => {
-      const [msgs] = await this.sock.request(type, payload, { flags, checkError: false });
-      const out: Buffer[] = [];
-      for (const m of msgs) {
-        if (m.type === NLMSG_ERROR) {
-          const errno = -m.data.readInt32LE(0);
-          if (errno !== 0) throw new KernelError(op, this.where(object), errno, errnoName(errno));
-          continue;
-        }
-        out.push(m.data);
+  private request(op: string, object: string, type: number, flags: number, payload: Buffer[]): Promise<Buffer[]> {
+    if ((flags & F_DUMP) === F_DUMP) {
+      // Two dump sockets, one dump each at a time, so a neighbour and an FDB dump run side by side.
+      const i = this.dumpTurn++ % this.dumpSocks.length;
+      return this.dumpLocks[i]!.lock(() => this.dump(this.dumpSocks[i]!, op, object, type, flags, payload));
+    }
+    if (this.closed) return Promise.reject(new KernelError(op, this.where(object), 9, 'EBADF', 'socket closed'));
+    return new Promise<Buffer[]>((resolve, reject) => {
+      this.seq = this.seq >= 0x7fffffff ? 0x10000000 : this.seq + 1;
+      this.queue.push({ seq: this.seq, msg: nlmsg(type, flags | F_REQUEST, this.seq, payload), op, object, replies: [], resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        queueMicrotask(() => {
+          this.flushScheduled = false;
+          this.pump();
+        });
       }
-      return out;
     });
+  }
+
+  private pump(): void {
+    while (this.head < this.queue.length && this.inflight.size < WINDOW && !this.closed) {
+      // Read by index: splicing the front of a 40k-entry queue per batch is quadratic.
+      const batch = this.queue.slice(this.head, this.head + Math.min(BATCH, WINDOW - this.inflight.size));
+      this.head += batch.length;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      }
+      for (const p of batch) this.inflight.set(p.seq, p);
+      // Only the last request asks for an ACK: the kernel handles a batch in order and reports
+      // every failure anyway, so that one ACK completes all requests without an error of their own.
+      const last = batch[batch.length - 1]!;
+      last.msg.writeUInt16LE(last.msg.readUInt16LE(6) | F_ACK, 6);
+      last.batch = batch;
+      this.sock.socket.send(Buffer.concat(batch.map((p) => p.msg)), {}, (error) => {
+        if (!error) return;
+        for (const p of batch) {
+          if (!this.inflight.delete(p.seq)) continue;
+          p.reject(new KernelError(p.op, this.where(p.object), Math.abs(error.errno ?? 5), error.code ?? 'EIO', error.message));
+        }
+        this.pump();
+      });
+    }
+    this.sock.ref(this.inflight.size > 0);
+  }
+
+  private onReplies(msgs: Array<{ type: number; seq: number; data: Buffer }>): void {
+    for (const m of msgs) {
+      const p = this.inflight.get(m.seq);
+      if (!p) continue;
+      if (m.type !== NLMSG_ERROR) {
+        p.replies.push(m.data);
+        continue;
+      }
+      this.inflight.delete(m.seq);
+      const errno = -m.data.readInt32LE(0);
+      if (errno !== 0) p.reject(new KernelError(p.op, this.where(p.object), errno, errnoName(errno)));
+      else if (!p.batch) p.resolve(p.replies);
+      for (const q of p.batch ?? []) {
+        if (q !== p && !this.inflight.delete(q.seq)) continue;
+        if (q !== p || errno === 0) q.resolve(q.replies);
+      }
+    }
+    this.pump();
+  }
+
+  private async dump(sock: NetlinkSocket, op: string, object: string, type: number, flags: number, payload: Buffer[]): Promise<Buffer[]> {
+    const [msgs] = await sock.request(type, payload, { flags, checkError: false });
+    const out: Buffer[] = [];
+    for (const m of msgs) {
+      if (m.type === NLMSG_ERROR) {
+        const errno = -m.data.readInt32LE(0);
+        if (errno !== 0) throw new KernelError(op, this.where(object), errno, errnoName(errno));
+        continue;
+      }
+      out.push(m.data);
+    }
+    return out;
   }
 
   // ---- links ----

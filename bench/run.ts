@@ -1,0 +1,12 @@
+// npm run bench -- <name>: runs one benchmark; each prints JSON lines, the last a summary.
+const benches: Record<string, () => Promise<void>> = {
+  dataplane: async () => (await import('./dataplane.js')).run(),
+};
+
+const name = process.argv[2];
+const fn = name ? benches[name] : undefined;
+if (!fn) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join('|')}>\n`);
+  process.exit(2);
+}
+await fn();

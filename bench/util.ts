@@ -1,0 +1,42 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+export function emit(obj: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+export const round = (x: number, digits = 3): number => Number(x.toFixed(digits));
+
+export async function ns(netns: string, cmd: string[], timeoutMs = 60000): Promise<string> {
+  const { stdout } = await execFileP('ip', ['netns', 'exec', netns, ...cmd], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 << 20 });
+  return stdout;
+}
+
+export async function sh(cmd: string[]): Promise<string> {
+  const { stdout } = await execFileP(cmd[0]!, cmd.slice(1), { encoding: 'utf8' });
+  return stdout;
+}
+
+/** iperf3 single TCP stream from client netns to server netns; Gbit/s received. */
+export async function iperfGbps(serverNs: string, serverIp: string, clientNs: string, seconds: number): Promise<number> {
+  const server = ns(serverNs, ['iperf3', '-s', '-1', '-B', serverIp], seconds * 1000 + 20000);
+  await new Promise((r) => setTimeout(r, 400));
+  const out = await ns(clientNs, ['iperf3', '-c', serverIp, '-t', String(seconds), '-J'], seconds * 1000 + 20000);
+  await server.catch(() => undefined);
+  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
+  return j.end.sum_received.bits_per_second / 1e9;
+}
+
+export async function pingAvgMs(netns: string, ip: string, count = 20): Promise<number> {
+  const out = await ns(netns, ['ping', '-c', String(count), '-i', '0.05', '-q', ip]);
+  const m = /= [\d.]+\/([\d.]+)\//.exec(out);
+  if (!m) throw new Error(`no ping summary: ${out}`);
+  return Number(m[1]);
+}
