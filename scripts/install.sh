@@ -19,6 +19,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Native addons build from source with the machine's compiler: nothing downloads a prebuilt binary.
+export npm_config_build_from_source=true
 npm ci --no-audit --no-fund
 npm run build
 ln -sf "$(pwd)/bin/vxswarm" /usr/local/bin/vxswarm
