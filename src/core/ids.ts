@@ -16,3 +16,19 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 export function isMac(s: string): boolean {
   return MAC_RE.test(s);
 }
+
+/** Lowercase base36 of `bytes`, zero-padded to `width` (swarm IDs and tokens use this). */
+export function base36(bytes: Buffer, width: number): string {
+  const s = BigInt(`0x${bytes.toString('hex') || '0'}`).toString(36);
+  return s.padStart(width, '0');
+}
+
+/** A swarm object ID: 128 random bits as 25 base36 characters, like swarmkit's. */
+export function newId(): string {
+  return base36(randomBytes(16), 25);
+}
+
+/** A 64-hex-character ID, like Docker's container, endpoint and network IDs. */
+export function newLongId(): string {
+  return randomHex(32);
+}

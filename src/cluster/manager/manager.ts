@@ -1,0 +1,467 @@
+// The swarm manager: cluster identity, CA and tokens, nodes and their liveness, overlay
+// networks with their VNIs and subnets, and endpoint attachments with their addresses.
+// Transport-free: the manager API server and the local Engine API both call into this.
+import { EventEmitter } from 'node:events';
+import { ConflictError, InvalidArgumentError, NotFoundError, VxError } from '../../core/errors.js';
+import { newId, randomMac } from '../../core/ids.js';
+import { formatIp, parseCidr, parseIp } from '../../core/ipv4.js';
+import type { Logger } from '../../core/log.js';
+import { DEFAULT_CERT_DAYS, RootCA, createRootCA, type Role } from './ca.js';
+import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniList, planSubnets, planVnis, type SubnetRequest } from './allocator.js';
+import type { Store } from './store.js';
+import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
+import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord } from './types.js';
+
+export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
+export const MTU_OPTION = 'com.docker.network.driver.mtu';
+export const DEFAULT_DATA_PATH_PORT = 4789;
+/** A node whose session sends nothing for this long is marked down (a closed session is at once). */
+export const HEARTBEAT_TIMEOUT_MS = 2500;
+export const HEARTBEAT_PERIOD_MS = 500;
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
+
+export class ForbiddenError extends VxError {
+  constructor(message: string) {
+    super(message, 403);
+  }
+}
+
+export interface InitOptions {
+  nodeId: string;
+  hostname: string;
+  advertiseAddr: string;
+  engineVersion: string;
+  defaultAddrPool?: string[];
+  subnetSize?: number;
+  dataPathPort?: number;
+  certDays?: number;
+}
+
+export interface NetworkCreate {
+  name: string;
+  driver?: string;
+  attachable?: boolean;
+  internal?: boolean;
+  ingress?: boolean;
+  labels?: Record<string, string>;
+  options?: Record<string, string>;
+  subnets?: SubnetRequest[];
+}
+
+export interface JoinRequest {
+  token: string;
+  csrPem: string;
+  hostname: string;
+  addr: string;
+  availability?: Availability;
+  engineVersion: string;
+}
+
+export interface JoinResult {
+  nodeId: string;
+  role: Role;
+  certPem: string;
+  caPem: string;
+  clusterId: string;
+}
+
+const now = (): string => new Date().toISOString();
+
+export class Manager extends EventEmitter {
+  private readonly lastSeen = new Map<string, number>();
+  private readonly sessions = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly store: Store,
+    readonly ca: RootCA,
+    readonly selfId: string,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  /** Creates a cluster: root CA, tokens, this node as leader, the ingress network. */
+  static async init(store: Store, o: InitOptions, log: Logger): Promise<Manager> {
+    if (store.getCluster()) throw new ConflictError('This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+    const pool = o.defaultAddrPool?.length ? o.defaultAddrPool : DEFAULT_ADDR_POOL;
+    const size = o.subnetSize || DEFAULT_SUBNET_SIZE;
+    checkPool(pool, size);
+    const port = o.dataPathPort || DEFAULT_DATA_PATH_PORT;
+    if (!Number.isInteger(port) || port < 1024 || port > 49151) throw new InvalidArgumentError(`invalid data path port ${port}: must be 1024..49151`);
+    const pair = await createRootCA();
+    const ca = await RootCA.load(pair);
+    const t = now();
+    const cluster: ClusterRecord = {
+      id: newId(),
+      createdAt: t,
+      updatedAt: t,
+      version: 1,
+      defaultAddrPool: pool,
+      subnetSize: size,
+      dataPathPort: port,
+      workerSecret: newSecret(),
+      managerSecret: newSecret(),
+      caCertPem: pair.certPem,
+      caKeyPem: pair.keyPem,
+      certDays: o.certDays ?? DEFAULT_CERT_DAYS,
+    };
+    const m = new Manager(store, ca, o.nodeId, log);
+    store.tx(() => {
+      store.putCluster({ ...cluster, version: store.bump() });
+      store.putNode({
+        id: o.nodeId,
+        hostname: o.hostname,
+        role: 'manager',
+        availability: 'active',
+        addr: o.advertiseAddr,
+        state: 'ready',
+        message: '',
+        engineVersion: o.engineVersion,
+        labels: {},
+        version: store.bump(),
+        createdAt: t,
+        updatedAt: t,
+      });
+      // The seed's ingress: 10.255.0.0/16 outside the /24s handed to user networks when the
+      // default pool is in use (as Docker did), else the first subnet of the custom pool.
+      const ingressSubnet = pool === DEFAULT_ADDR_POOL ? [{ subnet: '10.255.0.0/16', gateway: '10.255.0.1' }] : [];
+      m.createNetworkTx({ name: 'ingress', driver: 'overlay', ingress: true, subnets: ingressSubnet });
+    });
+    m.start();
+    return m;
+  }
+
+  /** Reopens the manager of an existing cluster (after a restart). */
+  static async load(store: Store, selfId: string, log: Logger): Promise<Manager> {
+    const c = store.getCluster();
+    if (!c) throw new NotFoundError('no swarm state in this store');
+    const m = new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
+    // Until their sessions come back, other nodes' state is unknown; the timer marks them down.
+    const t = Date.now();
+    store.tx(() => {
+      for (const n of store.listNodes()) {
+        if (n.id === selfId) m.setState(n, 'ready', '');
+        else m.lastSeen.set(n.id, t);
+      }
+    });
+    m.start();
+    return m;
+  }
+
+  private start(): void {
+    this.timer = setInterval(() => this.expireSessions(), HEARTBEAT_PERIOD_MS / 2);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  cluster(): ClusterRecord {
+    const c = this.store.getCluster();
+    if (!c) throw new NotFoundError('no swarm');
+    return c;
+  }
+
+  get caDigest(): string {
+    return caDigest(this.ca.der);
+  }
+
+  joinTokens(): { worker: string; manager: string } {
+    const c = this.cluster();
+    return { worker: formatToken(this.caDigest, c.workerSecret), manager: formatToken(this.caDigest, c.managerSecret) };
+  }
+
+  rotateToken(role: Role): void {
+    this.store.tx(() => {
+      const c = this.cluster();
+      if (role === 'worker') c.workerSecret = newSecret();
+      else c.managerSecret = newSecret();
+      c.updatedAt = now();
+      c.version = this.store.bump();
+      this.store.putCluster(c);
+    });
+  }
+
+  // ---- join and certificates ----
+
+  async join(r: JoinRequest): Promise<JoinResult> {
+    const tok = parseToken(r.token);
+    const c = this.cluster();
+    if (!secretsEqual(tok.caDigest, this.caDigest)) throw new InvalidArgumentError('invalid join token: it was issued for another swarm (CA digest mismatch)');
+    let role: Role | undefined;
+    // Compare against both secrets every time, so timing says nothing about which matched.
+    const isWorker = secretsEqual(tok.secret, c.workerSecret);
+    const isManager = secretsEqual(tok.secret, c.managerSecret);
+    if (isManager) role = 'manager';
+    else if (isWorker) role = 'worker';
+    if (!role) throw new ForbiddenError('invalid join token');
+    if (role === 'manager') throw new InvalidArgumentError('joining as a manager is not supported yet: this swarm has a single manager');
+    if (typeof r.hostname !== 'string' || r.hostname.length === 0 || r.hostname.length > 253) throw new InvalidArgumentError('invalid hostname');
+    parseIp(r.addr);
+    const id = newId();
+    const certPem = await this.ca.sign(r.csrPem, id, role, c.id, c.certDays);
+    const t = now();
+    this.store.tx(() => {
+      this.store.putNode({
+        id,
+        hostname: r.hostname,
+        role,
+        availability: r.availability ?? 'active',
+        addr: r.addr,
+        state: 'unknown',
+        message: '',
+        engineVersion: r.engineVersion,
+        labels: {},
+        version: this.store.bump(),
+        createdAt: t,
+        updatedAt: t,
+      });
+    });
+    this.lastSeen.set(id, Date.now());
+    this.log.info('node joined', { node: id, hostname: r.hostname, role });
+    return { nodeId: id, role, certPem, caPem: this.ca.certPem, clusterId: c.id };
+  }
+
+  /** Issues a fresh certificate to a known node (renewal); the role comes from the store. */
+  async renew(nodeId: string, csrPem: string): Promise<string> {
+    const n = this.mustNode(nodeId);
+    return this.ca.sign(csrPem, n.id, n.role, this.cluster().id, this.cluster().certDays);
+  }
+
+  // ---- nodes ----
+
+  listNodes(): NodeRecord[] {
+    return this.store.listNodes();
+  }
+
+  /** By full ID, unique ID prefix, or hostname (as docker node inspect resolves). */
+  findNode(ref: string): NodeRecord {
+    const all = this.store.listNodes();
+    const exact = all.find((n) => n.id === ref);
+    if (exact) return exact;
+    const byPrefix = ref.length > 0 ? all.filter((n) => n.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) throw new ConflictError(`node ${ref} is ambiguous (${byPrefix.length} matches found)`);
+    const byName = all.filter((n) => n.hostname === ref);
+    if (byName.length === 1) return byName[0]!;
+    if (byName.length > 1) throw new ConflictError(`node ${ref} is ambiguous (${byName.length} matches found)`);
+    throw new NotFoundError(`node ${ref} not found`);
+  }
+
+  private mustNode(id: string): NodeRecord {
+    const n = this.store.getNode(id);
+    if (!n) throw new NotFoundError(`node ${id} not found`);
+    return n;
+  }
+
+  updateNode(ref: string, version: number | undefined, spec: { availability?: string; role?: string; labels?: Record<string, string> }): NodeRecord {
+    return this.store.tx(() => {
+      const n = this.findNode(ref);
+      if (version !== undefined && version !== n.version)
+        throw new ConflictError(`update out of sequence: node ${n.id} is at version ${n.version}, not ${version}`);
+      if (spec.availability !== undefined) {
+        if (!['active', 'pause', 'drain'].includes(spec.availability))
+          throw new InvalidArgumentError(`invalid availability "${spec.availability}": active, pause or drain`);
+        n.availability = spec.availability as Availability;
+      }
+      if (spec.role !== undefined && spec.role !== n.role) {
+        if (!['manager', 'worker'].includes(spec.role)) throw new InvalidArgumentError(`invalid role "${spec.role}": manager or worker`);
+        throw new InvalidArgumentError("changing a node's role is not supported yet: this swarm has a single manager");
+      }
+      if (spec.labels !== undefined) n.labels = { ...spec.labels };
+      n.updatedAt = now();
+      n.version = this.store.bump();
+      this.store.putNode(n);
+      return n;
+    });
+  }
+
+  removeNode(ref: string, force: boolean): void {
+    this.store.tx(() => {
+      const n = this.findNode(ref);
+      if (n.id === this.selfId)
+        throw new ForbiddenError(`node ${n.id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`);
+      if (n.state === 'ready' && !force) throw new ForbiddenError(`node ${n.id} is not down and can't be removed`);
+      for (const a of this.store.listAttachments({ nodeId: n.id })) this.releaseTx(a);
+      this.store.deleteNode(n.id);
+      this.store.bump();
+    });
+    this.emit('node-removed', ref);
+  }
+
+  // ---- liveness ----
+
+  sessionOpened(nodeId: string): NodeRecord {
+    const n = this.mustNode(nodeId);
+    this.sessions.set(nodeId, (this.sessions.get(nodeId) ?? 0) + 1);
+    this.lastSeen.set(nodeId, Date.now());
+    this.store.tx(() => this.setState(n, 'ready', ''));
+    return n;
+  }
+
+  heartbeat(nodeId: string): void {
+    this.lastSeen.set(nodeId, Date.now());
+  }
+
+  sessionClosed(nodeId: string): void {
+    const left = (this.sessions.get(nodeId) ?? 1) - 1;
+    if (left > 0) {
+      this.sessions.set(nodeId, left);
+      return;
+    }
+    this.sessions.delete(nodeId);
+    const n = this.store.getNode(nodeId);
+    if (n) this.store.tx(() => this.setState(n, 'down', 'heartbeat failure: session closed'));
+  }
+
+  private expireSessions(): void {
+    const t = Date.now();
+    for (const [id, seen] of this.lastSeen) {
+      if (id === this.selfId || t - seen < HEARTBEAT_TIMEOUT_MS) continue;
+      const n = this.store.getNode(id);
+      if (!n) {
+        this.lastSeen.delete(id);
+        continue;
+      }
+      if (n.state !== 'down') this.store.tx(() => this.setState(n, 'down', 'heartbeat failure'));
+    }
+  }
+
+  private setState(n: NodeRecord, state: NodeRecord['state'], message: string): void {
+    if (n.state === state && n.message === message) return;
+    n.state = state;
+    n.message = message;
+    n.updatedAt = now();
+    n.version = this.store.bump();
+    this.store.putNode(n);
+    this.emit('node-state', n);
+    this.log.info('node state', { node: n.id, hostname: n.hostname, state, message });
+  }
+
+  // ---- networks ----
+
+  createNetwork(req: NetworkCreate): NetworkRecord {
+    return this.store.tx(() => this.createNetworkTx(req));
+  }
+
+  private createNetworkTx(req: NetworkCreate): NetworkRecord {
+    if (typeof req.name !== 'string' || !NAME_RE.test(req.name)) {
+      throw new InvalidArgumentError(`invalid network name "${req.name}": names are 1-64 characters, [a-zA-Z0-9][a-zA-Z0-9_.-]`);
+    }
+    const driver = req.driver || 'overlay';
+    if (driver !== 'overlay') throw new InvalidArgumentError(`unknown or unsupported network driver "${driver}": swarm networks use the overlay driver`);
+    if (this.store.getNetworkByName(req.name)) throw new ConflictError(`network with name ${req.name} already exists`);
+    const options = { ...(req.options ?? {}) };
+    for (const [k, v] of Object.entries(options)) if (typeof v !== 'string') throw new InvalidArgumentError(`option ${k} must be a string`);
+    if (options[MTU_OPTION] !== undefined) {
+      const mtu = Number(options[MTU_OPTION]);
+      if (!/^\d+$/.test(options[MTU_OPTION]) || mtu < 68 || mtu > 65535)
+        throw new InvalidArgumentError(`invalid MTU "${options[MTU_OPTION]}": must be 68..65535`);
+    }
+    const c = this.cluster();
+    const taken = this.store.listNetworks().flatMap((n) => n.ipam.configs.map((x) => parseCidr(x.subnet)));
+    const configs = planSubnets(taken, req.subnets ?? [], c.defaultAddrPool, c.subnetSize);
+    const vnis = planVnis(this.store.usedVnis(), configs.length, options[VXLANID_OPTION] !== undefined ? parseVniList(options[VXLANID_OPTION]) : undefined);
+    options[VXLANID_OPTION] = vnis.join(',');
+    const t = now();
+    const rec: NetworkRecord = {
+      id: newId(),
+      name: req.name,
+      driver: 'overlay',
+      attachable: req.attachable ?? false,
+      ingress: req.ingress ?? false,
+      internal: req.internal ?? false,
+      labels: { ...(req.labels ?? {}) },
+      options,
+      ipam: { driver: 'default', options: {}, configs },
+      vnis,
+      version: this.store.bump(),
+      createdAt: t,
+      updatedAt: t,
+    };
+    this.store.putNetwork(rec);
+    for (const v of vnis) this.store.takeVni(v, rec.id);
+    return rec;
+  }
+
+  listNetworks(): NetworkRecord[] {
+    return this.store.listNetworks();
+  }
+
+  /** By full ID, name, or unique ID prefix (Docker's lookup order). */
+  findNetwork(ref: string): NetworkRecord {
+    const byId = this.store.getNetwork(ref);
+    if (byId) return byId;
+    const byName = this.store.getNetworkByName(ref);
+    if (byName) return byName;
+    const byPrefix = ref.length > 0 ? this.store.listNetworks().filter((n) => n.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) throw new ConflictError(`network ${ref} is ambiguous (${byPrefix.length} matches found on name)`);
+    throw new NotFoundError(`network ${ref} not found`);
+  }
+
+  removeNetwork(ref: string): NetworkRecord {
+    return this.store.tx(() => {
+      const n = this.findNetwork(ref);
+      if (n.ingress) throw new ForbiddenError(`${n.name} is the ingress network and cannot be removed while this swarm uses it`);
+      const used = this.store.listAttachments({ networkId: n.id });
+      if (used.length) throw new ConflictError(`network ${n.name} is in use by ${used.length} endpoint(s) (e.g. ${used[0]!.name})`);
+      this.store.deleteNetwork(n.id);
+      this.store.bump();
+      return n;
+    });
+  }
+
+  // ---- attachments (endpoints on overlay networks) ----
+
+  attach(networkRef: string, nodeId: string, name: string): { attachment: AttachmentRecord; network: NetworkRecord } {
+    return this.store.tx(() => {
+      const net = this.findNetwork(networkRef);
+      this.mustNode(nodeId);
+      if (typeof name !== 'string' || !NAME_RE.test(name)) throw new InvalidArgumentError(`invalid endpoint name "${name}"`);
+      const id = newId();
+      let ip: number | undefined;
+      for (const cfg of net.ipam.configs) {
+        const last = this.store.getCursor(net.id, cfg.subnet);
+        ip = nextFitIp(cfg, last, (x) => this.store.ipTaken(net.id, x));
+        if (ip !== undefined) {
+          this.store.setCursor(net.id, cfg.subnet, ip);
+          break;
+        }
+      }
+      if (ip === undefined)
+        throw new ConflictError(
+          `could not find an available IP address on network ${net.name}: every address of ${net.ipam.configs.map((c) => c.ipRange ?? c.subnet).join(', ')} is in use`,
+        );
+      this.store.takeIp(net.id, ip, id);
+      const attachment: AttachmentRecord = { id, networkId: net.id, nodeId, name, ip: formatIp(ip), mac: randomMac(), createdAt: now() };
+      this.store.putAttachment(attachment);
+      this.store.bump();
+      return { attachment, network: net };
+    });
+  }
+
+  detach(attachmentId: string, nodeId?: string): AttachmentRecord {
+    return this.store.tx(() => {
+      const a = this.store.getAttachment(attachmentId);
+      if (!a) throw new NotFoundError(`endpoint ${attachmentId} not found`);
+      if (nodeId !== undefined && a.nodeId !== nodeId) throw new ForbiddenError(`endpoint ${attachmentId} belongs to another node`);
+      this.releaseTx(a);
+      this.store.bump();
+      return a;
+    });
+  }
+
+  private releaseTx(a: AttachmentRecord): void {
+    this.store.releaseIp(a.networkId, parseIp(a.ip));
+    this.store.deleteAttachment(a.id);
+  }
+
+  listAttachments(filter: { networkId?: string; nodeId?: string } = {}): AttachmentRecord[] {
+    return this.store.listAttachments(filter);
+  }
+}

@@ -1,0 +1,151 @@
+// The manager's state in SQLite. Every write is one transaction; a version counter gives
+// each written object its Version.Index, as raft indexes do in swarmkit.
+import Database from 'better-sqlite3';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord } from './types.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vnis (vni INTEGER PRIMARY KEY, network_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ips (network_id TEXT NOT NULL, ip INTEGER NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (network_id, ip));
+CREATE TABLE IF NOT EXISTS cursors (network_id TEXT NOT NULL, subnet TEXT NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (network_id, subnet));
+CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, network_id TEXT NOT NULL, node_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS attachments_by_network ON attachments (network_id);
+CREATE INDEX IF NOT EXISTS attachments_by_node ON attachments (node_id);
+`;
+
+export class Store {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Runs `fn` as one transaction; a throw rolls every write back. */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /** Next version index; call inside a transaction. */
+  bump(): number {
+    const v = Number(this.getMeta('version') ?? '0') + 1;
+    this.setMeta('version', String(v));
+    return v;
+  }
+
+  getMeta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  // cluster
+  getCluster(): ClusterRecord | undefined {
+    const v = this.getMeta('cluster');
+    return v ? (JSON.parse(v) as ClusterRecord) : undefined;
+  }
+  putCluster(c: ClusterRecord): void {
+    this.setMeta('cluster', JSON.stringify(c));
+  }
+
+  // nodes
+  getNode(id: string): NodeRecord | undefined {
+    const r = this.db.prepare('SELECT data FROM nodes WHERE id = ?').get(id) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as NodeRecord) : undefined;
+  }
+  listNodes(): NodeRecord[] {
+    return (this.db.prepare('SELECT data FROM nodes ORDER BY id').all() as { data: string }[]).map((r) => JSON.parse(r.data) as NodeRecord);
+  }
+  putNode(n: NodeRecord): void {
+    this.db.prepare('INSERT INTO nodes (id, data) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data').run(n.id, JSON.stringify(n));
+  }
+  deleteNode(id: string): void {
+    this.db.prepare('DELETE FROM nodes WHERE id = ?').run(id);
+  }
+
+  // networks
+  getNetwork(id: string): NetworkRecord | undefined {
+    const r = this.db.prepare('SELECT data FROM networks WHERE id = ?').get(id) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as NetworkRecord) : undefined;
+  }
+  getNetworkByName(name: string): NetworkRecord | undefined {
+    const r = this.db.prepare('SELECT data FROM networks WHERE name = ?').get(name) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as NetworkRecord) : undefined;
+  }
+  listNetworks(): NetworkRecord[] {
+    return (this.db.prepare('SELECT data FROM networks ORDER BY name').all() as { data: string }[]).map((r) => JSON.parse(r.data) as NetworkRecord);
+  }
+  putNetwork(n: NetworkRecord): void {
+    this.db
+      .prepare('INSERT INTO networks (id, name, data) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data')
+      .run(n.id, n.name, JSON.stringify(n));
+  }
+  deleteNetwork(id: string): void {
+    this.db.prepare('DELETE FROM networks WHERE id = ?').run(id);
+    this.db.prepare('DELETE FROM vnis WHERE network_id = ?').run(id);
+    this.db.prepare('DELETE FROM ips WHERE network_id = ?').run(id);
+    this.db.prepare('DELETE FROM cursors WHERE network_id = ?').run(id);
+  }
+
+  // VNIs
+  usedVnis(): Set<number> {
+    return new Set((this.db.prepare('SELECT vni FROM vnis').all() as { vni: number }[]).map((r) => r.vni));
+  }
+  takeVni(vni: number, networkId: string): void {
+    this.db.prepare('INSERT INTO vnis (vni, network_id) VALUES (?, ?)').run(vni, networkId);
+  }
+
+  // IPs (as unsigned 32-bit integers)
+  ipTaken(networkId: string, ip: number): boolean {
+    return this.db.prepare('SELECT 1 FROM ips WHERE network_id = ? AND ip = ?').get(networkId, ip) !== undefined;
+  }
+  takeIp(networkId: string, ip: number, owner: string): void {
+    this.db.prepare('INSERT INTO ips (network_id, ip, owner) VALUES (?, ?, ?)').run(networkId, ip, owner);
+  }
+  releaseIp(networkId: string, ip: number): void {
+    this.db.prepare('DELETE FROM ips WHERE network_id = ? AND ip = ?').run(networkId, ip);
+  }
+  countIps(networkId: string): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM ips WHERE network_id = ?').get(networkId) as { n: number }).n;
+  }
+  getCursor(networkId: string, subnet: string): number | undefined {
+    return (this.db.prepare('SELECT last FROM cursors WHERE network_id = ? AND subnet = ?').get(networkId, subnet) as { last: number } | undefined)?.last;
+  }
+  setCursor(networkId: string, subnet: string, last: number): void {
+    this.db
+      .prepare('INSERT INTO cursors (network_id, subnet, last) VALUES (?, ?, ?) ON CONFLICT(network_id, subnet) DO UPDATE SET last = excluded.last')
+      .run(networkId, subnet, last);
+  }
+
+  // attachments
+  getAttachment(id: string): AttachmentRecord | undefined {
+    const r = this.db.prepare('SELECT data FROM attachments WHERE id = ?').get(id) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as AttachmentRecord) : undefined;
+  }
+  listAttachments(filter: { networkId?: string; nodeId?: string } = {}): AttachmentRecord[] {
+    const rows = this.db
+      .prepare('SELECT data FROM attachments WHERE (? IS NULL OR network_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id')
+      .all(filter.networkId ?? null, filter.networkId ?? null, filter.nodeId ?? null, filter.nodeId ?? null) as { data: string }[];
+    return rows.map((r) => JSON.parse(r.data) as AttachmentRecord);
+  }
+  putAttachment(a: AttachmentRecord): void {
+    this.db
+      .prepare('INSERT INTO attachments (id, network_id, node_id, data) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data')
+      .run(a.id, a.networkId, a.nodeId, JSON.stringify(a));
+  }
+  deleteAttachment(id: string): void {
+    this.db.prepare('DELETE FROM attachments WHERE id = ?').run(id);
+  }
+}
