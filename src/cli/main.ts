@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
 import { VxError, errorMessage } from '../core/errors.js';
 import { dataplaneDemo } from '../lab/demo.js';
-import { labDown, labPlan, labStatus, labUp } from '../lab/lab.js';
+import { daemonRunning, daemonSocket, labDown, labPlan, labStatus, labUp, startDaemon } from '../lab/lab.js';
+import { runDaemon } from '../daemon/run.js';
 
 function int(v: string): number {
   const n = Number(v);
@@ -14,6 +15,18 @@ function int(v: string): number {
 
 export function buildProgram(): Command {
   const program = new Command('vxswarm').description('swarm-mode container overlay networking over kernel VXLAN').showHelpAfterError();
+  program
+    .command('daemon')
+    .description('run the node daemon (Engine API on a unix socket)')
+    .option('--root <dir>', 'persistent state', '/var/lib/vxswarm')
+    .option('--exec-root <dir>', 'runtime state', '/run/vxswarm')
+    .option('-H, --host <socket>', 'Engine API socket', 'unix:///run/vxswarm/vxswarm.sock')
+    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--netns-prefix <prefix>', 'prefix of the namespaces this daemon makes', 'vxs-')
+    .action(async (o: { root: string; execRoot: string; host: string; logLevel: string; netnsPrefix: string }) => {
+      await runDaemon(o);
+    });
+
   const lab = program.command('lab').description('test hosts in network namespaces on this machine');
   const name = (c: Command): Command => c.option('--name <name>', 'lab name (prefix of its namespaces)', 'vxlab');
 
@@ -22,9 +35,14 @@ export function buildProgram(): Command {
     .option('--hosts <n>', 'number of hosts', int, 2)
     .option('--l2 <n>', 'number of L2 networks (default: min(hosts, 2))', int)
     .option('--mtu <bytes>', 'underlay MTU', int, 1500)
-    .action(async (o: { name: string; hosts: number; l2?: number; mtu: number }) => {
+    .option('--daemons', 'start a vxswarm daemon on every host')
+    .action(async (o: { name: string; hosts: number; l2?: number; mtu: number; daemons?: boolean }) => {
       const plan = await labUp(o.name, o.hosts, o.l2, o.mtu);
-      for (const h of plan.hosts) process.stdout.write(`${h.name}\t${h.ip}\t${plan.nets[h.l2]!.cidr}\tnetns ${h.netns}\n`);
+      if (o.daemons) for (const h of plan.hosts) await startDaemon(o.name, h.name);
+      for (const h of plan.hosts)
+        process.stdout.write(
+          `${h.name}\t${h.ip}\t${plan.nets[h.l2]!.cidr}\tnetns ${h.netns}${o.daemons ? `\tDOCKER_HOST=unix://${daemonSocket(o.name, h.name)}` : ''}\n`,
+        );
     });
 
   name(lab.command('down'))
@@ -39,7 +57,10 @@ export function buildProgram(): Command {
     .action((o: { name: string }) => {
       const s = labStatus(o.name);
       process.stdout.write(`router ${s.plan.router} ${s.router ? 'up' : 'MISSING'}\n`);
-      for (const h of s.hosts) process.stdout.write(`${h.name}\t${h.ip}\t${h.up ? 'up' : 'MISSING'}\tnetns ${h.netns}\n`);
+      for (const h of s.hosts) {
+        const d = daemonRunning(o.name, h.name) ? `daemon unix://${daemonSocket(o.name, h.name)}` : 'no daemon';
+        process.stdout.write(`${h.name}\t${h.ip}\t${h.up ? 'up' : 'MISSING'}\tnetns ${h.netns}\t${d}\n`);
+      }
     });
 
   name(lab.command('exec'))

@@ -1,8 +1,11 @@
 // Test hosts on this machine: one namespace per host and one router namespace, with no
 // link to the machine's own namespace, so lab traffic can never leave the machine.
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NotFoundError } from '../core/errors.js';
+import { fileURLToPath } from 'node:url';
+import { NotFoundError, VxError } from '../core/errors.js';
+import { MNT_DETACH, SyscallError, umount2 } from '../kernel/libc.js';
 import { createNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
 import { destroyNetns } from '../kernel/teardown.js';
@@ -10,6 +13,20 @@ import { planLab, type LabPlan } from './plan.js';
 
 export const LAB_STATE_DIR = '/run/vxswarm/labs';
 const statePath = (name: string): string => path.join(LAB_STATE_DIR, `${name}.json`);
+
+/** Where a lab host keeps its daemon's state, socket, log and UTS namespace. */
+export function hostPaths(lab: string, host: string): { dir: string; root: string; execRoot: string; socket: string; log: string; pid: string; uts: string } {
+  const dir = path.join(LAB_STATE_DIR, lab, host);
+  return {
+    dir,
+    root: path.join(dir, 'root'),
+    execRoot: path.join(dir, 'run'),
+    socket: path.join(dir, 'vxswarm.sock'),
+    log: path.join(dir, 'daemon.log'),
+    pid: path.join(dir, 'daemon.pid'),
+    uts: path.join(dir, 'uts'),
+  };
+}
 
 export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): Promise<LabPlan> {
   const plan = planLab(name, hosts, l2, mtu);
@@ -30,6 +47,12 @@ export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): P
       }
       for (const h of plan.hosts) {
         createNetns(h.netns);
+        // Its own hostname, as a real host has: a UTS namespace pinned to a file.
+        const p = hostPaths(name, h.name);
+        fs.mkdirSync(p.dir, { recursive: true });
+        fs.writeFileSync(p.uts, '');
+        const u = spawnSync('unshare', [`--uts=${p.uts}`, 'hostname', h.name], { encoding: 'utf8' });
+        if (u.status !== 0) throw new VxError(`cannot make the UTS namespace of ${h.name}: ${u.stderr}`, 500);
         await r.createVeth(h.routerIf, { mtu, peerName: 'eth0', peerNetns: h.netns });
         const v = await r.mustGetLink(h.routerIf);
         const br = await r.mustGetLink(plan.nets[h.l2]!.bridge);
@@ -64,16 +87,121 @@ export function labPlan(name: string): LabPlan {
   }
 }
 
-/** Removes every namespace whose name starts with "<name>-" (hosts, router, and what lived in them), VTEPs first. */
+/** Stops daemons, then removes every namespace whose name starts with "<name>-" (hosts, router, and what lived in them), VTEPs first. */
 export async function labDown(name: string): Promise<string[]> {
   const removed: string[] = [];
+  const labDir = path.join(LAB_STATE_DIR, name);
+  for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) await stopDaemon(name, host, 'SIGKILL');
   // Reverse order removes "x-node1-ov-..." before "x-node1": children before the host they hang off.
   for (const ns of listNetns(`${name}-`).reverse()) {
     await destroyNetns(ns);
     removed.push(ns);
   }
+  for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) {
+    try {
+      umount2(hostPaths(name, host).uts, MNT_DETACH);
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+    }
+  }
+  fs.rmSync(labDir, { recursive: true, force: true });
   fs.rmSync(statePath(name), { force: true });
   return removed;
+}
+
+/** The command that runs our CLI: the built one, or the TypeScript source under tsx (tests). */
+function cliCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  const entry = path.join(path.dirname(here), '..', 'cli', here.endsWith('.ts') ? 'entry.ts' : 'entry.js');
+  return here.endsWith('.ts') ? [process.execPath, '--import', 'tsx', entry] : [process.execPath, entry];
+}
+
+function daemonPid(lab: string, host: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(hostPaths(lab, host).pid, 'utf8'));
+    // Only a process we started: the pid must still run our daemon for this host.
+    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('daemon') && cmd.includes(hostPaths(lab, host).socket) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface DaemonOptions {
+  logLevel?: string;
+  reconcileMs?: number;
+  extraArgs?: string[];
+}
+
+/** Starts `vxswarm daemon` inside a lab host (its network and UTS namespaces) and waits for its socket. */
+export async function startDaemon(lab: string, host: string, o: DaemonOptions = {}): Promise<number> {
+  const plan = labPlan(lab);
+  const h = plan.hosts.find((x) => x.name === host);
+  if (!h) throw new NotFoundError(`no host ${host} in lab ${lab}`);
+  if (daemonPid(lab, host)) throw new VxError(`a daemon already runs on ${host}`, 409);
+  const p = hostPaths(lab, host);
+  fs.mkdirSync(p.dir, { recursive: true });
+  const out = fs.openSync(p.log, 'a');
+  const args = [
+    `--net=/run/netns/${h.netns}`,
+    `--uts=${p.uts}`,
+    '--',
+    ...cliCommand(),
+    'daemon',
+    '--root',
+    p.root,
+    '--exec-root',
+    p.execRoot,
+    '-H',
+    `unix://${p.socket}`,
+    '--netns-prefix',
+    `${h.netns}-`,
+    '--log-level',
+    o.logLevel ?? 'info',
+    ...(o.extraArgs ?? []),
+  ];
+  fs.rmSync(p.socket, { force: true });
+  const child = spawn('nsenter', args, {
+    stdio: ['ignore', out, out],
+    detached: true,
+    env: { ...process.env, ...(o.reconcileMs ? { VXSWARM_RECONCILE_MS: String(o.reconcileMs) } : {}) },
+  });
+  fs.closeSync(out);
+  child.unref();
+  fs.writeFileSync(p.pid, String(child.pid));
+  const deadline = Date.now() + 20000;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(p.socket)) return child.pid!;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new VxError(`daemon on ${host} did not come up; see ${p.log}:\n${fs.readFileSync(p.log, 'utf8').slice(-2000)}`, 500);
+}
+
+/** Stops a lab host's daemon (SIGTERM: graceful; SIGKILL: a crash) and waits for it to go. */
+export async function stopDaemon(lab: string, host: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
+  const pid = daemonPid(lab, host);
+  if (!pid) return false;
+  process.kill(pid, signal);
+  const deadline = Date.now() + (signal === 'SIGKILL' ? 5000 : 15000);
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  if (signal !== 'SIGKILL') process.kill(pid, 'SIGKILL');
+  return true;
+}
+
+export function daemonSocket(lab: string, host: string): string {
+  return hostPaths(lab, host).socket;
+}
+
+export function daemonRunning(lab: string, host: string): boolean {
+  return daemonPid(lab, host) !== undefined;
 }
 
 export interface HostStatus {

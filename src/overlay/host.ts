@@ -35,17 +35,28 @@ export class OverlayHost {
     this.log = opts.log ?? createLogger({ component: 'overlay' });
   }
 
-  /** Removes what a crashed run left, finds the underlay MTU, starts the reconcile timer. */
-  async start(): Promise<void> {
+  /**
+   * Finds the underlay MTU and starts the reconcile timer. Sandboxes a previous run left are
+   * removed, or with `adopt` kept so networks re-created now take them over (a restart must
+   * not cut running endpoints off); pruneSandboxes() then removes the ones nobody took.
+   */
+  async start(opts: { adopt?: boolean } = {}): Promise<void> {
     this.host = Rtnl.open(this.opts.hostNetns);
-    const removed = await removeStaleSandboxes(this.opts.prefix);
-    if (removed.length) this.log.warn('removed stale sandboxes', { removed });
+    if (!opts.adopt) await this.pruneSandboxes();
     this.underlayMtu = await this.detectUnderlayMtu();
     const period = this.opts.reconcileMs ?? 3000;
     if (period > 0) {
       this.timer = setInterval(() => void this.reconcileAll(), period);
       this.timer.unref();
     }
+  }
+
+  /** Removes sandboxes under our prefix that belong to no network of ours. */
+  async pruneSandboxes(): Promise<string[]> {
+    const keep = new Set([...this.networks.values()].map((n) => n.sandbox));
+    const removed = await removeStaleSandboxes(this.opts.prefix, keep);
+    if (removed.length) this.log.warn('removed stale sandboxes', { removed });
+    return removed;
   }
 
   private async detectUnderlayMtu(): Promise<number> {
@@ -149,12 +160,16 @@ export class OverlayHost {
     return t;
   }
 
-  /** Tears every network down and stops the timer. */
-  async close(): Promise<void> {
+  /** Stops the timer and tears every network down, or with `keepKernelState` leaves them for a restart to adopt. */
+  async close(opts: { keepKernelState?: boolean } = {}): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const id of [...this.networks.keys()])
-      await this.deleteNetwork(id).catch((e: unknown) => this.log.error('teardown failed', { network: id, error: errorMessage(e) }));
+    for (const [id, n] of [...this.networks]) {
+      if (opts.keepKernelState) {
+        n.release();
+        this.networks.delete(id);
+      } else await this.deleteNetwork(id).catch((e: unknown) => this.log.error('teardown failed', { network: id, error: errorMessage(e) }));
+    }
     this.host?.close();
     this.host = undefined;
   }

@@ -64,9 +64,27 @@ export class OverlayNetwork {
     private readonly log: Logger,
   ) {}
 
+  /** Builds the sandbox, or adopts one of that name a previous run left (repairing it). */
   static async create(id: string, cfg: SandboxConfig, host: Rtnl, log: Logger): Promise<OverlayNetwork> {
+    if (netnsExists(cfg.name)) {
+      const sbx = Rtnl.open(cfg.name);
+      try {
+        await ensureSandboxLinks(cfg, host, sbx);
+      } catch (e) {
+        sbx.close();
+        throw e;
+      }
+      log.info('adopted existing sandbox', { network: id, sandbox: cfg.name });
+      return new OverlayNetwork(id, cfg, host, sbx, log);
+    }
     const sbx = await buildSandbox(cfg, host);
     return new OverlayNetwork(id, cfg, host, sbx, log);
+  }
+
+  /** Forgets this network without touching the kernel (daemon stop: endpoints keep working). */
+  release(): void {
+    this.destroyed = true;
+    this.sbx.close();
   }
 
   get sandbox(): string {
@@ -111,7 +129,7 @@ export class OverlayNetwork {
         veth: vethName(spec.id),
         defaultRoute: spec.defaultRoute ?? true,
       };
-      await this.plumb(ep, subnet);
+      if (!(await this.adoptEndpoint(ep, subnet))) await this.plumb(ep, subnet);
       this.endpoints.set(ep.id, ep);
       // A local endpoint shadows a remote peer with the same address.
       if (this.peers.has(ep.ip)) void this.requestReconcile();
@@ -127,6 +145,29 @@ export class OverlayNetwork {
       this.endpoints.delete(endpointId);
       if (this.peers.has(ep.ip)) void this.requestReconcile();
     });
+  }
+
+  /**
+   * Takes over an endpoint a previous run plumbed: its veth is still in the sandbox and the
+   * container still has the address. Returns false when there is nothing to adopt.
+   */
+  private async adoptEndpoint(ep: Endpoint, subnet: ParsedSubnet): Promise<boolean> {
+    const v = await this.sbx.getLink(ep.veth);
+    if (!v) return false;
+    const c = Rtnl.open(ep.netns);
+    try {
+      const eth = await c.getLink(ep.ifname);
+      const has = eth && eth.mac === ep.mac && (await c.getAddresses()).some((a) => a.index === eth.index && a.ip === ep.ip && a.prefix === subnet.cidr.prefix);
+      if (!has) {
+        await this.sbx.deleteLink(v.index);
+        return false;
+      }
+    } finally {
+      c.close();
+    }
+    const br = await this.sbx.mustGetLink(bridgeName(subnet.index));
+    if (v.master !== br.index || !v.up) await this.sbx.setLink(v.index, { master: br.index, up: true });
+    return true;
   }
 
   /** veth into the bridge, then address, MTU and routes inside the container. Undone on failure. */

@@ -152,3 +152,13 @@ export function renewalDelayMs(notBefore: Date, notAfter: Date, now = Date.now()
   const at = notBefore.getTime() + life * (0.5 + 0.3 * rand());
   return Math.max(0, at - now);
 }
+
+/** What Docker reports as TLSInfo: the root PEM, and the issuer's subject and key (DER, base64). */
+export function tlsInfo(caPem: string): { trustRoot: string; issuerSubject: string; issuerPublicKey: string } {
+  const c = new x509.X509Certificate(caPem);
+  return {
+    trustRoot: caPem,
+    issuerSubject: Buffer.from(c.subjectName.toArrayBuffer()).toString('base64'),
+    issuerPublicKey: Buffer.from(c.publicKey.rawData).toString('base64'),
+  };
+}

@@ -1,0 +1,163 @@
+// Engine API plumbing: a router over node:http on a unix socket, Docker's version prefix,
+// bounded JSON bodies, and errors as {"message"} with Docker's status codes.
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { VxError, errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
+
+export const MAX_BODY = 1 << 20;
+
+export interface Ctx {
+  method: string;
+  path: string;
+  params: string[];
+  query: URLSearchParams;
+  apiVersion: string;
+  body: () => Promise<unknown>;
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+}
+
+export interface Reply {
+  status?: number;
+  json?: unknown;
+  /** raw text body (e.g. _ping's OK) */
+  text?: string;
+}
+
+export type Handler = (ctx: Ctx) => Promise<Reply | void> | Reply | void;
+
+interface Route {
+  method: string;
+  re: RegExp;
+  handler: Handler;
+}
+
+const VERSION_RE = /^\/v(\d+\.\d+)(\/.*)$/;
+
+function versionLess(a: string, b: string): boolean {
+  const [a1, a2] = a.split('.').map(Number) as [number, number];
+  const [b1, b2] = b.split('.').map(Number) as [number, number];
+  return a1 < b1 || (a1 === b1 && a2 < b2);
+}
+
+export class Router {
+  private readonly routes: Route[] = [];
+  constructor(private readonly headers: () => Record<string, string>) {}
+
+  on(method: string, pattern: string, handler: Handler): void {
+    // "/networks/:id" → /^\/networks\/([^/]+)$/
+    const re = new RegExp(`^${pattern.replace(/:[a-z]+/g, '([^/]+)')}$`);
+    this.routes.push({ method, re, handler });
+  }
+
+  async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let p = url.pathname;
+    let apiVersion = API_VERSION;
+    const m = VERSION_RE.exec(p);
+    for (const [k, v] of Object.entries(this.headers())) res.setHeader(k, v);
+    try {
+      if (m) {
+        apiVersion = m[1]!;
+        p = m[2]!;
+        if (versionLess(API_VERSION, apiVersion))
+          throw new VxError(`client version ${apiVersion} is too new. Maximum supported API version is ${API_VERSION}`, 400);
+        if (versionLess(apiVersion, MIN_API_VERSION))
+          throw new VxError(
+            `client version ${apiVersion} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+            400,
+          );
+      } else if (/^\/v\d[^/]*\//.test(p)) {
+        throw new VxError(`invalid API version in path ${p}`, 400);
+      }
+      const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+      const candidates = this.routes.filter((r) => r.re.test(p));
+      const route = candidates.find((r) => r.method === method);
+      if (!route) throw new VxError(candidates.length ? `method ${req.method} not allowed on ${p}` : 'page not found', candidates.length ? 405 : 404);
+      let bodyPromise: Promise<unknown> | undefined;
+      const ctx: Ctx = {
+        method,
+        path: p,
+        params: route.re
+          .exec(p)!
+          .slice(1)
+          .map((x) => decodeURIComponent(x)),
+        query: url.searchParams,
+        apiVersion,
+        body: () => (bodyPromise ??= readJson(req)),
+        req,
+        res,
+      };
+      const reply = (await route.handler(ctx)) ?? { status: 204 };
+      if (res.headersSent || res.writableEnded) return;
+      send(res, req.method === 'HEAD', reply);
+    } catch (e) {
+      const status = e instanceof VxError ? e.status : 500;
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      send(res, req.method === 'HEAD', { status, json: { message: errorMessage(e) } });
+    }
+  }
+}
+
+function send(res: http.ServerResponse, head: boolean, r: Reply): void {
+  const status = r.status ?? 200;
+  if (r.text !== undefined) {
+    res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(r.text) });
+    res.end(head ? undefined : r.text);
+  } else if (r.json !== undefined) {
+    const body = `${JSON.stringify(r.json)}\n`;
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+    res.end(head ? undefined : body);
+  } else {
+    res.writeHead(status);
+    res.end();
+  }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY) throw new VxError(`request body too large (${declared} bytes, limit ${MAX_BODY})`, 413);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY) throw new VxError(`request body too large (limit ${MAX_BODY} bytes)`, 413);
+    chunks.push(c);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new VxError(`malformed JSON body: ${errorMessage(e)}`, 400);
+  }
+}
+
+export function serverHeader(): string {
+  return `vxswarm/${VERSION} (linux)`;
+}
+
+/** Listens on a unix socket, mode 0660, replacing a stale socket file. */
+export async function listenUnix(server: http.Server, socketPath: string): Promise<void> {
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+  fs.rmSync(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  fs.chmodSync(socketPath, 0o660);
+}
+
+export function createHttpServer(router: Router, log: Logger): http.Server {
+  const server = http.createServer((req, res) => {
+    void router.handle(req, res).catch((e: unknown) => log.error('api handler crashed', { error: errorMessage(e) }));
+  });
+  server.keepAliveTimeout = 30_000;
+  return server;
+}

@@ -1,0 +1,283 @@
+// Engine API routes served by the daemon: system, swarm, nodes, networks, and vxswarm's
+// endpoint extension. Handlers translate between Docker's JSON and the daemon's calls.
+import os from 'node:os';
+import { VxError } from '../core/errors.js';
+import { API_VERSION, VERSION } from '../core/version.js';
+import type { Daemon } from '../daemon/daemon.js';
+import type { NetworkRecord } from '../cluster/manager/types.js';
+import { splitHostPort } from '../cluster/wire.js';
+import { BadRequest, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, qBool } from './check.js';
+import { Router, serverHeader } from './http.js';
+import { clusterJson, networkJson, nodeJson, swarmJson, versionJson } from './shapes.js';
+
+function swarmHeader(d: Daemon): string {
+  const s = d.swarm;
+  return s ? `active/${s.role}` : 'inactive';
+}
+
+export function buildRouter(d: Daemon): Router {
+  const r = new Router(() => ({
+    'Api-Version': API_VERSION,
+    'Docker-Experimental': 'false',
+    Ostype: 'linux',
+    Server: serverHeader(),
+    Swarm: swarmHeader(d),
+    'Cache-Control': 'no-cache, no-store, must-revalidate',
+    Pragma: 'no-cache',
+  }));
+
+  const managerPort = (): number => splitHostPort(d.swarm?.listenAddr ?? '0.0.0.0:2377').port;
+  const leaderId = (): string => d.swarm?.nodeId ?? '';
+
+  // ---- system ----
+  r.on('GET', '/_ping', () => ({ text: 'OK' }));
+  r.on('GET', '/version', () => ({ json: versionJson() }));
+  r.on('GET', '/info', () => ({ json: infoJson(d) }));
+
+  // ---- swarm ----
+  r.on('POST', '/swarm/init', async (c) => {
+    const b = obj(await c.body(), 'swarm init request');
+    const pool = optStrArr(b, 'DefaultAddrPool');
+    const id = await d.init({
+      listenAddr: optStr(b, 'ListenAddr'),
+      advertiseAddr: optStr(b, 'AdvertiseAddr'),
+      dataPathPort: optInt(b, 'DataPathPort'),
+      defaultAddrPool: pool,
+      subnetSize: optInt(b, 'SubnetSize'),
+    });
+    return { json: id };
+  });
+  r.on('POST', '/swarm/join', async (c) => {
+    const b = obj(await c.body(), 'swarm join request');
+    const token = optStr(b, 'JoinToken');
+    if (!token) throw new BadRequest('invalid join token: a join token is required');
+    await d.join({
+      remoteAddrs: optStrArr(b, 'RemoteAddrs') ?? [],
+      joinToken: token,
+      advertiseAddr: optStr(b, 'AdvertiseAddr') || undefined,
+      listenAddr: optStr(b, 'ListenAddr'),
+      availability: optStr(b, 'Availability') || undefined,
+    });
+    return { status: 200 };
+  });
+  r.on('POST', '/swarm/leave', async (c) => {
+    await d.leave(qBool(c.query, 'force'));
+    return { status: 200 };
+  });
+  r.on('GET', '/swarm', () => {
+    const m = d.requireManager();
+    return { json: swarmJson(m.cluster(), m.joinTokens()) };
+  });
+  r.on('POST', '/swarm/update', (c) => {
+    const m = d.requireManager();
+    const version = c.query.get('version');
+    if (version !== null && Number(version) !== m.cluster().version)
+      throw new VxError(`update out of sequence: swarm is at version ${m.cluster().version}`, 409);
+    if (qBool(c.query, 'rotateWorkerToken')) m.rotateToken('worker');
+    if (qBool(c.query, 'rotateManagerToken')) m.rotateToken('manager');
+    return { status: 200 };
+  });
+
+  // ---- nodes ----
+  r.on('GET', '/nodes', () => {
+    const m = d.requireManager();
+    return { json: m.listNodes().map((n) => nodeJson(n, leaderId(), m.ca.certPem, managerPort())) };
+  });
+  r.on('GET', '/nodes/:id', (c) => {
+    const m = d.requireManager();
+    return { json: nodeJson(m.findNode(c.params[0]!), leaderId(), m.ca.certPem, managerPort()) };
+  });
+  r.on('DELETE', '/nodes/:id', (c) => {
+    d.requireManager().removeNode(c.params[0]!, qBool(c.query, 'force'));
+    return { status: 200 };
+  });
+  r.on('POST', '/nodes/:id/update', async (c) => {
+    const m = d.requireManager();
+    const b = obj(await c.body(), 'node spec');
+    const v = c.query.get('version');
+    if (v !== null && !/^\d+$/.test(v)) throw new BadRequest(`invalid node version "${v}"`);
+    m.updateNode(c.params[0]!, v === null ? undefined : Number(v), {
+      availability: optStr(b, 'Availability'),
+      role: optStr(b, 'Role'),
+      labels: optStrMap(b, 'Labels'),
+    });
+    return { status: 200 };
+  });
+
+  // ---- networks ----
+  const netJson = (n: NetworkRecord): Record<string, unknown> => {
+    const local = d.listEndpoints().filter((e) => e.networkId === n.id);
+    const peers = networkPeers(d, n);
+    return networkJson(n, local, peers);
+  };
+  r.on('GET', '/networks', (c) => {
+    const filters = parseFilters(c.query.get('filters'));
+    let list = d.listNetworks();
+    if (filters.name) list = list.filter((n) => filters.name!.some((f) => n.name.includes(f)));
+    if (filters.id) list = list.filter((n) => filters.id!.some((f) => n.id.startsWith(f)));
+    if (filters.driver) list = list.filter((n) => filters.driver!.includes(n.driver));
+    if (filters.scope) list = list.filter(() => filters.scope!.includes('swarm'));
+    return { json: list.map(netJson) };
+  });
+  r.on('GET', '/networks/:id', (c) => {
+    const scope = c.query.get('scope');
+    if (scope && !['swarm', 'local', 'global'].includes(scope)) throw new BadRequest(`invalid scope "${scope}"`);
+    if (scope === 'local') throw new VxError(`network ${c.params[0]} not found`, 404);
+    return { json: netJson(d.findNetwork(c.params[0]!)) };
+  });
+  r.on('POST', '/networks/create', async (c) => {
+    const b = obj(await c.body(), 'network create request');
+    const name = optStr(b, 'Name');
+    if (!name) throw new BadRequest('network name is required');
+    const ipam = obj(b.IPAM, 'field IPAM');
+    const ipamDriver = optStr(ipam, 'Driver');
+    if (ipamDriver && ipamDriver !== 'default') throw new BadRequest(`IPAM driver "${ipamDriver}" is not supported: only "default"`);
+    const configs = (optArr(ipam, 'Config') ?? []).map((x, i) => {
+      const o = obj(x, `IPAM.Config[${i}]`);
+      return { subnet: optStr(o, 'Subnet') || undefined, gateway: optStr(o, 'Gateway') || undefined, ipRange: optStr(o, 'IPRange') || undefined };
+    });
+    if (optBool(b, 'EnableIPv6')) throw new BadRequest('IPv6 overlay networks are not supported yet');
+    const scope = optStr(b, 'Scope');
+    if (scope && scope !== 'swarm') throw new BadRequest(`scope "${scope}" is not supported: overlay networks are swarm-scoped`);
+    const m = d.requireManager();
+    const net = m.createNetwork({
+      name,
+      driver: optStr(b, 'Driver'),
+      attachable: optBool(b, 'Attachable'),
+      internal: optBool(b, 'Internal'),
+      ingress: false,
+      labels: optStrMap(b, 'Labels'),
+      options: optStrMap(b, 'Options'),
+      subnets: configs,
+    });
+    if (optBool(b, 'Ingress')) throw new BadRequest('a second ingress network is not supported');
+    return { status: 201, json: { Id: net.id, Warning: '' } };
+  });
+  r.on('DELETE', '/networks/:id', (c) => {
+    d.requireManager().removeNetwork(c.params[0]!);
+    return { status: 204 };
+  });
+
+  // ---- vxswarm extension: endpoints attached through the control plane ----
+  r.on('GET', '/vxswarm/endpoints', () => ({ json: d.listEndpoints().map(endpointJson) }));
+  r.on('POST', '/vxswarm/endpoints', async (c) => {
+    const b = obj(await c.body(), 'endpoint create request');
+    const network = optStr(b, 'Network');
+    if (!network) throw new BadRequest('Network is required');
+    const ep = await d.createEndpoint(network, optStr(b, 'Name') || undefined);
+    return { status: 201, json: endpointJson(ep) };
+  });
+  r.on('DELETE', '/vxswarm/endpoints/:id', async (c) => {
+    await d.removeEndpoint(c.params[0]!);
+    return { status: 204 };
+  });
+  return r;
+}
+
+function endpointJson(e: ReturnType<Daemon['listEndpoints']>[number]): Record<string, unknown> {
+  return { Id: e.id, Name: e.name, Network: e.networkName, NetworkID: e.networkId, IPAddress: e.ip, MacAddress: e.mac, Netns: e.netns };
+}
+
+function parseFilters(text: string | null): Record<string, string[] | undefined> {
+  if (!text) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new BadRequest('invalid filters: malformed JSON');
+  }
+  const o = obj(raw, 'filters');
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (Array.isArray(v)) out[k] = v.map(String);
+    else out[k] = Object.keys(obj(v, `filter ${k}`));
+  }
+  return out;
+}
+
+/** Nodes known to have the network instantiated: the manager knows from attachments. */
+function networkPeers(d: Daemon, n: NetworkRecord): Array<{ name: string; ip: string }> {
+  const m = d.manager;
+  if (!m) {
+    const s = d.swarm;
+    return s && d.listEndpoints().some((e) => e.networkId === n.id) ? [{ name: d.hostname, ip: s.advertiseAddr }] : [];
+  }
+  const nodes = new Set(m.listAttachments({ networkId: n.id }).map((a) => a.nodeId));
+  return m
+    .listNodes()
+    .filter((x) => nodes.has(x.id))
+    .map((x) => ({ name: x.hostname, ip: x.addr }));
+}
+
+function infoJson(d: Daemon): Record<string, unknown> {
+  const s = d.swarm;
+  const m = d.manager;
+  let swarm: Record<string, unknown> = { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null };
+  if (s) {
+    swarm = {
+      NodeID: s.nodeId,
+      NodeAddr: s.advertiseAddr,
+      LocalNodeState: d.sessionConnected ? 'active' : 'pending',
+      ControlAvailable: !!m,
+      Error: '',
+      RemoteManagers: [{ NodeID: m ? s.nodeId : '', Addr: s.managerAddr }],
+    };
+    if (m) {
+      const nodes = m.listNodes();
+      swarm.Nodes = nodes.length;
+      swarm.Managers = nodes.filter((n) => n.role === 'manager').length;
+      swarm.Cluster = clusterJson(m.cluster());
+    }
+  }
+  const eps = d.listEndpoints();
+  return {
+    ID: s?.nodeId ?? '',
+    Containers: eps.length,
+    ContainersRunning: eps.length,
+    ContainersPaused: 0,
+    ContainersStopped: 0,
+    Images: 0,
+    Driver: 'overlay',
+    DriverStatus: [],
+    Plugins: { Volume: [], Network: ['overlay'], Authorization: null, Log: [] },
+    MemoryLimit: true,
+    SwapLimit: false,
+    CpuCfsPeriod: true,
+    CpuCfsQuota: true,
+    IPv4Forwarding: true,
+    Debug: false,
+    NFd: 0,
+    NGoroutines: 0,
+    SystemTime: new Date().toISOString(),
+    LoggingDriver: 'json-file',
+    CgroupDriver: 'cgroupfs',
+    CgroupVersion: '2',
+    NEventsListener: 0,
+    KernelVersion: os.release(),
+    OperatingSystem: 'vxswarm',
+    OSVersion: '',
+    OSType: 'linux',
+    Architecture: 'x86_64',
+    IndexServerAddress: '',
+    RegistryConfig: null,
+    NCPU: os.cpus().length,
+    MemTotal: os.totalmem(),
+    GenericResources: null,
+    DockerRootDir: d.cfg.root,
+    HttpProxy: '',
+    HttpsProxy: '',
+    NoProxy: '',
+    Name: d.hostname,
+    Labels: [],
+    ExperimentalBuild: false,
+    ServerVersion: VERSION,
+    Runtimes: {},
+    DefaultRuntime: 'runc',
+    Swarm: swarm,
+    LiveRestoreEnabled: true,
+    Isolation: '',
+    InitBinary: '',
+    SecurityOptions: [],
+    Warnings: null,
+  };
+}

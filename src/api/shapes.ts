@@ -1,0 +1,132 @@
+// Docker Engine API JSON shapes, built from our records. The only place that knows them.
+import os from 'node:os';
+import { tlsInfo } from '../cluster/manager/ca.js';
+import type { ClusterRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
+import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
+import type { LocalEndpoint } from '../daemon/state.js';
+
+const NODE_CERT_EXPIRY_NS = 90 * 24 * 3600 * 1e9;
+
+function tls(caPem: string): Record<string, string> {
+  const t = tlsInfo(caPem);
+  return { TrustRoot: t.trustRoot, CertIssuerSubject: t.issuerSubject, CertIssuerPublicKey: t.issuerPublicKey };
+}
+
+export function nodeJson(n: NodeRecord, leaderId: string, caPem: string, managerPort: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    ID: n.id,
+    Version: { Index: n.version },
+    CreatedAt: n.createdAt,
+    UpdatedAt: n.updatedAt,
+    Spec: { Labels: n.labels, Role: n.role, Availability: n.availability },
+    Description: {
+      Hostname: n.hostname,
+      Platform: { Architecture: 'x86_64', OS: 'linux' },
+      Resources: { NanoCPUs: os.cpus().length * 1e9, MemoryBytes: os.totalmem() },
+      Engine: { EngineVersion: n.engineVersion, Plugins: [{ Type: 'Network', Name: 'overlay' }] },
+      TLSInfo: tls(caPem),
+    },
+    Status: { State: n.state, Message: n.message, Addr: n.addr },
+  };
+  if (n.role === 'manager')
+    out.ManagerStatus = { Leader: n.id === leaderId, Reachability: n.state === 'down' ? 'unreachable' : 'reachable', Addr: `${n.addr}:${managerPort}` };
+  return out;
+}
+
+export function swarmSpec(c: ClusterRecord): Record<string, unknown> {
+  return {
+    Name: 'default',
+    Labels: {},
+    Orchestration: { TaskHistoryRetentionLimit: 5 },
+    Raft: { SnapshotInterval: 10000, KeepOldSnapshots: 0, LogEntriesForSlowFollowers: 500, ElectionTick: 10, HeartbeatTick: 1 },
+    Dispatcher: { HeartbeatPeriod: 500_000_000 },
+    CAConfig: { NodeCertExpiry: c.certDays * 24 * 3600 * 1e9 || NODE_CERT_EXPIRY_NS },
+    TaskDefaults: {},
+    EncryptionConfig: { AutoLockManagers: false },
+  };
+}
+
+export function clusterJson(c: ClusterRecord): Record<string, unknown> {
+  return {
+    ID: c.id,
+    Version: { Index: c.version },
+    CreatedAt: c.createdAt,
+    UpdatedAt: c.updatedAt,
+    Spec: swarmSpec(c),
+    TLSInfo: tls(c.caCertPem),
+    RootRotationInProgress: false,
+    DefaultAddrPool: c.defaultAddrPool,
+    SubnetSize: c.subnetSize,
+    DataPathPort: c.dataPathPort,
+  };
+}
+
+export function swarmJson(c: ClusterRecord, tokens: { worker: string; manager: string }): Record<string, unknown> {
+  return { ...clusterJson(c), JoinTokens: { Worker: tokens.worker, Manager: tokens.manager } };
+}
+
+export function networkJson(n: NetworkRecord, local: LocalEndpoint[], peers: Array<{ name: string; ip: string }>): Record<string, unknown> {
+  const prefixOf = (ip: string): string => {
+    const cfg = n.ipam.configs.find((c) => sameSubnet(c.subnet, ip));
+    return cfg ? cfg.subnet.split('/')[1]! : '32';
+  };
+  return {
+    Name: n.name,
+    Id: n.id,
+    Created: n.createdAt,
+    Scope: 'swarm',
+    Driver: n.driver,
+    EnableIPv4: true,
+    EnableIPv6: false,
+    IPAM: {
+      Driver: 'default',
+      Options: null,
+      Config: n.ipam.configs.map((c) => ({ Subnet: c.subnet, Gateway: c.gateway, ...(c.ipRange ? { IPRange: c.ipRange } : {}) })),
+    },
+    Internal: n.internal,
+    Attachable: n.attachable,
+    Ingress: n.ingress,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: Object.fromEntries(
+      local.map((e) => [e.id, { Name: e.name, EndpointID: e.id, MacAddress: e.mac, IPv4Address: `${e.ip}/${prefixOf(e.ip)}`, IPv6Address: '' }]),
+    ),
+    Options: n.options,
+    Labels: n.labels,
+    ...(peers.length ? { Peers: peers.map((p) => ({ Name: p.name, IP: p.ip })) } : {}),
+  };
+}
+
+function sameSubnet(cidr: string, ip: string): boolean {
+  const [base, len] = cidr.split('/') as [string, string];
+  const toInt = (s: string): number => s.split('.').reduce((a, x) => a * 256 + Number(x), 0) >>> 0;
+  const mask = Number(len) === 0 ? 0 : (0xffffffff << (32 - Number(len))) >>> 0;
+  return (toInt(base) & mask) >>> 0 === (toInt(ip) & mask) >>> 0;
+}
+
+export function versionJson(): Record<string, unknown> {
+  const details = {
+    ApiVersion: API_VERSION,
+    MinAPIVersion: MIN_API_VERSION,
+    Os: 'linux',
+    Arch: 'amd64',
+    GitCommit: 'vxswarm',
+    GoVersion: `node${process.versions.node}`,
+    KernelVersion: os.release(),
+    BuildTime: '',
+    Experimental: 'false',
+  };
+  return {
+    Platform: { Name: 'vxswarm' },
+    Components: [{ Name: 'Engine', Version: VERSION, Details: details }],
+    Version: VERSION,
+    ApiVersion: API_VERSION,
+    MinAPIVersion: MIN_API_VERSION,
+    GitCommit: 'vxswarm',
+    GoVersion: `node${process.versions.node}`,
+    Os: 'linux',
+    Arch: 'amd64',
+    KernelVersion: os.release(),
+    BuildTime: '',
+  };
+}

@@ -1,0 +1,100 @@
+// A node's session with its manager: a long-lived HTTP/2 stream carrying heartbeats up.
+// If the stream breaks, it reconnects with backoff; the manager marks the node down when
+// the stream closes or heartbeats stop.
+import { EventEmitter } from 'node:events';
+import type http2 from 'node:http2';
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { HEARTBEAT_PERIOD_MS } from '../manager/manager.js';
+import type { ManagerClient } from './client.js';
+
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 2000;
+
+export class AgentSession extends EventEmitter {
+  private stream: http2.ClientHttp2Stream | undefined;
+  private beat: NodeJS.Timeout | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private backoff = BACKOFF_MIN_MS;
+  private stopped = false;
+  connected = false;
+
+  constructor(
+    private readonly client: ManagerClient,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const s = await this.client.open();
+      const stream = s.request({ ':method': 'POST', ':path': '/v1/session', 'content-type': 'application/x-ndjson' });
+      this.stream = stream;
+      let buf = '';
+      stream.on('response', (h) => {
+        if (Number(h[':status']) !== 200) {
+          this.log.warn('manager refused session', { status: h[':status'] });
+          stream.close();
+        }
+      });
+      stream.on('data', (c: Buffer) => {
+        buf += c.toString('utf8');
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          try {
+            const msg = JSON.parse(line) as { type: string };
+            if (msg.type === 'welcome') {
+              this.connected = true;
+              this.backoff = BACKOFF_MIN_MS;
+              this.emit('connected', msg);
+            } else this.emit('message', msg);
+          } catch {
+            this.log.warn('bad session message', { line });
+          }
+        }
+      });
+      stream.on('close', () => this.lost('stream closed'));
+      stream.on('error', (e) => this.lost(errorMessage(e)));
+      this.beat = setInterval(() => {
+        if (!stream.closed && !stream.destroyed) stream.write('{}\n');
+      }, HEARTBEAT_PERIOD_MS);
+      this.beat.unref();
+    } catch (e) {
+      this.lost(errorMessage(e));
+    }
+  }
+
+  private lost(why: string): void {
+    if (this.beat) clearInterval(this.beat);
+    this.beat = undefined;
+    this.stream = undefined;
+    if (this.connected) {
+      this.connected = false;
+      this.emit('disconnected', why);
+      this.log.warn('manager session lost', { why });
+    }
+    if (this.stopped || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      void this.connect();
+    }, this.backoff);
+    this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
+    if (this.beat) clearInterval(this.beat);
+    this.stream?.close();
+    this.stream = undefined;
+  }
+}

@@ -1,0 +1,501 @@
+// One vxswarm daemon: the composition root of a node. It owns the node's swarm membership
+// (as manager or worker), its overlay data plane, and the test endpoints attached through
+// the control plane; the Engine API in api/ calls into it.
+import os from 'node:os';
+import path from 'node:path';
+import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessage } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { isIp } from '../core/ipv4.js';
+import type { Logger } from '../core/log.js';
+import { Mutex } from '../core/mutex.js';
+import { VERSION } from '../core/version.js';
+import { createNetns, deleteNetns, netnsExists } from '../kernel/netns.js';
+import { Rtnl } from '../kernel/rtnl.js';
+import { OverlayHost } from '../overlay/host.js';
+import type { NetworkSpec } from '../overlay/spec.js';
+import { certInfo, createCsr, renewalDelayMs } from '../cluster/manager/ca.js';
+import { MTU_OPTION, Manager, type InitOptions } from '../cluster/manager/manager.js';
+import { ManagerServer } from '../cluster/manager/server.js';
+import { Store } from '../cluster/manager/store.js';
+import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
+import { ManagerClient, fetchPinnedCa } from '../cluster/agent/client.js';
+import { AgentSession } from '../cluster/agent/session.js';
+import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
+import { NodeDisk, type CertFiles, type LocalEndpoint, type SwarmState } from './state.js';
+
+export interface DaemonConfig {
+  root: string;
+  execRoot: string;
+  /** prefix of every namespace this daemon makes (sandboxes, endpoints) */
+  netnsPrefix: string;
+  log: Logger;
+  reconcileMs?: number;
+}
+
+export class NotManagerError extends VxError {
+  constructor() {
+    super(
+      "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.",
+      503,
+    );
+  }
+}
+
+export class NotInSwarmError extends VxError {
+  constructor() {
+    super('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.', 503);
+  }
+}
+
+export interface InitRequest {
+  listenAddr?: string;
+  advertiseAddr?: string;
+  dataPathPort?: number;
+  defaultAddrPool?: string[];
+  subnetSize?: number;
+}
+
+export interface JoinRequestLocal {
+  remoteAddrs: string[];
+  joinToken: string;
+  advertiseAddr?: string;
+  listenAddr?: string;
+  availability?: string;
+}
+
+export function overlaySpec(n: NetworkRecord): NetworkSpec {
+  const mtu = n.options[MTU_OPTION] !== undefined ? Number(n.options[MTU_OPTION]) : undefined;
+  return { id: n.id, subnets: n.ipam.configs.map((c, i) => ({ subnet: c.subnet, gateway: c.gateway, vni: n.vnis[i]! })), ...(mtu ? { mtu } : {}) };
+}
+
+export class Daemon {
+  readonly disk: NodeDisk;
+  private state: SwarmState | undefined;
+  manager: Manager | undefined;
+  private server: ManagerServer | undefined;
+  private client: ManagerClient | undefined;
+  private session: AgentSession | undefined;
+  private overlay: OverlayHost | undefined;
+  private endpoints: LocalEndpoint[] = [];
+  /** network records this node has seen (a worker knows only the ones it uses) */
+  private readonly networks = new Map<string, NetworkRecord>();
+  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly lock = new Mutex();
+  readonly startedAt = new Date();
+
+  constructor(readonly cfg: DaemonConfig) {
+    this.disk = new NodeDisk(cfg.root);
+  }
+
+  get log(): Logger {
+    return this.cfg.log;
+  }
+  get swarm(): SwarmState | undefined {
+    return this.state;
+  }
+  get hostname(): string {
+    return os.hostname();
+  }
+  get sessionConnected(): boolean {
+    return this.manager !== undefined || (this.session?.connected ?? false);
+  }
+
+  /** Resumes a swarm membership found on disk. */
+  async start(): Promise<void> {
+    const st = this.disk.loadState();
+    const certs = this.disk.loadCerts();
+    if (!st || !certs) return;
+    this.state = st;
+    if (st.role === 'manager') {
+      this.manager = await Manager.load(new Store(this.disk.managerDb), st.nodeId, this.log.child({ component: 'manager' }));
+      await this.startManagerServer(certs);
+    } else {
+      this.startAgent(certs);
+    }
+    await this.startOverlay(true);
+    this.scheduleRenewal(certs);
+    await this.restoreEndpoints();
+    await this.overlay!.pruneSandboxes();
+  }
+
+  async stop(): Promise<void> {
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.session?.stop();
+    this.client?.close();
+    await this.server?.close();
+    this.manager?.close();
+    this.manager?.store.close();
+    // The data plane stays: endpoints keep working across a daemon restart and are re-adopted.
+    await this.overlay?.close({ keepKernelState: true });
+  }
+
+  // ---- swarm membership ----
+
+  init(req: InitRequest): Promise<string> {
+    return this.lock.lock(async () => {
+      if (this.state) throw new ConflictError('This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+      const advertise = await this.resolveAdvertise(req.advertiseAddr);
+      const listen = req.listenAddr || `0.0.0.0:${MANAGER_PORT}`;
+      const { port } = splitHostPort(listen);
+      const nodeId = newId();
+      const store = new Store(this.disk.managerDb);
+      let manager: Manager;
+      try {
+        const opts: InitOptions = { nodeId, hostname: this.hostname, advertiseAddr: advertise, engineVersion: VERSION };
+        if (req.defaultAddrPool?.length) opts.defaultAddrPool = req.defaultAddrPool;
+        if (req.subnetSize) opts.subnetSize = req.subnetSize;
+        if (req.dataPathPort) opts.dataPathPort = req.dataPathPort;
+        manager = await Manager.init(store, opts, this.log.child({ component: 'manager' }));
+      } catch (e) {
+        store.close();
+        this.disk.wipeSwarm();
+        throw e;
+      }
+      const { csrPem, keyPem } = await createCsr();
+      const certs: CertFiles = { caPem: manager.ca.certPem, certPem: await manager.renew(nodeId, csrPem), keyPem };
+      const c = manager.cluster();
+      this.state = {
+        nodeId,
+        clusterId: c.id,
+        role: 'manager',
+        managerAddr: `${advertise}:${port}`,
+        advertiseAddr: advertise,
+        listenAddr: listen,
+        dataPathPort: c.dataPathPort,
+      };
+      this.manager = manager;
+      try {
+        await this.startManagerServer(certs);
+        await this.startOverlay();
+      } catch (e) {
+        await this.teardownSwarm();
+        throw e;
+      }
+      this.disk.saveCerts(certs);
+      this.disk.saveState(this.state);
+      this.scheduleRenewal(certs);
+      return nodeId;
+    });
+  }
+
+  join(req: JoinRequestLocal): Promise<void> {
+    return this.lock.lock(async () => {
+      if (this.state) throw new ConflictError('This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+      const remote = req.remoteAddrs?.[0];
+      if (!remote) throw new InvalidArgumentError('at least 1 RemoteAddr is required to join');
+      const { host, port } = splitHostPort(remote);
+      if (!isIp(host) || port < 1 || port > 65535) throw new InvalidArgumentError(`invalid remote address "${remote}": expected IP:port`);
+      const caPem = await fetchPinnedCa(remote, req.joinToken);
+      const bootstrap = new ManagerClient(remote, { caPem });
+      try {
+        const session = await bootstrap.open();
+        const advertise = req.advertiseAddr
+          ? await this.resolveAdvertise(req.advertiseAddr)
+          : (session.socket.localAddress ?? (await this.resolveAdvertise(undefined)));
+        const { csrPem, keyPem } = await createCsr();
+        const r = await bootstrap.request<{ nodeId: string; role: 'manager' | 'worker'; certPem: string; caPem: string; clusterId: string }>(
+          'POST',
+          '/v1/join',
+          {
+            token: req.joinToken,
+            csr: csrPem,
+            hostname: this.hostname,
+            addr: advertise,
+            availability: req.availability || 'active',
+            engineVersion: VERSION,
+          },
+        );
+        const certs: CertFiles = { caPem: r.caPem, certPem: r.certPem, keyPem };
+        this.state = {
+          nodeId: r.nodeId,
+          clusterId: r.clusterId,
+          role: r.role,
+          managerAddr: remote,
+          advertiseAddr: advertise,
+          listenAddr: req.listenAddr || `0.0.0.0:${MANAGER_PORT}`,
+          dataPathPort: 4789,
+        };
+        this.disk.saveCerts(certs);
+        this.disk.saveState(this.state);
+        this.startAgent(certs);
+        await this.startOverlay();
+        this.scheduleRenewal(certs);
+        await this.waitConnected(5000);
+      } finally {
+        bootstrap.close();
+      }
+    });
+  }
+
+  leave(force: boolean): Promise<void> {
+    return this.lock.lock(async () => {
+      if (!this.state) throw new VxError('This node is not part of a swarm', 503);
+      if (this.state.role === 'manager' && !force) {
+        throw new VxError(
+          'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.',
+          503,
+        );
+      }
+      for (const ep of [...this.endpoints])
+        await this.removeEndpointLocked(ep, true).catch((e: unknown) => this.log.warn('endpoint cleanup on leave failed', { error: errorMessage(e) }));
+      await this.teardownSwarm();
+      this.disk.wipeSwarm();
+    });
+  }
+
+  private async teardownSwarm(): Promise<void> {
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.session?.stop();
+    this.session = undefined;
+    this.client?.close();
+    this.client = undefined;
+    await this.server?.close();
+    this.server = undefined;
+    this.manager?.close();
+    this.manager?.store.close();
+    this.manager = undefined;
+    await this.overlay?.close();
+    this.overlay = undefined;
+    this.networks.clear();
+    this.endpoints = [];
+    this.state = undefined;
+  }
+
+  private async startManagerServer(certs: CertFiles): Promise<void> {
+    this.server = new ManagerServer(this.manager!, certs, this.log.child({ component: 'manager-api' }));
+    await this.server.listen(this.state!.listenAddr);
+  }
+
+  private startAgent(certs: CertFiles): void {
+    this.client = new ManagerClient(this.state!.managerAddr, certs);
+    this.session = new AgentSession(this.client, this.log.child({ component: 'agent' }));
+    // Every node has the ingress network, so a worker learns it as soon as it is connected.
+    this.session.on('connected', () => {
+      void this.client
+        ?.request<NetworkRecord>('GET', '/v1/networks/ingress')
+        .then((n) => this.networks.set(n.id, n))
+        .catch((e: unknown) => this.log.warn('could not fetch the ingress network', { error: errorMessage(e) }));
+    });
+    this.session.start();
+  }
+
+  private async waitConnected(ms: number): Promise<void> {
+    if (!this.session || this.session.connected) return;
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new VxError('timeout waiting for the manager session', 503)), ms);
+      this.session!.once('connected', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** On a restart the sandboxes are kept for adoption; pruneSandboxes() removes the rest. */
+  private async startOverlay(adopt = false): Promise<void> {
+    this.overlay = new OverlayHost({
+      prefix: this.cfg.netnsPrefix,
+      underlayIp: this.state!.advertiseAddr,
+      reconcileMs: this.cfg.reconcileMs ?? 3000,
+      log: this.log.child({ component: 'overlay' }),
+    });
+    await this.overlay.start({ adopt });
+  }
+
+  private scheduleRenewal(certs: CertFiles): void {
+    const info = certInfo(certs.certPem);
+    const delay = Math.min(renewalDelayMs(info.notBefore, info.notAfter), 2 ** 31 - 1);
+    this.renewTimer = setTimeout(
+      () => void this.renewCert().catch((e: unknown) => this.log.error('certificate renewal failed', { error: errorMessage(e) })),
+      delay,
+    );
+    this.renewTimer.unref();
+  }
+
+  private async renewCert(): Promise<void> {
+    const old = this.disk.loadCerts();
+    if (!old || !this.state) return;
+    const { csrPem, keyPem } = await createCsr();
+    const certPem = this.manager
+      ? await this.manager.renew(this.state.nodeId, csrPem)
+      : (await this.client!.request<{ cert: string }>('POST', '/v1/renew', { csr: csrPem })).cert;
+    const certs = { caPem: old.caPem, certPem, keyPem };
+    this.disk.saveCerts(certs);
+    this.client?.setTls(certs);
+    this.log.info('node certificate renewed', { notAfter: certInfo(certPem).notAfter.toISOString() });
+    this.scheduleRenewal(certs);
+  }
+
+  /** An explicit IP, an interface name, or (none given) the one global IPv4 address here. */
+  private async resolveAdvertise(given: string | undefined): Promise<string> {
+    const r = Rtnl.open();
+    try {
+      const links = await r.getLinks();
+      const addrs = (await r.getAddresses()).filter((a) => !a.ip.startsWith('127.'));
+      if (given) {
+        const host = splitHostPort(given).host;
+        if (isIp(host)) return host;
+        const link = links.find((l) => l.name === host);
+        const a = link && addrs.find((x) => x.index === link.index);
+        if (!a)
+          throw new InvalidArgumentError(
+            `advertise address must be a non-zero IPv4 address or network interface (with optional port number); "${given}" is neither`,
+          );
+        return a.ip;
+      }
+      const uniq = [...new Set(addrs.map((a) => a.ip))];
+      if (uniq.length === 1) return uniq[0]!;
+      if (uniq.length === 0) throw new InvalidArgumentError('could not find an IPv4 address to advertise: specify one with --advertise-addr');
+      throw new InvalidArgumentError(
+        `could not choose an IP address to advertise since this system has multiple addresses (${uniq.join(', ')}): specify one with --advertise-addr`,
+      );
+    } finally {
+      r.close();
+    }
+  }
+
+  // ---- cluster state access ----
+
+  requireManager(): Manager {
+    if (!this.state) throw new NotInSwarmError();
+    if (!this.manager) throw new NotManagerError();
+    return this.manager;
+  }
+
+  localNode(): NodeRecord | undefined {
+    return this.manager && this.state ? this.manager.store.getNode(this.state.nodeId) : undefined;
+  }
+
+  /** Networks this node lists: all of them on a manager; ingress and those in local use on a worker. */
+  listNetworks(): NetworkRecord[] {
+    if (!this.state) return [];
+    if (this.manager) return this.manager.listNetworks();
+    const used = new Set(this.endpoints.map((e) => e.networkId));
+    return [...this.networks.values()].filter((n) => n.ingress || used.has(n.id));
+  }
+
+  findNetwork(ref: string): NetworkRecord {
+    if (this.manager) return this.manager.findNetwork(ref);
+    const list = this.listNetworks();
+    const n = list.find((x) => x.id === ref) ?? list.find((x) => x.name === ref) ?? list.find((x) => ref.length > 0 && x.id.startsWith(ref));
+    if (!n) throw new NotFoundError(`network ${ref} not found`);
+    return n;
+  }
+
+  /** Local data-plane view of a network (sandbox, peers) if this node has it. */
+  overlayNetwork(id: string): ReturnType<OverlayHost['network']> | undefined {
+    return this.overlay?.hasNetwork(id) ? this.overlay.network(id) : undefined;
+  }
+
+  // ---- endpoints (attached through the control plane) ----
+
+  listEndpoints(): LocalEndpoint[] {
+    return [...this.endpoints];
+  }
+
+  createEndpoint(networkRef: string, name?: string): Promise<LocalEndpoint> {
+    return this.lock.lock(async () => {
+      if (!this.state || !this.overlay) throw new NotInSwarmError();
+      const epName = name || `ep-${newId().slice(0, 12)}`;
+      if (this.endpoints.some((e) => e.name === epName)) throw new ConflictError(`endpoint ${epName} already exists on this node`);
+      const { attachment, network } = this.manager
+        ? this.manager.attach(networkRef, this.state.nodeId, epName)
+        : await this.client!.request<{ attachment: AttachmentRecord; network: NetworkRecord }>('POST', '/v1/attachments', {
+            network: networkRef,
+            name: epName,
+          });
+      const ns = `${this.cfg.netnsPrefix}ep-${attachment.id.slice(0, 12)}`;
+      try {
+        this.networks.set(network.id, network);
+        await this.overlay.createNetwork(overlaySpec(network));
+        createNetns(ns);
+        await this.overlay.attach(network.id, { id: attachment.id, netns: ns, ip: attachment.ip, mac: attachment.mac });
+      } catch (e) {
+        if (netnsExists(ns)) deleteNetns(ns);
+        await this.releaseRemote(attachment.id).catch(() => undefined);
+        await this.dropNetworkIfUnused(network.id);
+        throw e;
+      }
+      const ep: LocalEndpoint = {
+        id: attachment.id,
+        name: epName,
+        networkId: network.id,
+        networkName: network.name,
+        ip: attachment.ip,
+        mac: attachment.mac,
+        netns: ns,
+      };
+      this.endpoints.push(ep);
+      this.saveEndpoints();
+      return ep;
+    });
+  }
+
+  removeEndpoint(ref: string): Promise<void> {
+    return this.lock.lock(async () => {
+      const ep = this.endpoints.find((e) => e.id === ref || e.name === ref) ?? this.endpoints.find((e) => ref.length > 0 && e.id.startsWith(ref));
+      if (!ep) throw new NotFoundError(`endpoint ${ref} not found on this node`);
+      await this.removeEndpointLocked(ep, false);
+    });
+  }
+
+  private async removeEndpointLocked(ep: LocalEndpoint, leaving: boolean): Promise<void> {
+    if (this.overlay?.hasNetwork(ep.networkId)) {
+      await this.overlay.detach(ep.networkId, ep.id).catch((e: unknown) => {
+        if (!(e instanceof NotFoundError)) throw e;
+      });
+    }
+    deleteNetns(ep.netns);
+    this.endpoints = this.endpoints.filter((e) => e !== ep);
+    this.saveEndpoints();
+    await this.releaseRemote(ep.id).catch((e: unknown) => {
+      if (!leaving) throw e;
+    });
+    await this.dropNetworkIfUnused(ep.networkId);
+  }
+
+  private async releaseRemote(attachmentId: string): Promise<void> {
+    if (this.manager) this.manager.detach(attachmentId);
+    else await this.client?.request('DELETE', `/v1/attachments/${encodeURIComponent(attachmentId)}`);
+  }
+
+  /** Networks are lazy: the sandbox goes with the last local endpoint. */
+  private async dropNetworkIfUnused(networkId: string): Promise<void> {
+    if (this.endpoints.some((e) => e.networkId === networkId)) return;
+    if (this.overlay?.hasNetwork(networkId)) await this.overlay.deleteNetwork(networkId);
+    if (!this.manager) this.networks.delete(networkId);
+  }
+
+  private saveEndpoints(): void {
+    this.disk.saveEndpoints(this.endpoints);
+    const nets = [...new Set(this.endpoints.map((e) => e.networkId))].map((id) => this.networks.get(id)).filter((n): n is NetworkRecord => !!n);
+    this.disk.saveNetworks(nets);
+  }
+
+  /** After a restart: rebuild sandboxes and re-plumb endpoints whose namespaces still exist. */
+  private async restoreEndpoints(): Promise<void> {
+    const saved = this.disk.loadEndpoints();
+    for (const n of this.disk.loadNetworks<NetworkRecord>()) this.networks.set(n.id, n);
+    for (const ep of saved) {
+      const net = this.manager?.store.getNetwork(ep.networkId) ?? this.networks.get(ep.networkId);
+      if (!net || !netnsExists(ep.netns)) {
+        this.log.warn('dropping endpoint lost while the daemon was down', { endpoint: ep.id });
+        if (netnsExists(ep.netns)) deleteNetns(ep.netns);
+        await this.releaseRemote(ep.id).catch(() => undefined);
+        continue;
+      }
+      try {
+        this.networks.set(net.id, net);
+        await this.overlay!.createNetwork(overlaySpec(net));
+        await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
+        this.endpoints.push(ep);
+      } catch (e) {
+        this.log.error('could not restore endpoint', { endpoint: ep.id, error: errorMessage(e) });
+      }
+    }
+    this.saveEndpoints();
+  }
+
+  endpointNetnsPath(ep: LocalEndpoint): string {
+    return path.join('/run/netns', ep.netns);
+  }
+}

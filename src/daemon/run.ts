@@ -1,0 +1,58 @@
+// `vxswarm daemon`: start the node, serve the Engine API on its unix socket, stop cleanly
+// on SIGTERM/SIGINT.
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildRouter } from '../api/routes.js';
+import { createHttpServer, listenUnix } from '../api/http.js';
+import { InvalidArgumentError, errorMessage } from '../core/errors.js';
+import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
+import { Daemon } from './daemon.js';
+
+export interface DaemonFlags {
+  root: string;
+  execRoot: string;
+  host: string;
+  logLevel: string;
+  netnsPrefix: string;
+}
+
+export function socketPathOf(host: string): string {
+  if (!host.startsWith('unix://')) throw new InvalidArgumentError(`unsupported host "${host}": only unix:///path sockets are served`);
+  return host.slice('unix://'.length);
+}
+
+export async function runDaemon(f: DaemonFlags): Promise<void> {
+  setLogLevel(f.logLevel as LogLevel);
+  const log = createLogger({ pid: process.pid });
+  const socket = socketPathOf(f.host);
+  fs.mkdirSync(f.root, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(f.execRoot, { recursive: true, mode: 0o755 });
+  const pidFile = path.join(f.execRoot, 'vxswarm.pid');
+  fs.writeFileSync(pidFile, `${process.pid}\n`);
+  const reconcileMs = process.env.VXSWARM_RECONCILE_MS ? Number(process.env.VXSWARM_RECONCILE_MS) : undefined;
+  const daemon = new Daemon({ root: f.root, execRoot: f.execRoot, netnsPrefix: f.netnsPrefix, log, ...(reconcileMs ? { reconcileMs } : {}) });
+  await daemon.start();
+  const server = createHttpServer(buildRouter(daemon), log);
+  await listenUnix(server, socket);
+  log.info('daemon ready', { socket, root: f.root });
+  process.stdout.write(`vxswarm daemon ready on ${f.host}\n`);
+
+  let stopping = false;
+  const stop = async (sig: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal: sig });
+    server.close();
+    server.closeAllConnections();
+    try {
+      await daemon.stop();
+    } catch (e) {
+      log.error('stop failed', { error: errorMessage(e) });
+    }
+    fs.rmSync(socket, { force: true });
+    fs.rmSync(pidFile, { force: true });
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

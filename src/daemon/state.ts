@@ -1,0 +1,106 @@
+// What a node keeps on disk about its swarm membership, so a restart picks up where it was.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Role } from '../cluster/manager/ca.js';
+
+export interface SwarmState {
+  nodeId: string;
+  clusterId: string;
+  role: Role;
+  /** the manager this node talks to, host:port */
+  managerAddr: string;
+  advertiseAddr: string;
+  listenAddr: string;
+  dataPathPort: number;
+}
+
+export interface LocalEndpoint {
+  id: string;
+  name: string;
+  networkId: string;
+  networkName: string;
+  ip: string;
+  mac: string;
+  netns: string;
+}
+
+export interface CertFiles {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+function writeAtomic(file: string, data: string, mode = 0o600): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, data, { mode });
+  fs.renameSync(tmp, file);
+}
+
+function readJson<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+export class NodeDisk {
+  constructor(readonly root: string) {}
+
+  get swarmDir(): string {
+    return path.join(this.root, 'swarm');
+  }
+  get managerDb(): string {
+    return path.join(this.swarmDir, 'manager.db');
+  }
+  private get certDir(): string {
+    return path.join(this.swarmDir, 'certificates');
+  }
+
+  loadState(): SwarmState | undefined {
+    return readJson<SwarmState>(path.join(this.swarmDir, 'state.json'));
+  }
+  saveState(s: SwarmState): void {
+    writeAtomic(path.join(this.swarmDir, 'state.json'), JSON.stringify(s, null, 2));
+  }
+
+  loadCerts(): CertFiles | undefined {
+    try {
+      return {
+        caPem: fs.readFileSync(path.join(this.certDir, 'swarm-root-ca.crt'), 'utf8'),
+        certPem: fs.readFileSync(path.join(this.certDir, 'swarm-node.crt'), 'utf8'),
+        keyPem: fs.readFileSync(path.join(this.certDir, 'swarm-node.key'), 'utf8'),
+      };
+    } catch {
+      return undefined;
+    }
+  }
+  saveCerts(c: CertFiles): void {
+    writeAtomic(path.join(this.certDir, 'swarm-root-ca.crt'), c.caPem, 0o644);
+    writeAtomic(path.join(this.certDir, 'swarm-node.key'), c.keyPem, 0o600);
+    writeAtomic(path.join(this.certDir, 'swarm-node.crt'), c.certPem, 0o644);
+  }
+
+  loadEndpoints(): LocalEndpoint[] {
+    return readJson<LocalEndpoint[]>(path.join(this.root, 'endpoints.json')) ?? [];
+  }
+  saveEndpoints(eps: LocalEndpoint[]): void {
+    writeAtomic(path.join(this.root, 'endpoints.json'), JSON.stringify(eps, null, 2));
+  }
+
+  loadNetworks<T>(): T[] {
+    return readJson<T[]>(path.join(this.root, 'networks.json')) ?? [];
+  }
+  saveNetworks<T>(nets: T[]): void {
+    writeAtomic(path.join(this.root, 'networks.json'), JSON.stringify(nets, null, 2));
+  }
+
+  /** Forgets the swarm (leave). Endpoint records go with it. */
+  wipeSwarm(): void {
+    fs.rmSync(this.swarmDir, { recursive: true, force: true });
+    fs.rmSync(path.join(this.root, 'endpoints.json'), { force: true });
+    fs.rmSync(path.join(this.root, 'networks.json'), { force: true });
+  }
+}
