@@ -6,6 +6,7 @@ import { VxError, errorMessage } from '../core/errors.js';
 import { dataplaneDemo } from '../lab/demo.js';
 import { daemonRunning, daemonSocket, labDown, labPlan, labStatus, labUp, startDaemon } from '../lab/lab.js';
 import { runDaemon } from '../daemon/run.js';
+import { addSwarmCommands } from './swarm-commands.js';
 
 function int(v: string): number {
   const n = Number(v);
@@ -14,7 +15,13 @@ function int(v: string): number {
 }
 
 export function buildProgram(): Command {
-  const program = new Command('vxswarm').description('swarm-mode container overlay networking over kernel VXLAN').showHelpAfterError();
+  const program = new Command('vxswarm')
+    .description('swarm-mode container overlay networking over kernel VXLAN')
+    .option('-H, --host <socket>', 'daemon socket to connect to (env VXSWARM_HOST)')
+    // Global options go before the command (as with docker -H), so `daemon -H` stays the daemon's.
+    .enablePositionalOptions()
+    .showHelpAfterError();
+  addSwarmCommands(program);
   program
     .command('daemon')
     .description('run the node daemon (Engine API on a unix socket)')
@@ -87,7 +94,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
-    process.stderr.write(`Error: ${errorMessage(e)}\n`);
+    const msg = errorMessage(e);
+    process.stderr.write(msg.startsWith('Error') ? `${msg}\n` : `Error: ${msg}\n`);
     process.exitCode = 1;
   }
 }
