@@ -192,8 +192,8 @@ export async function stopDaemon(lab: string, host: string, signal: NodeJS.Signa
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-  if (signal !== 'SIGKILL') process.kill(pid, 'SIGKILL');
-  return true;
+  if (signal === 'SIGKILL') throw new VxError(`daemon ${pid} on ${host} survived SIGKILL`, 500);
+  return stopDaemon(lab, host, 'SIGKILL');
 }
 
 export function daemonSocket(lab: string, host: string): string {

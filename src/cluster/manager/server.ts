@@ -29,6 +29,7 @@ export class ManagerServer {
   private server: http2.Http2SecureServer | undefined;
   private readonly routes: Route[];
   private readonly liveStreams = new Set<http2.ServerHttp2Stream>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(
     private readonly manager: Manager,
@@ -102,6 +103,10 @@ export class ManagerServer {
       minVersion: 'TLSv1.2',
     });
     server.on('stream', (stream, headers) => void this.dispatch(stream, headers));
+    server.on('session', (sess) => {
+      this.sessions.add(sess);
+      sess.once('close', () => this.sessions.delete(sess));
+    });
     server.on('sessionError', (e) => this.log.debug('manager api session error', { error: errorMessage(e) }));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -110,8 +115,10 @@ export class ManagerServer {
     this.server = server;
   }
 
+  /** Stops listening and drops every connection (agents reconnect to whoever serves next). */
   async close(): Promise<void> {
     for (const s of this.liveStreams) s.close();
+    for (const s of this.sessions) s.destroy();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));

@@ -1,0 +1,116 @@
+// A lab whose hosts run real vxswarm daemons; the stock docker CLI and our CLI drive them.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { ApiClient } from '../../src/cli/client.js';
+import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../../src/lab/lab.js';
+import type { LabPlan } from '../../src/lab/plan.js';
+import { uniqueLabName } from './helpers.js';
+
+const execFileP = promisify(execFile);
+export const DOCKER = '/usr/local/bin/docker';
+export const hasDocker = fs.existsSync(DOCKER);
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class SwarmLab {
+  plan!: LabPlan;
+  constructor(readonly name: string) {}
+
+  static async up(tag: string, hosts: number, reconcileMs?: number): Promise<SwarmLab> {
+    const lab = new SwarmLab(uniqueLabName(tag));
+    try {
+      lab.plan = await labUp(lab.name, hosts);
+      await Promise.all(lab.plan.hosts.map((h) => startDaemon(lab.name, h.name, reconcileMs ? { reconcileMs } : {})));
+    } catch (e) {
+      await labDown(lab.name);
+      throw e;
+    }
+    return lab;
+  }
+
+  async down(): Promise<void> {
+    await labDown(this.name);
+  }
+
+  host(name: string): LabPlan['hosts'][number] {
+    return this.plan.hosts.find((h) => h.name === name)!;
+  }
+  socket(host: string): string {
+    return daemonSocket(this.name, host);
+  }
+  api(host: string): ApiClient {
+    return new ApiClient(`unix://${this.socket(host)}`);
+  }
+  start(host: string): Promise<number> {
+    return startDaemon(this.name, host);
+  }
+  stop(host: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
+    return stopDaemon(this.name, host, signal);
+  }
+
+  async docker(host: string, args: string[]): Promise<RunResult> {
+    return run(DOCKER, args, { DOCKER_HOST: `unix://${this.socket(host)}` });
+  }
+
+  /** Our CLI, from the TypeScript source. */
+  async vx(host: string, args: string[]): Promise<RunResult> {
+    return run(process.execPath, ['--import', 'tsx', 'src/cli/entry.ts', '-H', `unix://${this.socket(host)}`, ...args], {});
+  }
+
+  /** Raw Engine API request (status and body), for bad-input checks. */
+  raw(host: string, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+    return rawRequest(this.socket(host), method, path, body, headers);
+  }
+}
+
+async function run(cmd: string, args: string[], env: Record<string, string>): Promise<RunResult> {
+  try {
+    const r = await execFileP(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+  }
+}
+
+async function rawRequest(
+  socketPath: string,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        socketPath,
+        method,
+        path,
+        headers: { ...(body !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } : {}), ...headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, stepMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
