@@ -1,6 +1,7 @@
 // npm run bench -- <name>: runs one benchmark; each prints JSON lines, the last a summary.
 const benches: Record<string, () => Promise<void>> = {
   dataplane: async () => (await import('./dataplane.js')).run(),
+  control: async () => (await import('./control.js')).run(),
 };
 
 const name = process.argv[2];

@@ -110,10 +110,12 @@ export async function labDown(name: string): Promise<string[]> {
 }
 
 /** The command that runs our CLI: the built one, or the TypeScript source under tsx (tests). */
-function cliCommand(): string[] {
+function cliCommand(preferBuild = false): string[] {
   const here = fileURLToPath(import.meta.url);
-  const entry = path.join(path.dirname(here), '..', 'cli', here.endsWith('.ts') ? 'entry.ts' : 'entry.js');
-  return here.endsWith('.ts') ? [process.execPath, '--import', 'tsx', entry] : [process.execPath, entry];
+  const built = path.join(path.dirname(here), '..', '..', 'dist', 'cli', 'entry.js');
+  if (!here.endsWith('.ts')) return [process.execPath, path.join(path.dirname(here), '..', 'cli', 'entry.js')];
+  if (preferBuild && fs.existsSync(built)) return [process.execPath, built];
+  return [process.execPath, '--import', 'tsx', path.join(path.dirname(here), '..', 'cli', 'entry.ts')];
 }
 
 function daemonPid(lab: string, host: string): number | undefined {
@@ -131,6 +133,8 @@ export interface DaemonOptions {
   logLevel?: string;
   reconcileMs?: number;
   extraArgs?: string[];
+  /** run dist/ (npm run build) even when called from TypeScript, e.g. to measure memory */
+  preferBuild?: boolean;
 }
 
 /** Starts `vxswarm daemon` inside a lab host (its network and UTS namespaces) and waits for its socket. */
