@@ -125,7 +125,10 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
         '{{range .IPAM.Config}}{{.Subnet}}/{{.Gateway}} {{end}}{{.Scope}} {{.Driver}} {{.Attachable}} {{index .Options "com.docker.network.driver.overlay.vxlanid_list"}}',
         'prod-net',
       ]);
-      assert.equal(f.stdout.trim(), '10.77.1.0/24/10.77.1.254 10.77.2.0/24/10.77.2.1 swarm overlay true 4098,4099');
+      // The docker CLI sends --subnet/--gateway pairs in map order, so compare as a set.
+      const words = f.stdout.trim().split(' ');
+      assert.deepEqual(words.slice(0, 2).sort(), ['10.77.1.0/24/10.77.1.254', '10.77.2.0/24/10.77.2.1']);
+      assert.deepEqual(words.slice(2), ['swarm', 'overlay', 'true', '4098,4099']);
       const dls = await lab.docker('node1', ['network', 'ls', '--format', '{{.Name}} {{.Driver}} {{.Scope}}']);
       assert.deepEqual(dls.stdout.trim().split('\n').sort(), ['ingress overlay swarm', 'prod-net overlay swarm', 'uber-net overlay swarm']);
       const rm = await lab.docker('node1', ['network', 'rm', 'prod-net']);
@@ -266,5 +269,41 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
     const ep = await lab.api('node2').post<Json>('/vxswarm/endpoints', { Network: 'uber-net', Name: 'after-restart' });
     assert.match(ep.IPAddress, /^10\.99\.1\.\d+$/);
     await lab.api('node2').del(`/vxswarm/endpoints/${ep.Id}`);
+  });
+
+  it('node update and rm: availability through the docker CLI; a live node is not removed without --force; a removed node is shut out', async () => {
+    const upd = await lab.vx('node1', ['node', 'update', '--availability', 'drain', '--label-add', 'zone=b', 'node2']);
+    assert.equal(upd.code, 0, upd.stderr);
+    const insp = JSON.parse((await lab.vx('node1', ['node', 'inspect', 'node2'])).stdout) as Json[];
+    assert.equal(insp[0]!.Spec.Availability, 'drain');
+    assert.deepEqual(insp[0]!.Spec.Labels, { zone: 'b' });
+    if (hasDocker) {
+      const d = await lab.docker('node1', ['node', 'update', '--availability', 'active', 'node2']);
+      assert.equal(d.code, 0, d.stderr);
+      assert.equal(
+        (await lab.docker('node1', ['node', 'inspect', '--format', '{{.Spec.Availability}} {{.Status.State}}', 'node2'])).stdout.trim(),
+        'active ready',
+      );
+    }
+    const live = await lab.vx('node1', ['node', 'rm', 'node2']);
+    assert.notEqual(live.code, 0);
+    assert.match(live.stderr, /is not down and can't be removed/);
+    const self = await lab.vx('node1', ['node', 'rm', '--force', 'node1']);
+    assert.match(self.stderr, /must be demoted to worker before removal/);
+    const id2 = (await lab.api('node2').get<Json>('/info')).Swarm.NodeID as string;
+    await lab.stop('node2', 'SIGKILL');
+    await waitFor(
+      'node2 down',
+      async () => ((await lab.api('node1').get<Json[]>('/nodes')).find((n) => n.ID === id2)?.Status.State === 'down' ? true : undefined),
+      3000,
+    );
+    const rm = await lab.vx('node1', ['node', 'rm', id2.slice(0, 6)]);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.ok(!(await lab.api('node1').get<Json[]>('/nodes')).some((n) => n.ID === id2));
+    // Its certificate no longer opens a session: it stays out, and the manager does not re-add it.
+    await lab.start('node2');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await lab.api('node2').get<Json>('/info')).Swarm.LocalNodeState, 'pending');
+    assert.ok(!(await lab.api('node1').get<Json[]>('/nodes')).some((n) => n.ID === id2));
   });
 });
