@@ -482,7 +482,8 @@ export class Membership extends EventEmitter {
     for (const r of pp.members ?? []) {
       // A node speaking for itself in a direct exchange is proof of life, whatever we thought.
       const local = this.members.get(r.n);
-      if (r.n === pp.from && r.s === 'alive' && local && (local.state === 'dead' || local.state === 'suspect') && r.i === local.incarnation) local.incarnation = r.i - 1;
+      if (r.n === pp.from && r.s === 'alive' && local && (local.state === 'dead' || local.state === 'suspect') && r.i === local.incarnation)
+        local.incarnation = r.i - 1;
       if (r.s === 'alive') this.applyAlive({ k: 'alive', n: r.n, a: r.a, i: r.i, m: r.m ?? {} });
       else if (r.s === 'left') this.applyDead({ k: 'dead', n: r.n, i: r.i, f: r.n });
       // A peer's belief that a node is dead or suspect only makes us suspect it: we may know better.

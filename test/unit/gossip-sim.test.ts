@@ -195,7 +195,10 @@ test('a node with the wrong key cannot inject entries; its packets are dropped a
   await s.clock.advance(3000);
   assert.ok(s.dbs.every((d) => d.list('overlay_peer_table', 'net1').length === 0));
   assert.ok(s.nodes.every((n) => !n.get('rogue')));
-  assert.ok(s.nodes.reduce((a, n) => a + n.stats.rejected, 0) >= s.nodes.length, 'rejected packets are counted');
+  assert.ok(
+    s.nodes.every((n) => n.stats.rejected >= 1),
+    'every node counted the forged packet it dropped',
+  );
   rogue.shutdown();
   rdb.stop();
   stop(s);
