@@ -175,13 +175,9 @@ test('a node with the wrong key cannot inject entries; its packets are dropped a
   const s = await cluster(5, 9, () => new Keyring([good]));
   for (const d of s.dbs) d.joinNetwork('net1');
   await s.clock.advance(500);
-  const rogue = new Membership({
-    name: 'rogue',
-    transport: s.net.create('10.9.9.9:7946'),
-    clock: s.clock,
-    incarnation: 1,
-    keyring: new Keyring([Keyring.generateKey()]),
-  });
+  const wrong = new Keyring([Keyring.generateKey()]);
+  const rogueTransport = s.net.create('10.9.9.9:7946');
+  const rogue = new Membership({ name: 'rogue', transport: rogueTransport, clock: s.clock, incarnation: 1, keyring: wrong });
   const rdb = new NetworkDB(rogue, s.clock);
   rogue.start();
   rdb.start();
@@ -190,8 +186,14 @@ test('a node with the wrong key cannot inject entries; its packets are dropped a
   assert.equal(await joined, 0, 'the push-pull reply of a node with another key cannot be read');
   rdb.joinNetwork('net1');
   rdb.put('overlay_peer_table', 'net1', 'evil', { ip: '10.0.0.66' });
-  for (const n of s.nodes)
-    rogue.sendUser(n.name, { k: 'tbl', nid: 'net1', evs: [{ tb: 'overlay_peer_table', k: 'evil', v: {}, o: 'rogue', lt: 1e15, del: false }] });
+  // Forged table events claiming to come from a member, sealed with the wrong key.
+  const forged = {
+    t: 'user',
+    from: 'n1',
+    d: { k: 'tbl', nid: 'net1', evs: [{ tb: 'overlay_peer_table', k: 'evil', v: {}, o: 'n1', lt: 1e15, del: false }] },
+    p: [],
+  };
+  for (const n of s.nodes) rogueTransport.sendPacket(n.self.addr, wrong.seal(Buffer.from(JSON.stringify(forged))));
   await s.clock.advance(3000);
   assert.ok(s.dbs.every((d) => d.list('overlay_peer_table', 'net1').length === 0));
   assert.ok(s.nodes.every((n) => !n.get('rogue')));
