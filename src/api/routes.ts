@@ -105,10 +105,24 @@ export function buildRouter(d: Daemon): Router {
   });
 
   // ---- networks ----
-  const netJson = (n: NetworkRecord): Record<string, unknown> => {
+  const netJson = (n: NetworkRecord, verbose = false): Record<string, unknown> => {
     const local = d.listEndpoints().filter((e) => e.networkId === n.id);
-    const peers = networkPeers(d, n);
-    return networkJson(n, local, peers);
+    const out = networkJson(n, local, networkPeers(d, n));
+    if (verbose && d.gossip) {
+      // Diagnosis: what this node's gossip tables hold for the network (docker shows Services here).
+      out.Tables = Object.fromEntries(
+        ['overlay_peer_table', 'endpoint_table'].map((t) => [
+          t,
+          d
+            .gossip!.db.dump(n.id)
+            .filter((e) => e.table === t)
+            .map((e) => ({ Key: e.key, Owner: e.owner, Value: e.value, LamportTime: e.ltime, Deleting: e.deleting })),
+        ]),
+      );
+      const ov = d.overlayNetwork(n.id);
+      if (ov) out.Overlay = { Sandbox: ov.sandbox, MTU: ov.mtu, Peers: ov.listPeers(), Repairs: ov.repairs, Reconciles: ov.reconciles };
+    }
+    return out;
   };
   r.on('GET', '/networks', (c) => {
     const filters = parseFilters(c.query.get('filters'));
@@ -117,13 +131,13 @@ export function buildRouter(d: Daemon): Router {
     if (filters.id) list = list.filter((n) => filters.id!.some((f) => n.id.startsWith(f)));
     if (filters.driver) list = list.filter((n) => filters.driver!.includes(n.driver));
     if (filters.scope) list = list.filter(() => filters.scope!.includes('swarm'));
-    return { json: list.map(netJson) };
+    return { json: list.map((n) => netJson(n)) };
   });
   r.on('GET', '/networks/:id', (c) => {
     const scope = c.query.get('scope');
     if (scope && !['swarm', 'local', 'global'].includes(scope)) throw new BadRequest(`invalid scope "${scope}"`);
     if (scope === 'local') throw new VxError(`network ${c.params[0]} not found`, 404);
-    return { json: netJson(d.findNetwork(c.params[0]!)) };
+    return { json: netJson(d.findNetwork(c.params[0]!), qBool(c.query, 'verbose')) };
   });
   r.on('POST', '/networks/create', async (c) => {
     const b = obj(await c.body(), 'network create request');
@@ -156,6 +170,17 @@ export function buildRouter(d: Daemon): Router {
   r.on('DELETE', '/networks/:id', (c) => {
     d.requireManager().removeNetwork(c.params[0]!);
     return { status: 204 };
+  });
+
+  // ---- vxswarm extension: gossip state for diagnosis ----
+  r.on('GET', '/vxswarm/gossip', () => {
+    if (!d.gossip) throw new VxError('gossip is not running on this node', 503);
+    return { json: d.gossip.stats() };
+  });
+  r.on('POST', '/vxswarm/gossip/rotate-key', (c) => {
+    const step = c.query.get('step');
+    if (step !== 'stage' && step !== 'switch') throw new BadRequest('step must be "stage" (add the new key) or "switch" (send with it)');
+    return { json: { Keys: d.requireManager().rotateGossipKey(step).length } };
   });
 
   // ---- vxswarm extension: endpoints attached through the control plane ----
@@ -195,8 +220,9 @@ function parseFilters(text: string | null): Record<string, string[] | undefined>
   return out;
 }
 
-/** Nodes known to have the network instantiated: the manager knows from attachments. */
+/** Nodes that have the network: from gossip when it runs, else from the manager's attachments. */
 function networkPeers(d: Daemon, n: NetworkRecord): Array<{ name: string; ip: string }> {
+  if (d.gossip) return d.gossip.networkPeers(n.id);
   const m = d.manager;
   if (!m) {
     const s = d.swarm;

@@ -21,6 +21,7 @@ import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/man
 import { ManagerClient, fetchPinnedCa } from '../cluster/agent/client.js';
 import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
+import { NodeGossip, GOSSIP_PORT } from './gossip.js';
 import { NodeDisk, type CertFiles, type LocalEndpoint, type SwarmState } from './state.js';
 
 export interface DaemonConfig {
@@ -80,6 +81,8 @@ export class Daemon {
   /** network records this node has seen (a worker knows only the ones it uses) */
   private readonly networks = new Map<string, NetworkRecord>();
   private renewTimer: NodeJS.Timeout | undefined;
+  gossip: NodeGossip | undefined;
+  private gossipStarting: Promise<void> | undefined;
   private readonly lock = new Mutex();
   readonly startedAt = new Date();
 
@@ -116,10 +119,13 @@ export class Daemon {
     this.scheduleRenewal(certs);
     await this.restoreEndpoints();
     await this.overlay!.pruneSandboxes();
+    if (this.manager) await this.startGossip(this.manager.gossipKeys());
   }
 
   async stop(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
+    // No leave announcement: a restart is back before long, and a crash is detected anyway.
+    await this.gossip?.stop(false).catch(() => undefined);
     this.session?.stop();
     this.client?.close();
     await this.server?.close();
@@ -167,6 +173,7 @@ export class Daemon {
       try {
         await this.startManagerServer(certs);
         await this.startOverlay();
+        await this.startGossip(manager.gossipKeys());
       } catch (e) {
         await this.teardownSwarm();
         throw e;
@@ -245,6 +252,9 @@ export class Daemon {
 
   private async teardownSwarm(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
+    await this.gossip?.stop(true).catch(() => undefined);
+    this.gossip = undefined;
+    this.gossipStarting = undefined;
     this.session?.stop();
     this.session = undefined;
     this.client?.close();
@@ -261,6 +271,42 @@ export class Daemon {
     this.state = undefined;
   }
 
+  /** Gossip on <advertise>:7946; workers join through the manager's address. */
+  private startGossip(keys: string[]): Promise<void> {
+    this.gossipStarting ??= (async () => {
+      const st = this.state!;
+      const managerHost = splitHostPort(st.managerAddr).host;
+      this.gossip = await NodeGossip.start({
+        ip: st.advertiseAddr,
+        nodeId: st.nodeId,
+        hostname: this.hostname,
+        keys,
+        seeds: () => (this.manager ? [] : [`${managerHost}:${GOSSIP_PORT}`]),
+        onPeers: (nid, peers) => {
+          if (this.overlay?.hasNetwork(nid))
+            void this.overlay.setPeers(nid, peers).catch((e: unknown) => this.log.error('programming peers failed', { network: nid, error: errorMessage(e) }));
+        },
+        log: this.log.child({ component: 'gossip' }),
+      });
+      if (this.manager) {
+        this.manager.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
+        // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
+        // once instead of waiting for probes and suspicion (a live node refutes).
+        this.manager.on('node-state', (n: NodeRecord) => {
+          if (n.state === 'down' && n.message.includes('session closed')) this.gossip?.ml.markDead(n.id);
+        });
+      }
+      for (const ep of this.endpoints) this.publish(ep);
+    })();
+    return this.gossipStarting;
+  }
+
+  private publish(ep: LocalEndpoint): void {
+    if (!this.gossip || !this.state) return;
+    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, { name: ep.name, ip: ep.ip });
+    this.gossip.pushPeers(ep.networkId);
+  }
+
   private async startManagerServer(certs: CertFiles): Promise<void> {
     this.server = new ManagerServer(this.manager!, certs, this.log.child({ component: 'manager-api' }));
     await this.server.listen(this.state!.listenAddr);
@@ -269,6 +315,17 @@ export class Daemon {
   private startAgent(certs: CertFiles): void {
     this.client = new ManagerClient(this.state!.managerAddr, certs);
     this.session = new AgentSession(this.client, this.log.child({ component: 'agent' }));
+    this.session.on('connected', (msg: { gossipKeys?: string[] }) => {
+      if (msg.gossipKeys?.length) {
+        if (this.gossip) {
+          this.gossip.setKeys(msg.gossipKeys);
+          void this.gossip.rejoin();
+        } else void this.startGossip(msg.gossipKeys).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
+      }
+    });
+    this.session.on('message', (msg: { type: string; gossipKeys?: string[] }) => {
+      if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
+    });
     // Every node has the ingress network, so a worker learns it as soon as it is connected.
     this.session.on('connected', () => {
       void this.client
@@ -426,6 +483,8 @@ export class Daemon {
       };
       this.endpoints.push(ep);
       this.saveEndpoints();
+      await this.gossipStarting?.catch(() => undefined);
+      this.publish(ep);
       return ep;
     });
   }
@@ -447,6 +506,7 @@ export class Daemon {
     deleteNetns(ep.netns);
     this.endpoints = this.endpoints.filter((e) => e !== ep);
     this.saveEndpoints();
+    this.gossip?.unpublish(ep.networkId, ep.id, !this.endpoints.some((e) => e.networkId === ep.networkId));
     await this.releaseRemote(ep.id).catch((e: unknown) => {
       if (!leaving) throw e;
     });

@@ -251,6 +251,16 @@ export class Membership extends EventEmitter {
     this.queue.push(`u:${key}`, { k: 'user', key, d: data });
   }
 
+  /**
+   * Declares a member dead on outside evidence (the manager saw its daemon's session close).
+   * If it is in fact alive it refutes with a higher incarnation, as with any accusation.
+   */
+  markDead(name: string): void {
+    const m = this.members.get(name);
+    if (!m || name === this.name || m.state === 'dead' || m.state === 'left') return;
+    this.applyDead({ k: 'dead', n: name, i: m.incarnation, f: this.name });
+  }
+
   /** A request/response to one member over the stream transport (large payloads). */
   async requestUser(to: string, data: unknown, timeoutMs = 5000): Promise<unknown> {
     const m = this.members.get(to);

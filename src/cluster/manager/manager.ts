@@ -10,6 +10,7 @@ import { DEFAULT_CERT_DAYS, RootCA, createRootCA, type Role } from './ca.js';
 import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniList, planSubnets, planVnis, type SubnetRequest } from './allocator.js';
 import type { Store } from './store.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
+import { randomBytes } from 'node:crypto';
 import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord } from './types.js';
 
 export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
@@ -106,6 +107,7 @@ export class Manager extends EventEmitter {
       caCertPem: pair.certPem,
       caKeyPem: pair.keyPem,
       certDays: o.certDays ?? DEFAULT_CERT_DAYS,
+      gossipKeys: [randomBytes(32).toString('base64')],
     };
     const m = new Manager(store, ca, o.nodeId, log);
     store.tx(() => {
@@ -173,6 +175,34 @@ export class Manager extends EventEmitter {
   joinTokens(): { worker: string; manager: string } {
     const c = this.cluster();
     return { worker: formatToken(this.caDigest, c.workerSecret), manager: formatToken(this.caDigest, c.managerSecret) };
+  }
+
+  /** The gossip keyring nodes get over their sessions: primary first. */
+  gossipKeys(): string[] {
+    const c = this.cluster();
+    if (c.gossipKeys?.length) return c.gossipKeys;
+    // A cluster made before gossip existed gets its first key now.
+    c.gossipKeys = [randomBytes(32).toString('base64')];
+    this.store.tx(() => this.store.putCluster(c));
+    return c.gossipKeys;
+  }
+
+  /**
+   * Rotates the gossip key in two steps so no message is lost: every node first accepts the new
+   * key (`stage`), then sends with it (`switch`); the oldest of more than three keys is dropped.
+   */
+  rotateGossipKey(step: 'stage' | 'switch'): string[] {
+    return this.store.tx(() => {
+      const c = this.cluster();
+      const keys = [...this.gossipKeys()];
+      if (step === 'stage') keys.push(randomBytes(32).toString('base64'));
+      else if (keys.length > 1) keys.unshift(keys.pop()!);
+      c.gossipKeys = keys.slice(0, 3);
+      c.version = this.store.bump();
+      this.store.putCluster(c);
+      this.emit('gossip-keys', c.gossipKeys);
+      return c.gossipKeys;
+    });
   }
 
   rotateToken(role: Role): void {

@@ -168,7 +168,13 @@ export class ManagerServer {
     const node = this.manager.sessionOpened(caller.nodeId);
     this.liveStreams.add(stream);
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
-    stream.write(`${JSON.stringify({ type: 'welcome', node, managers: [this.manager.store.getNode(this.manager.selfId)?.addr] })}\n`);
+    const send = (msg: unknown): void => {
+      if (!stream.closed && !stream.destroyed) stream.write(`${JSON.stringify(msg)}\n`);
+    };
+    send({ type: 'welcome', node, managers: [this.manager.store.getNode(this.manager.selfId)?.addr], gossipKeys: this.manager.gossipKeys() });
+    const onKeys = (keys: string[]): void => send({ type: 'gossip-keys', gossipKeys: keys });
+    this.manager.on('gossip-keys', onKeys);
+    stream.once('close', () => this.manager.off('gossip-keys', onKeys));
     stream.on('data', () => this.manager.heartbeat(caller.nodeId));
     let closed = false;
     const done = (): void => {

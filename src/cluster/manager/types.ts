@@ -69,4 +69,6 @@ export interface ClusterRecord {
   caCertPem: string;
   caKeyPem: string;
   certDays: number;
+  /** gossip encryption keys (base64); the first is the one nodes send with */
+  gossipKeys?: string[];
 }
