@@ -548,6 +548,7 @@ export class Daemon {
         await this.overlay!.createNetwork(overlaySpec(net));
         await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
         this.endpoints.push(ep);
+        this.publish(ep);
       } catch (e) {
         this.log.error('could not restore endpoint', { endpoint: ep.id, error: errorMessage(e) });
       }

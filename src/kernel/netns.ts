@@ -106,6 +106,8 @@ export function openNetns(name: string): number {
  */
 export function inNetns<T>(name: string | undefined, fn: () => T): T {
   if (name === undefined) return fn();
+  // Resolve home before leaving it: evaluated lazily inside the target, "home" would be the target.
+  const back = home();
   const fd = openNetns(name);
   try {
     setns(fd, CLONE_NEWNET);
@@ -116,7 +118,7 @@ export function inNetns<T>(name: string | undefined, fn: () => T): T {
   try {
     return fn();
   } finally {
-    setns(home(), CLONE_NEWNET);
+    setns(back, CLONE_NEWNET);
     fs.closeSync(fd);
   }
 }
