@@ -2,6 +2,7 @@
 const benches: Record<string, () => Promise<void>> = {
   dataplane: async () => (await import('./dataplane.js')).run(),
   control: async () => (await import('./control.js')).run(),
+  gossip: async () => (await import('./gossip.js')).run(),
 };
 
 const name = process.argv[2];
