@@ -2,6 +2,7 @@
 // built daemon, gossip cost, false deaths with a core kept busy, and spread rounds in a
 // 1,000-node simulation compared with the O(log n) expectation.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ApiClient } from '../src/cli/client.js';
 import { FakeClock } from '../src/gossip/clock.js';
@@ -119,7 +120,7 @@ export async function run(): Promise<void> {
       await startDaemon(name, 'node3', { preferBuild: true, logLevel: 'warn' });
       await until(async () => (await Promise.all(others('node3').map(neighCount))).every((n) => n === HOSTS - 1), 15000).catch(async (e: unknown) => {
         process.stderr.write(
-          `${JSON.stringify(await Promise.all(others('node3').map(neighCount)))} ${require('fs').readFileSync(`/run/vxswarm/labs/${name}/node3/daemon.log`, 'utf8')}\n`,
+          `${JSON.stringify(await Promise.all(others('node3').map(neighCount)))} ${readFileSync(`/run/vxswarm/labs/${name}/node3/daemon.log`, 'utf8')}\n`,
         );
         throw e;
       });
