@@ -1,20 +1,12 @@
 // Issue 2, tests 1-4: real kernel VXLAN between lab hosts on separate L2 networks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { icmpInEchos, meshPeers, nsRun, pingLoss, skipUnlessRoot, startLab } from './helpers.js';
+import { endpointPair, icmpInEchos, meshPeers, nsRun, pingLoss, skipUnlessRoot, startLab } from './helpers.js';
 
 test('two endpoints on two hosts across the router: ping both ways, traceroute one hop', { skip: skipUnlessRoot }, async (t) => {
   const lab = await startLab(t, { tag: 'conn' });
   const spec = { id: 'uber-net', subnets: [{ subnet: '10.0.0.0/24', gateway: '10.0.0.1', vni: 4097 }] };
-  await Promise.all(lab.hosts.map((h) => h.createNetwork(spec)));
-  const c1 = lab.container('c1');
-  const c2 = lab.container('c2');
-  const e1 = await lab.hosts[0]!.attach('uber-net', { id: 'c1', netns: c1, ip: '10.0.0.3' });
-  const e2 = await lab.hosts[1]!.attach('uber-net', { id: 'c2', netns: c2, ip: '10.0.0.4' });
-  await meshPeers(lab, 'uber-net', [
-    { host: 0, ep: e1 },
-    { host: 1, ep: e2 },
-  ]);
+  const { c1, c2, e1 } = await endpointPair(lab, spec, ['10.0.0.3', '10.0.0.4']);
   assert.equal(await pingLoss(c1, '10.0.0.4'), 0);
   assert.equal(await pingLoss(c2, '10.0.0.3'), 0);
   const tr = await nsRun(c1, ['traceroute', '-n', '-q', '1', '-w', '2', '10.0.0.4']);
@@ -69,15 +61,7 @@ test('one overlay with two subnets: endpoints in different subnets on different 
       { subnet: '10.2.1.0/24', gateway: '10.2.1.1', vni: 6002 },
     ],
   };
-  await Promise.all(lab.hosts.map((h) => h.createNetwork(spec)));
-  const c1 = lab.container('c1');
-  const c2 = lab.container('c2');
-  const e1 = await lab.hosts[0]!.attach('prod-net', { id: 'c1', netns: c1, ip: '10.1.1.3' });
-  const e2 = await lab.hosts[1]!.attach('prod-net', { id: 'c2', netns: c2, ip: '10.2.1.3' });
-  await meshPeers(lab, 'prod-net', [
-    { host: 0, ep: e1 },
-    { host: 1, ep: e2 },
-  ]);
+  const { c1, c2 } = await endpointPair(lab, spec, ['10.1.1.3', '10.2.1.3']);
   const sbx = lab.hosts[0]!.network('prod-net').sandbox;
   const links = await nsRun(sbx, ['ip', '-br', 'link']);
   for (const dev of ['br0', 'br1', 'vxlan0', 'vxlan1']) assert.match(links.out, new RegExp(`^${dev}\\b`, 'm'));
@@ -131,15 +115,7 @@ for _ in range(10):
 test('default underlay 1500: container MTU is 1450 and 1422-byte DF ICMP crosses', { skip: skipUnlessRoot }, async (t) => {
   const lab = await startLab(t, { tag: 'mtud' });
   const spec = { id: 'mtunet', subnets: [{ subnet: '10.8.0.0/24', gateway: '10.8.0.1', vni: 4201 }] };
-  await Promise.all(lab.hosts.map((h) => h.createNetwork(spec)));
-  const c1 = lab.container('c1');
-  const c2 = lab.container('c2');
-  const e1 = await lab.hosts[0]!.attach('mtunet', { id: 'c1', netns: c1, ip: '10.8.0.3' });
-  const e2 = await lab.hosts[1]!.attach('mtunet', { id: 'c2', netns: c2, ip: '10.8.0.4' });
-  await meshPeers(lab, 'mtunet', [
-    { host: 0, ep: e1 },
-    { host: 1, ep: e2 },
-  ]);
+  const { c1 } = await endpointPair(lab, spec, ['10.8.0.3', '10.8.0.4']);
   assert.match((await nsRun(c1, ['ip', '-o', 'link', 'show', 'eth0'])).out, /mtu 1450 /);
   assert.equal(await pingLoss(c1, '10.8.0.4', 3, ['-M', 'do', '-s', '1422']), 0);
   const tooBig = await nsRun(c1, ['ping', '-c', '1', '-W', '1', '-M', 'do', '-s', '1423', '10.8.0.4']);

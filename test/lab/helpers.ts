@@ -63,6 +63,27 @@ export async function meshPeers(lab: Lab, networkId: string, endpoints: Array<{ 
   );
 }
 
+/**
+ * The common shape of a data-plane test: the network on both hosts, one endpoint on each
+ * (container namespaces c1 and c2), and each host's peers pointed at the other's endpoint.
+ */
+export async function endpointPair(
+  lab: Lab,
+  spec: Parameters<OverlayHost['createNetwork']>[0],
+  ips: [string, string],
+): Promise<{ c1: string; c2: string; e1: Endpoint; e2: Endpoint }> {
+  await Promise.all(lab.hosts.map((h) => h.createNetwork(spec)));
+  const c1 = lab.container('c1');
+  const c2 = lab.container('c2');
+  const e1 = await lab.hosts[0]!.attach(spec.id, { id: 'c1', netns: c1, ip: ips[0] });
+  const e2 = await lab.hosts[1]!.attach(spec.id, { id: 'c2', netns: c2, ip: ips[1] });
+  await meshPeers(lab, spec.id, [
+    { host: 0, ep: e1 },
+    { host: 1, ep: e2 },
+  ]);
+  return { c1, c2, e1, e2 };
+}
+
 export async function nsRun(ns: string, cmd: string[], timeoutMs = 20000): Promise<{ code: number; out: string }> {
   try {
     const { stdout, stderr } = await execFileP('ip', ['netns', 'exec', ns, ...cmd], { timeout: timeoutMs, encoding: 'utf8' });

@@ -6,7 +6,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError } from '../../src/co
 import { listNetns } from '../../src/kernel/netns.js';
 import { Rtnl } from '../../src/kernel/rtnl.js';
 import { OverlayHost } from '../../src/overlay/host.js';
-import { meshPeers, mountsMatching, nsRun, pingLoss, skipUnlessRoot, startLab } from './helpers.js';
+import { endpointPair, mountsMatching, nsRun, pingLoss, skipUnlessRoot, startLab } from './helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -23,15 +23,7 @@ test('reconciler restores hand-deleted FDB and neighbour entries within one peri
   const period = 500;
   const lab = await startLab(t, { tag: 'drift', reconcileMs: period });
   const spec = { id: 'driftnet', subnets: [{ subnet: '10.30.0.0/24', gateway: '10.30.0.1', vni: 4300 }] };
-  await Promise.all(lab.hosts.map((h) => h.createNetwork(spec)));
-  const c1 = lab.container('c1');
-  const c2 = lab.container('c2');
-  const e1 = await lab.hosts[0]!.attach('driftnet', { id: 'c1', netns: c1, ip: '10.30.0.3' });
-  const e2 = await lab.hosts[1]!.attach('driftnet', { id: 'c2', netns: c2, ip: '10.30.0.4' });
-  await meshPeers(lab, 'driftnet', [
-    { host: 0, ep: e1 },
-    { host: 1, ep: e2 },
-  ]);
+  const { c1, e2 } = await endpointPair(lab, spec, ['10.30.0.3', '10.30.0.4']);
   assert.equal(await pingLoss(c1, '10.30.0.4', 3), 0);
   const net = lab.hosts[0]!.network('driftnet');
   const before = { ...net.repairs };
