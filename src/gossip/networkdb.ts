@@ -214,10 +214,13 @@ export class NetworkDB extends EventEmitter {
   }
 
   /** Last writer wins by Lamport time; a dead owner's orphaned tombstone yields to the owner. */
-  private apply(nid: string, ev: WireEntry, fromRemote: boolean): boolean {
+  private apply(nid: string, ev: WireEntry, fromRemote: boolean, sender?: string): boolean {
     const k = key3(ev.tb, nid, ev.k);
     const cur = this.entries.get(k);
-    if (cur && (cur.ltime > ev.lt || (cur.ltime === ev.lt && !(cur.orphan && ev.o === cur.owner && !ev.del)))) return false;
+    // An orphaned tombstone yields at equal time only to the owner speaking for itself: a relayed
+    // copy of the old entry must not bring a dead node's endpoint back.
+    const ownerRevives = cur?.orphan === true && ev.o === cur.owner && sender === ev.o && !ev.del;
+    if (cur && (cur.ltime > ev.lt || (cur.ltime === ev.lt && !ownerRevives))) return false;
     this.tick(ev.lt);
     const next: Entry = { table: ev.tb, nid, key: ev.k, value: ev.v, owner: ev.o, ltime: ev.lt, deleting: ev.del };
     if (ev.del) next.reapAt = this.clock.now() + this.cfg.reapMs;
@@ -270,9 +273,10 @@ export class NetworkDB extends EventEmitter {
           this.stats.rejectedNotMember++;
           continue;
         }
-        if (this.apply(m.nid, ev, true)) this.queue(m.nid).push(key3(ev.tb, m.nid, ev.k), ev);
+        // Relayed events of a node we hold dead are late news: its entries are gone.
+        if (ev.o !== this.self && !this.alive(ev.o)) continue;
+        if (this.apply(m.nid, ev, true, from)) this.queue(m.nid).push(key3(ev.tb, m.nid, ev.k), ev);
       }
-      void from;
     }
   }
 
@@ -287,7 +291,7 @@ export class NetworkDB extends EventEmitter {
     try {
       this.stats.bulkSyncs++;
       const reply = (await this.ml.requestUser(peer, { k: 'bulk', nid, entries: this.wire(nid) } satisfies BulkRequest)) as BulkRequest | null;
-      if (reply?.k === 'bulk') this.mergeEntries(nid, reply.entries);
+      if (reply?.k === 'bulk') this.mergeEntries(nid, reply.entries, peer);
     } catch {
       // the next anti-entropy round retries
     }
@@ -298,16 +302,16 @@ export class NetworkDB extends EventEmitter {
     // The requester is attached if it asks; note it, as its broadcast may still be on its way.
     const nodes = this.nodesOf(req.nid);
     if (!nodes.has(from)) nodes.set(from, { lt: 0, leaving: false });
-    this.mergeEntries(req.nid, req.entries);
+    this.mergeEntries(req.nid, req.entries, from);
     return { k: 'bulk', nid: req.nid, entries: this.wire(req.nid) };
   }
 
-  private mergeEntries(nid: string, list: WireEntry[]): void {
+  private mergeEntries(nid: string, list: WireEntry[], sender: string): void {
     if (!Array.isArray(list)) return;
     for (const ev of list) {
       const owner = this.nets.get(nid)?.get(ev.o);
       if (ev.o !== this.self && (!owner || owner.leaving || !this.alive(ev.o))) continue;
-      this.apply(nid, ev, true);
+      this.apply(nid, ev, true, sender);
     }
   }
 
