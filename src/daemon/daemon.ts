@@ -292,6 +292,8 @@ export class Daemon {
         this.manager.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
         // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
         // once instead of waiting for probes and suspicion (a live node refutes).
+        // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
+        this.manager.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
         this.manager.on('node-state', (n: NodeRecord) => {
           if (n.state === 'down' && n.message.includes('session closed')) this.gossip?.ml.markDead(n.id);
         });
@@ -322,6 +324,12 @@ export class Daemon {
           void this.gossip.rejoin();
         } else void this.startGossip(msg.gossipKeys).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
       }
+    });
+    this.session.on('refused', () => {
+      if (!this.gossip) return;
+      this.log.warn('removed from the swarm by its manager: leaving gossip');
+      void this.gossip.stop(false);
+      this.gossip = undefined;
     });
     this.session.on('message', (msg: { type: string; gossipKeys?: string[] }) => {
       if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);

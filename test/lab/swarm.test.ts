@@ -305,5 +305,9 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal((await lab.api('node2').get<Json>('/info')).Swarm.LocalNodeState, 'pending');
     assert.ok(!(await lab.api('node1').get<Json[]>('/nodes')).some((n) => n.ID === id2));
+    // ... and it is out of gossip: the manager holds it dead and its daemon stopped gossiping.
+    const g = await lab.api('node1').get<Json>('/vxswarm/gossip');
+    assert.notEqual((g.members as Json[]).find((m) => m.name === id2)?.state, 'alive');
+    assert.equal((await lab.raw('node2', 'GET', '/v1.50/vxswarm/gossip')).status, 503);
   });
 });

@@ -39,8 +39,11 @@ export class AgentSession extends EventEmitter {
       this.stream = stream;
       let buf = '';
       stream.on('response', (h) => {
-        if (Number(h[':status']) !== 200) {
-          this.log.warn('manager refused session', { status: h[':status'] });
+        const status = Number(h[':status']);
+        if (status !== 200) {
+          this.log.warn('manager refused session', { status });
+          // 401: our certificate is no longer a member's (the node was removed from the swarm).
+          if (status === 401) this.emit('refused');
           stream.close();
         }
       });

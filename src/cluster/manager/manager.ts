@@ -311,8 +311,10 @@ export class Manager extends EventEmitter {
   }
 
   removeNode(ref: string, force: boolean): void {
+    let removed = '';
     this.store.tx(() => {
       const n = this.findNode(ref);
+      removed = n.id;
       if (n.id === this.selfId)
         throw new ForbiddenError(`node ${n.id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`);
       if (n.state === 'ready' && !force) throw new ForbiddenError(`node ${n.id} is not down and can't be removed`);
@@ -320,7 +322,7 @@ export class Manager extends EventEmitter {
       this.store.deleteNode(n.id);
       this.store.bump();
     });
-    this.emit('node-removed', ref);
+    this.emit('node-removed', removed);
   }
 
   // ---- liveness ----
