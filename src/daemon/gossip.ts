@@ -151,6 +151,7 @@ export class NodeGossip {
       tables: this.db.stats,
       transport: this.transport.stats,
       keyringDropped: this.keyring.dropped,
+      keys: this.keyring.list().length,
     };
   }
 }

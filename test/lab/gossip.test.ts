@@ -122,4 +122,31 @@ describe(`gossip across ${HOSTS} lab hosts`, { skip: skipUnlessRoot }, () => {
       );
     assert.deepEqual(listNetns(`${lab.host('node5').netns}-ov-`), []);
   });
+
+  it('gossip key rotation (stage, then switch) loses no message', async () => {
+    const rejected = async (): Promise<number> => {
+      let n = 0;
+      for (const h of lab.plan.hosts) n += ((await lab.api(h.name).get<Json>('/vxswarm/gossip')).membership.rejected as number) ?? 0;
+      return n;
+    };
+    const before = await rejected();
+    assert.equal((await lab.raw('node1', 'POST', '/v1.50/vxswarm/gossip/rotate-key?step=stage')).status, 200);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await lab.raw('node1', 'POST', '/v1.50/vxswarm/gossip/rotate-key?step=switch')).status, 200);
+    const ep = await lab.api('node2').post<Json>('/vxswarm/endpoints', { Network: 'uber-net', Name: 'after-rotation' });
+    truth.push({ host: 'node2', ip: ep.IPAddress, mac: ep.MacAddress, vtep: lab.host('node2').ip, netns: ep.Netns });
+    for (const t of truth)
+      await waitFor(
+        `kernel of ${t.host} after rotation`,
+        async () => (JSON.stringify(await kernelView(lab, t.host)) === JSON.stringify(expected(truth, t.host)) ? true : undefined),
+        3000,
+      );
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await rejected(), before, 'a packet was dropped during rotation');
+    // Everyone still alive to everyone.
+    const g = await lab.api('node4').get<Json>('/vxswarm/gossip');
+    assert.equal((g.members as Json[]).filter((m) => m.state === 'alive').length, HOSTS);
+    // Every node holds both keys now (the new one primary), pushed over its manager session.
+    for (const h of lab.plan.hosts) assert.equal((await lab.api(h.name).get<Json>('/vxswarm/gossip')).keys, 2, h.name);
+  });
 });
