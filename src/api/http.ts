@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { readBody } from '../core/body.js';
 import { VxError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
@@ -123,14 +124,7 @@ function send(res: http.ServerResponse, head: boolean, r: Reply): void {
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > MAX_BODY) throw new VxError(`request body too large (${declared} bytes, limit ${MAX_BODY})`, 413);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_BODY) throw new VxError(`request body too large (limit ${MAX_BODY} bytes)`, 413);
-    chunks.push(c);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+  const text = (await readBody(req as AsyncIterable<Buffer>, MAX_BODY)).toString('utf8').trim();
   if (!text) return undefined;
   try {
     return JSON.parse(text);

@@ -2,6 +2,7 @@
 import os from 'node:os';
 import { tlsInfo } from '../cluster/manager/ca.js';
 import type { ClusterRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
+import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
 import type { LocalEndpoint } from '../daemon/state.js';
 
@@ -67,7 +68,7 @@ export function swarmJson(c: ClusterRecord, tokens: { worker: string; manager: s
 
 export function networkJson(n: NetworkRecord, local: LocalEndpoint[], peers: Array<{ name: string; ip: string }>): Record<string, unknown> {
   const prefixOf = (ip: string): string => {
-    const cfg = n.ipam.configs.find((c) => sameSubnet(c.subnet, ip));
+    const cfg = n.ipam.configs.find((c) => contains(parseCidr(c.subnet), parseIp(ip)));
     return cfg ? cfg.subnet.split('/')[1]! : '32';
   };
   return {
@@ -95,13 +96,6 @@ export function networkJson(n: NetworkRecord, local: LocalEndpoint[], peers: Arr
     Labels: n.labels,
     ...(peers.length ? { Peers: peers.map((p) => ({ Name: p.name, IP: p.ip })) } : {}),
   };
-}
-
-function sameSubnet(cidr: string, ip: string): boolean {
-  const [base, len] = cidr.split('/') as [string, string];
-  const toInt = (s: string): number => s.split('.').reduce((a, x) => a * 256 + Number(x), 0) >>> 0;
-  const mask = Number(len) === 0 ? 0 : (0xffffffff << (32 - Number(len))) >>> 0;
-  return (toInt(base) & mask) >>> 0 === (toInt(ip) & mask) >>> 0;
 }
 
 export function versionJson(): Record<string, unknown> {

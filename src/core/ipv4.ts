@@ -50,13 +50,6 @@ export function parseCidr(text: string): Cidr {
   return { network, prefix };
 }
 
-/** Parses "a.b.c.d/n" where host bits may be set (an interface address). */
-export function parseIfAddr(text: string): { ip: number; prefix: number } {
-  const m = /^([^/]+)\/(\d{1,2})$/.exec(text);
-  if (!m || Number(m[2]) > 32) throw new InvalidArgumentError(`invalid interface address "${text}"`);
-  return { ip: parseIp(m[1]!), prefix: Number(m[2]) };
-}
-
 export function formatCidr(c: Cidr): string {
   return `${formatIp(c.network)}/${c.prefix}`;
 }

@@ -2,7 +2,6 @@
 // (as manager or worker), its overlay data plane, and the test endpoints attached through
 // the control plane; the Engine API in api/ calls into it.
 import os from 'node:os';
-import path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessage } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { isIp } from '../core/ipv4.js';
@@ -562,9 +561,5 @@ export class Daemon {
       }
     }
     this.saveEndpoints();
-  }
-
-  endpointNetnsPath(ep: LocalEndpoint): string {
-    return path.join('/run/netns', ep.netns);
   }
 }

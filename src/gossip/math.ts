@@ -26,9 +26,6 @@ export function scaleByHealth(ms: number, score: number): number {
   return ms * (score + 1);
 }
 
-/** Expected probe periods until some member first probes a given failed one: e/(e−1) ≈ 1.58. */
-export const EXPECTED_FIRST_DETECTION_PERIODS = Math.E / (Math.E - 1);
-
 /** Rounds of fanout-k push gossip to reach all n nodes, roughly log_{k+1}(n) + ln(n)/k. */
 export function expectedSpreadRounds(n: number, fanout: number): number {
   return Math.log(n) / Math.log(fanout + 1) + Math.log(n) / fanout;

@@ -51,12 +51,6 @@ export const readStr = (b: Buffer | undefined): string | undefined => (b ? b.toS
 export const readU32 = (b: Buffer | undefined): number | undefined => (b && b.length >= 4 ? b.readUInt32LE(0) : undefined);
 export const readU8 = (b: Buffer | undefined): number | undefined => (b && b.length >= 1 ? b.readUInt8(0) : undefined);
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-export function formatMac(b: Buffer): string {
-  let s = HEX[b[0]!]!;
-  for (let i = 1; i < b.length; i++) s += `:${HEX[b[i]!]!}`;
-  return s;
-}
 export function macToBuffer(mac: string): Buffer {
   return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
 }

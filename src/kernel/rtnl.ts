@@ -6,11 +6,12 @@
 // per socket (EBUSY), and a dump's parts must not interleave with other replies.
 import { createNetlink, Protocol, type NetlinkSocket } from 'netlink';
 import { KernelError } from '../core/errors.js';
+import { formatMac } from '../core/ids.js';
 import { Mutex } from '../core/mutex.js';
-import { bufferToIp, formatIp, ipToBuffer } from '../core/ipv4.js';
+import { bufferToIp, formatIp, ipToBuffer, parseIp } from '../core/ipv4.js';
 import { errnoName } from './libc.js';
 import { inNetns, openNetns } from './netns.js';
-import { attr, formatMac, macToBuffer, nested, parseAttrs, readStr, readU32, readU8, str, u16be, u32, u8, type Attr } from './nlattr.js';
+import { attr, macToBuffer, nested, parseAttrs, readStr, readU32, readU8, str, u16be, u32, u8, type Attr } from './nlattr.js';
 import fs from 'node:fs';
 
 // Requests are packed into batches (one sendmsg each) and at most WINDOW await their ACK.
@@ -610,11 +611,13 @@ export class Rtnl {
   }
 }
 
+/** Our callers validate addresses first; one that slips through is a kernel-call error here. */
 function parseIpStrict(ip: string): number {
-  const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+  try {
+    return parseIp(ip);
+  } catch {
     throw new KernelError('parse', ip, 22, 'EINVAL', 'not an IPv4 address');
-  return parts.reduce((a, p) => a * 256 + p, 0) >>> 0;
+  }
 }
 
 function parseLink(m: Buffer): LinkInfo {

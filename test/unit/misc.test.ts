@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { formatMac } from '../../src/core/ids.js';
 import { Mutex } from '../../src/core/mutex.js';
-import { Semaphore } from '../../src/core/semaphore.js';
-import { attr, formatMac, macToBuffer, nested, parseAttrs, readStr, readU32, str, u32, u8 } from '../../src/kernel/nlattr.js';
+import { attr, macToBuffer, nested, parseAttrs, readStr, readU32, str, u32, u8 } from '../../src/kernel/nlattr.js';
 import { planLab } from '../../src/lab/plan.js';
 
 test('netlink attributes: encode, pad to 4, nest, parse back', () => {
@@ -18,24 +18,6 @@ test('netlink attributes: encode, pad to 4, nest, parse back', () => {
   assert.equal(readU32(inner.get(2)), 4097);
   assert.equal(formatMac(macToBuffer('02:ab:00:01:fe:ff')), '02:ab:00:01:fe:ff');
   assert.equal(attr(1, Buffer.alloc(0)).length, 4);
-});
-
-test('semaphore bounds concurrency', async () => {
-  const s = new Semaphore(3);
-  let active = 0;
-  let peak = 0;
-  await Promise.all(
-    Array.from({ length: 20 }, () =>
-      s.run(async () => {
-        active++;
-        peak = Math.max(peak, active);
-        await new Promise((r) => setTimeout(r, 2));
-        active--;
-      }),
-    ),
-  );
-  assert.equal(peak, 3);
-  assert.throws(() => new Semaphore(0), RangeError);
 });
 
 test('mutex serializes and survives a throwing section', async () => {

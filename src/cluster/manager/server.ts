@@ -3,6 +3,7 @@
 // checks the caller's role from its certificate, on this side.
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import { readBody } from '../../core/body.js';
 import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { MAX_BODY, splitHostPort } from '../wire.js';
@@ -199,16 +200,10 @@ function str(v: unknown, what: string): string {
 }
 
 async function readJson(stream: http2.ServerHttp2Stream): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of stream as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_BODY) throw new VxError('request body too large', 413);
-    chunks.push(c);
-  }
-  if (size === 0) return {};
+  const body = await readBody(stream as AsyncIterable<Buffer>, MAX_BODY);
+  if (body.length === 0) return {};
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw new VxError('malformed JSON body', 400);
   }
