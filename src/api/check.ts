@@ -68,3 +68,21 @@ export function qBool(q: URLSearchParams, key: string): boolean {
   const v = q.get(key);
   return v !== null && ['1', 'true', 'True', 'TRUE'].includes(v);
 }
+
+/** Docker's filters query: {"key":{"value":true}} or {"key":["value"]}. */
+export function parseFilters(text: string | null): Record<string, string[] | undefined> {
+  if (!text) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new BadRequest('invalid filters: malformed JSON');
+  }
+  const o = obj(raw, 'filters');
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (Array.isArray(v)) out[k] = v.map(String);
+    else out[k] = Object.keys(obj(v, `filter ${k}`));
+  }
+  return out;
+}

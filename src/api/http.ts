@@ -2,6 +2,7 @@
 // bounded JSON bodies, and errors as {"message"} with Docker's status codes.
 import fs from 'node:fs';
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import { readBody } from '../core/body.js';
 import { VxError, errorMessage } from '../core/errors.js';
@@ -44,14 +45,48 @@ function versionLess(a: string, b: string): boolean {
   return a1 < b1 || (a1 === b1 && a2 < b2);
 }
 
+/** A hijacked connection (exec/attach): the handler owns the socket after the 101. */
+export type UpgradeHandler = (ctx: { params: string[]; query: URLSearchParams; req: http.IncomingMessage; socket: Duplex; head: Buffer }) => Promise<void>;
+
 export class Router {
   private readonly routes: Route[] = [];
+  private readonly upgrades: { re: RegExp; handler: UpgradeHandler }[] = [];
   constructor(private readonly headers: () => Record<string, string>) {}
 
-  on(method: string, pattern: string, handler: Handler): void {
-    // "/networks/:id" → /^\/networks\/([^/]+)$/
-    const re = new RegExp(`^${pattern.replace(/:[a-z]+/g, '([^/]+)')}$`);
+  on(method: string, pattern: string | RegExp, handler: Handler): void {
+    // "/networks/:id" → /^\/networks\/([^/]+)$/; a RegExp is taken as is (image names hold slashes)
+    const re = typeof pattern === 'string' ? new RegExp(`^${pattern.replace(/:[a-z]+/g, '([^/]+)')}$`) : pattern;
     this.routes.push({ method, re, handler });
+  }
+
+  onUpgrade(pattern: string, handler: UpgradeHandler): void {
+    this.upgrades.push({ re: new RegExp(`^${pattern.replace(/:[a-z]+/g, '([^/]+)')}$`), handler });
+  }
+
+  async handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const p = url.pathname.replace(VERSION_RE, '$2');
+    const route = req.method === 'POST' ? this.upgrades.find((u) => u.re.test(p)) : undefined;
+    try {
+      if (!route) throw new VxError('page not found', 404);
+      await route.handler({
+        params: route.re
+          .exec(p)!
+          .slice(1)
+          .map((x) => decodeURIComponent(x)),
+        query: url.searchParams,
+        req,
+        socket,
+        head,
+      });
+    } catch (e) {
+      if (socket.destroyed) return;
+      const status = e instanceof VxError ? e.status : 500;
+      const body = `${JSON.stringify({ message: errorMessage(e) })}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
   }
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -151,6 +186,9 @@ export async function listenUnix(server: http.Server, socketPath: string): Promi
 export function createHttpServer(router: Router, log: Logger): http.Server {
   const server = http.createServer((req, res) => {
     void router.handle(req, res).catch((e: unknown) => log.error('api handler crashed', { error: errorMessage(e) }));
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    void router.handleUpgrade(req, socket, head).catch((e: unknown) => log.error('api upgrade crashed', { error: errorMessage(e) }));
   });
   server.keepAliveTimeout = 30_000;
   return server;

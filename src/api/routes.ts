@@ -6,8 +6,9 @@ import { API_VERSION, VERSION } from '../core/version.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { NetworkRecord } from '../cluster/manager/types.js';
 import { splitHostPort } from '../cluster/wire.js';
-import { BadRequest, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, qBool } from './check.js';
+import { BadRequest, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, parseFilters, qBool } from './check.js';
 import { Router, serverHeader } from './http.js';
+import { addWorkloadRoutes } from './routes-workloads.js';
 import { clusterJson, networkJson, nodeJson, swarmJson, versionJson } from './shapes.js';
 
 function swarmHeader(d: Daemon): string {
@@ -77,6 +78,8 @@ export function buildRouter(d: Daemon): Router {
     if (qBool(c.query, 'rotateManagerToken')) m.rotateToken('manager');
     return { status: 200 };
   });
+
+  addWorkloadRoutes(r, d);
 
   // ---- nodes ----
   r.on('GET', '/nodes', () => {
@@ -201,23 +204,6 @@ export function buildRouter(d: Daemon): Router {
 
 function endpointJson(e: ReturnType<Daemon['listEndpoints']>[number]): Record<string, unknown> {
   return { Id: e.id, Name: e.name, Network: e.networkName, NetworkID: e.networkId, IPAddress: e.ip, MacAddress: e.mac, Netns: e.netns };
-}
-
-function parseFilters(text: string | null): Record<string, string[] | undefined> {
-  if (!text) return {};
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new BadRequest('invalid filters: malformed JSON');
-  }
-  const o = obj(raw, 'filters');
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(o)) {
-    if (Array.isArray(v)) out[k] = v.map(String);
-    else out[k] = Object.keys(obj(v, `filter ${k}`));
-  }
-  return out;
 }
 
 /** Nodes that have the network: from gossip when it runs, else from the manager's attachments. */

@@ -20,7 +20,13 @@ import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/man
 import { ManagerClient, fetchPinnedCa } from '../cluster/agent/client.js';
 import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
+import { Orchestrator } from '../cluster/manager/orchestrator.js';
+import type { TaskRecord, TaskStatusReport } from '../cluster/manager/types.js';
+import { ContainerRuntime } from '../runtime/containers.js';
+import { ImageStore } from '../runtime/images.js';
 import { NodeGossip, GOSSIP_PORT } from './gossip.js';
+import { TaskRunner } from './tasks.js';
+import path from 'node:path';
 import { NodeDisk, type CertFiles, type LocalEndpoint, type SwarmState } from './state.js';
 
 export interface DaemonConfig {
@@ -84,9 +90,29 @@ export class Daemon {
   private gossipStarting: Promise<void> | undefined;
   private readonly lock = new Mutex();
   readonly startedAt = new Date();
+  readonly images: ImageStore;
+  readonly runtime: ContainerRuntime;
+  readonly tasks: TaskRunner;
+  orchestrator: Orchestrator | undefined;
 
   constructor(readonly cfg: DaemonConfig) {
     this.disk = new NodeDisk(cfg.root);
+    this.images = new ImageStore(path.join(cfg.root, 'images'));
+    const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
+    this.runtime = new ContainerRuntime(path.join(cfg.root, 'containers'), cfg.execRoot, this.images, cgroupParent, cfg.log.child({ component: 'runtime' }));
+    this.tasks = new TaskRunner(
+      this.runtime,
+      this.images,
+      {
+        nodeId: () => this.state?.nodeId ?? '',
+        network: (id) => this.networkRecord(id),
+        attach: (t, net, ep, ns) => this.attachTaskEndpoint(t, net, ep, ns),
+        detachAll: (taskId, ns) => this.detachTask(taskId, ns),
+        report: (taskId, r) => this.reportTask(taskId, r),
+      },
+      cfg.netnsPrefix,
+      cfg.log.child({ component: 'tasks' }),
+    );
   }
 
   get log(): Logger {
@@ -104,12 +130,14 @@ export class Daemon {
 
   /** Resumes a swarm membership found on disk. */
   async start(): Promise<void> {
+    this.runtime.restore();
     const st = this.disk.loadState();
     const certs = this.disk.loadCerts();
     if (!st || !certs) return;
     this.state = st;
     if (st.role === 'manager') {
       this.manager = await Manager.load(new Store(this.disk.managerDb), st.nodeId, this.log.child({ component: 'manager' }));
+      this.startOrchestrator();
       await this.startManagerServer(certs);
     } else {
       this.startAgent(certs);
@@ -122,6 +150,9 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.runtime.close();
+    this.orchestrator?.close();
+    this.manager?.close();
     if (this.renewTimer) clearTimeout(this.renewTimer);
     // No leave announcement: a restart is back before long, and a crash is detected anyway.
     await this.gossip?.stop(false).catch(() => undefined);
@@ -170,6 +201,7 @@ export class Daemon {
       };
       this.manager = manager;
       try {
+        this.startOrchestrator();
         await this.startManagerServer(certs);
         await this.startOverlay();
         await this.startGossip(manager.gossipKeys());
@@ -251,6 +283,9 @@ export class Daemon {
 
   private async teardownSwarm(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.orchestrator?.close();
+    this.orchestrator = undefined;
+    await this.tasks.apply([]).catch((e: unknown) => this.log.warn('task cleanup failed', { error: errorMessage(e) }));
     await this.gossip?.stop(true).catch(() => undefined);
     this.gossip = undefined;
     this.gossipStarting = undefined;
@@ -308,8 +343,28 @@ export class Daemon {
     this.gossip.pushPeers(ep.networkId);
   }
 
+  private startOrchestrator(): void {
+    const m = this.manager!;
+    const o = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
+    this.orchestrator = o;
+    // The manager's own node runs its tasks in-process: the same runner, fed straight from the store.
+    let last = '';
+    const push = (): void => {
+      if (this.orchestrator !== o || !this.state) return;
+      const set = o.assignments(this.state.nodeId);
+      const key = JSON.stringify(set.map((t) => [t.id, t.version]));
+      if (key === last) return;
+      last = key;
+      void this.tasks.apply(set);
+    };
+    m.on('tasks-changed', push);
+    // After a restart nothing may change, yet the runner must learn its set (and resume half-started tasks).
+    setImmediate(push);
+    o.kick();
+  }
+
   private async startManagerServer(certs: CertFiles): Promise<void> {
-    this.server = new ManagerServer(this.manager!, certs, this.log.child({ component: 'manager-api' }));
+    this.server = new ManagerServer(this.manager!, this.orchestrator!, certs, this.log.child({ component: 'manager-api' }));
     await this.server.listen(this.state!.listenAddr);
   }
 
@@ -330,8 +385,12 @@ export class Daemon {
       void this.gossip.stop(false);
       this.gossip = undefined;
     });
-    this.session.on('message', (msg: { type: string; gossipKeys?: string[] }) => {
+    this.session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[] }) => {
       if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
+      if (msg.type === 'assignments' && msg.tasks) {
+        for (const n of msg.networks ?? []) this.networks.set(n.id, n);
+        void this.tasks.apply(msg.tasks);
+      }
     });
     // Every node has the ingress network, so a worker learns it as soon as it is connected.
     this.session.on('connected', () => {
@@ -510,14 +569,71 @@ export class Daemon {
         if (!(e instanceof NotFoundError)) throw e;
       });
     }
-    deleteNetns(ep.netns);
+    // A task's namespace is shared by its endpoints; the task runner removes it after the last.
+    if (!ep.taskId) deleteNetns(ep.netns);
     this.endpoints = this.endpoints.filter((e) => e !== ep);
     this.saveEndpoints();
     this.gossip?.unpublish(ep.networkId, ep.id, !this.endpoints.some((e) => e.networkId === ep.networkId));
-    await this.releaseRemote(ep.id).catch((e: unknown) => {
-      if (!leaving) throw e;
-    });
+    if (!ep.taskId)
+      await this.releaseRemote(ep.id).catch((e: unknown) => {
+        if (!leaving) throw e;
+      });
     await this.dropNetworkIfUnused(ep.networkId);
+  }
+
+  // ---- task endpoints (the manager allocated them; the task runner asks for them) ----
+
+  /** A network's record: from the store on a manager, from the manager (once) on a worker. */
+  private async networkRecord(id: string): Promise<NetworkRecord> {
+    if (this.manager) return this.manager.store.getNetwork(id) ?? this.manager.findNetwork(id);
+    const known = this.networks.get(id);
+    if (known) return known;
+    const n = await this.client!.request<NetworkRecord>('GET', `/v1/networks/${encodeURIComponent(id)}`);
+    this.networks.set(n.id, n);
+    return n;
+  }
+
+  private attachTaskEndpoint(t: TaskRecord, net: NetworkRecord, a: TaskRecord['networks'][number], ns: string): Promise<void> {
+    return this.lock.lock(async () => {
+      if (!this.state || !this.overlay) throw new NotInSwarmError();
+      if (this.endpoints.some((e) => e.id === a.attachmentId)) return;
+      this.networks.set(net.id, net);
+      await this.overlay.createNetwork(overlaySpec(net));
+      if (!netnsExists(ns)) createNetns(ns);
+      try {
+        await this.overlay.attach(net.id, { id: a.attachmentId, netns: ns, ip: a.ip, mac: a.mac });
+      } catch (e) {
+        await this.dropNetworkIfUnused(net.id);
+        throw e;
+      }
+      const ep: LocalEndpoint = {
+        id: a.attachmentId,
+        name: `${t.serviceName}.${t.slot}.${t.id}`,
+        networkId: net.id,
+        networkName: net.name,
+        ip: a.ip,
+        mac: a.mac,
+        netns: ns,
+        taskId: t.id,
+      };
+      this.endpoints.push(ep);
+      this.saveEndpoints();
+      await this.gossipStarting?.catch(() => undefined);
+      this.publish(ep);
+    });
+  }
+
+  private detachTask(taskId: string, ns: string): Promise<void> {
+    return this.lock.lock(async () => {
+      for (const ep of this.endpoints.filter((e) => e.taskId === taskId)) await this.removeEndpointLocked(ep, true);
+      if (netnsExists(ns)) deleteNetns(ns);
+    });
+  }
+
+  private async reportTask(taskId: string, r: TaskStatusReport): Promise<void> {
+    if (!this.state) return;
+    if (this.orchestrator) this.orchestrator.reportStatus(this.state.nodeId, taskId, r);
+    else await this.client?.request('POST', `/v1/tasks/${encodeURIComponent(taskId)}/status`, r);
   }
 
   private async releaseRemote(attachmentId: string): Promise<void> {
@@ -547,7 +663,7 @@ export class Daemon {
       if (!net || !netnsExists(ep.netns)) {
         this.log.warn('dropping endpoint lost while the daemon was down', { endpoint: ep.id });
         if (netnsExists(ep.netns)) deleteNetns(ep.netns);
-        await this.releaseRemote(ep.id).catch(() => undefined);
+        if (!ep.taskId) await this.releaseRemote(ep.id).catch(() => undefined);
         continue;
       }
       try {

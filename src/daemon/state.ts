@@ -22,6 +22,8 @@ export interface LocalEndpoint {
   ip: string;
   mac: string;
   netns: string;
+  /** set for a task's endpoint: the manager allocated it and releases it */
+  taskId?: string;
 }
 
 export interface CertFiles {

@@ -45,8 +45,8 @@ export function setns(fd: number, nstype: number): void {
 export function unshare(flags: number): void {
   check('unshare', unshareFn(flags) as number);
 }
-export function mount(src: string | null, target: string, fstype: string | null, flags: number): void {
-  check('mount', mountFn(src, target, fstype, flags, null) as number);
+export function mount(src: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
+  check('mount', mountFn(src, target, fstype, flags, data) as number);
 }
 export function umount2(target: string, flags: number): void {
   check('umount2', umount2Fn(target, flags) as number);

@@ -20,7 +20,7 @@ export const DEFAULT_DATA_PATH_PORT = 4789;
 export const HEARTBEAT_TIMEOUT_MS = 2500;
 export const HEARTBEAT_PERIOD_MS = 500;
 
-const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
+export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
 export class ForbiddenError extends VxError {
   constructor(message: string) {
@@ -67,12 +67,14 @@ export interface JoinResult {
   clusterId: string;
 }
 
-const now = (): string => new Date().toISOString();
+export const now = (): string => new Date().toISOString();
 
 export class Manager extends EventEmitter {
   private readonly lastSeen = new Map<string, number>();
   private readonly sessions = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  /** set while this manager stops: its sessions closing say nothing about the nodes */
+  private closing = false;
 
   private constructor(
     readonly store: Store,
@@ -145,7 +147,11 @@ export class Manager extends EventEmitter {
     store.tx(() => {
       for (const n of store.listNodes()) {
         if (n.id === selfId) m.setState(n, 'ready', '');
-        else m.lastSeen.set(n.id, t);
+        else {
+          // Unknown, not down: its tasks stay put unless the session does not come back in time.
+          if (n.state !== 'down') m.setState(n, 'unknown', 'waiting for the node to reconnect');
+          m.lastSeen.set(n.id, t);
+        }
       }
     });
     m.start();
@@ -158,6 +164,7 @@ export class Manager extends EventEmitter {
   }
 
   close(): void {
+    this.closing = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -340,6 +347,7 @@ export class Manager extends EventEmitter {
   }
 
   sessionClosed(nodeId: string): void {
+    if (this.closing) return;
     const left = (this.sessions.get(nodeId) ?? 1) - 1;
     if (left > 0) {
       this.sessions.set(nodeId, left);

@@ -9,6 +9,8 @@ import type { Logger } from '../../core/log.js';
 import { MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
 import { ForbiddenError, type Manager } from './manager.js';
+import type { Orchestrator } from './orchestrator.js';
+import type { TaskStatusReport } from './types.js';
 
 interface Caller {
   nodeId: string;
@@ -34,10 +36,12 @@ export class ManagerServer {
 
   constructor(
     private readonly manager: Manager,
+    private readonly orchestrator: Orchestrator,
     private readonly tls: { certPem: string; keyPem: string },
     private readonly log: Logger,
   ) {
     const m = manager;
+    m.setMaxListeners(0);
     this.routes = [
       { method: 'GET', re: /^\/v1\/ca$/, auth: 'none', handler: () => ({ ca: m.ca.certPem }) },
       {
@@ -80,6 +84,22 @@ export class ManagerServer {
         handler: ({ caller, params }) => m.detach(decodeURIComponent(params[0]!), caller!.nodeId),
       },
       { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => m.listAttachments({ nodeId: caller!.nodeId }) },
+      {
+        method: 'POST',
+        re: /^\/v1\/tasks\/([^/]+)\/status$/,
+        auth: 'node',
+        handler: ({ caller, params, body }) => {
+          const b = body as Partial<TaskStatusReport>;
+          this.orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
+            state: str(b.state, 'state') as TaskStatusReport['state'],
+            message: typeof b.message === 'string' ? b.message : '',
+            ...(typeof b.err === 'string' ? { err: b.err } : {}),
+            ...(typeof b.containerId === 'string' ? { containerId: b.containerId } : {}),
+            ...(typeof b.exitCode === 'number' ? { exitCode: b.exitCode } : {}),
+          });
+          return {};
+        },
+      },
       // Cluster changes: managers only.
       { method: 'GET', re: /^\/v1\/nodes$/, auth: 'manager', handler: () => m.listNodes() },
       {
@@ -174,6 +194,19 @@ export class ManagerServer {
     };
     send({ type: 'welcome', node, managers: [this.manager.store.getNode(this.manager.selfId)?.addr], gossipKeys: this.manager.gossipKeys() });
     const onKeys = (keys: string[]): void => send({ type: 'gossip-keys', gossipKeys: keys });
+    // Dispatcher: the node's complete assignment set, sent whenever it changes.
+    let lastSet = '';
+    const sendAssignments = (): void => {
+      const tasks = this.orchestrator.assignments(caller.nodeId);
+      const key = JSON.stringify(tasks.map((t) => [t.id, t.version]));
+      if (key === lastSet) return;
+      lastSet = key;
+      const netIds = [...new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)))];
+      send({ type: 'assignments', tasks, networks: netIds.map((id) => this.manager.store.getNetwork(id)).filter((n) => n) });
+    };
+    this.manager.on('tasks-changed', sendAssignments);
+    stream.once('close', () => this.manager.off('tasks-changed', sendAssignments));
+    setImmediate(sendAssignments);
     this.manager.on('gossip-keys', onKeys);
     stream.once('close', () => this.manager.off('gossip-keys', onKeys));
     stream.on('data', () => this.manager.heartbeat(caller.nodeId));

@@ -3,7 +3,7 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord } from './types.js';
+import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord, ServiceRecord, TaskRecord } from './types.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS cursors (network_id TEXT NOT NULL, subnet TEXT NOT NU
 CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, network_id TEXT NOT NULL, node_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS attachments_by_network ON attachments (network_id);
 CREATE INDEX IF NOT EXISTS attachments_by_node ON attachments (node_id);
+CREATE TABLE IF NOT EXISTS services (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, service_id TEXT NOT NULL, node_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_by_service ON tasks (service_id);
+CREATE INDEX IF NOT EXISTS tasks_by_node ON tasks (node_id);
 `;
 
 export class Store {
@@ -147,5 +151,44 @@ export class Store {
   }
   deleteAttachment(id: string): void {
     this.db.prepare('DELETE FROM attachments WHERE id = ?').run(id);
+  }
+
+  // services
+  getService(id: string): ServiceRecord | undefined {
+    const r = this.db.prepare('SELECT data FROM services WHERE id = ?').get(id) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as ServiceRecord) : undefined;
+  }
+  listServices(): ServiceRecord[] {
+    return (this.db.prepare('SELECT data FROM services ORDER BY name').all() as { data: string }[]).map((r) => JSON.parse(r.data) as ServiceRecord);
+  }
+  putService(s: ServiceRecord): void {
+    this.db
+      .prepare('INSERT INTO services (id, name, data) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data')
+      .run(s.id, s.spec.name, JSON.stringify(s));
+  }
+  deleteService(id: string): void {
+    this.db.prepare('DELETE FROM services WHERE id = ?').run(id);
+  }
+
+  // tasks
+  getTask(id: string): TaskRecord | undefined {
+    const r = this.db.prepare('SELECT data FROM tasks WHERE id = ?').get(id) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as TaskRecord) : undefined;
+  }
+  listTasks(filter: { serviceId?: string; nodeId?: string } = {}): TaskRecord[] {
+    const rows = this.db
+      .prepare('SELECT data FROM tasks WHERE (? IS NULL OR service_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id')
+      .all(filter.serviceId ?? null, filter.serviceId ?? null, filter.nodeId ?? null, filter.nodeId ?? null) as { data: string }[];
+    return rows.map((r) => JSON.parse(r.data) as TaskRecord);
+  }
+  putTask(t: TaskRecord): void {
+    this.db
+      .prepare(
+        'INSERT INTO tasks (id, service_id, node_id, data) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET node_id = excluded.node_id, data = excluded.data',
+      )
+      .run(t.id, t.serviceId, t.nodeId, JSON.stringify(t));
+  }
+  deleteTask(id: string): void {
+    this.db.prepare('DELETE FROM tasks WHERE id = ?').run(id);
   }
 }

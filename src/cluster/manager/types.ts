@@ -72,3 +72,92 @@ export interface ClusterRecord {
   /** gossip encryption keys (base64); the first is the one nodes send with */
   gossipKeys?: string[];
 }
+
+export type TaskState =
+  'new' | 'pending' | 'assigned' | 'accepted' | 'preparing' | 'starting' | 'running' | 'complete' | 'shutdown' | 'failed' | 'rejected' | 'remove' | 'orphaned';
+
+export const TASK_STATE_ORDER: TaskState[] = [
+  'new',
+  'pending',
+  'assigned',
+  'accepted',
+  'preparing',
+  'starting',
+  'running',
+  'complete',
+  'shutdown',
+  'failed',
+  'rejected',
+  'remove',
+  'orphaned',
+];
+
+/** A task at or past this point will not run again. */
+export function isTerminal(s: TaskState): boolean {
+  return TASK_STATE_ORDER.indexOf(s) > TASK_STATE_ORDER.indexOf('running');
+}
+
+export type RestartCondition = 'none' | 'on-failure' | 'any';
+
+/** What a service runs: our own record, converted from and to Docker's ServiceSpec in api/. */
+export interface ServiceSpec {
+  name: string;
+  labels: Record<string, string>;
+  image: string;
+  command: string[];
+  args: string[];
+  env: string[];
+  workingDir: string;
+  user: string;
+  hostname: string;
+  networks: { target: string; aliases: string[] }[];
+  replicas: number;
+  constraints: string[];
+  restart: { condition: RestartCondition; delayMs: number; maxAttempts: number };
+  memoryLimit: number;
+  stopGraceMs: number;
+  containerLabels: Record<string, string>;
+}
+
+export interface ServiceRecord extends Meta {
+  id: string;
+  spec: ServiceSpec;
+  previousSpec?: ServiceSpec;
+  /** bumps on every spec change; tasks of an older one are replaced */
+  specVersion: number;
+}
+
+export interface TaskNetwork {
+  networkId: string;
+  attachmentId: string;
+  ip: string;
+  mac: string;
+}
+
+export interface TaskRecord extends Meta {
+  id: string;
+  serviceId: string;
+  serviceName: string;
+  slot: number;
+  nodeId: string;
+  specVersion: number;
+  spec: ServiceSpec;
+  desiredState: TaskState;
+  state: TaskState;
+  message: string;
+  err: string;
+  /** when state last changed */
+  timestamp: string;
+  containerId: string;
+  exitCode: number | null;
+  networks: TaskNetwork[];
+}
+
+/** A task's status as its node reports it. */
+export interface TaskStatusReport {
+  state: TaskState;
+  message: string;
+  err?: string;
+  containerId?: string;
+  exitCode?: number;
+}

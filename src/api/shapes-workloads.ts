@@ -1,0 +1,340 @@
+// Docker JSON for services, tasks, containers, images and execs, and the service spec parser.
+import type { ServiceRecord, ServiceSpec, TaskRecord } from '../cluster/manager/types.js';
+import type { ContainerRecord } from '../runtime/containers.js';
+import type { ImageRecord } from '../runtime/images.js';
+import { BadRequest, obj, optArr, optInt, optStr, optStrArr, optStrMap } from './check.js';
+
+const NS_PER_MS = 1e6;
+
+/** Docker's ServiceSpec → ours. Wrong types are 400s naming the field. */
+export function parseServiceSpec(raw: unknown): ServiceSpec {
+  const b = obj(raw, 'service spec');
+  const tt = obj(b.TaskTemplate, 'TaskTemplate');
+  const cs = obj(tt.ContainerSpec, 'ContainerSpec');
+  const mode = obj(b.Mode, 'Mode');
+  if (mode.Global !== undefined) throw new BadRequest('global services are not supported yet: use --mode replicated');
+  const rep = obj(mode.Replicated, 'Replicated');
+  const replicasRaw = rep.Replicas;
+  if (replicasRaw !== undefined && replicasRaw !== null && (typeof replicasRaw !== 'number' || !Number.isInteger(replicasRaw)))
+    throw new BadRequest('json: Replicas must be an unsigned integer');
+  const replicas = (replicasRaw as number | undefined) ?? 1;
+  const res = obj(tt.Resources, 'Resources');
+  const limits = obj(res.Limits, 'Limits');
+  const rp = obj(tt.RestartPolicy, 'RestartPolicy');
+  const cond = optStr(rp, 'Condition') ?? 'any';
+  if (!['none', 'on-failure', 'any'].includes(cond)) throw new BadRequest(`invalid RestartPolicy.Condition "${cond}": none, on-failure or any`);
+  const placement = obj(tt.Placement, 'Placement');
+  const nets = optArr(tt, 'Networks') ?? optArr(b, 'Networks') ?? [];
+  const image = optStr(cs, 'Image');
+  if (!image) throw new BadRequest('ContainerSpec: image reference must be provided');
+  const nsToMs = (v: number | undefined, dflt: number): number => (v === undefined ? dflt : Math.round(v / NS_PER_MS));
+  const memory = optInt(limits, 'MemoryBytes') ?? 0;
+  if (memory < 0) throw new BadRequest('MemoryBytes must not be negative');
+  return {
+    name: optStr(b, 'Name') ?? '',
+    labels: optStrMap(b, 'Labels') ?? {},
+    image,
+    command: optStrArr(cs, 'Command') ?? [],
+    args: optStrArr(cs, 'Args') ?? [],
+    env: optStrArr(cs, 'Env') ?? [],
+    workingDir: optStr(cs, 'Dir') ?? '',
+    user: optStr(cs, 'User') ?? '',
+    hostname: optStr(cs, 'Hostname') ?? '',
+    networks: nets.map((n, i) => {
+      const o = obj(n, `Networks[${i}]`);
+      const target = optStr(o, 'Target');
+      if (!target) throw new BadRequest(`Networks[${i}].Target is required`);
+      return { target, aliases: optStrArr(o, 'Aliases') ?? [] };
+    }),
+    replicas,
+    constraints: optStrArr(placement, 'Constraints') ?? [],
+    restart: {
+      condition: cond as ServiceSpec['restart']['condition'],
+      delayMs: nsToMs(optInt(rp, 'Delay'), 5000),
+      maxAttempts: optInt(rp, 'MaxAttempts') ?? 0,
+    },
+    memoryLimit: memory,
+    stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
+    containerLabels: optStrMap(cs, 'Labels') ?? {},
+  };
+}
+
+function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
+  const cs: Record<string, unknown> = { Image: s.image, Init: false, StopGracePeriod: s.stopGraceMs * NS_PER_MS, DNSConfig: {}, Isolation: 'default' };
+  if (s.command.length) cs.Command = s.command;
+  if (s.args.length) cs.Args = s.args;
+  if (s.env.length) cs.Env = s.env;
+  if (s.workingDir) cs.Dir = s.workingDir;
+  if (s.user) cs.User = s.user;
+  if (s.hostname) cs.Hostname = s.hostname;
+  if (Object.keys(s.containerLabels).length) cs.Labels = s.containerLabels;
+  return {
+    ContainerSpec: cs,
+    Resources: { Limits: s.memoryLimit ? { MemoryBytes: s.memoryLimit } : {}, Reservations: {} },
+    RestartPolicy: { Condition: s.restart.condition, Delay: s.restart.delayMs * NS_PER_MS, MaxAttempts: s.restart.maxAttempts },
+    Placement: s.constraints.length ? { Constraints: s.constraints } : {},
+    Networks: s.networks.map((n) => ({ Target: n.target, ...(n.aliases.length ? { Aliases: n.aliases } : {}) })),
+    ForceUpdate: 0,
+    Runtime: 'container',
+  };
+}
+
+const UPDATE_CONFIG = { Parallelism: 1, FailureAction: 'pause', Monitor: 5e9, MaxFailureRatio: 0, Order: 'stop-first' };
+
+export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
+  return {
+    Name: s.name,
+    Labels: s.labels,
+    TaskTemplate: taskTemplateJson(s),
+    Mode: { Replicated: { Replicas: s.replicas } },
+    UpdateConfig: UPDATE_CONFIG,
+    RollbackConfig: UPDATE_CONFIG,
+    EndpointSpec: { Mode: 'vip' },
+  };
+}
+
+export function serviceJson(s: ServiceRecord, tasks?: TaskRecord[], nodesUp?: Set<string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    ID: s.id,
+    Version: { Index: s.version },
+    CreatedAt: s.createdAt,
+    UpdatedAt: s.updatedAt,
+    Spec: serviceSpecJson(s.spec),
+    Endpoint: { Spec: { Mode: 'vip' }, VirtualIPs: [] },
+  };
+  if (s.previousSpec) out.PreviousSpec = serviceSpecJson(s.previousSpec);
+  if (tasks) {
+    const mine = tasks.filter((t) => t.serviceId === s.id);
+    out.ServiceStatus = {
+      RunningTasks: mine.filter((t) => t.state === 'running' && t.desiredState === 'running' && (!nodesUp || nodesUp.has(t.nodeId))).length,
+      DesiredTasks: s.spec.replicas,
+      CompletedTasks: mine.filter((t) => t.state === 'complete').length,
+    };
+  }
+  return out;
+}
+
+export function taskJson(t: TaskRecord, networkName: (id: string) => string, prefixOf: (networkId: string, ip: string) => number): Record<string, unknown> {
+  const cstatus: Record<string, unknown> = { ContainerID: t.containerId, PID: 0, ExitCode: t.exitCode ?? 0 };
+  return {
+    ID: t.id,
+    Version: { Index: t.version },
+    CreatedAt: t.createdAt,
+    UpdatedAt: t.updatedAt,
+    Labels: {},
+    Spec: taskTemplateJson(t.spec),
+    ServiceID: t.serviceId,
+    Slot: t.slot,
+    ...(t.nodeId ? { NodeID: t.nodeId } : {}),
+    Status: {
+      Timestamp: t.timestamp,
+      State: t.state,
+      Message: t.message,
+      ...(t.err ? { Err: t.err } : {}),
+      ...(t.containerId ? { ContainerStatus: cstatus } : {}),
+      PortStatus: {},
+    },
+    DesiredState: t.desiredState,
+    NetworksAttachments: t.networks.map((n) => ({
+      Network: { ID: n.networkId, Spec: { Name: networkName(n.networkId), DriverConfiguration: { Name: 'overlay' }, Scope: 'swarm' } },
+      Addresses: [`${n.ip}/${prefixOf(n.networkId, n.ip)}`],
+    })),
+  };
+}
+
+/** Docker's units.HumanDuration. */
+export function humanDuration(ms: number): string {
+  // Seconds and minutes truncate, hours round: as Go's units.HumanDuration.
+  const s = Math.floor(ms / 1000);
+  if (s < 1) return 'Less than a second';
+  if (s === 1) return '1 second';
+  if (s < 60) return `${s} seconds`;
+  const m = Math.floor(ms / 60000);
+  if (m === 1) return 'About a minute';
+  if (m < 60) return `${m} minutes`;
+  const h = Math.round(ms / 3600000);
+  if (h === 1) return 'About an hour';
+  if (h < 48) return `${h} hours`;
+  if (h < 24 * 7 * 2) return `${Math.round(h / 24)} days`;
+  if (h < 24 * 30 * 2) return `${Math.round(h / 24 / 7)} weeks`;
+  if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
+  return `${Math.round(h / 24 / 365)} years`;
+}
+
+function statusText(c: ContainerRecord, nowMs = Date.now()): string {
+  if (c.status === 'running') return `Up ${humanDuration(nowMs - Date.parse(c.startedAt))}`;
+  if (c.status === 'exited') return `Exited (${c.exitCode}) ${humanDuration(nowMs - Date.parse(c.finishedAt))} ago`;
+  return c.status === 'created' ? 'Created' : 'Dead';
+}
+
+function endpointSettings(c: ContainerRecord): Record<string, unknown> {
+  return Object.fromEntries(
+    c.networks.map((n) => [
+      n.networkName,
+      {
+        IPAMConfig: { IPv4Address: n.ip },
+        Links: null,
+        Aliases: n.aliases.length ? n.aliases : null,
+        MacAddress: n.mac,
+        DriverOpts: null,
+        GwPriority: 0,
+        NetworkID: n.networkId,
+        EndpointID: n.endpointId,
+        Gateway: n.gateway,
+        IPAddress: n.ip,
+        IPPrefixLen: n.prefixLen,
+        IPv6Gateway: '',
+        GlobalIPv6Address: '',
+        GlobalIPv6PrefixLen: 0,
+        DNSNames: [c.name, c.id.slice(0, 12), ...n.aliases],
+      },
+    ]),
+  );
+}
+
+export function containerSummaryJson(c: ContainerRecord): Record<string, unknown> {
+  return {
+    Id: c.id,
+    Names: [`/${c.name}`],
+    Image: c.image,
+    ImageID: c.imageId,
+    Command: c.args.join(' '),
+    Created: Math.floor(Date.parse(c.created) / 1000),
+    Ports: [],
+    Labels: c.labels,
+    State: c.status,
+    Status: statusText(c),
+    HostConfig: { NetworkMode: 'default' },
+    NetworkSettings: { Networks: endpointSettings(c) },
+    Mounts: [],
+  };
+}
+
+export function containerJson(c: ContainerRecord, dir: string, execIds: string[]): Record<string, unknown> {
+  return {
+    Id: c.id,
+    Created: c.created,
+    Path: c.args[0] ?? '',
+    Args: c.args.slice(1),
+    State: {
+      Status: c.status,
+      Running: c.status === 'running',
+      Paused: false,
+      Restarting: false,
+      OOMKilled: false,
+      Dead: c.status === 'dead',
+      Pid: c.pid,
+      ExitCode: c.exitCode,
+      Error: c.error,
+      StartedAt: c.startedAt,
+      FinishedAt: c.finishedAt,
+    },
+    Image: c.imageId,
+    ResolvConfPath: `${dir}/resolv.conf`,
+    HostnamePath: `${dir}/hostname`,
+    HostsPath: `${dir}/hosts`,
+    LogPath: `${dir}/container-json.log`,
+    Name: `/${c.name}`,
+    RestartCount: 0,
+    Driver: 'overlay',
+    Platform: 'linux',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    ExecIDs: execIds.length ? execIds : null,
+    HostConfig: {
+      NetworkMode: 'default',
+      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      LogConfig: { Type: 'json-file', Config: {} },
+      Memory: c.memoryLimit,
+      CapAdd: null,
+      CapDrop: null,
+      Privileged: false,
+      ReadonlyRootfs: false,
+      Init: false,
+    },
+    GraphDriver: { Name: 'overlay', Data: { MergedDir: `${dir}/rootfs`, UpperDir: `${dir}/upper`, WorkDir: `${dir}/work` } },
+    Mounts: [],
+    Config: {
+      Hostname: c.hostname,
+      Domainname: '',
+      User: c.user,
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Tty: false,
+      OpenStdin: false,
+      StdinOnce: false,
+      Env: c.env,
+      Cmd: c.args,
+      Image: c.image,
+      Volumes: null,
+      WorkingDir: c.workingDir,
+      Entrypoint: null,
+      OnBuild: null,
+      Labels: c.labels,
+      StopTimeout: c.stopTimeout,
+    },
+    NetworkSettings: {
+      Bridge: '',
+      SandboxID: c.netns,
+      SandboxKey: `/run/netns/${c.netns}`,
+      Ports: {},
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      EndpointID: '',
+      Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: '',
+      IPPrefixLen: 0,
+      IPv6Gateway: '',
+      MacAddress: '',
+      Networks: endpointSettings(c),
+    },
+  };
+}
+
+export function imageSummaryJson(i: ImageRecord): Record<string, unknown> {
+  return {
+    Id: i.id,
+    ParentId: '',
+    RepoTags: i.repoTags,
+    RepoDigests: i.repoDigests,
+    Created: Math.floor(Date.parse(i.created) / 1000),
+    Size: i.size,
+    SharedSize: -1,
+    Labels: i.config.Labels ?? {},
+    Containers: -1,
+  };
+}
+
+export function imageJson(i: ImageRecord): Record<string, unknown> {
+  return {
+    Id: i.id,
+    RepoTags: i.repoTags,
+    RepoDigests: i.repoDigests,
+    Parent: '',
+    Comment: '',
+    Created: i.created,
+    DockerVersion: '',
+    Author: '',
+    Config: {
+      Env: i.config.Env ?? null,
+      Cmd: i.config.Cmd ?? null,
+      Entrypoint: i.config.Entrypoint ?? null,
+      WorkingDir: i.config.WorkingDir ?? '',
+      User: i.config.User ?? '',
+      Labels: i.config.Labels ?? null,
+    },
+    Architecture: i.architecture,
+    Os: i.os,
+    Size: i.size,
+    GraphDriver: { Name: 'overlay', Data: null },
+    RootFS: { Type: 'layers', Layers: i.diffIds },
+    Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
+  };
+}

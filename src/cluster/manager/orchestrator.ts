@@ -1,0 +1,359 @@
+// Replicated services: the orchestrator keeps one live task per slot (1..replicas), replaces tasks
+// of an older spec or on a node that went down, applies the restart policy, and hands new tasks to
+// the scheduler, which places them and allocates their overlay addresses. Every pass is one store
+// transaction; it runs after any change that could matter (service, node, task status).
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import type { Logger } from '../../core/log.js';
+import { NAME_RE, now, type Manager } from './manager.js';
+import { parseConstraint, place, type Load } from './scheduler.js';
+import { TASK_STATE_ORDER, isTerminal, type ServiceRecord, type ServiceSpec, type TaskRecord, type TaskStatusReport } from './types.js';
+
+export const MAX_REPLICAS = 1000;
+/** Terminal tasks kept per slot for `service ps` history, as Docker's TaskHistoryRetentionLimit. */
+export const TASK_HISTORY = 5;
+
+export class Orchestrator {
+  private pending = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly m: Manager,
+    private readonly log: Logger,
+  ) {
+    m.on('node-state', () => this.kick());
+    m.on('node-removed', () => this.kick());
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private get store(): Manager['store'] {
+    return this.m.store;
+  }
+
+  /** Coalesces bursts of changes into one pass. */
+  kick(): void {
+    if (this.pending) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      try {
+        this.reconcile();
+      } catch (e) {
+        this.log.error('orchestrator pass failed', { error: (e as Error).message });
+      }
+    });
+  }
+
+  // ---- services ----
+
+  validate(spec: ServiceSpec): ServiceSpec {
+    if (!NAME_RE.test(spec.name)) throw new InvalidArgumentError(`invalid service name "${spec.name}": names are 1-63 characters, [a-zA-Z0-9][a-zA-Z0-9_.-]`);
+    if (!spec.image) throw new InvalidArgumentError('service spec has no image');
+    if (!Number.isInteger(spec.replicas) || spec.replicas < 0 || spec.replicas > MAX_REPLICAS)
+      throw new InvalidArgumentError(`invalid replicas ${spec.replicas}: must be an integer from 0 to ${MAX_REPLICAS}`);
+    for (const c of spec.constraints) parseConstraint(c);
+    if (spec.memoryLimit !== 0 && spec.memoryLimit < 6 * 1024 * 1024) throw new InvalidArgumentError('minimum memory limit allowed is 6MB');
+    const seen = new Set<string>();
+    const networks = spec.networks.map((n) => {
+      const net = this.m.findNetwork(n.target);
+      if (net.ingress) throw new InvalidArgumentError('service cannot be explicitly attached to the ingress network');
+      if (seen.has(net.id)) throw new InvalidArgumentError(`network ${net.name} is listed twice`);
+      seen.add(net.id);
+      return { target: net.id, aliases: n.aliases };
+    });
+    return { ...spec, networks };
+  }
+
+  createService(input: ServiceSpec): ServiceRecord {
+    const rec = this.store.tx(() => {
+      const spec = this.validate(input);
+      if (this.store.listServices().some((s) => s.spec.name === spec.name))
+        throw new ConflictError(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${spec.name} already exists`);
+      const t = now();
+      const s: ServiceRecord = { id: newId(), spec, specVersion: 1, version: this.store.bump(), createdAt: t, updatedAt: t };
+      this.store.putService(s);
+      return s;
+    });
+    this.kick();
+    return rec;
+  }
+
+  listServices(): ServiceRecord[] {
+    return this.store.listServices();
+  }
+
+  findService(ref: string): ServiceRecord {
+    const all = this.store.listServices();
+    const s = all.find((x) => x.id === ref) ?? all.find((x) => x.spec.name === ref);
+    if (s) return s;
+    const byPrefix = ref ? all.filter((x) => x.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) throw new InvalidArgumentError(`service ${ref} is ambiguous (${byPrefix.length} matches found)`);
+    throw new NotFoundError(`service ${ref} not found`);
+  }
+
+  /** `version` must be the one the caller read (optimistic concurrency, as Docker's Version.Index). */
+  updateService(ref: string, version: number | undefined, input: ServiceSpec): ServiceRecord {
+    const rec = this.store.tx(() => {
+      const s = this.findService(ref);
+      if (version !== undefined && version !== s.version)
+        throw new ConflictError(`update out of sequence: service ${s.spec.name} is at version ${s.version}, not ${version}`);
+      const spec = this.validate(input);
+      if (spec.name !== s.spec.name) throw new InvalidArgumentError('renaming services is not supported');
+      // Only a change to what runs replaces tasks; scaling keeps them.
+      const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0 });
+      const changed = strip(spec) !== strip(s.spec);
+      const next: ServiceRecord = {
+        ...s,
+        previousSpec: s.spec,
+        spec,
+        specVersion: changed ? s.specVersion + 1 : s.specVersion,
+        version: this.store.bump(),
+        updatedAt: now(),
+      };
+      this.store.putService(next);
+      return next;
+    });
+    this.kick();
+    return rec;
+  }
+
+  removeService(ref: string): void {
+    this.store.tx(() => {
+      const s = this.findService(ref);
+      this.store.deleteService(s.id);
+      for (const t of this.store.listTasks({ serviceId: s.id })) {
+        t.desiredState = 'remove';
+        this.touch(t);
+      }
+      this.store.bump();
+    });
+    this.kick();
+  }
+
+  listTasks(filter: { serviceId?: string; nodeId?: string } = {}): TaskRecord[] {
+    return this.store.listTasks(filter);
+  }
+
+  findTask(ref: string): TaskRecord {
+    const t = this.store.getTask(ref) ?? this.store.listTasks().find((x) => ref && x.id.startsWith(ref));
+    if (!t) throw new NotFoundError(`task ${ref} not found`);
+    return t;
+  }
+
+  /** A node reports what its task is doing; states only move forward. */
+  reportStatus(nodeId: string, taskId: string, r: TaskStatusReport): void {
+    this.store.tx(() => {
+      const t = this.store.getTask(taskId);
+      if (!t || t.nodeId !== nodeId) return;
+      if (!TASK_STATE_ORDER.includes(r.state)) throw new InvalidArgumentError(`unknown task state ${r.state}`);
+      if (TASK_STATE_ORDER.indexOf(r.state) < TASK_STATE_ORDER.indexOf(t.state)) return;
+      if (r.state === t.state && r.message === t.message && (r.err ?? '') === t.err) return;
+      t.state = r.state;
+      t.message = r.message;
+      t.err = r.err ?? '';
+      t.timestamp = now();
+      if (r.containerId) t.containerId = r.containerId;
+      if (r.exitCode !== undefined) t.exitCode = r.exitCode;
+      this.touch(t);
+    });
+    this.kick();
+  }
+
+  /** The tasks a node should be running now, with the networks they join. */
+  assignments(nodeId: string): TaskRecord[] {
+    return this.store.listTasks({ nodeId }).filter((t) => t.desiredState === 'running' && !isTerminal(t.state));
+  }
+
+  private touch(t: TaskRecord): void {
+    t.version = this.store.bump();
+    t.updatedAt = now();
+    this.store.putTask(t);
+  }
+
+  private release(t: TaskRecord): void {
+    for (const n of t.networks) {
+      if (this.store.getAttachment(n.attachmentId)) this.m.detach(n.attachmentId);
+    }
+    t.networks = [];
+  }
+
+  // ---- the pass ----
+
+  reconcile(): void {
+    let wakeAt = Infinity;
+    let changed = false;
+    this.store.tx(() => {
+      const nodes = new Map(this.m.listNodes().map((n) => [n.id, n]));
+      // 'unknown' (a manager restart, waiting for sessions) is not down: its tasks stay.
+      const isDown = (id: string): boolean => !!id && (!nodes.has(id) || nodes.get(id)!.state === 'down');
+      const services = new Map(this.store.listServices().map((s) => [s.id, s]));
+      const tasks = this.store.listTasks();
+      const live = (t: TaskRecord): boolean => t.desiredState === 'running' && !isTerminal(t.state);
+      const save = (t: TaskRecord): void => {
+        this.touch(t);
+        changed = true;
+      };
+
+      for (const t of tasks) {
+        // Tasks of removed services go once their node has stopped them (or cannot).
+        if (!services.has(t.serviceId) || t.desiredState === 'remove') {
+          if (isTerminal(t.state) || !t.nodeId || isDown(t.nodeId) || !nodes.has(t.nodeId)) {
+            this.release(t);
+            this.store.deleteTask(t.id);
+            changed = true;
+          } else if (t.desiredState !== 'remove') {
+            t.desiredState = 'remove';
+            save(t);
+          }
+          continue;
+        }
+        const s = services.get(t.serviceId)!;
+        if (live(t) && t.nodeId && isDown(t.nodeId)) {
+          t.desiredState = 'shutdown';
+          t.message = 'node is down: task rescheduled';
+          save(t);
+        } else if (live(t) && t.specVersion < s.specVersion) {
+          t.desiredState = 'shutdown';
+          save(t);
+        } else if (live(t) && t.slot > s.spec.replicas) {
+          t.desiredState = 'shutdown';
+          save(t);
+        }
+        // Addresses go back once the task is done with them.
+        if (t.networks.length && t.desiredState !== 'running' && (isTerminal(t.state) || isDown(t.nodeId) || !t.nodeId)) {
+          this.release(t);
+          save(t);
+        }
+        if (t.networks.length && isTerminal(t.state)) {
+          this.release(t);
+          save(t);
+        }
+      }
+
+      const all = this.store.listTasks();
+      const load: Load = { service: new Map(), total: new Map() };
+      for (const t of all) if (live(t) && t.nodeId) load.total.set(t.nodeId, (load.total.get(t.nodeId) ?? 0) + 1);
+
+      for (const s of services.values()) {
+        const mine = all.filter((t) => t.serviceId === s.id);
+        load.service = new Map();
+        for (const t of mine) if (live(t) && t.nodeId) load.service.set(t.nodeId, (load.service.get(t.nodeId) ?? 0) + 1);
+        const bySlot = new Map<number, TaskRecord[]>();
+        for (const t of mine) bySlot.set(t.slot, [...(bySlot.get(t.slot) ?? []), t]);
+
+        for (let slot = 1; slot <= s.spec.replicas; slot++) {
+          const history = (bySlot.get(slot) ?? []).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+          const alive = history.filter(live);
+          // Two live tasks in one slot (a node came back): keep the newest.
+          for (const extra of alive.slice(0, -1)) {
+            extra.desiredState = 'shutdown';
+            save(extra);
+          }
+          if (alive.length) continue;
+          const last = history[history.length - 1];
+          if (last && !isTerminal(last.state) && last.desiredState !== 'running' && !isDown(last.nodeId)) {
+            continue; // the old task is still stopping: start its replacement after it
+          }
+          if (last && (last.state === 'complete' || last.state === 'failed') && last.desiredState === 'running') {
+            const r = s.spec.restart;
+            if (r.condition === 'none' || (r.condition === 'on-failure' && last.state === 'complete')) continue;
+            const attempts = history.filter((x) => x.specVersion === s.specVersion && (x.state === 'failed' || x.state === 'complete')).length;
+            if (r.maxAttempts > 0 && attempts >= r.maxAttempts) continue;
+            const due = Date.parse(last.timestamp) + r.delayMs;
+            if (due > Date.now()) {
+              wakeAt = Math.min(wakeAt, due);
+              continue;
+            }
+          }
+          const t = this.newTask(s, slot);
+          this.store.putTask(t);
+          changed = true;
+          history.push(t);
+          bySlot.set(slot, history);
+        }
+
+        // Schedule what has no node yet.
+        for (const t of this.store.listTasks({ serviceId: s.id })) {
+          if (t.nodeId || t.desiredState !== 'running' || isTerminal(t.state)) continue;
+          const p = place([...nodes.values()], s.spec.constraints.map(parseConstraint), load);
+          if ('error' in p) {
+            if (t.err !== p.error || t.state !== 'pending') {
+              t.state = 'pending';
+              t.message = 'pending task scheduling';
+              t.err = p.error;
+              t.timestamp = now();
+              save(t);
+            }
+            continue;
+          }
+          try {
+            t.networks = s.spec.networks.map((n) => {
+              const { attachment } = this.m.attach(n.target, p.nodeId, t.id);
+              return { networkId: attachment.networkId, attachmentId: attachment.id, ip: attachment.ip, mac: attachment.mac };
+            });
+          } catch (e) {
+            this.release(t);
+            t.state = 'pending';
+            t.err = `allocation failed: ${(e as Error).message}`;
+            t.timestamp = now();
+            save(t);
+            continue;
+          }
+          t.nodeId = p.nodeId;
+          t.state = 'assigned';
+          t.message = 'assigned';
+          t.err = '';
+          t.timestamp = now();
+          save(t);
+          load.service.set(p.nodeId, (load.service.get(p.nodeId) ?? 0) + 1);
+          load.total.set(p.nodeId, (load.total.get(p.nodeId) ?? 0) + 1);
+        }
+
+        // History: at most TASK_HISTORY finished tasks per slot.
+        for (const [, history] of bySlot) {
+          const done = history.filter((t) => isTerminal(t.state) && t.desiredState !== 'running').sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+          for (const old of done.slice(0, Math.max(0, done.length - TASK_HISTORY))) {
+            this.release(old);
+            this.store.deleteTask(old.id);
+            changed = true;
+          }
+        }
+      }
+      if (changed) this.store.bump();
+    });
+    if (changed) this.m.emit('tasks-changed');
+    if (wakeAt !== Infinity) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.kick(), Math.max(10, wakeAt - Date.now()));
+      this.timer.unref();
+    }
+  }
+
+  private newTask(s: ServiceRecord, slot: number): TaskRecord {
+    const t = now();
+    return {
+      id: newId(),
+      serviceId: s.id,
+      serviceName: s.spec.name,
+      slot,
+      nodeId: '',
+      specVersion: s.specVersion,
+      spec: s.spec,
+      desiredState: 'running',
+      state: 'new',
+      message: 'created',
+      err: '',
+      timestamp: t,
+      containerId: '',
+      exitCode: null,
+      networks: [],
+      version: this.store.bump(),
+      createdAt: t,
+      updatedAt: t,
+    };
+  }
+}

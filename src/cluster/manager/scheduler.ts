@@ -1,0 +1,84 @@
+// Placement: which node a new task runs on. Filters say why they reject a node, so a task that
+// fits nowhere carries Docker's "no suitable node (...)" explanation instead of waiting silently.
+import { InvalidArgumentError } from '../../core/errors.js';
+import type { NodeRecord } from './types.js';
+
+export interface Constraint {
+  key: string;
+  op: '==' | '!=';
+  value: string;
+}
+
+const CONSTRAINT_RE = /^\s*([\w.-]+)\s*(==|!=)\s*(.+?)\s*$/;
+const KEYS = /^(node\.(id|hostname|role|platform\.os|platform\.arch)|node\.labels\.[\w.-]+|engine\.labels\.[\w.-]+)$/;
+
+export function parseConstraint(s: string): Constraint {
+  const m = CONSTRAINT_RE.exec(s);
+  if (!m) throw new InvalidArgumentError(`invalid constraint "${s}": expected <key>==<value> or <key>!=<value>`);
+  const key = m[1]!;
+  if (!KEYS.test(key))
+    throw new InvalidArgumentError(
+      `invalid constraint "${s}": unknown key ${key} (node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.<name>)`,
+    );
+  return { key, op: m[2] as '==' | '!=', value: m[3]! };
+}
+
+function nodeValue(n: NodeRecord, key: string): string | undefined {
+  switch (key) {
+    case 'node.id':
+      return n.id;
+    case 'node.hostname':
+      return n.hostname;
+    case 'node.role':
+      return n.role;
+    case 'node.platform.os':
+      return 'linux';
+    case 'node.platform.arch':
+      return 'x86_64';
+  }
+  if (key.startsWith('node.labels.')) return n.labels[key.slice('node.labels.'.length)];
+  return undefined;
+}
+
+export function matches(n: NodeRecord, cs: Constraint[]): boolean {
+  return cs.every((c) => {
+    const v = nodeValue(n, c.key);
+    // Docker compares case-insensitively, and a missing label never equals anything.
+    const eq = v !== undefined && v.toLowerCase() === c.value.toLowerCase();
+    return c.op === '==' ? eq : !eq;
+  });
+}
+
+export interface Load {
+  /** live tasks of the service being placed, per node */
+  service: Map<string, number>;
+  /** live tasks of every service, per node */
+  total: Map<string, number>;
+}
+
+export type Placement = { nodeId: string } | { error: string };
+
+/** Fewest tasks of this service first, then fewest tasks overall, then node ID for a stable order. */
+export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load): Placement {
+  let unavailable = 0;
+  let unmatched = 0;
+  const fit: NodeRecord[] = [];
+  for (const n of nodes) {
+    if (n.state !== 'ready' || n.availability !== 'active') unavailable++;
+    else if (!matches(n, constraints)) unmatched++;
+    else fit.push(n);
+  }
+  if (fit.length === 0) {
+    const why: string[] = [];
+    if (unmatched) why.push(`scheduling constraints not satisfied on ${unmatched} node${unmatched === 1 ? '' : 's'}`);
+    if (unavailable) why.push(`${unavailable} node${unavailable === 1 ? '' : 's'} not available for new tasks`);
+    return { error: `no suitable node (${why.join('; ') || 'no nodes in the swarm'})` };
+  }
+  const key = (n: NodeRecord): [number, number, string] => [load.service.get(n.id) ?? 0, load.total.get(n.id) ?? 0, n.id];
+  fit.sort((a, b) => {
+    const [s1, t1, i1] = key(a);
+    const [s2, t2, i2] = key(b);
+    return s1 - s2 || t1 - t2 || (i1 < i2 ? -1 : i1 > i2 ? 1 : 0);
+  });
+  return { nodeId: fit[0]!.id };
+}

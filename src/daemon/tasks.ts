@@ -1,0 +1,191 @@
+// The node's task runner: makes the containers match the tasks the manager assigned here.
+// A new task gets its image, its network namespace plumbed into each overlay network with the
+// address the manager allocated, and a container; a task no longer assigned is stopped and
+// removed with everything it had. Progress and failures go back to the manager as task states.
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { Mutex } from '../core/mutex.js';
+import type { NetworkRecord, TaskRecord, TaskStatusReport } from '../cluster/manager/types.js';
+import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
+import type { ImageRecord, ImageStore } from '../runtime/images.js';
+import { parseRef } from '../runtime/reference.js';
+import { pullImage } from '../runtime/registry.js';
+import { contains, parseCidr, parseIp } from '../core/ipv4.js';
+
+export const TASK_LABEL = 'com.docker.swarm.task.id';
+
+export interface TaskHost {
+  nodeId(): string;
+  network(id: string): Promise<NetworkRecord>;
+  /** plumbs one endpoint of the task into `netns` (made on first use) */
+  attach(task: TaskRecord, net: NetworkRecord, ep: TaskRecord['networks'][number], netns: string): Promise<void>;
+  /** removes the task's endpoints and its namespace */
+  detachAll(taskId: string, netns: string): Promise<void>;
+  report(taskId: string, r: TaskStatusReport): Promise<void>;
+}
+
+export function taskContainerName(t: Pick<TaskRecord, 'serviceName' | 'slot' | 'id'>): string {
+  return `${t.serviceName}.${t.slot}.${t.id}`;
+}
+
+export class TaskRunner {
+  private readonly lock = new Mutex();
+  private readonly starting = new Set<string>();
+  private wanted = new Map<string, TaskRecord>();
+  private applied = false;
+
+  constructor(
+    private readonly runtime: ContainerRuntime,
+    private readonly images: ImageStore,
+    private readonly host: TaskHost,
+    private readonly netnsPrefix: string,
+    private readonly log: Logger,
+  ) {
+    runtime.on('exit', (c: ContainerRecord) => void this.exited(c));
+  }
+
+  netnsOf(taskId: string): string {
+    return `${this.netnsPrefix}c-${taskId.slice(0, 12)}`;
+  }
+
+  private local(): Map<string, ContainerRecord> {
+    const m = new Map<string, ContainerRecord>();
+    for (const c of this.runtime.list()) if (c.labels[TASK_LABEL]) m.set(c.labels[TASK_LABEL], c);
+    return m;
+  }
+
+  /** The complete set of tasks that should run here now. */
+  apply(tasks: TaskRecord[]): Promise<void> {
+    this.wanted = new Map(tasks.map((t) => [t.id, t]));
+    this.applied = true;
+    return this.lock.lock(async () => {
+      const have = this.local();
+      const stops: Promise<void>[] = [];
+      for (const [taskId, c] of have) if (!this.wanted.has(taskId)) stops.push(this.retire(taskId, c));
+      const starts: Promise<void>[] = [];
+      for (const t of this.wanted.values()) {
+        const c = have.get(t.id);
+        if (c && c.status === 'running') {
+          if (t.state !== 'running') await this.report(t.id, { state: 'running', message: 'started', containerId: c.id });
+          continue;
+        }
+        if (c || this.starting.has(t.id)) continue;
+        this.starting.add(t.id);
+        starts.push(this.launch(t).finally(() => this.starting.delete(t.id)));
+      }
+      await Promise.all([...stops, ...starts]);
+    });
+  }
+
+  private report(taskId: string, r: TaskStatusReport): Promise<void> {
+    return this.host.report(taskId, r).catch((e: unknown) => this.log.warn('task status report failed', { task: taskId, error: errorMessage(e) }));
+  }
+
+  private async resolveImage(ref: string): Promise<ImageRecord> {
+    const bare = ref.replace(/@sha256:[a-f0-9]{64}$/, '');
+    const found = this.images.find(ref) ?? this.images.find(bare);
+    if (found) return found;
+    // Only a registry named in the reference is contacted; a Hub name is never fetched from here.
+    if (parseRef(ref).registry) return pullImage(this.images, ref);
+    throw new Error(`No such image: ${bare}`);
+  }
+
+  private async launch(t: TaskRecord): Promise<void> {
+    const netns = this.netnsOf(t.id);
+    await this.report(t.id, { state: 'preparing', message: 'preparing' });
+    let image: ImageRecord;
+    try {
+      image = await this.resolveImage(t.spec.image);
+    } catch (e) {
+      await this.report(t.id, { state: 'rejected', message: 'preparing', err: errorMessage(e) });
+      return;
+    }
+    let container: ContainerRecord | undefined;
+    try {
+      const networks: ContainerNetwork[] = [];
+      for (const n of t.networks) {
+        const net = await this.host.network(n.networkId);
+        await this.host.attach(t, net, n, netns);
+        const cfg = net.ipam.configs.find((c) => contains(parseCidr(c.subnet), parseIp(n.ip)));
+        networks.push({
+          networkId: net.id,
+          networkName: net.name,
+          endpointId: n.attachmentId,
+          ip: n.ip,
+          prefixLen: cfg ? Number(cfg.subnet.split('/')[1]) : 24,
+          gateway: cfg?.gateway ?? '',
+          mac: n.mac,
+          aliases: t.spec.networks.find((x) => x.target === n.networkId)?.aliases ?? [],
+        });
+      }
+      if (!this.wanted.has(t.id)) throw new Error('task withdrawn while preparing');
+      container = this.runtime.create({
+        name: taskContainerName(t),
+        image,
+        imageRef: t.spec.image.replace(/@sha256:[a-f0-9]{64}$/, ''),
+        ...(t.spec.command.length ? { entrypoint: t.spec.command } : {}),
+        cmd: t.spec.args,
+        env: t.spec.env,
+        workingDir: t.spec.workingDir,
+        user: t.spec.user,
+        hostname: t.spec.hostname,
+        labels: {
+          ...t.spec.containerLabels,
+          'com.docker.swarm.node.id': this.host.nodeId(),
+          'com.docker.swarm.service.id': t.serviceId,
+          'com.docker.swarm.service.name': t.serviceName,
+          [TASK_LABEL]: t.id,
+          'com.docker.swarm.task.name': `${t.serviceName}.${t.slot}.${t.id}`,
+        },
+        netns,
+        networks,
+        memoryLimit: t.spec.memoryLimit,
+        stopTimeout: t.spec.stopGraceMs / 1000,
+      });
+      await this.report(t.id, { state: 'starting', message: 'starting', containerId: container.id });
+      await this.runtime.start(container.id);
+      await this.report(t.id, { state: 'running', message: 'started', containerId: container.id });
+    } catch (e) {
+      const msg = errorMessage(e);
+      this.log.warn('task failed to start', { task: t.id, error: msg });
+      if (!container) await this.host.detachAll(t.id, netns).catch(() => undefined);
+      await this.report(t.id, {
+        state: 'failed',
+        message: 'starting',
+        err: msg,
+        ...(container ? { containerId: container.id, exitCode: container.exitCode } : {}),
+      });
+    }
+  }
+
+  /** The container of a wanted task exited: tell the manager, which decides about a restart. */
+  private async exited(c: ContainerRecord): Promise<void> {
+    const taskId = c.labels[TASK_LABEL];
+    if (!taskId || !this.wanted.has(taskId) || this.starting.has(taskId)) return;
+    const ok = c.exitCode === 0;
+    await this.report(taskId, {
+      state: ok ? 'complete' : 'failed',
+      message: ok ? 'finished' : 'started',
+      err: ok ? '' : `task: non-zero exit (${c.exitCode})`,
+      containerId: c.id,
+      exitCode: c.exitCode,
+    });
+  }
+
+  private async retire(taskId: string, c: ContainerRecord): Promise<void> {
+    try {
+      await this.runtime.stop(c.id);
+      await this.runtime.remove(c.id, true);
+    } catch (e) {
+      this.log.error('could not remove a task container', { task: taskId, error: errorMessage(e) });
+    }
+    await this.host
+      .detachAll(taskId, this.netnsOf(taskId))
+      .catch((e: unknown) => this.log.error('could not detach a task', { task: taskId, error: errorMessage(e) }));
+    await this.report(taskId, { state: 'shutdown', message: 'shutdown', containerId: c.id });
+  }
+
+  get ready(): boolean {
+    return this.applied;
+  }
+}

@@ -1,0 +1,456 @@
+// Containers under runc, one state root per daemon. Each container's process is watched by a
+// small C shim (native/vxshim.c) that holds its output pipes, writes the json-file log and the exit
+// status, and outlives the daemon, so a daemon restart neither kills containers nor loses exit codes.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { mountOverlay, mountsUnder, unmount } from '../kernel/mounts.js';
+import type { ImageRecord, ImageStore } from './images.js';
+import { buildOciSpec, hostsFile, mergeEnv, processSpec, resolvConf } from './spec.js';
+
+export const RUNC = process.env.VXSWARM_RUNC ?? '/usr/sbin/runc';
+
+export function shimPath(): string {
+  if (process.env.VXSWARM_SHIM) return process.env.VXSWARM_SHIM;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.join(here, '../bin/vxshim'), path.join(here, '../../dist/bin/vxshim')];
+  const found = candidates.find((c) => fs.existsSync(c));
+  if (!found) throw new VxError(`vxshim not built (looked in ${candidates.join(', ')}): run npm run build`, 500);
+  return found;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'exited' | 'dead';
+
+export interface ContainerNetwork {
+  networkId: string;
+  networkName: string;
+  endpointId: string;
+  ip: string;
+  prefixLen: number;
+  gateway: string;
+  mac: string;
+  aliases: string[];
+}
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  image: string;
+  imageId: string;
+  created: string;
+  args: string[];
+  env: string[];
+  workingDir: string;
+  user: string;
+  hostname: string;
+  labels: Record<string, string>;
+  netns: string;
+  networks: ContainerNetwork[];
+  memoryLimit: number;
+  /** seconds between SIGTERM and SIGKILL on stop */
+  stopTimeout: number;
+  status: ContainerStatus;
+  pid: number;
+  exitCode: number;
+  error: string;
+  startedAt: string;
+  finishedAt: string;
+}
+
+export interface CreateOptions {
+  name: string;
+  image: ImageRecord;
+  imageRef: string;
+  cmd?: string[];
+  entrypoint?: string[];
+  env?: string[];
+  workingDir?: string;
+  user?: string;
+  hostname?: string;
+  labels?: Record<string, string>;
+  netns: string;
+  networks: ContainerNetwork[];
+  memoryLimit?: number;
+  stopTimeout?: number;
+}
+
+export interface ExecOptions {
+  cmd: string[];
+  env?: string[];
+  workingDir?: string;
+  user?: string;
+  tty: boolean;
+  rows?: number;
+  cols?: number;
+}
+
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+export class ContainerRuntime extends EventEmitter {
+  private readonly records = new Map<string, ContainerRecord>();
+  private readonly runcRoot: string;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly root: string,
+    execRoot: string,
+    private readonly images: ImageStore,
+    /** cgroup parent for every container of this daemon, e.g. "vxswarm" or "<lab>-node1" */
+    private readonly cgroupParent: string,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.runcRoot = path.join(execRoot, 'runc');
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(this.runcRoot, { recursive: true, mode: 0o700 });
+  }
+
+  private dir(id: string): string {
+    return path.join(this.root, id);
+  }
+
+  /** Loads saved containers; a running one keeps running (its shim still watches it). */
+  restore(): void {
+    for (const id of fs.readdirSync(this.root)) {
+      const f = path.join(this.dir(id), 'container.json');
+      let rec: ContainerRecord;
+      try {
+        rec = JSON.parse(fs.readFileSync(f, 'utf8')) as ContainerRecord;
+      } catch {
+        this.log.warn('removing a container left half made', { container: id });
+        this.destroyLeftovers(id);
+        continue;
+      }
+      this.records.set(id, rec);
+      if (rec.status === 'running') this.checkExit(rec);
+    }
+    this.timer = setInterval(() => this.poll(), 250);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  list(): ContainerRecord[] {
+    return [...this.records.values()].sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  find(ref: string): ContainerRecord | undefined {
+    const r = ref.replace(/^\//, '');
+    const all = [...this.records.values()];
+    const exact = this.records.get(r) ?? all.find((c) => c.name === r);
+    if (exact) return exact;
+    const byPrefix = r.length > 0 ? all.filter((c) => c.id.startsWith(r)) : [];
+    if (byPrefix.length > 1) throw new InvalidArgumentError(`multiple IDs found with provided prefix: ${r}`);
+    return byPrefix[0];
+  }
+
+  get(ref: string): ContainerRecord {
+    const c = this.find(ref);
+    if (!c) throw new NotFoundError(`No such container: ${ref}`);
+    return c;
+  }
+
+  imageInUse(imageId: string): boolean {
+    return [...this.records.values()].some((c) => c.imageId === imageId);
+  }
+
+  private save(rec: ContainerRecord): void {
+    const f = path.join(this.dir(rec.id), 'container.json');
+    fs.writeFileSync(`${f}.tmp`, JSON.stringify(rec, null, 2));
+    fs.renameSync(`${f}.tmp`, f);
+  }
+
+  /** Builds the bundle (overlayfs root, /etc files, config.json). Nothing is left behind on failure. */
+  create(o: CreateOptions): ContainerRecord {
+    if (!NAME_RE.test(o.name)) throw new InvalidArgumentError(`Invalid container name (${o.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    const name = o.name.replace(/^\//, '');
+    if ([...this.records.values()].some((c) => c.name === name)) throw new ConflictError(`Conflict. The container name "/${name}" is already in use`);
+    const cfg = o.image.config;
+    const entry = o.entrypoint ?? cfg.Entrypoint ?? [];
+    const cmd = o.cmd?.length ? o.cmd : o.entrypoint ? [] : (cfg.Cmd ?? []);
+    const args = [...entry, ...cmd];
+    if (args.length === 0) throw new InvalidArgumentError('no command specified');
+    const id = randomBytes(32).toString('hex');
+    const rec: ContainerRecord = {
+      id,
+      name,
+      image: o.imageRef,
+      imageId: o.image.id,
+      created: new Date().toISOString(),
+      args,
+      env: mergeEnv(cfg.Env, o.env),
+      workingDir: o.workingDir || cfg.WorkingDir || '/',
+      user: o.user ?? cfg.User ?? '',
+      hostname: o.hostname || id.slice(0, 12),
+      labels: { ...(cfg.Labels ?? {}), ...(o.labels ?? {}) },
+      netns: o.netns,
+      networks: o.networks,
+      memoryLimit: o.memoryLimit ?? 0,
+      stopTimeout: o.stopTimeout ?? 10,
+      status: 'created',
+      pid: 0,
+      exitCode: 0,
+      error: '',
+      startedAt: ZERO_TIME,
+      finishedAt: ZERO_TIME,
+    };
+    const d = this.dir(id);
+    try {
+      for (const sub of ['rootfs', 'upper', 'work']) fs.mkdirSync(path.join(d, sub), { recursive: true, mode: 0o700 });
+      mountOverlay(path.join(d, 'rootfs'), this.images.layerDirs(o.image), path.join(d, 'upper'), path.join(d, 'work'));
+      fs.writeFileSync(path.join(d, 'hostname'), `${rec.hostname}\n`);
+      fs.writeFileSync(
+        path.join(d, 'hosts'),
+        hostsFile(
+          rec.hostname,
+          o.networks.map((n) => n.ip),
+        ),
+      );
+      fs.writeFileSync(path.join(d, 'resolv.conf'), resolvConf());
+      const spec = buildOciSpec({
+        args,
+        env: rec.env,
+        cwd: rec.workingDir,
+        user: rec.user,
+        rootfs: path.join(d, 'rootfs'),
+        hostname: rec.hostname,
+        netnsPath: `/run/netns/${o.netns}`,
+        cgroupsPath: `/${this.cgroupParent}/${id}`,
+        etc: { hosts: path.join(d, 'hosts'), hostname: path.join(d, 'hostname'), resolvConf: path.join(d, 'resolv.conf') },
+        ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
+      });
+      fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(spec));
+      this.save(rec);
+    } catch (e) {
+      this.destroyLeftovers(id);
+      throw e;
+    }
+    this.records.set(id, rec);
+    return rec;
+  }
+
+  /** Starts the container under its shim; a runtime failure (say, no such executable) marks it exited with runc's message. */
+  async start(ref: string): Promise<ContainerRecord> {
+    const rec = this.get(ref);
+    if (rec.status === 'running') return rec;
+    const d = this.dir(rec.id);
+    if (rec.status !== 'created') {
+      // A restart: runc forgets a stopped container only after delete.
+      runc(this.runcRoot, ['delete', '-f', rec.id]);
+    }
+    for (const f of ['exit', 'exit.tmp', 'init.pid', 'runc.log']) fs.rmSync(path.join(d, f), { force: true });
+    const shim = spawn(shimPath(), ['run', RUNC, this.runcRoot, d, rec.id, path.join(d, 'container-json.log'), path.join(d, 'exit')], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    });
+    const line = await new Promise<string>((resolve) => {
+      let buf = '';
+      const report = shim.stdio[3] as NodeJS.ReadableStream;
+      report.on('data', (c: Buffer) => {
+        buf += c.toString();
+        if (buf.includes('\n')) resolve(buf.split('\n')[0]!);
+      });
+      report.on('end', () => resolve(buf || 'failed 125'));
+      shim.on('error', (e) => resolve(`failed 125 ${e.message}`));
+    });
+    shim.unref();
+    const [word, num] = line.split(' ');
+    if (word === 'started') {
+      rec.status = 'running';
+      rec.pid = Number(num);
+      rec.startedAt = new Date().toISOString();
+      rec.finishedAt = ZERO_TIME;
+      rec.exitCode = 0;
+      rec.error = '';
+      this.save(rec);
+      return rec;
+    }
+    const msg = runcError(d) || `runc failed (${line})`;
+    runc(this.runcRoot, ['delete', '-f', rec.id]);
+    rec.status = 'exited';
+    rec.exitCode = /executable file not found|no such file or directory/.test(msg) ? 127 : /permission denied/.test(msg) ? 126 : 128;
+    rec.error = msg;
+    rec.finishedAt = new Date().toISOString();
+    this.save(rec);
+    this.emit('exit', rec);
+    throw new VxError(`failed to create task for container: ${msg}`, 400);
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period; resolves once the container has exited. */
+  async stop(ref: string, graceS?: number): Promise<void> {
+    const rec = this.get(ref);
+    graceS ??= rec.stopTimeout;
+    if (rec.status !== 'running') return;
+    runc(this.runcRoot, ['kill', rec.id, 'TERM']);
+    if (await this.waitExit(rec, graceS * 1000)) return;
+    runc(this.runcRoot, ['kill', '--all', rec.id, 'KILL']);
+    if (!(await this.waitExit(rec, 5000))) throw new VxError(`container ${rec.id.slice(0, 12)} did not stop after SIGKILL`, 500);
+  }
+
+  kill(ref: string, signal = 'KILL'): void {
+    const rec = this.get(ref);
+    if (rec.status !== 'running') throw new ConflictError(`Container ${rec.id} is not running`);
+    const r = runc(this.runcRoot, ['kill', rec.id, signal.replace(/^SIG/, '')]);
+    if (r.status !== 0) throw new VxError(`kill ${rec.id.slice(0, 12)}: ${r.stderr.trim()}`, 500);
+  }
+
+  private waitExit(rec: ContainerRecord, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const deadline = Date.now() + ms;
+      const tick = (): void => {
+        this.checkExit(rec);
+        if (rec.status !== 'running') resolve(true);
+        else if (Date.now() > deadline) resolve(false);
+        else setTimeout(tick, 20);
+      };
+      tick();
+    });
+  }
+
+  /** Removes the container: its runc state, mounts and files. A running one needs force. */
+  async remove(ref: string, force: boolean): Promise<void> {
+    const rec = this.get(ref);
+    if (rec.status === 'running') {
+      if (!force) throw new ConflictError(`cannot remove container "/${rec.name}": container is running: stop the container before removing or force remove`);
+      await this.stop(rec.id, 0);
+    }
+    this.destroyLeftovers(rec.id);
+    this.records.delete(rec.id);
+  }
+
+  private destroyLeftovers(id: string): void {
+    runc(this.runcRoot, ['delete', '-f', id]);
+    const d = this.dir(id);
+    for (const m of mountsUnder(d)) unmount(m);
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+
+  private poll(): void {
+    for (const rec of this.records.values()) if (rec.status === 'running') this.checkExit(rec);
+  }
+
+  /** The shim writes the exit status when init exits; a vanished shim and process means it died unseen. */
+  private checkExit(rec: ContainerRecord): void {
+    const d = this.dir(rec.id);
+    let code: number | undefined;
+    try {
+      code = Number(fs.readFileSync(path.join(d, 'exit'), 'utf8').trim());
+    } catch {
+      if (rec.pid > 0 && !alive(rec.pid)) code = 137;
+    }
+    if (code === undefined) return;
+    rec.status = 'exited';
+    rec.exitCode = code;
+    rec.finishedAt = new Date().toISOString();
+    rec.pid = 0;
+    this.save(rec);
+    this.emit('exit', rec);
+  }
+
+  /** Starts a process inside a running container. With a TTY it runs on a pty held by the shim (fd 3 takes "rows cols" resizes). */
+  exec(ref: string, o: ExecOptions): ChildProcess {
+    const rec = this.get(ref);
+    if (rec.status !== 'running') throw new ConflictError(`container ${rec.id} is not running`);
+    const d = this.dir(rec.id);
+    const procFile = path.join(d, `exec-${randomBytes(6).toString('hex')}.json`);
+    const proc = processSpec({ args: o.cmd, env: mergeEnv(rec.env, o.env), cwd: o.workingDir || rec.workingDir, user: o.user || rec.user }, o.tty);
+    if (o.tty) proc.consoleSize = { height: o.rows ?? 24, width: o.cols ?? 80 };
+    fs.writeFileSync(procFile, JSON.stringify(proc));
+    // A unix socket path must fit in 108 bytes: the runc state dir is short, the bundle dir is not.
+    const base = path.join(this.runcRoot, `exec-${randomBytes(6).toString('hex')}`);
+    const consoleSock = `${base}.sock`;
+    const pidFile = `${base}.pid`;
+    // With a TTY, runc makes the pty inside the container, hands its master to the shim over the
+    // console socket and detaches; the shim, as subreaper, collects the process's exit status.
+    const child = o.tty
+      ? spawn(
+          shimPath(),
+          [
+            'pty',
+            String(o.rows ?? 24),
+            String(o.cols ?? 80),
+            consoleSock,
+            pidFile,
+            RUNC,
+            '--root',
+            this.runcRoot,
+            'exec',
+            '-d',
+            '--process',
+            procFile,
+            '--console-socket',
+            consoleSock,
+            '--pid-file',
+            pidFile,
+            rec.id,
+          ],
+          { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] },
+        )
+      : spawn(RUNC, ['--root', this.runcRoot, 'exec', '--process', procFile, rec.id], { stdio: ['pipe', 'pipe', 'pipe'] });
+    for (const s of child.stdio) s?.on('error', () => undefined);
+    child.on('close', () => {
+      for (const f of [procFile, consoleSock, pidFile]) fs.rmSync(f, { force: true });
+    });
+    return child;
+  }
+
+  logPath(ref: string): string {
+    return path.join(this.dir(this.get(ref).id), 'container-json.log');
+  }
+
+  /** Lines of the json-file log. */
+  readLogs(ref: string): { log: string; stream: 'stdout' | 'stderr'; time: string }[] {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.logPath(ref), 'utf8');
+    } catch {
+      return [];
+    }
+    const out: { log: string; stream: 'stdout' | 'stderr'; time: string }[] = [];
+    for (const l of text.split('\n')) {
+      if (!l) continue;
+      try {
+        out.push(JSON.parse(l) as { log: string; stream: 'stdout' | 'stderr'; time: string });
+      } catch {
+        /* a line cut by a crash */
+      }
+    }
+    return out;
+  }
+}
+
+function runc(root: string, args: string[]): { status: number; stderr: string } {
+  const r = spawnSync(RUNC, ['--root', root, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status ?? -1, stderr: r.stderr ?? '' };
+}
+
+/** The last error runc logged for this bundle, without runc's prefixes. */
+function runcError(dir: string): string {
+  try {
+    const lines = fs.readFileSync(path.join(dir, 'runc.log'), 'utf8').trim().split('\n');
+    for (const l of lines.reverse()) {
+      const j = JSON.parse(l) as { level?: string; msg?: string };
+      if (j.level === 'error' && j.msg) return j.msg.replace(/^runc run failed: /, '');
+    }
+  } catch (e) {
+    return errorMessage(e);
+  }
+  return '';
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
