@@ -10,7 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-pkgs=(iproute2 iputils-ping traceroute iperf3 nftables libnftables1 python3 util-linux procps)
+# runc runs containers, busybox-static makes the demo and test images, gcc builds the shim,
+# docker-registry serves images on loopback to the pull tests, tmux drives `docker exec -it`.
+pkgs=(iproute2 iputils-ping traceroute iperf3 nftables libnftables1 python3 util-linux procps tar
+  runc busybox-static gcc libc6-dev attr tmux docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

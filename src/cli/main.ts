@@ -7,6 +7,7 @@ import { dataplaneDemo } from '../lab/demo.js';
 import { daemonRunning, daemonSocket, labDown, labPlan, labStatus, labUp, startDaemon } from '../lab/lab.js';
 import { runDaemon } from '../daemon/run.js';
 import { addSwarmCommands } from './swarm-commands.js';
+import { addWorkloadCommands } from './workload-commands.js';
 
 function int(v: string): number {
   const n = Number(v);
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .showHelpAfterError();
   addSwarmCommands(program);
+  addWorkloadCommands(program);
   program
     .command('daemon')
     .description('run the node daemon (Engine API on a unix socket)')

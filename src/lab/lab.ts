@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { purgeRuntime } from '../runtime/containers.js';
 import { NotFoundError, VxError } from '../core/errors.js';
 import { MNT_DETACH, SyscallError, umount2 } from '../kernel/libc.js';
 import { createNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netns.js';
@@ -92,6 +93,11 @@ export async function labDown(name: string): Promise<string[]> {
   const removed: string[] = [];
   const labDir = path.join(LAB_STATE_DIR, name);
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) await stopDaemon(name, host, 'SIGKILL');
+  // Containers outlive their daemon by design; a lab takes them down with it.
+  for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) {
+    const p = hostPaths(name, host);
+    purgeRuntime(path.join(p.root, 'containers'), p.execRoot, `${name}-${host}`);
+  }
   // Reverse order removes "x-node1-ov-..." before "x-node1": children before the host they hang off.
   for (const ns of listNetns(`${name}-`).reverse()) {
     await destroyNetns(ns);

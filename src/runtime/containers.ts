@@ -454,3 +454,32 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * Removes every container of a runtime whose daemon is gone (lab teardown): kills and deletes them
+ * through runc, unmounts their root filesystems, and removes the daemon's cgroup parent.
+ */
+export function purgeRuntime(root: string, execRoot: string, cgroupParent: string): string[] {
+  const runcRoot = path.join(execRoot, 'runc');
+  const removed: string[] = [];
+  if (fs.existsSync(runcRoot)) {
+    const ids = spawnSync(RUNC, ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    for (const id of ids) {
+      runc(runcRoot, ['kill', '--all', id, 'KILL']);
+      for (let i = 0; i < 50 && runc(runcRoot, ['delete', '-f', id]).status !== 0; i++) spawnSync('sleep', ['0.1']);
+      removed.push(id);
+    }
+  }
+  for (const m of mountsUnder(root)) unmount(m);
+  for (const ctl of fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgroup') : []) {
+    const dir = path.join('/sys/fs/cgroup', ctl, cgroupParent);
+    if (!fs.existsSync(dir)) continue;
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) fs.rmSync(path.join(dir, e.name), { recursive: false, force: true });
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      /* a container process still exiting; runc delete removed its own cgroup */
+    }
+  }
+  return removed;
+}

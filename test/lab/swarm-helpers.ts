@@ -114,3 +114,39 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>,
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/** init on node1, join every other host as a worker, import the busybox image everywhere. */
+export async function formSwarm(lab: SwarmLab, image = 'busybox:local'): Promise<void> {
+  const { buildBusyboxRootfs } = await import('../../src/lab/image.js');
+  const init = await lab.vx('node1', ['swarm', 'init', '--advertise-addr', lab.host('node1').ip]);
+  if (init.code !== 0) throw new Error(`swarm init: ${init.stderr}`);
+  const token = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+  const tar = `/tmp/${lab.name}-rootfs.tar`;
+  buildBusyboxRootfs(tar);
+  try {
+    for (const h of lab.plan.hosts) {
+      if (h.name !== 'node1') {
+        const j = await lab.vx(h.name, ['swarm', 'join', '--token', token, `${lab.host('node1').ip}:2377`]);
+        if (j.code !== 0) throw new Error(`swarm join ${h.name}: ${j.stderr}`);
+      }
+      const body = fs.readFileSync(tar);
+      const imp = await rawUpload(lab.socket(h.name), `/images/create?fromSrc=-&repo=${image.split(':')[0]}&tag=${image.split(':')[1]}`, body);
+      if (imp.status !== 200) throw new Error(`import on ${h.name}: ${imp.status} ${imp.body}`);
+    }
+  } finally {
+    fs.rmSync(tar, { force: true });
+  }
+}
+
+export async function rawUpload(socketPath: string, path: string, body: Buffer): Promise<{ status: number; body: string }> {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method: 'POST', path, headers: { 'Content-Type': 'application/x-tar', 'Content-Length': body.length } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}

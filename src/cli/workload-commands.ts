@@ -1,0 +1,547 @@
+// docker's service, ps, inspect, exec, logs and image commands, against our Engine API.
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { VxError } from '../core/errors.js';
+import type { ApiClient } from './client.js';
+import { StdcopyReader, hijack } from './hijack.js';
+import { apiFrom } from './swarm-commands.js';
+import { formatList, renderTemplate } from './template.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const out = (s: string): void => void process.stdout.write(s);
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** "10s", "1m30s", "500ms" → nanoseconds, as Go's time.ParseDuration. */
+export function parseDuration(s: string): number {
+  const units: Record<string, number> = { ns: 1, us: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+  let total = 0;
+  let rest = s.trim();
+  if (!rest) throw new VxError(`invalid duration "${s}"`, 400);
+  while (rest) {
+    const m = /^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)/.exec(rest);
+    if (!m) throw new VxError(`invalid duration "${s}"`, 400);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  return Math.round(total);
+}
+
+/** "512m", "1g", "1048576" → bytes. */
+export function parseBytes(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(s.trim());
+  if (!m) throw new VxError(`invalid size "${s}"`, 400);
+  const mult: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+  return Math.round(Number(m[1]) * mult[m[2]!.toLowerCase()]!);
+}
+
+function ago(ts: string): string {
+  const ms = Date.now() - Date.parse(ts);
+  const s = Math.floor(ms / 1000);
+  if (s < 1) return 'Less than a second ago';
+  if (s < 60) return `${s} second${s === 1 ? '' : 's'} ago`;
+  const m = Math.floor(s / 60);
+  if (m === 1) return 'About a minute ago';
+  if (m < 60) return `${m} minutes ago`;
+  const h = Math.round(m / 60);
+  return h === 1 ? 'About an hour ago' : `${h} hours ago`;
+}
+
+const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+async function findService(api: ApiClient, ref: string): Promise<Json> {
+  const f = (k: string): string => JSON.stringify({ [k]: { [ref]: true } });
+  const byId = await api.get<Json[]>('/services', { filters: f('id') });
+  const byName = await api.get<Json[]>('/services', { filters: f('name') });
+  const s = byId.find((x) => x.ID === ref) ?? byName.find((x) => x.Spec.Name === ref) ?? byId[0];
+  if (!s) throw new VxError(`no such service: ${ref}`, 404);
+  return s;
+}
+
+/** Waits until every slot has a running task of the current spec, printing progress as docker does. */
+async function converge(api: ApiClient, id: string): Promise<void> {
+  let last = '';
+  for (let i = 0; i < 600; i++) {
+    const svc = await api.get<Json>(`/services/${id}`);
+    const want = svc.Spec.Mode?.Replicated?.Replicas ?? 0;
+    const tasks = await api.get<Json[]>('/tasks', {
+      filters: JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true }, 'desired-state': { running: true } }),
+    });
+    const running = tasks.filter((t) => t.Status.State === 'running').length;
+    const errs = tasks.filter((t) => t.Status.Err).map((t) => `${t.Slot}/${want}: ${t.Status.Err}`);
+    const line = `overall progress: ${running} out of ${want} tasks\n${errs.join('\n')}${errs.length ? '\n' : ''}`;
+    if (line !== last) out(line);
+    last = line;
+    if (running === want) {
+      out(`verify: Service ${id} converged \n`);
+      return;
+    }
+    await sleep(200);
+  }
+  throw new VxError(`service ${id} did not converge in 2 minutes`, 500);
+}
+
+function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: string[]): Json {
+  const cs: Json = { Image: image, Init: false, DNSConfig: {} };
+  if (args.length) cs.Args = args;
+  if (o.env?.length) cs.Env = o.env;
+  if (o.workdir) cs.Dir = o.workdir;
+  if (o.user) cs.User = o.user;
+  if (o.hostname) cs.Hostname = o.hostname;
+  if (o.entrypoint) cs.Command = [o.entrypoint];
+  if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
+  const tt: Json = { ContainerSpec: cs, Resources: { Limits: {}, Reservations: {} }, Placement: {}, Networks: networkIds.map((t) => ({ Target: t })) };
+  if (o.limitMemory) tt.Resources.Limits.MemoryBytes = parseBytes(o.limitMemory);
+  if (o.constraint?.length) tt.Placement.Constraints = o.constraint;
+  if (o.restartCondition || o.restartDelay || o.restartMaxAttempts !== undefined) {
+    tt.RestartPolicy = {
+      ...(o.restartCondition ? { Condition: o.restartCondition } : {}),
+      ...(o.restartDelay ? { Delay: parseDuration(o.restartDelay) } : {}),
+      ...(o.restartMaxAttempts !== undefined ? { MaxAttempts: Number(o.restartMaxAttempts) } : {}),
+    };
+  }
+  return {
+    Name: o.name ?? '',
+    Labels: {},
+    TaskTemplate: tt,
+    Mode: { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
+    EndpointSpec: { Mode: 'vip' },
+  };
+}
+
+export function addWorkloadCommands(program: Command): void {
+  const service = program.command('service').description('manage swarm services');
+  service
+    .command('create')
+    .description('create a new service')
+    .argument('<image>')
+    .argument('[command...]')
+    .option('--name <name>', 'service name')
+    .option('--replicas <n>', 'number of tasks')
+    .option('--network <net>', 'network attachments (repeatable)', collect)
+    .option('-e, --env <k=v>', 'environment variables (repeatable)', collect)
+    .option('--constraint <expr>', 'placement constraints (repeatable)', collect)
+    .option('--restart-condition <c>', 'restart when condition is met (none, on-failure, any)')
+    .option('--restart-delay <d>', 'delay between restart attempts (ns|us|ms|s|m|h)')
+    .option('--restart-max-attempts <n>', 'maximum number of restarts before giving up')
+    .option('--limit-memory <bytes>', 'limit memory')
+    .option('--stop-grace-period <d>', 'time to wait before force killing a container')
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <uid[:gid]>', 'user')
+    .option('--hostname <name>', 'container hostname')
+    .option('--entrypoint <cmd>', 'overwrite the default entrypoint of the image')
+    .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
+    .action(async (image: string, args: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const nets: string[] = [];
+      for (const n of (o.network as string[] | undefined) ?? []) nets.push((await api.get<Json>(`/networks/${encodeURIComponent(n)}`, { scope: 'swarm' })).Id);
+      const r = await api.request<Json>('POST', '/services/create', serviceSpecFrom(image, args, o, nets));
+      out(`${r.data.ID}\n`);
+      if (!o.detach) await converge(api, r.data.ID);
+    });
+  service
+    .command('ls')
+    .alias('list')
+    .description('list services')
+    .option('-q, --quiet', 'only display IDs')
+    .option('--format <tpl>', 'format output using a Go template')
+    .action(async (o: Json, cmd: Command) => {
+      const list = await apiFrom(cmd).get<Json[]>('/services', { status: true });
+      if (o.quiet) return out(list.map((s) => `${s.ID}\n`).join(''));
+      const rows = list.map((s) => ({
+        ID: s.ID.slice(0, 12),
+        Name: s.Spec.Name,
+        Mode: 'replicated',
+        Replicas: `${s.ServiceStatus?.RunningTasks ?? 0}/${s.ServiceStatus?.DesiredTasks ?? 0}`,
+        Image: s.Spec.TaskTemplate.ContainerSpec.Image.replace(/@sha256:.*/, ''),
+        Ports: '',
+      }));
+      out(formatList(o.format ?? 'table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}', rows, {}));
+    });
+  service
+    .command('ps')
+    .description('list the tasks of one or more services')
+    .argument('<service...>')
+    .option('-q, --quiet', 'only display task IDs')
+    .option('--no-trunc', 'do not truncate output')
+    .option('--format <tpl>', 'format output using a Go template')
+    .action(async (refs: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const nodes = new Map((await api.get<Json[]>('/nodes')).map((n) => [n.ID, n.Description.Hostname]));
+      const rows: Json[] = [];
+      for (const ref of refs) {
+        const s = await findService(api, ref);
+        const tasks = await api.get<Json[]>('/tasks', { filters: JSON.stringify({ service: { [s.ID]: true } }) });
+        tasks.sort((a, b) => a.Slot - b.Slot || Date.parse(b.CreatedAt) - Date.parse(a.CreatedAt));
+        let prev = -1;
+        for (const t of tasks) {
+          const first = t.Slot !== prev;
+          prev = t.Slot;
+          rows.push({
+            ID: o.trunc === false ? t.ID : t.ID.slice(0, 12),
+            Name: `${first ? '' : ' \\_ '}${s.Spec.Name}.${t.Slot}`,
+            Image: t.Spec.ContainerSpec.Image.replace(/@sha256:.*/, ''),
+            Node: nodes.get(t.NodeID) ?? '',
+            DesiredState: cap(t.DesiredState === 'remove' ? 'shutdown' : t.DesiredState),
+            CurrentState: `${cap(t.Status.State)} ${ago(t.Status.Timestamp)}`,
+            Error: t.Status.Err
+              ? o.trunc === false
+                ? `"${t.Status.Err}"`
+                : `"${t.Status.Err.length > 28 ? `${t.Status.Err.slice(0, 27)}…` : t.Status.Err}"`
+              : '',
+            Ports: '',
+          });
+        }
+      }
+      if (o.quiet) return out(rows.map((r) => `${r.ID}\n`).join(''));
+      out(
+        formatList(o.format ?? 'table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}', rows, {
+          DesiredState: 'DESIRED STATE',
+          CurrentState: 'CURRENT STATE',
+        }),
+      );
+    });
+  service
+    .command('inspect')
+    .description('display detailed information on one or more services')
+    .argument('<service...>')
+    .option('-f, --format <tpl>', 'format output using a Go template')
+    .action(async (refs: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const items: Json[] = [];
+      for (const r of refs) items.push(await findService(api, r));
+      if (o.format) out(items.map((i) => `${renderTemplate(o.format, i)}\n`).join(''));
+      else out(`${JSON.stringify(items, null, 4)}\n`);
+    });
+  service
+    .command('rm')
+    .alias('remove')
+    .description('remove one or more services')
+    .argument('<service...>')
+    .action(async (refs: string[], _o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      for (const r of refs) {
+        const s = await findService(api, r);
+        await api.del(`/services/${s.ID}`);
+        out(`${r}\n`);
+      }
+    });
+  const update = async (api: ApiClient, ref: string, change: (spec: Json) => void, detach: boolean): Promise<void> => {
+    const s = await findService(api, ref);
+    change(s.Spec);
+    await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index });
+    out(`${ref}\n`);
+    if (!detach) await converge(api, s.ID);
+  };
+  service
+    .command('scale')
+    .description('scale one or more replicated services')
+    .argument('<service=replicas...>')
+    .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
+    .action(async (pairs: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      for (const p of pairs) {
+        const m = /^(.+)=(\d+)$/.exec(p);
+        if (!m) throw new VxError(`invalid scale specifier '${p}': expected <service>=<value>`, 400);
+        await update(api, m[1]!, (spec) => (spec.Mode = { Replicated: { Replicas: Number(m[2]) } }), !!o.detach);
+      }
+    });
+  service
+    .command('update')
+    .description('update a service')
+    .argument('<service>')
+    .option('--image <image>', 'service image tag')
+    .option('--replicas <n>', 'number of tasks')
+    .option('--env-add <k=v>', 'add or update an environment variable', collect)
+    .option('--stop-grace-period <d>', 'time to wait before force killing a container')
+    .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
+    .action(async (ref: string, o: Json, cmd: Command) => {
+      await update(
+        apiFrom(cmd),
+        ref,
+        (spec) => {
+          const cs = spec.TaskTemplate.ContainerSpec;
+          if (o.image) cs.Image = o.image;
+          if (o.replicas !== undefined) spec.Mode = { Replicated: { Replicas: Number(o.replicas) } };
+          if (o.envAdd) cs.Env = [...(cs.Env ?? []).filter((e: string) => !o.envAdd.some((a: string) => a.split('=')[0] === e.split('=')[0])), ...o.envAdd];
+          if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
+        },
+        !!o.detach,
+      );
+    });
+  service
+    .command('logs')
+    .description("fetch the logs of a service (this node's tasks)")
+    .argument('<service>')
+    .option('-t, --timestamps', 'show timestamps')
+    .option('--tail <n>', 'number of lines to show from the end', 'all')
+    .action(async (ref: string, o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const s = await findService(api, ref);
+      await streamLogs(api, `/services/${s.ID}/logs`, { stdout: true, stderr: true, timestamps: !!o.timestamps, tail: o.tail });
+    });
+
+  program
+    .command('ps')
+    .description('list containers')
+    .option('-a, --all', 'show all containers (default shows just running)')
+    .option('-q, --quiet', 'only display container IDs')
+    .option('--no-trunc', 'do not truncate output')
+    .option('-f, --filter <k=v>', 'filter output (label=…, name=…, status=…)', collect)
+    .option('--format <tpl>', 'format output using a Go template')
+    .action(async (o: Json, cmd: Command) => {
+      const filters: Record<string, string[]> = {};
+      for (const f of (o.filter as string[] | undefined) ?? []) {
+        const i = f.indexOf('=');
+        if (i <= 0) throw new VxError(`bad format of filter (expected name=value): ${f}`, 400);
+        (filters[f.slice(0, i)] ??= []).push(f.slice(i + 1));
+      }
+      const list = await apiFrom(cmd).get<Json[]>('/containers/json', { all: o.all ? 1 : undefined, filters: JSON.stringify(filters) });
+      if (o.quiet) return out(list.map((c) => `${c.Id.slice(0, 12)}\n`).join(''));
+      const rows = list.map((c) => {
+        const command = o.trunc === false || c.Command.length <= 20 ? c.Command : `${c.Command.slice(0, 19)}…`;
+        return {
+          ID: o.trunc === false ? c.Id : c.Id.slice(0, 12),
+          Image: c.Image,
+          Command: `"${command}"`,
+          RunningFor: ago(new Date(c.Created * 1000).toISOString()),
+          Status: c.Status,
+          Ports: '',
+          Names: c.Names.map((n: string) => n.replace(/^\//, '')).join(','),
+          Networks: Object.keys(c.NetworkSettings.Networks).join(','),
+          State: c.State,
+        };
+      });
+      out(
+        formatList(o.format ?? 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}', rows, {
+          ID: 'CONTAINER ID',
+          RunningFor: 'CREATED',
+        }),
+      );
+    });
+  program
+    .command('inspect')
+    .description('return low-level information on containers, images or networks')
+    .argument('<name...>')
+    .option('-f, --format <tpl>', 'format output using a Go template')
+    .action(async (refs: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const items: Json[] = [];
+      for (const r of refs) {
+        const e = encodeURIComponent(r);
+        let found: Json | undefined;
+        for (const p of [`/containers/${e}/json`, `/images/${r}/json`, `/networks/${e}`]) {
+          try {
+            found = await api.get<Json>(p);
+            break;
+          } catch (err) {
+            if (!(err instanceof VxError) || err.status !== 404) throw err;
+          }
+        }
+        if (!found) throw new VxError(`Error: No such object: ${r}`, 404);
+        items.push(found);
+      }
+      if (o.format) out(items.map((i) => `${renderTemplate(o.format, i)}\n`).join(''));
+      else out(`${JSON.stringify(items, null, 4)}\n`);
+    });
+  program
+    .command('exec')
+    .description('execute a command in a running container')
+    .argument('<container>')
+    .argument('<command...>')
+    .option('-i, --interactive', 'keep STDIN open')
+    .option('-t, --tty', 'allocate a pseudo-TTY')
+    .option('-d, --detach', 'run the command in the background')
+    .option('-e, --env <k=v>', 'set environment variables', collect)
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <uid[:gid]>', 'user')
+    .passThroughOptions()
+    .action(async (container: string, command: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const tty = !!o.tty && !!process.stdout.isTTY;
+      const size = tty ? [process.stdout.rows ?? 24, process.stdout.columns ?? 80] : [0, 0];
+      const created = await api.request<Json>('POST', `/containers/${encodeURIComponent(container)}/exec`, {
+        Cmd: command,
+        Tty: tty,
+        AttachStdin: !!o.interactive && !o.detach,
+        AttachStdout: !o.detach,
+        AttachStderr: !o.detach,
+        Env: o.env ?? null,
+        WorkingDir: o.workdir ?? '',
+        User: o.user ?? '',
+        ConsoleSize: size,
+        Detach: !!o.detach,
+      });
+      const id = created.data.Id as string;
+      if (o.detach) {
+        await api.post(`/exec/${id}/start`, { Detach: true, Tty: tty });
+        return;
+      }
+      const stdin = o.interactive ? process.stdin : undefined;
+      if (tty && process.stdin.isTTY) process.stdin.setRawMode(true);
+      const onResize = (): void => void api.post(`/exec/${id}/resize`, undefined, { h: process.stdout.rows, w: process.stdout.columns }).catch(() => undefined);
+      if (tty) process.stdout.on('resize', onResize);
+      try {
+        await hijack(api.socketPath, `/exec/${id}/start`, { Detach: false, Tty: tty, ConsoleSize: size }, tty, {
+          stdin,
+          stdout: process.stdout,
+          stderr: process.stderr,
+        });
+      } finally {
+        if (tty && process.stdin.isTTY) process.stdin.setRawMode(false);
+        process.stdout.off('resize', onResize);
+        process.stdin.pause();
+      }
+      const info = await api.get<Json>(`/exec/${id}/json`);
+      process.exitCode = info.ExitCode ?? 0;
+    });
+  program
+    .command('logs')
+    .description('fetch the logs of a container')
+    .argument('<container>')
+    .option('-f, --follow', 'follow log output')
+    .option('-t, --timestamps', 'show timestamps')
+    .option('-n, --tail <n>', 'number of lines to show from the end', 'all')
+    .action(async (ref: string, o: Json, cmd: Command) => {
+      await streamLogs(apiFrom(cmd), `/containers/${encodeURIComponent(ref)}/logs`, {
+        stdout: true,
+        stderr: true,
+        follow: !!o.follow,
+        timestamps: !!o.timestamps,
+        tail: o.tail,
+      });
+    });
+
+  // ---- images ----
+  program
+    .command('images')
+    .description('list images')
+    .option('-q, --quiet', 'only show image IDs')
+    .option('--format <tpl>', 'format output using a Go template')
+    .action(async (o: Json, cmd: Command) => {
+      const list = await apiFrom(cmd).get<Json[]>('/images/json');
+      const rows = list.flatMap((i) =>
+        (i.RepoTags.length ? i.RepoTags : ['<none>:<none>']).map((t: string) => ({
+          Repository: t.slice(0, t.lastIndexOf(':')),
+          Tag: t.slice(t.lastIndexOf(':') + 1),
+          ID: i.Id.slice(7, 19),
+          CreatedSince: ago(new Date(i.Created * 1000).toISOString()),
+          Size: `${(i.Size / 1e6).toFixed(2)}MB`,
+        })),
+      );
+      if (o.quiet) return out([...new Set(rows.map((r) => r.ID))].map((x) => `${x}\n`).join(''));
+      out(formatList(o.format ?? 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}', rows, { ID: 'IMAGE ID', CreatedSince: 'CREATED' }));
+    });
+  program
+    .command('load')
+    .description('load an image from a tar archive (docker save or OCI layout)')
+    .option('-i, --input <file>', 'read from a tar archive file, instead of STDIN')
+    .action(async (o: Json, cmd: Command) => {
+      const res = await upload(apiFrom(cmd), '/images/load', o.input);
+      for (const l of res.split('\n').filter(Boolean)) {
+        const j = JSON.parse(l) as Json;
+        if (j.error) throw new VxError(j.error, 400);
+        if (j.stream) out(j.stream);
+      }
+    });
+  program
+    .command('import')
+    .description('import the contents from a tarball to create a filesystem image')
+    .argument('<file|->')
+    .argument('[repository[:tag]]')
+    .option('-c, --change <instr>', 'apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER)', collect)
+    .action(async (file: string, ref: string | undefined, o: Json, cmd: Command) => {
+      const q = new URLSearchParams({ fromSrc: '-' });
+      if (ref) {
+        const i = ref.lastIndexOf(':');
+        const hasTag = i > ref.lastIndexOf('/');
+        q.set('repo', hasTag ? ref.slice(0, i) : ref);
+        if (hasTag) q.set('tag', ref.slice(i + 1));
+      }
+      for (const c of (o.change as string[] | undefined) ?? []) q.append('changes', c);
+      const res = await upload(apiFrom(cmd), `/images/create?${q}`, file === '-' ? undefined : file);
+      out(`${(JSON.parse(res.trim().split('\n').pop()!) as Json).status}\n`);
+    });
+  program
+    .command('pull')
+    .description('download an image from a registry')
+    .argument('<image>')
+    .action(async (image: string, _o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const at = image.indexOf('@');
+      const i = image.lastIndexOf(':');
+      const [name, tag] =
+        at >= 0 ? [image.slice(0, at), image.slice(at + 1)] : i > image.lastIndexOf('/') ? [image.slice(0, i), image.slice(i + 1)] : [image, 'latest'];
+      const r = await api.request<string>('POST', '/images/create', undefined, { fromImage: name, tag });
+      const text = typeof r.data === 'string' ? r.data : JSON.stringify(r.data);
+      for (const l of text.split('\n').filter(Boolean)) {
+        const j = JSON.parse(l) as Json;
+        if (j.error) throw new VxError(j.error, 500);
+        out(`${j.id ? `${j.id}: ` : ''}${j.status}\n`);
+      }
+    });
+  program
+    .command('rmi')
+    .description('remove one or more images')
+    .argument('<image...>')
+    .action(async (refs: string[], _o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      for (const r of refs) {
+        const res = (await api.request<Json[]>('DELETE', `/images/${r}`)).data;
+        for (const x of res) out(x.Untagged ? `Untagged: ${x.Untagged}\n` : `Deleted: ${x.Deleted}\n`);
+      }
+    });
+}
+
+async function upload(api: ApiClient, path: string, file: string | undefined): Promise<string> {
+  const http = await import('node:http');
+  const { API_VERSION } = await import('../core/version.js');
+  const src = file ? fs.createReadStream(file) : process.stdin;
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        socketPath: api.socketPath,
+        method: 'POST',
+        path: `/v${API_VERSION}${path}`,
+        headers: { 'Content-Type': 'application/x-tar', 'Transfer-Encoding': 'chunked' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if ((res.statusCode ?? 500) >= 400)
+            reject(new VxError(`Error response from daemon: ${(JSON.parse(text) as Json).message ?? text}`, res.statusCode ?? 500));
+          else resolve(text);
+        });
+      },
+    );
+    req.on('error', reject);
+    src.on('error', reject);
+    src.pipe(req);
+  });
+}
+
+async function streamLogs(api: ApiClient, path: string, q: Record<string, string | boolean>): Promise<void> {
+  const http = await import('node:http');
+  const { API_VERSION } = await import('../core/version.js');
+  const qs = new URLSearchParams(Object.entries(q).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? '1' : '0') : v]));
+  await new Promise<void>((resolve, reject) => {
+    const req = http.request({ socketPath: api.socketPath, method: 'GET', path: `/v${API_VERSION}${path}?${qs}` }, (res) => {
+      if ((res.statusCode ?? 500) >= 400) {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          reject(new VxError(`Error response from daemon: ${(JSON.parse(Buffer.concat(chunks).toString()) as Json).message}`, res.statusCode ?? 500)),
+        );
+        return;
+      }
+      const demux = new StdcopyReader({ stdout: process.stdout, stderr: process.stderr });
+      res.on('data', (c: Buffer) => demux.push(c));
+      res.on('end', () => resolve());
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

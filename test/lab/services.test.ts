@@ -1,0 +1,264 @@
+// Issue 5: containers and services on real daemons: the seed's service across two L2 networks,
+// scaling, rescheduling after a daemon dies, daemon restarts, images, and bad input.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { listNetns } from '../../src/kernel/netns.js';
+import { hostPaths } from '../../src/lab/lab.js';
+import { skipUnlessRoot } from './helpers.js';
+import { SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
+  let lab: SwarmLab;
+  const tasksOf = async (svc: string): Promise<Json[]> =>
+    lab.api('node1').get<Json[]>(`/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [svc]: true } }))}`);
+  const running = async (svc: string, n: number): Promise<Json[] | undefined> => {
+    const live = (await tasksOf(svc)).filter((t) => t.DesiredState === 'running' && t.Status.State === 'running');
+    return live.length === n ? live : undefined;
+  };
+  const nodeIds = async (): Promise<Record<string, string>> =>
+    Object.fromEntries((await lab.api('node1').get<Json[]>('/nodes')).map((n) => [n.Description.Hostname as string, n.ID as string]));
+  const containerOn = async (host: string, svc: string): Promise<string[]> =>
+    (await lab.docker(host, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).stdout.split('\n').filter(Boolean);
+
+  before(async () => {
+    lab = await SwarmLab.up('svc', 2);
+    await formSwarm(lab);
+    const n = await lab.docker('node1', ['network', 'create', '-d', 'overlay', 'uber-net']);
+    assert.equal(n.code, 0, n.stderr);
+  });
+  after(async () => {
+    await lab?.down();
+  });
+
+  it("the seed's service: one task per node, cross-host ping from inside, inspect --format, exec with and without a TTY", async () => {
+    const c = await lab.docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'test',
+      '--network',
+      'uber-net',
+      '--replicas',
+      '2',
+      'busybox:local',
+      'sleep',
+      'infinity',
+    ]);
+    assert.equal(c.code, 0, c.stderr);
+    const tasks = await waitFor('2 running tasks', () => running('test', 2), 20000);
+    const ids = await nodeIds();
+    assert.deepEqual(tasks.map((t) => t.NodeID).sort(), [ids.node1, ids.node2].sort(), 'one task per node');
+    const ps = await lab.docker('node1', ['service', 'ps', 'test', '--format', '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}']);
+    assert.equal(ps.code, 0, ps.stderr);
+    assert.deepEqual(
+      ps.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ').slice(0, 4).join(' '))
+        .sort(),
+      ['test.1', 'test.2']
+        .map((n) => n)
+        .map((n, i) => `${n} ${tasks.find((t) => t.Slot === i + 1)!.NodeID === ids.node1 ? 'node1' : 'node2'} Running Running`)
+        .sort(),
+    );
+    const [c1] = await containerOn('node1', 'test');
+    const [c2] = await containerOn('node2', 'test');
+    assert.ok(c1 && c2, 'a container on each node');
+    const ip2 = (await lab.docker('node2', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c2!])).stdout.trim();
+    assert.match(ip2, /^10\.0\.0\.\d+$/);
+    const ping = await lab.docker('node1', ['exec', c1!, 'ping', '-c', '3', '-W', '2', ip2]);
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    assert.match(ping.stdout, / 0% packet loss/);
+    const code = await lab.docker('node1', ['exec', c1!, 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+    assert.equal(code.code, 7);
+    assert.equal(code.stdout, 'out\n');
+    assert.equal(code.stderr, 'err\n');
+    // Our CLI too.
+    const vps = await lab.vx('node1', ['exec', c1!, 'ping', '-c', '1', ip2]);
+    assert.equal(vps.code, 0, vps.stderr);
+    const vin = await lab.vx('node2', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c2!]);
+    assert.equal(vin.stdout.trim(), ip2);
+
+    // docker exec -it in a real terminal (tmux): a pty inside, resize, exit code.
+    const session = `${lab.name}-tty`;
+    const host = `unix://${lab.socket('node1')}`;
+    try {
+      execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', `docker -H ${host} exec -it ${c1} sh; echo EXITED=$?; sleep 60`]);
+      const pane = (): string => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
+      await waitFor('a shell prompt', async () => (pane().includes('/ #') ? true : undefined), 10000, 100);
+      execFileSync('tmux', ['send-keys', '-t', session, 'stty size; tty', 'Enter']);
+      await waitFor('stty output', async () => (/40 120/.test(pane()) ? true : undefined), 5000, 100);
+      execFileSync('tmux', ['resize-window', '-t', session, '-x', '100', '-y', '30']);
+      await new Promise((r) => setTimeout(r, 300));
+      execFileSync('tmux', ['send-keys', '-t', session, 'stty size; exit 3', 'Enter']);
+      await waitFor('exit code', async () => (pane().includes('EXITED=3') ? true : undefined), 5000, 100);
+      const text = pane();
+      assert.match(text, /\/dev\/pts\/\d+/);
+      assert.match(text, /30 100/);
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session]);
+    }
+  });
+
+  it('scale 2 → 20 → 2: even spread, then released addresses and no stray containers', async () => {
+    const u = await lab.docker('node1', ['service', 'update', '-d', '--stop-grace-period', '1s', 'test']);
+    assert.equal(u.code, 0, u.stderr);
+    await waitFor('2 running after update', () => running('test', 2), 30000);
+    const s = await lab.docker('node1', ['service', 'scale', '-d', 'test=20']);
+    assert.equal(s.code, 0, s.stderr);
+    const twenty = await waitFor('20 running', () => running('test', 20), 60000, 100);
+    const ids = await nodeIds();
+    assert.equal(twenty.filter((t) => t.NodeID === ids.node1).length, 10);
+    assert.equal(twenty.filter((t) => t.NodeID === ids.node2).length, 10);
+    const ips = new Set(twenty.map((t) => t.NetworksAttachments[0].Addresses[0]));
+    assert.equal(ips.size, 20, 'distinct addresses');
+    await lab.docker('node1', ['service', 'scale', '-d', 'test=2']);
+    await waitFor('2 running', () => running('test', 2), 30000, 100);
+    await waitFor(
+      'containers removed',
+      async () => ((await containerOn('node1', 'test')).length + (await containerOn('node2', 'test')).length === 2 ? true : undefined),
+      30000,
+      200,
+    );
+    const endpoints = async (): Promise<number> =>
+      (await lab.api('node1').get<Json[]>('/vxswarm/endpoints')).length + (await lab.api('node2').get<Json[]>('/vxswarm/endpoints')).length;
+    await waitFor('endpoints released', async () => ((await endpoints()) === 2 ? true : undefined), 10000, 100).catch(() => undefined);
+    const eps = await endpoints();
+    assert.equal(eps, 2, 'only the two remaining tasks keep endpoints');
+    const containerNs = listNetns(`${lab.name}-`).filter((n) => /-c-/.test(n));
+    assert.equal(containerNs.length, 2, `container namespaces: ${containerNs.join(' ')}`);
+  });
+
+  it('kill -9 of node2: its task comes back on node1; node2 restarted: no duplicates, nothing stale', async () => {
+    const ids = await nodeIds();
+    const onNode2 = (await running('test', 2))!.filter((t) => t.NodeID === ids.node2);
+    assert.equal(onNode2.length, 1);
+    const oldContainer = (await containerOn('node2', 'test'))[0]!;
+    await lab.stop('node2', 'SIGKILL');
+    const t0 = Date.now();
+    await waitFor(
+      'both tasks on node1',
+      async () => {
+        const r = await running('test', 2);
+        return r && r.every((t) => t.NodeID === ids.node1) ? r : undefined;
+      },
+      20000,
+      100,
+    );
+    const took = Date.now() - t0;
+    assert.ok(took < 10000, `rescheduled in ${took} ms`);
+    await lab.start('node2');
+    await waitFor(
+      'node2 ready',
+      async () => ((await lab.api('node1').get<Json[]>('/nodes')).every((n) => n.Status.State === 'ready') ? true : undefined),
+      15000,
+      100,
+    );
+    await waitFor(
+      'old container gone from node2',
+      async () => ((await lab.docker('node2', ['ps', '-aq'])).stdout.includes(oldContainer.slice(0, 12)) ? undefined : true),
+      20000,
+      200,
+    );
+    const r = await running('test', 2);
+    assert.ok(r, 'still exactly two running tasks');
+    assert.equal((await containerOn('node1', 'test')).length, 2);
+    assert.equal((await containerOn('node2', 'test')).length, 0);
+  });
+
+  it('a daemon restart keeps containers running, listed and reachable', async () => {
+    const before1 = await containerOn('node1', 'test');
+    const pids = await Promise.all(before1.map(async (c) => (await lab.api('node1').get<Json>(`/containers/${c}/json`)).State.Pid as number));
+    await lab.stop('node1', 'SIGTERM');
+    for (const p of pids) assert.ok(fs.existsSync(`/proc/${p}`), 'container process survives the daemon');
+    await lab.start('node1');
+    const after1 = await containerOn('node1', 'test');
+    assert.deepEqual(after1.sort(), before1.sort());
+    const [a, b] = after1;
+    const ipB = (await lab.docker('node1', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', b!])).stdout.trim();
+    const ping = await lab.docker('node1', ['exec', a!, 'ping', '-c', '1', '-W', '2', ipB]);
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    assert.ok(await running('test', 2));
+  });
+
+  it('bad input gets clear errors and leaves nothing half made', async () => {
+    const unknownNet = await lab.docker('node1', ['service', 'create', '-d', '--name', 'bad1', '--network', 'nosuch', 'busybox:local', 'sleep', '1']);
+    assert.notEqual(unknownNet.code, 0);
+    assert.match(unknownNet.stderr, /network nosuch not found/);
+    const body = (replicas: unknown, name = 'bad2'): string =>
+      JSON.stringify({
+        Name: name,
+        TaskTemplate: { ContainerSpec: { Image: 'busybox:local', Args: ['sleep', '1'] } },
+        Mode: { Replicated: { Replicas: replicas } },
+      });
+    for (const [r, name] of [
+      [-1, 'bad2'],
+      [100000, 'bad2'],
+      ['two', 'bad2'],
+      [1, 'bad/name'],
+      [1, ''],
+    ] as const) {
+      const res = await lab.raw('node1', 'POST', '/services/create', body(r, name));
+      assert.equal(res.status, 400, `${r} ${name}: ${res.body}`);
+      assert.match(JSON.parse(res.body).message, /\w/);
+    }
+    assert.deepEqual(
+      (await lab.api('node1').get<Json[]>('/services')).map((s) => s.Spec.Name),
+      ['test'],
+      'nothing was created',
+    );
+
+    const noImage = await lab.docker('node1', ['service', 'create', '-d', '--name', 'noimage', 'nosuch:image', 'sleep', '1']);
+    assert.equal(noImage.code, 0, noImage.stderr);
+    const rejected = await waitFor('rejected', async () => (await tasksOf('noimage')).find((t) => t.Status.State === 'rejected'), 15000, 100);
+    assert.match(rejected.Status.Err, /No such image: nosuch:image/);
+
+    const noNode = await lab.docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'nonode',
+      '--constraint',
+      'node.labels.zone==mars',
+      'busybox:local',
+      'sleep',
+      '1',
+    ]);
+    assert.equal(noNode.code, 0, noNode.stderr);
+    const pending = await waitFor('pending', async () => (await tasksOf('nonode')).find((t) => t.Status.Err), 15000, 100);
+    assert.equal(pending.Status.State, 'pending');
+    assert.match(pending.Status.Err, /no suitable node \(scheduling constraints not satisfied on 2 nodes\)/);
+
+    const noCmd = await lab.docker('node1', ['service', 'create', '-d', '--name', 'nocmd', '--network', 'uber-net', 'busybox:local', 'nosuchcmd']);
+    assert.equal(noCmd.code, 0, noCmd.stderr);
+    const failed = await waitFor('failed', async () => (await tasksOf('nocmd')).find((t) => t.Status.State === 'failed'), 15000, 100);
+    assert.match(failed.Status.Err, /executable file not found/);
+    const psErr = await lab.docker('node1', ['service', 'ps', 'nocmd', '--no-trunc', '--format', '{{.Error}}']);
+    assert.match(psErr.stdout, /executable file not found/);
+
+    for (const s of ['noimage', 'nonode', 'nocmd']) assert.equal((await lab.docker('node1', ['service', 'rm', s])).code, 0);
+    await waitFor(
+      'tasks of removed services gone',
+      async () => {
+        const all = await lab.api('node1').get<Json[]>('/tasks');
+        return all.every((t) => t.ServiceID === all.find((x) => x.Slot)?.ServiceID) ? true : undefined;
+      },
+      20000,
+      200,
+    );
+    const stray =
+      (await lab.docker('node1', ['ps', '-a', '--format', '{{.Names}}'])).stdout + (await lab.docker('node2', ['ps', '-a', '--format', '{{.Names}}'])).stdout;
+    assert.doesNotMatch(stray, /noimage|nonode|nocmd/);
+    const mounts = fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(hostPaths(lab.name, 'node1').root)).length;
+    assert.equal(mounts, (await containerOn('node1', 'test')).length, 'one rootfs mount per live container');
+  });
+});
