@@ -24,8 +24,10 @@ import { Orchestrator } from '../cluster/manager/orchestrator.js';
 import type { TaskRecord, TaskStatusReport } from '../cluster/manager/types.js';
 import { ContainerRuntime } from '../runtime/containers.js';
 import { ImageStore } from '../runtime/images.js';
-import { NodeGossip, GOSSIP_PORT } from './gossip.js';
-import { TaskRunner } from './tasks.js';
+import { NodeGossip, GOSSIP_PORT, ENDPOINT_TABLE, type EndpointRecord } from './gossip.js';
+import { TaskRunner, TASK_LABEL } from './tasks.js';
+import { EmbeddedDns } from '../dns/server.js';
+import type { DnsRecord } from '../dns/records.js';
 import path from 'node:path';
 import { NodeDisk, type CertFiles, type LocalEndpoint, type SwarmState } from './state.js';
 
@@ -94,6 +96,8 @@ export class Daemon {
   readonly runtime: ContainerRuntime;
   readonly tasks: TaskRunner;
   orchestrator: Orchestrator | undefined;
+  private dns: EmbeddedDns | undefined;
+  private dnsRefresh = false;
 
   constructor(readonly cfg: DaemonConfig) {
     this.disk = new NodeDisk(cfg.root);
@@ -109,6 +113,10 @@ export class Daemon {
         attach: (t, net, ep, ns) => this.attachTaskEndpoint(t, net, ep, ns),
         detachAll: (taskId, ns) => this.detachTask(taskId, ns),
         report: (taskId, r) => this.reportTask(taskId, r),
+        serveDns: (ns, nets) => this.resolver().add(ns, nets),
+        stopDns: async (ns) => {
+          await this.dns?.remove(ns);
+        },
       },
       cfg.netnsPrefix,
       cfg.log.child({ component: 'tasks' }),
@@ -131,6 +139,15 @@ export class Daemon {
   /** Resumes a swarm membership found on disk. */
   async start(): Promise<void> {
     this.runtime.restore();
+    // Running task containers keep their resolver across a daemon restart.
+    for (const c of this.runtime.list())
+      if (c.status === 'running' && c.labels[TASK_LABEL] && c.networks.length)
+        await this.resolver()
+          .add(
+            c.netns,
+            c.networks.map((n) => n.networkId),
+          )
+          .catch((e: unknown) => this.log.warn('could not restore DNS for a container', { container: c.id, error: errorMessage(e) }));
     const st = this.disk.loadState();
     const certs = this.disk.loadCerts();
     if (!st || !certs) return;
@@ -151,6 +168,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.runtime.close();
+    await this.dns?.close();
     this.orchestrator?.close();
     this.manager?.close();
     if (this.renewTimer) clearTimeout(this.renewTimer);
@@ -322,6 +340,9 @@ export class Daemon {
         },
         log: this.log.child({ component: 'gossip' }),
       });
+      this.gossip.db.on('event', (e: { table: string }) => {
+        if (e.table === ENDPOINT_TABLE) this.refreshDns();
+      });
       if (this.manager) {
         this.manager.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
         // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
@@ -337,9 +358,52 @@ export class Daemon {
     return this.gossipStarting;
   }
 
+  /** The embedded DNS server, started with the first container that needs it. */
+  private resolver(): EmbeddedDns {
+    if (!this.dns) {
+      this.dns = new EmbeddedDns(this.log.child({ component: 'dns' }));
+      this.refreshDns();
+    }
+    return this.dns;
+  }
+
+  /** Pushes the endpoint tables of this node's networks to the resolver (coalesced). */
+  private refreshDns(): void {
+    if (!this.dns || this.dnsRefresh) return;
+    this.dnsRefresh = true;
+    setImmediate(() => {
+      this.dnsRefresh = false;
+      const g = this.gossip;
+      const records: DnsRecord[] = [];
+      for (const n of this.networks.values()) {
+        if (!g?.db.inNetwork(n.id)) continue;
+        for (const e of g.db.list(ENDPOINT_TABLE, n.id)) {
+          const v = e.value as EndpointRecord | undefined;
+          if (!v || typeof v.ip !== 'string' || typeof v.name !== 'string') continue;
+          records.push({
+            networkId: n.id,
+            networkName: n.name,
+            ip: v.ip,
+            name: v.name,
+            ...(v.service ? { service: v.service } : {}),
+            ...(v.aliases ? { aliases: v.aliases } : {}),
+          });
+        }
+      }
+      void this.dns?.setRecords(records).catch((e: unknown) => this.log.warn('DNS records update failed', { error: errorMessage(e) }));
+    });
+  }
+
   private publish(ep: LocalEndpoint): void {
     if (!this.gossip || !this.state) return;
-    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, { name: ep.name, ip: ep.ip });
+    const rec: EndpointRecord = {
+      name: ep.name,
+      ip: ep.ip,
+      ...(ep.service ? { service: ep.service, task: ep.taskId } : {}),
+      ...(ep.aliases?.length ? { aliases: ep.aliases } : {}),
+    };
+    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, rec);
+    this.refreshDns();
     this.gossip.pushPeers(ep.networkId);
   }
 
@@ -574,6 +638,7 @@ export class Daemon {
     this.endpoints = this.endpoints.filter((e) => e !== ep);
     this.saveEndpoints();
     this.gossip?.unpublish(ep.networkId, ep.id, !this.endpoints.some((e) => e.networkId === ep.networkId));
+    this.refreshDns();
     if (!ep.taskId)
       await this.releaseRemote(ep.id).catch((e: unknown) => {
         if (!leaving) throw e;
@@ -615,6 +680,8 @@ export class Daemon {
         mac: a.mac,
         netns: ns,
         taskId: t.id,
+        service: t.serviceName,
+        aliases: t.spec.networks.find((x) => x.target === net.id)?.aliases ?? [],
       };
       this.endpoints.push(ep);
       this.saveEndpoints();

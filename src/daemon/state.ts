@@ -24,6 +24,9 @@ export interface LocalEndpoint {
   netns: string;
   /** set for a task's endpoint: the manager allocated it and releases it */
   taskId?: string;
+  /** for DNS: the task's service and its network aliases */
+  service?: string;
+  aliases?: string[];
 }
 
 export interface CertFiles {

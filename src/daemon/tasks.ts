@@ -22,6 +22,9 @@ export interface TaskHost {
   /** removes the task's endpoints and its namespace */
   detachAll(taskId: string, netns: string): Promise<void>;
   report(taskId: string, r: TaskStatusReport): Promise<void>;
+  /** the embedded resolver at 127.0.0.11 inside the task's namespace */
+  serveDns(netns: string, networkIds: string[]): Promise<void>;
+  stopDns(netns: string): Promise<void>;
 }
 
 export function taskContainerName(t: Pick<TaskRecord, 'serviceName' | 'slot' | 'id'>): string {
@@ -119,6 +122,11 @@ export class TaskRunner {
         });
       }
       if (!this.wanted.has(t.id)) throw new Error('task withdrawn while preparing');
+      if (networks.length)
+        await this.host.serveDns(
+          netns,
+          networks.map((n) => n.networkId),
+        );
       container = this.runtime.create({
         name: taskContainerName(t),
         image,
@@ -148,7 +156,10 @@ export class TaskRunner {
     } catch (e) {
       const msg = errorMessage(e);
       this.log.warn('task failed to start', { task: t.id, error: msg });
-      if (!container) await this.host.detachAll(t.id, netns).catch(() => undefined);
+      if (!container) {
+        await this.host.stopDns(netns).catch(() => undefined);
+        await this.host.detachAll(t.id, netns).catch(() => undefined);
+      }
       await this.report(t.id, {
         state: 'failed',
         message: 'starting',
@@ -179,6 +190,7 @@ export class TaskRunner {
     } catch (e) {
       this.log.error('could not remove a task container', { task: taskId, error: errorMessage(e) });
     }
+    await this.host.stopDns(this.netnsOf(taskId)).catch(() => undefined);
     await this.host
       .detachAll(taskId, this.netnsOf(taskId))
       .catch((e: unknown) => this.log.error('could not detach a task', { task: taskId, error: errorMessage(e) }));

@@ -123,6 +123,25 @@ export function inNetns<T>(name: string | undefined, fn: () => T): T {
   }
 }
 
+/**
+ * Moves the calling thread into namespace `name` until the returned function is called. Only for a
+ * thread that makes nothing but the sockets meant for that namespace in between (the DNS worker).
+ */
+export function enterNetnsThread(name: string): () => void {
+  const back = home();
+  const fd = openNetns(name);
+  try {
+    setns(fd, CLONE_NEWNET);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw asKernelError('enter netns', name, e);
+  }
+  return () => {
+    setns(back, CLONE_NEWNET);
+    fs.closeSync(fd);
+  };
+}
+
 /** Writes a sysctl under /proc/sys as seen from namespace `ns`. */
 export function writeSysctl(ns: string | undefined, key: string, value: string): void {
   const file = path.join('/proc/sys', ...key.split('.'));

@@ -179,6 +179,12 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     await lab.start('node1');
     const after1 = await containerOn('node1', 'test');
     assert.deepEqual(after1.sort(), before1.sort());
+    await waitFor(
+      'nodes ready after the manager restart',
+      async () => ((await lab.api('node1').get<Json[]>('/nodes')).every((n) => n.Status.State === 'ready') ? true : undefined),
+      15000,
+      100,
+    );
     const [a, b] = after1;
     const ipB = (await lab.docker('node1', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', b!])).stdout.trim();
     const ping = await lab.docker('node1', ['exec', a!, 'ping', '-c', '1', '-W', '2', ipB]);

@@ -1,0 +1,52 @@
+// What the embedded resolver answers, as a pure function of the endpoint table and the asking
+// container's networks: <service> and tasks.<service> → the service's task IPs, <task name> → that
+// task, network aliases, and PTR for task IPs; only on networks the asker shares with the target.
+
+export interface DnsRecord {
+  networkId: string;
+  networkName: string;
+  ip: string;
+  /** the task's container name: <service>.<slot>.<taskid> */
+  name: string;
+  service?: string;
+  aliases?: string[];
+}
+
+export type Answer = { kind: 'a'; ips: string[] } | { kind: 'ptr'; name: string } | { kind: 'nxdomain' } | { kind: 'forward' };
+
+const norm = (n: string): string => n.toLowerCase().replace(/\.$/, '');
+
+/** Reverse name (4.3.2.1.in-addr.arpa) → 1.2.3.4, or undefined. */
+export function ptrToIp(name: string): string | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.in-addr\.arpa$/.exec(norm(name));
+  return m ? [m[4], m[3], m[2], m[1]].join('.') : undefined;
+}
+
+export function answer(qname: string, qtype: 'A' | 'PTR' | 'AAAA' | string, records: DnsRecord[], askerNetworks: Set<string>): Answer {
+  const name = norm(qname);
+  const visible = records.filter((r) => askerNetworks.has(r.networkId));
+  if (qtype === 'PTR') {
+    const ip = ptrToIp(name);
+    if (!ip) return { kind: 'forward' };
+    const r = visible.find((x) => x.ip === ip);
+    if (r) return { kind: 'ptr', name: `${r.name}.${r.networkName}` };
+    // An address on one of our overlays that no task holds: ours to deny, not the world's.
+    return records.some((x) => sameSubnet24(x.ip, ip)) ? { kind: 'nxdomain' } : { kind: 'forward' };
+  }
+  const svc = name.startsWith('tasks.') ? name.slice(6) : name;
+  const ips = new Set<string>();
+  for (const r of visible) {
+    if (r.service && norm(r.service) === svc) ips.add(r.ip);
+    else if (norm(r.name) === name) ips.add(r.ip);
+    else if (r.aliases?.some((a) => norm(a) === name)) ips.add(r.ip);
+  }
+  if (ips.size) return qtype === 'A' ? { kind: 'a', ips: [...ips].sort() } : { kind: 'a', ips: [] };
+  // Single-label names are cluster names; nobody upstream knows them better (Docker forwards them
+  // and waits for the upstream's NXDOMAIN or timeout; we answer at once).
+  if (!name.includes('.') || records.some((r) => r.service && name === `tasks.${norm(r.service)}`)) return { kind: 'nxdomain' };
+  return { kind: 'forward' };
+}
+
+function sameSubnet24(a: string, b: string): boolean {
+  return a.split('.').slice(0, 3).join('.') === b.split('.').slice(0, 3).join('.');
+}
