@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
 import { VxError, errorMessage } from '../core/errors.js';
-import { dataplaneDemo } from '../lab/demo.js';
+import { seedDemo } from '../lab/demo.js';
 import { daemonRunning, daemonSocket, labDown, labPlan, labStatus, labUp, startDaemon } from '../lab/lab.js';
 import { runDaemon } from '../daemon/run.js';
 import { addSwarmCommands } from './swarm-commands.js';
@@ -84,9 +84,11 @@ export function buildProgram(): Command {
     });
 
   name(lab.command('demo'))
-    .description('bring the lab up and show two endpoints on two hosts talking across the overlay')
-    .action(async (o: { name: string }) => {
-      await dataplaneDemo(o.name);
+    .description("run the seed's tutorial end to end on two lab hosts (swarm, overlay, service, ping, traceroute)")
+    .option('--cli <cli>', 'drive the daemons with vxswarm or the stock docker CLI', 'vxswarm')
+    .action(async (o: { name: string; cli: string }) => {
+      if (o.cli !== 'vxswarm' && o.cli !== 'docker') throw new VxError(`--cli must be vxswarm or docker, not ${o.cli}`, 400);
+      await seedDemo({ name: o.name, cli: o.cli, preferBuild: true });
     });
 
   return program;

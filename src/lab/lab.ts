@@ -116,7 +116,7 @@ export async function labDown(name: string): Promise<string[]> {
 }
 
 /** The command that runs our CLI: the built one, or the TypeScript source under tsx (tests). */
-function cliCommand(preferBuild = false): string[] {
+export function cliCommand(preferBuild = false): string[] {
   const here = fileURLToPath(import.meta.url);
   const built = path.join(path.dirname(here), '..', '..', 'dist', 'cli', 'entry.js');
   if (!here.endsWith('.ts')) return [process.execPath, path.join(path.dirname(here), '..', 'cli', 'entry.js')];
