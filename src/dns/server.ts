@@ -1,54 +1,94 @@
 // The main thread's handle on the embedded resolver: one worker thread serves every container.
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VxError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DnsRecord } from './records.js';
 
 export class EmbeddedDns {
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
   private seq = 0;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** what the worker serves, replayed into a new worker if one dies */
+  private readonly sandboxes = new Map<string, string[]>();
+  private records: DnsRecord[] = [];
 
-  constructor(private readonly log: Logger) {
+  constructor(private readonly log: Logger) {}
+
+  private spawn(): Worker {
     const here = fileURLToPath(import.meta.url);
-    const ts = here.endsWith('.ts');
-    // Under tsx (tests), the worker needs the loader too.
-    this.worker = new Worker(path.join(path.dirname(here), ts ? 'worker.ts' : 'worker.js'), ts ? { execArgv: ['--import', 'tsx'] } : {});
-    this.worker.unref();
-    this.worker.on('message', (m: { seq: number; ok: boolean; result?: unknown; error?: string }) => {
-      const w = this.waiting.get(m.seq);
-      if (!w) return;
+    const file = path.join(path.dirname(here), here.endsWith('.ts') ? 'worker.ts' : 'worker.js');
+    // Under tsx (tests) a worker needs tsx's loader registered inside it.
+    const w = here.endsWith('.ts')
+      ? new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(file).href)}); });`, { eval: true })
+      : new Worker(file);
+    w.unref();
+    w.on('message', (m: { seq: number; ok: boolean; result?: unknown; error?: string }) => {
+      const p = this.waiting.get(m.seq);
+      if (!p) return;
       this.waiting.delete(m.seq);
-      if (m.ok) w.resolve(m.result);
-      else w.reject(new VxError(`embedded DNS: ${m.error}`, 500));
+      if (m.ok) p.resolve(m.result);
+      else p.reject(new VxError(`embedded DNS: ${m.error}`, 500));
     });
-    this.worker.on('error', (e) => this.log.error('embedded DNS worker failed', { error: e.message }));
+    const died = (why: string): void => {
+      if (this.worker !== w) return;
+      this.worker = undefined;
+      this.log.error('embedded DNS worker stopped', { error: why });
+      for (const p of this.waiting.values()) p.reject(new VxError(`embedded DNS worker stopped: ${why}`, 500));
+      this.waiting.clear();
+    };
+    w.on('error', (e) => died(e.message));
+    w.on('exit', (code) => died(`exit ${code}`));
+    return w;
   }
 
-  private call(msg: Record<string, unknown>): Promise<unknown> {
+  /** The worker, started (again) with everything it served. */
+  private live(): Worker {
+    if (this.worker) return this.worker;
+    const w = this.spawn();
+    this.worker = w;
+    this.post(w, { op: 'records', records: this.records });
+    for (const [netns, networks] of this.sandboxes) this.post(w, { op: 'add', netns, networks }).catch(() => undefined);
+    return w;
+  }
+
+  private post(w: Worker, msg: Record<string, unknown>): Promise<unknown> {
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
-      this.worker.postMessage({ ...msg, seq });
+      w.postMessage({ ...msg, seq });
     });
   }
 
+  private call(msg: Record<string, unknown>): Promise<unknown> {
+    return this.post(this.live(), msg);
+  }
+
   /** Serves 127.0.0.11:53 inside `netns` for a container on `networks`. */
-  add(netns: string, networks: string[]): Promise<void> {
-    return this.call({ op: 'add', netns, networks }) as Promise<void>;
+  async add(netns: string, networks: string[]): Promise<void> {
+    this.sandboxes.set(netns, networks);
+    try {
+      await this.call({ op: 'add', netns, networks });
+    } catch (e) {
+      this.sandboxes.delete(netns);
+      throw e;
+    }
   }
-  remove(netns: string): Promise<void> {
-    return this.call({ op: 'remove', netns }) as Promise<void>;
+  async remove(netns: string): Promise<void> {
+    this.sandboxes.delete(netns);
+    if (this.worker) await this.call({ op: 'remove', netns });
   }
-  setRecords(records: DnsRecord[]): Promise<void> {
-    return this.call({ op: 'records', records }) as Promise<void>;
+  async setRecords(records: DnsRecord[]): Promise<void> {
+    this.records = records;
+    await this.call({ op: 'records', records });
   }
   stats(): Promise<Record<string, number>> {
     return this.call({ op: 'stats' }) as Promise<Record<string, number>>;
   }
   async close(): Promise<void> {
-    await this.worker.terminate();
+    const w = this.worker;
+    this.worker = undefined;
+    await w?.terminate();
   }
 }

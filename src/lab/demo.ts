@@ -11,6 +11,7 @@ import { DEMO_IMAGE, buildBusyboxRootfs } from './image.js';
 import { cliCommand, daemonSocket, labDown, labUp, startDaemon } from './lab.js';
 
 export const DOCKER_CLI = '/usr/local/bin/docker';
+const STEP_TIMEOUT_MS = 90_000;
 
 export interface DemoOptions {
   name: string;
@@ -54,6 +55,9 @@ export async function seedDemo(o: DemoOptions): Promise<DemoResult> {
     const env = { ...process.env, DOCKER_HOST: `unix://${sockets[node]}`, VXSWARM_HOST: `unix://${sockets[node]}` };
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
       const p = spawn(cmd, [...pre, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      // No step of the tutorial takes long; one that hangs fails the demo instead of stalling it.
+      const timer = setTimeout(() => p.kill('SIGKILL'), STEP_TIMEOUT_MS);
+      p.on('close', () => clearTimeout(timer));
       let out = '';
       p.stdout.on('data', (c: Buffer) => (out += c.toString()));
       p.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -23,6 +23,8 @@ export function buildBusyboxRootfs(out: string): void {
       .stdout.split('\n')
       .filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
     for (const a of applets) fs.symlinkSync('busybox', path.join(dir, 'bin', a));
+    // The seed types `docker exec -it <id> bash`: busybox has no bash applet, so bash is its shell.
+    fs.writeFileSync(path.join(dir, 'bin/bash'), '#!/bin/sh\nexec /bin/sh "$@"\n', { mode: 0o755 });
     fs.writeFileSync(path.join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
     fs.writeFileSync(path.join(dir, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
     const r = spawnSync('tar', ['-C', dir, '--numeric-owner', '--owner=0', '--group=0', '-cf', out, '.'], { encoding: 'utf8' });
