@@ -3,6 +3,8 @@ const benches: Record<string, () => Promise<void>> = {
   dataplane: async () => (await import('./dataplane.js')).run(),
   control: async () => (await import('./control.js')).run(),
   gossip: async () => (await import('./gossip.js')).run(),
+  services: async () => (await import('./services.js')).run(),
+  demo: async () => (await import('./demo.js')).run(),
 };
 
 const name = process.argv[2];

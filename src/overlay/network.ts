@@ -5,12 +5,15 @@ import { randomMac } from '../core/ids.js';
 import { formatIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
-import { netnsExists } from '../kernel/netns.js';
+import { netnsExists, writeSysctl } from '../kernel/netns.js';
 import { NUD_PERMANENT, Rtnl, type LinkInfo } from '../kernel/rtnl.js';
 import { bridgeName, vethName, vxlanName } from './names.js';
 import { diffPeers } from './peerdiff.js';
 import { buildSandbox, destroySandbox, ensureSandboxLinks, type SandboxConfig } from './sandbox.js';
 import { checkEndpointSpec, checkPeerSpec, subnetFor, type EndpointSpec, type ParsedSubnet, type PeerSpec } from './spec.js';
+
+/** ARP retransmit interval inside containers (the kernel's default is 1000 ms). */
+export const ARP_RETRANS_MS = 100;
 
 export interface Endpoint {
   id: string;
@@ -191,6 +194,10 @@ export class OverlayNetwork {
         const eth = links.find((l) => l.name === ep.ifname);
         if (!eth) throw new KernelError('get link', `${ep.ifname} in netns ${ep.netns}`, 19, 'ENODEV');
         await c.replaceAddress(eth.index, ep.ip, subnet.cidr.prefix);
+        // A container that asks for a peer's MAC before gossip has brought the peer waits for its
+        // next ARP retransmit: 1 s by default, 100 ms here. The proxy on the VTEP answers locally,
+        // so the faster retries never cross the underlay.
+        writeSysctl(ep.netns, `net.ipv4.neigh.${ep.ifname}.retrans_time_ms`, String(ARP_RETRANS_MS));
         await c.setLink(eth.index, { up: true });
         for (const other of this.subnets) {
           if (other.index !== subnet.index) await c.replaceRoute({ dst: formatIp(other.cidr.network), prefix: other.cidr.prefix, gateway: ep.gateway });

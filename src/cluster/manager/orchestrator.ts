@@ -325,7 +325,9 @@ export class Orchestrator {
       }
       if (changed) this.store.bump();
     });
-    if (changed) this.m.emit('tasks-changed');
+    // Always: the change that kicked this pass (a removal, a status report) may be one the
+    // pass itself did not need to touch; the dispatcher sends only sets that differ.
+    this.m.emit('tasks-changed');
     if (wakeAt !== Infinity) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = setTimeout(() => this.kick(), Math.max(10, wakeAt - Date.now()));
