@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { humanDuration, parseServiceSpec, serviceSpecJson } from '../../src/api/shapes-workloads.js';
+import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
+import type { NodeRecord } from '../../src/cluster/manager/types.js';
+import { parseRef } from '../../src/runtime/reference.js';
+import { buildOciSpec, hostsFile, mergeEnv, parseUser } from '../../src/runtime/spec.js';
+
+const node = (id: string, o: Partial<NodeRecord> = {}): NodeRecord => ({
+  id,
+  hostname: id,
+  role: 'worker',
+  availability: 'active',
+  addr: '',
+  state: 'ready',
+  message: '',
+  engineVersion: '',
+  labels: {},
+  version: 1,
+  createdAt: '',
+  updatedAt: '',
+  ...o,
+});
+
+describe('scheduler', () => {
+  it('spreads: fewest tasks of the service, then fewest overall, then node ID', () => {
+    const nodes = [node('a'), node('b'), node('c')];
+    const load = { service: new Map([['a', 1]]), total: new Map([['b', 5]]) };
+    assert.deepEqual(place(nodes, [], load), { nodeId: 'c' });
+    load.service.set('c', 1);
+    assert.deepEqual(place(nodes, [], load), { nodeId: 'b' });
+  });
+  it('skips nodes that are down, drained or fail constraints, and says why when none fits', () => {
+    const nodes = [node('a', { state: 'down' }), node('b', { availability: 'drain' }), node('c', { labels: { zone: 'x' } })];
+    const none = { service: new Map(), total: new Map() };
+    assert.deepEqual(place(nodes, [parseConstraint('node.labels.zone==x')], none), { nodeId: 'c' });
+    assert.deepEqual(place(nodes, [parseConstraint('node.labels.zone==mars')], none), {
+      error: 'no suitable node (scheduling constraints not satisfied on 1 node; 2 nodes not available for new tasks)',
+    });
+  });
+  it('parses constraints and refuses unknown keys or operators', () => {
+    assert.deepEqual(parseConstraint(' node.role == manager '), { key: 'node.role', op: '==', value: 'manager' });
+    assert.ok(matches(node('m', { role: 'manager' }), [parseConstraint('node.role==MANAGER')]));
+    assert.ok(matches(node('w'), [parseConstraint('node.labels.gpu!=yes')]));
+    assert.throws(() => parseConstraint('node.color==red'), /unknown key/);
+    assert.throws(() => parseConstraint('node.role=manager'), /invalid constraint/);
+  });
+});
+
+describe('service spec (Docker JSON ↔ ours)', () => {
+  const body = {
+    Name: 'test',
+    TaskTemplate: {
+      ContainerSpec: { Image: 'busybox:local', Args: ['sleep', 'infinity'], Env: ['A=1'], StopGracePeriod: 2e9 },
+      Networks: [{ Target: 'net1', Aliases: ['t'] }],
+      Placement: { Constraints: ['node.role==worker'] },
+      RestartPolicy: { Condition: 'on-failure', MaxAttempts: 3 },
+      Resources: { Limits: { MemoryBytes: 64 << 20 } },
+    },
+    Mode: { Replicated: { Replicas: 3 } },
+  };
+  it('round-trips the fields a CLI sends', () => {
+    const s = parseServiceSpec(body);
+    assert.equal(s.replicas, 3);
+    assert.equal(s.stopGraceMs, 2000);
+    assert.deepEqual(s.restart, { condition: 'on-failure', delayMs: 5000, maxAttempts: 3 });
+    const back = serviceSpecJson(s) as { TaskTemplate: { ContainerSpec: Record<string, unknown>; Networks: unknown[] }; Mode: unknown };
+    assert.deepEqual(back.TaskTemplate.ContainerSpec.Args, ['sleep', 'infinity']);
+    assert.deepEqual(back.TaskTemplate.Networks, [{ Target: 'net1', Aliases: ['t'] }]);
+    assert.deepEqual(back.Mode, { Replicated: { Replicas: 3 } });
+  });
+  it('refuses wrong types with the field named', () => {
+    assert.throws(() => parseServiceSpec({ ...body, Mode: { Replicated: { Replicas: 'two' } } }), /Replicas/);
+    assert.throws(() => parseServiceSpec({ ...body, Mode: { Global: {} } }), /global/);
+    assert.throws(() => parseServiceSpec({ Name: 'x', TaskTemplate: { ContainerSpec: {} } }), /image reference must be provided/);
+    assert.throws(() => parseServiceSpec({ ...body, TaskTemplate: { ...body.TaskTemplate, RestartPolicy: { Condition: 'always' } } }), /Condition/);
+  });
+  it("formats durations as Docker's HumanDuration", () => {
+    assert.equal(humanDuration(500), 'Less than a second');
+    assert.equal(humanDuration(1500), '1 second');
+    assert.equal(humanDuration(59_999), '59 seconds');
+    assert.equal(humanDuration(119_000), 'About a minute');
+    assert.equal(humanDuration(3 * 3600_000), '3 hours');
+  });
+});
+
+describe('runtime pieces', () => {
+  it('image references normalise like Docker', () => {
+    assert.equal(parseRef('busybox').familiar, 'busybox:latest');
+    assert.equal(parseRef('busybox').repo, 'library/busybox');
+    assert.equal(parseRef('docker.io/library/ubuntu:22.04').familiar, 'ubuntu:22.04');
+    const r = parseRef('127.0.0.1:5000/team/bb:v1');
+    assert.deepEqual([r.registry, r.repo, r.tag, r.familiar], ['127.0.0.1:5000', 'team/bb', 'v1', '127.0.0.1:5000/team/bb:v1']);
+    assert.throws(() => parseRef('Bad/Name'), /invalid reference format/);
+    assert.throws(() => parseRef('x@sha256:123'), /bad digest/);
+  });
+  it('the OCI spec joins the given netns, has NET_RAW, binds the /etc files, sets limits', () => {
+    const spec = buildOciSpec({
+      args: ['sleep', '1'],
+      env: [],
+      cwd: '/',
+      rootfs: '/r',
+      hostname: 'h',
+      netnsPath: '/run/netns/c1',
+      cgroupsPath: '/p/c1',
+      etc: { hosts: '/e/hosts', hostname: '/e/hostname', resolvConf: '/e/resolv' },
+      memoryLimit: 1 << 26,
+    }) as {
+      process: { capabilities: { bounding: string[] }; env: string[] };
+      linux: { namespaces: { type: string; path?: string }[]; resources: { memory?: { limit: number } } };
+      mounts: { destination: string }[];
+    };
+    assert.ok(spec.process.capabilities.bounding.includes('CAP_NET_RAW'));
+    assert.ok(!spec.process.capabilities.bounding.includes('CAP_SYS_ADMIN'));
+    assert.deepEqual(
+      spec.linux.namespaces.find((n) => n.type === 'network'),
+      { type: 'network', path: '/run/netns/c1' },
+    );
+    assert.equal(spec.linux.resources.memory?.limit, 1 << 26);
+    assert.ok(spec.mounts.some((m) => m.destination === '/etc/resolv.conf'));
+    assert.ok(spec.process.env.some((e) => e.startsWith('PATH=')));
+  });
+  it('env merges by name; users are numeric; hosts lists the container', () => {
+    assert.deepEqual(mergeEnv(['A=1', 'PATH=/x'], ['A=2']), ['A=2', 'PATH=/x']);
+    assert.deepEqual(parseUser('1000:100'), { uid: 1000, gid: 100 });
+    assert.throws(() => parseUser('nobody'), /numeric/);
+    assert.match(hostsFile('abc', ['10.0.0.3']), /10\.0\.0\.3\tabc\n$/);
+  });
+});
