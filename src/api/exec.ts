@@ -83,6 +83,9 @@ export class Execs {
     if (input && e.stdin) {
       input.on('data', (c: Buffer) => child.stdin?.write(c));
       input.on('end', () => child.stdin?.end());
+      // Reading the start request's body may have paused the socket; a 'data' listener alone
+      // does not resume an explicitly paused stream.
+      input.resume();
     } else child.stdin?.end();
     return new Promise((resolve) => {
       child.on('error', () => undefined);

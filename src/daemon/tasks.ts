@@ -59,12 +59,17 @@ export class TaskRunner {
 
   /** The complete set of tasks that should run here now. */
   apply(tasks: TaskRecord[]): Promise<void> {
+    const before = this.wanted;
     this.wanted = new Map(tasks.map((t) => [t.id, t]));
     this.applied = true;
     return this.lock.lock(async () => {
       const have = this.local();
       const stops: Promise<void>[] = [];
       for (const [taskId, c] of have) if (!this.wanted.has(taskId)) stops.push(this.retire(taskId, c));
+      // Withdrawn before anything was made for it: say so, or the manager waits for it forever.
+      for (const taskId of before.keys())
+        if (!this.wanted.has(taskId) && !have.has(taskId) && !this.starting.has(taskId))
+          stops.push(this.report(taskId, { state: 'shutdown', message: 'withdrawn before it started' }));
       const starts: Promise<void>[] = [];
       for (const t of this.wanted.values()) {
         const c = have.get(t.id);

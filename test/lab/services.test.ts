@@ -249,15 +249,16 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.match(psErr.stdout, /executable file not found/);
 
     for (const s of ['noimage', 'nonode', 'nocmd']) assert.equal((await lab.docker('node1', ['service', 'rm', s])).code, 0);
+    const testId = (await lab.api('node1').get<Json>('/services/test')).ID as string;
     await waitFor(
       'tasks of removed services gone',
-      async () => {
-        const all = await lab.api('node1').get<Json[]>('/tasks');
-        return all.every((t) => t.ServiceID === all.find((x) => x.Slot)?.ServiceID) ? true : undefined;
-      },
-      20000,
+      async () => ((await lab.api('node1').get<Json[]>('/tasks')).every((t) => t.ServiceID === testId) ? true : undefined),
+      30000,
       200,
-    );
+    ).catch(async (e: unknown) => {
+      const left = (await lab.api('node1').get<Json[]>('/tasks')).filter((t) => t.ServiceID !== testId);
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(left.map((t) => [t.ID, t.NodeID, t.DesiredState, t.Status]))}`);
+    });
     const stray =
       (await lab.docker('node1', ['ps', '-a', '--format', '{{.Names}}'])).stdout + (await lab.docker('node2', ['ps', '-a', '--format', '{{.Names}}'])).stdout;
     assert.doesNotMatch(stray, /noimage|nonode|nocmd/);

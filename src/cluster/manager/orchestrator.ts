@@ -150,7 +150,8 @@ export class Orchestrator {
       const t = this.store.getTask(taskId);
       if (!t || t.nodeId !== nodeId) return;
       if (!TASK_STATE_ORDER.includes(r.state)) throw new InvalidArgumentError(`unknown task state ${r.state}`);
-      if (TASK_STATE_ORDER.indexOf(r.state) < TASK_STATE_ORDER.indexOf(t.state)) return;
+      // States only move forward, and a finished task keeps how it finished (complete, failed…).
+      if (isTerminal(t.state) || TASK_STATE_ORDER.indexOf(r.state) < TASK_STATE_ORDER.indexOf(t.state)) return;
       if (r.state === t.state && r.message === t.message && (r.err ?? '') === t.err) return;
       t.state = r.state;
       t.message = r.message;
