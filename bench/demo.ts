@@ -5,7 +5,8 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { seedDemo } from '../src/lab/demo.js';
-import { labDown } from '../src/lab/lab.js';
+import { ApiClient } from '../src/cli/client.js';
+import { daemonSocket, labDown } from '../src/lab/lab.js';
 import { emit, round } from './util.js';
 
 const execFileP = promisify(execFile);
@@ -30,12 +31,11 @@ export async function run(): Promise<void> {
     summary.demo_setup_s = round(setup / 1000, 2);
     summary.demo_total_s = round((setup + traced - importMs) / 1000, 2);
     summary.demo_with_multisubnet_s = round((Date.now() - t0 - importMs) / 1000, 2);
-    const ns = `${name}-node1-c-`;
-    const { stdout: list } = await execFileP('ip', ['netns', 'list']);
-    const cns = list
-      .split('\n')
-      .map((l) => l.split(' ')[0]!)
-      .find((n) => n.startsWith(ns))!;
+    // The resolver as test's container on node1 sees it.
+    const c = await new ApiClient(`unix://${daemonSocket(name, 'node1')}`).get<{ NetworkSettings: { SandboxID: string } }>(
+      `/containers/${r.containers.node1}/json`,
+    );
+    const cns = c.NetworkSettings.SandboxID;
     const { stdout } = await execFileP('ip', ['netns', 'exec', cns, process.execPath, '--import', 'tsx', 'bench/dnsload.ts', 'test', String(QUERIES), '16'], {
       encoding: 'utf8',
     });
