@@ -12,6 +12,8 @@ import { TASK_STATE_ORDER, isTerminal, type ServiceRecord, type ServiceSpec, typ
 export const MAX_REPLICAS = 1000;
 /** Terminal tasks kept per slot for `service ps` history, as Docker's TaskHistoryRetentionLimit. */
 export const TASK_HISTORY = 5;
+/** Slots replaced at once by a service update (Docker's default UpdateConfig.Parallelism). */
+export const UPDATE_PARALLELISM = 1;
 
 export class Orchestrator {
   private pending = false;
@@ -199,6 +201,20 @@ export class Orchestrator {
         changed = true;
       };
 
+      // Rolling updates as Docker's default UpdateConfig: UPDATE_PARALLELISM slots at a time,
+      // stop-first. A slot is in flight while its old task stops or its new one is not yet running.
+      const inFlight = new Map<string, number>();
+      const slotTasks = new Map<string, TaskRecord[]>();
+      for (const t of tasks) slotTasks.set(`${t.serviceId}/${t.slot}`, [...(slotTasks.get(`${t.serviceId}/${t.slot}`) ?? []), t]);
+      for (const [k, list] of slotTasks) {
+        const s = services.get(k.split('/')[0]!);
+        if (!s || list[0]!.slot > s.spec.replicas) continue;
+        const hasOld = list.some((t) => t.specVersion < s.specVersion);
+        const stopping = list.some((t) => t.specVersion < s.specVersion && t.desiredState === 'shutdown' && !isTerminal(t.state) && !isDown(t.nodeId));
+        const starting = hasOld && list.some((t) => t.specVersion === s.specVersion && live(t) && t.state !== 'running');
+        if (stopping || starting) inFlight.set(s.id, (inFlight.get(s.id) ?? 0) + 1);
+      }
+
       for (const t of tasks) {
         // Tasks of removed services go once their node has stopped them (or cannot).
         if (!services.has(t.serviceId) || t.desiredState === 'remove') {
@@ -217,11 +233,13 @@ export class Orchestrator {
           t.desiredState = 'shutdown';
           t.message = 'node is down: task rescheduled';
           save(t);
-        } else if (live(t) && t.specVersion < s.specVersion) {
-          t.desiredState = 'shutdown';
-          save(t);
         } else if (live(t) && t.slot > s.spec.replicas) {
           t.desiredState = 'shutdown';
+          save(t);
+        } else if (live(t) && t.specVersion < s.specVersion && (inFlight.get(s.id) ?? 0) < UPDATE_PARALLELISM) {
+          inFlight.set(s.id, (inFlight.get(s.id) ?? 0) + 1);
+          t.desiredState = 'shutdown';
+          t.message = 'updating';
           save(t);
         }
         // Addresses go back once the task is done with them.
