@@ -8,7 +8,7 @@ import { isIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
 import { VERSION } from '../core/version.js';
-import { createNetns, deleteNetns, netnsExists } from '../kernel/netns.js';
+import { createNetns, deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
 import { OverlayHost } from '../overlay/host.js';
 import type { NetworkSpec } from '../overlay/spec.js';
@@ -163,6 +163,7 @@ export class Daemon {
     this.scheduleRenewal(certs);
     await this.restoreEndpoints();
     await this.overlay!.pruneSandboxes();
+    this.pruneContainerNamespaces();
     if (this.manager) await this.startGossip(this.manager.gossipKeys());
   }
 
@@ -719,6 +720,16 @@ export class Daemon {
     this.disk.saveEndpoints(this.endpoints);
     const nets = [...new Set(this.endpoints.map((e) => e.networkId))].map((id) => this.networks.get(id)).filter((n): n is NetworkRecord => !!n);
     this.disk.saveNetworks(nets);
+  }
+
+  /** Task namespaces (`<prefix>c-<task>`) that no container and no endpoint uses: crash leftovers. */
+  private pruneContainerNamespaces(): void {
+    const used = new Set([...this.runtime.list().map((c) => c.netns), ...this.endpoints.map((e) => e.netns)]);
+    for (const ns of listNetns(`${this.cfg.netnsPrefix}c-`)) {
+      if (used.has(ns)) continue;
+      this.log.warn('removing a task namespace left by a crash', { netns: ns });
+      deleteNetns(ns);
+    }
   }
 
   /** After a restart: rebuild sandboxes and re-plumb endpoints whose namespaces still exist. */

@@ -130,6 +130,15 @@ export class ContainerRuntime extends EventEmitter {
       this.records.set(id, rec);
       if (rec.status === 'running') this.checkExit(rec);
     }
+    // runc state with no container of ours behind it: a crash between runc and our record.
+    const known = new Set(this.records.keys());
+    const ids = spawnSync(RUNC, ['--root', this.runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean) ?? [];
+    for (const id of ids) {
+      if (known.has(id)) continue;
+      this.log.warn('removing a runc container no record knows', { container: id });
+      runc(this.runcRoot, ['kill', '--all', id, 'KILL']);
+      runc(this.runcRoot, ['delete', '-f', id]);
+    }
     this.timer = setInterval(() => this.poll(), 250);
     this.timer.unref();
   }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { listNetns } from '../../src/kernel/netns.js';
+import { createNetns, listNetns } from '../../src/kernel/netns.js';
 import { hostPaths } from '../../src/lab/lab.js';
 import { skipUnlessRoot } from './helpers.js';
 import { SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
@@ -192,7 +192,11 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     const pids = await Promise.all(before1.map(async (c) => (await lab.api('node1').get<Json>(`/containers/${c}/json`)).State.Pid as number));
     await lab.stop('node1', 'SIGTERM');
     for (const p of pids) assert.ok(fs.existsSync(`/proc/${p}`), 'container process survives the daemon');
+    // A crash leftover: a task namespace nothing uses. The restart removes it.
+    const stray = `${lab.host('node1').netns}-c-stray0000000`;
+    createNetns(stray);
     await lab.start('node1');
+    assert.ok(!listNetns(stray).includes(stray), 'the stray task namespace is gone');
     const after1 = await containerOn('node1', 'test');
     assert.deepEqual(after1.sort(), before1.sort());
     await waitFor(
