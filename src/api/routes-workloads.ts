@@ -59,19 +59,28 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     orch().removeService(c.params[0]!);
     return { status: 200 };
   });
-  r.on('GET', '/services/:id/logs', (c) => {
+  r.on('GET', '/services/:id/logs', async (c) => {
     const s = orch().findService(c.params[0]!);
-    // Logs of this node's containers of the service; other nodes' logs are not fetched yet.
-    const mine = d.runtime.list().filter((x) => x.labels['com.docker.swarm.service.id'] === s.id);
-    streamLogs(
-      c.res,
-      c.query,
-      mine.map((x) => ({
-        id: x.id,
-        prefix: `${x.name.split('.').slice(0, 2).join('.')}.${x.labels['com.docker.swarm.task.id']?.slice(0, 12)}@${d.hostname}    | `,
-      })),
-      d,
-    );
+    const wantOut = qBool(c.query, 'stdout');
+    const wantErr = qBool(c.query, 'stderr');
+    if (!wantOut && !wantErr) throw new BadRequest('Bad parameters: you must choose at least one stream');
+    const tailRaw = c.query.get('tail') ?? 'all';
+    const tail = tailRaw === 'all' || tailRaw === '' ? Infinity : Number(tailRaw);
+    // Every node's lines, oldest first (no --follow across nodes).
+    let lines = (await d.collectServiceLogs(s.id)).filter((l) => (l.stream === 'stdout' ? wantOut : wantErr));
+    if (Number.isFinite(tail)) lines = lines.slice(Math.max(0, lines.length - tail));
+    const ts = qBool(c.query, 'timestamps');
+    // With details (the docker CLI always asks) each line carries the task's IDs and the CLI makes
+    // the "name@node |" prefix itself; without, we send the prefix.
+    const details = qBool(c.query, 'details');
+    c.res.writeHead(200, { 'Content-Type': 'application/vnd.docker.multiplexed-stream' });
+    for (const l of lines) {
+      const head = details
+        ? `${ts ? `${l.time} ` : ''}com.docker.swarm.node.id=${l.nodeId},com.docker.swarm.service.id=${l.serviceId},com.docker.swarm.task.id=${l.taskId} `
+        : `${l.prefix}${ts ? `${l.time} ` : ''}`;
+      c.res.write(frame(l.stream === 'stdout' ? 1 : 2, Buffer.from(`${head}${l.text}`)));
+    }
+    c.res.end();
   });
 
   // ---- tasks ----

@@ -40,6 +40,21 @@ export interface DaemonConfig {
   reconcileMs?: number;
 }
 
+export interface ServiceLogLine {
+  time: string;
+  stream: 'stdout' | 'stderr';
+  /** the line as the container wrote it */
+  text: string;
+  /** `<service>.<slot>.<task12>@<host>    | `, as docker prints it */
+  prefix: string;
+  nodeId: string;
+  serviceId: string;
+  taskId: string;
+}
+/** Lines per container a node sends for `service logs` (the manager API's bodies are bounded). */
+const MAX_SERVICE_LOG_LINES = 1000;
+const LOGS_TIMEOUT_MS = 3000;
+
 export class NotManagerError extends VxError {
   constructor() {
     super(
@@ -112,6 +127,7 @@ export class Daemon {
         network: (id) => this.networkRecord(id),
         attach: (t, net, ep, ns) => this.attachTaskEndpoint(t, net, ep, ns),
         detachAll: (taskId, ns) => this.detachTask(taskId, ns),
+        ensureNetns: (ns) => this.ensureTaskNetns(ns),
         report: (taskId, r) => this.reportTask(taskId, r),
         serveDns: (ns, nets) => this.resolver().add(ns, nets),
         stopDns: async (ns) => {
@@ -452,6 +468,15 @@ export class Daemon {
     });
     this.session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[] }) => {
       if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
+      if (msg.type === 'logs-request') {
+        const req = msg as unknown as { reqId: string; serviceId: string };
+        let lines = this.serviceLogLines(req.serviceId);
+        // The manager API takes bodies up to 1 MiB: send the newest lines that fit.
+        while (lines.length > 1 && JSON.stringify(lines).length > 900_000) lines = lines.slice(Math.floor(lines.length / 2));
+        void this.client
+          ?.request('POST', `/v1/logs/${encodeURIComponent(req.reqId)}`, { lines })
+          .catch((e: unknown) => this.log.warn('could not send service logs', { error: errorMessage(e) }));
+      }
       if (msg.type === 'assignments' && msg.tasks) {
         for (const n of msg.networks ?? []) this.networks.set(n.id, n);
         void this.tasks.apply(msg.tasks);
@@ -691,6 +716,18 @@ export class Daemon {
     });
   }
 
+  /** A task on no overlay still gets its own namespace, with only loopback. */
+  private async ensureTaskNetns(ns: string): Promise<void> {
+    if (netnsExists(ns)) return;
+    createNetns(ns);
+    const r = Rtnl.open(ns);
+    try {
+      await r.setUp('lo');
+    } finally {
+      r.close();
+    }
+  }
+
   private detachTask(taskId: string, ns: string): Promise<void> {
     return this.lock.lock(async () => {
       for (const ep of this.endpoints.filter((e) => e.taskId === taskId)) await this.removeEndpointLocked(ep, true);
@@ -720,6 +757,53 @@ export class Daemon {
     this.disk.saveEndpoints(this.endpoints);
     const nets = [...new Set(this.endpoints.map((e) => e.networkId))].map((id) => this.networks.get(id)).filter((n): n is NetworkRecord => !!n);
     this.disk.saveNetworks(nets);
+  }
+
+  // ---- service logs ----
+
+  /** This node's log lines of a service's containers, prefixed as `docker service logs` prints them. */
+  serviceLogLines(serviceId: string): ServiceLogLine[] {
+    const out: ServiceLogLine[] = [];
+    for (const c of this.runtime.list()) {
+      if (c.labels['com.docker.swarm.service.id'] !== serviceId) continue;
+      const [svc, slot] = c.name.split('.');
+      const prefix = `${svc}.${slot}.${(c.labels[TASK_LABEL] ?? '').slice(0, 12)}@${this.hostname}    | `;
+      const ids = { nodeId: this.state?.nodeId ?? '', serviceId, taskId: c.labels[TASK_LABEL] ?? '' };
+      for (const l of this.runtime.readLogs(c.id).slice(-MAX_SERVICE_LOG_LINES)) out.push({ time: l.time, stream: l.stream, text: l.log, prefix, ...ids });
+    }
+    return out;
+  }
+
+  /** A service's logs from every node that runs its tasks (managers only), oldest first. */
+  async collectServiceLogs(serviceId: string): Promise<ServiceLogLine[]> {
+    const m = this.requireManager();
+    const self = this.state!.nodeId;
+    const nodes = new Set(
+      (this.orchestrator?.listTasks({ serviceId }) ?? []).map((t) => t.nodeId).filter((n) => n && n !== self && m.store.getNode(n)?.state === 'ready'),
+    );
+    const lines = this.serviceLogLines(serviceId);
+    await Promise.all(
+      [...nodes].map(
+        (nodeId) =>
+          new Promise<void>((resolve) => {
+            const reqId = newId();
+            const timer = setTimeout(done, LOGS_TIMEOUT_MS);
+            function done(): void {
+              clearTimeout(timer);
+              m.off('logs-reply', onReply);
+              resolve();
+            }
+            const onReply = (id: string, from: string, got: ServiceLogLine[]): void => {
+              if (id !== reqId || from !== nodeId) return;
+              lines.push(...got.filter((l) => l && typeof l.text === 'string' && typeof l.time === 'string'));
+              done();
+            };
+            m.on('logs-reply', onReply);
+            m.emit('logs-request', nodeId, { reqId, serviceId });
+          }),
+      ),
+    );
+    return lines.sort((a, b) => a.time.localeCompare(b.time));
   }
 
   /** Task namespaces (`<prefix>c-<task>`) that no container and no endpoint uses: crash leftovers. */

@@ -19,6 +19,8 @@ export interface TaskHost {
   network(id: string): Promise<NetworkRecord>;
   /** plumbs one endpoint of the task into `netns` (made on first use) */
   attach(task: TaskRecord, net: NetworkRecord, ep: TaskRecord['networks'][number], netns: string): Promise<void>;
+  /** makes the task's network namespace (loopback up) if no endpoint made it yet */
+  ensureNetns(netns: string): Promise<void>;
   /** removes the task's endpoints and its namespace */
   detachAll(taskId: string, netns: string): Promise<void>;
   report(taskId: string, r: TaskStatusReport): Promise<void>;
@@ -126,6 +128,7 @@ export class TaskRunner {
           aliases: t.spec.networks.find((x) => x.target === n.networkId)?.aliases ?? [],
         });
       }
+      await this.host.ensureNetns(netns);
       if (!this.wanted.has(t.id)) throw new Error('task withdrawn while preparing');
       if (networks.length)
         await this.host.serveDns(

@@ -212,6 +212,38 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.ok(await running('test', 2));
   });
 
+  it('service logs gathers the lines of every node', async (t) => {
+    const c = await lab.docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'talk',
+      '--replicas',
+      '2',
+      'busybox:local',
+      'sh',
+      '-c',
+      'echo hello from $(hostname); sleep infinity',
+    ]);
+    assert.equal(c.code, 0, c.stderr);
+    t.after(async () => void (await lab.docker('node1', ['service', 'rm', 'talk'])));
+    await waitFor('2 running', () => running('talk', 2), 20000);
+    const out = await waitFor(
+      'both lines',
+      async () => {
+        const l = await lab.docker('node1', ['service', 'logs', 'talk']);
+        return (l.stdout.match(/hello from/g) ?? []).length === 2 ? l.stdout : undefined;
+      },
+      10000,
+      200,
+    );
+    assert.match(out, /^talk\.\d\.\w{12}@node1 +\| hello from \w{12}$/m);
+    assert.match(out, /^talk\.\d\.\w{12}@node2 +\| hello from \w{12}$/m);
+    const v = await lab.vx('node1', ['service', 'logs', 'talk']);
+    assert.equal((v.stdout.match(/hello from/g) ?? []).length, 2);
+  });
+
   it('bad input gets clear errors and leaves nothing half made', async () => {
     const unknownNet = await lab.docker('node1', ['service', 'create', '-d', '--name', 'bad1', '--network', 'nosuch', 'busybox:local', 'sleep', '1']);
     assert.notEqual(unknownNet.code, 0);

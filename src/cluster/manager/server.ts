@@ -85,6 +85,18 @@ export class ManagerServer {
       },
       { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => m.listAttachments({ nodeId: caller!.nodeId }) },
       {
+        // A node's answer to a logs request sent over its session.
+        method: 'POST',
+        re: /^\/v1\/logs\/([^/]+)$/,
+        auth: 'node',
+        handler: ({ caller, params, body }) => {
+          const lines = (body as { lines?: unknown }).lines;
+          if (!Array.isArray(lines)) throw new VxError('missing field "lines"', 400);
+          m.emit('logs-reply', decodeURIComponent(params[0]!), caller!.nodeId, lines);
+          return {};
+        },
+      },
+      {
         method: 'POST',
         re: /^\/v1\/tasks\/([^/]+)\/status$/,
         auth: 'node',
@@ -205,6 +217,11 @@ export class ManagerServer {
       send({ type: 'assignments', tasks, networks: netIds.map((id) => this.manager.store.getNetwork(id)).filter((n) => n) });
     };
     this.manager.on('tasks-changed', sendAssignments);
+    const onLogs = (nodeId: string, req: unknown): void => {
+      if (nodeId === caller.nodeId) send({ type: 'logs-request', ...(req as object) });
+    };
+    this.manager.on('logs-request', onLogs);
+    stream.once('close', () => this.manager.off('logs-request', onLogs));
     stream.once('close', () => this.manager.off('tasks-changed', sendAssignments));
     setImmediate(sendAssignments);
     this.manager.on('gossip-keys', onKeys);
