@@ -106,20 +106,11 @@ export function openNetns(name: string): number {
  */
 export function inNetns<T>(name: string | undefined, fn: () => T): T {
   if (name === undefined) return fn();
-  // Resolve home before leaving it: evaluated lazily inside the target, "home" would be the target.
-  const back = home();
-  const fd = openNetns(name);
-  try {
-    setns(fd, CLONE_NEWNET);
-  } catch (e) {
-    fs.closeSync(fd);
-    throw asKernelError('enter netns', name, e);
-  }
+  const leave = enterNetnsThread(name);
   try {
     return fn();
   } finally {
-    setns(back, CLONE_NEWNET);
-    fs.closeSync(fd);
+    leave();
   }
 }
 
@@ -128,6 +119,7 @@ export function inNetns<T>(name: string | undefined, fn: () => T): T {
  * thread that makes nothing but the sockets meant for that namespace in between (the DNS worker).
  */
 export function enterNetnsThread(name: string): () => void {
+  // Resolve home before leaving it: evaluated lazily inside the target, "home" would be the target.
   const back = home();
   const fd = openNetns(name);
   try {
