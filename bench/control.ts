@@ -4,27 +4,11 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ApiClient } from '../src/cli/client.js';
 import { daemonSocket, hostPaths, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
-import { emit, percentile, round } from './util.js';
+import { anonMb, emit, percentile, round, rssMb, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const CREATES = Number(process.env.BENCH_CREATES ?? 30);
 const DOWN_RUNS = Number(process.env.BENCH_DOWN_RUNS ?? 3);
-
-function memKb(pid: number, key: string): number {
-  const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
-const rssMb = (pid: number): number => memKb(pid, 'VmRSS') / 1024;
-/** RSS minus file-backed pages (mostly the node binary's text, shared by every node process). */
-const anonMb = (pid: number): number => memKb(pid, 'RssAnon') / 1024;
-
-async function until(fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error('timeout');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 export async function run(): Promise<void> {
   const name = `bcp${randomBytes(3).toString('hex')}`;

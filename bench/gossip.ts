@@ -14,7 +14,7 @@ import { MemNetwork } from '../src/gossip/transport.js';
 import { listNetns } from '../src/kernel/netns.js';
 import { Rtnl } from '../src/kernel/rtnl.js';
 import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
-import { emit, percentile, round } from './util.js';
+import { emit, percentile, round, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 4);
@@ -31,14 +31,6 @@ async function neighCount(netnsPrefix: string): Promise<number> {
     return vx ? (await r.getNeighs(vx.index)).length : 0;
   } finally {
     r.close();
-  }
-}
-
-async function until(fn: () => Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error('timeout');
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

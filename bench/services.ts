@@ -11,26 +11,11 @@ import { ApiClient } from '../src/cli/client.js';
 import { buildBusyboxRootfs } from '../src/lab/image.js';
 import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
 import { rawUpload } from '../test/lab/swarm-helpers.js';
-import { emit, percentile, round } from './util.js';
+import { emit, percentile, round, rssMb, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const execFileP = promisify(execFile);
-
-function memMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs: number, stepMs = 5): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timeout');
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
 
 function spec(name: string, replicas: number, network: string): Json {
   return {
@@ -101,7 +86,7 @@ export async function run(): Promise<void> {
 
     const svc = (await a1.request<Json>('POST', '/services/create', spec('scale', 2, net))).data.ID as string;
     await until(() => runningN(svc, 2), 20000);
-    const rss2 = memMb(pid1);
+    const rss2 = rssMb(pid1);
     const cur = await a1.get<Json>(`/services/${svc}`);
     let t0 = performance.now();
     await a1.post(`/services/${svc}/update`, { ...cur.Spec, Mode: { Replicated: { Replicas: 20 } } }, { version: cur.Version.Index });
@@ -109,10 +94,10 @@ export async function run(): Promise<void> {
     summary.scale_2_to_20_ms = round(performance.now() - t0, 1);
     await new Promise((r) => setTimeout(r, 2000));
     const on1 = (await runningN(svc, 20))!.filter((t) => t.NodeID === nodes.node1).length;
-    summary.rss_mb_daemon_20_tasks = round(memMb(pid1), 1);
-    summary.rss_mb_daemon_per_task = round((memMb(pid1) - rss2) / Math.max(1, on1 - 1), 2);
+    summary.rss_mb_daemon_20_tasks = round(rssMb(pid1), 1);
+    summary.rss_mb_daemon_per_task = round((rssMb(pid1) - rss2) / Math.max(1, on1 - 1), 2);
     const shims = (await execFileP('pgrep', ['-f', `vxshim run .*/labs/${name}/node1/`])).stdout.split('\n').filter(Boolean).map(Number);
-    summary.rss_mb_per_task_extra = round(shims.reduce((s, p) => s + memMb(p), 0) / Math.max(1, shims.length), 2);
+    summary.rss_mb_per_task_extra = round(shims.reduce((s, p) => s + rssMb(p), 0) / Math.max(1, shims.length), 2);
     summary.tasks_on_node1 = on1;
 
     await stopDaemon(name, 'node2', 'SIGKILL');

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
@@ -40,3 +41,22 @@ export async function pingAvgMs(netns: string, ip: string, count = 20): Promise<
   if (!m) throw new Error(`no ping summary: ${out}`);
   return Number(m[1]);
 }
+
+/** Polls until fn gives something other than undefined or false; returns it. */
+export async function until<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, stepMs = 5): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error('timeout');
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+function memKb(pid: number, key: string): number {
+  const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+export const rssMb = (pid: number): number => memKb(pid, 'VmRSS') / 1024;
+/** RSS minus file-backed pages (mostly the node binary's text, shared by every node process). */
+export const anonMb = (pid: number): number => memKb(pid, 'RssAnon') / 1024;
