@@ -2,6 +2,7 @@
 import type { ServiceRecord, ServiceSpec, TaskRecord } from '../cluster/manager/types.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import type { ImageRecord } from '../runtime/images.js';
+import { humanDuration } from '../core/human.js';
 import { BadRequest, obj, optArr, optInt, optStr, optStrArr, optStrMap } from './check.js';
 
 const NS_PER_MS = 1e6;
@@ -140,25 +141,6 @@ export function taskJson(t: TaskRecord, networkName: (id: string) => string, pre
       Addresses: [`${n.ip}/${prefixOf(n.networkId, n.ip)}`],
     })),
   };
-}
-
-/** Docker's units.HumanDuration. */
-export function humanDuration(ms: number): string {
-  // Seconds and minutes truncate, hours round: as Go's units.HumanDuration.
-  const s = Math.floor(ms / 1000);
-  if (s < 1) return 'Less than a second';
-  if (s === 1) return '1 second';
-  if (s < 60) return `${s} seconds`;
-  const m = Math.floor(ms / 60000);
-  if (m === 1) return 'About a minute';
-  if (m < 60) return `${m} minutes`;
-  const h = Math.round(ms / 3600000);
-  if (h === 1) return 'About an hour';
-  if (h < 48) return `${h} hours`;
-  if (h < 24 * 7 * 2) return `${Math.round(h / 24)} days`;
-  if (h < 24 * 30 * 2) return `${Math.round(h / 24 / 7)} weeks`;
-  if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
-  return `${Math.round(h / 24 / 365)} years`;
 }
 
 function statusText(c: ContainerRecord, nowMs = Date.now()): string {

@@ -2,12 +2,10 @@
 import type { Command } from 'commander';
 import { VxError } from '../core/errors.js';
 import { ApiClient, DEFAULT_HOST } from './client.js';
+import { collect, inspectOut, out } from './output.js';
 import { formatList, renderTemplate } from './template.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const out = (s: string): void => void process.stdout.write(s);
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 export function apiFrom(cmd: Command): ApiClient {
   const o = cmd.optsWithGlobals() as { host?: string };
@@ -22,11 +20,6 @@ function kv(list: string[] | undefined, what: string): Record<string, string> {
     o[item.slice(0, i)] = item.slice(i + 1);
   }
   return o;
-}
-
-function inspectOut(items: unknown[], format?: string): void {
-  if (format) out(items.map((i) => `${renderTemplate(format, i)}\n`).join(''));
-  else out(`${JSON.stringify(items, null, 4)}\n`);
 }
 
 async function joinHint(api: ApiClient, role: 'worker' | 'manager', prog: string): Promise<string> {

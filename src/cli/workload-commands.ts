@@ -2,15 +2,15 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { VxError } from '../core/errors.js';
+import { humanDuration } from '../core/human.js';
 import type { ApiClient } from './client.js';
 import { StdcopyReader, hijack } from './hijack.js';
+import { collect, inspectOut, out } from './output.js';
 import { apiFrom } from './swarm-commands.js';
-import { formatList, renderTemplate } from './template.js';
+import { formatList } from './template.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const out = (s: string): void => void process.stdout.write(s);
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** "10s", "1m30s", "500ms" → nanoseconds, as Go's time.ParseDuration. */
@@ -36,17 +36,7 @@ export function parseBytes(s: string): number {
   return Math.round(Number(m[1]) * mult[m[2]!.toLowerCase()]!);
 }
 
-function ago(ts: string): string {
-  const ms = Date.now() - Date.parse(ts);
-  const s = Math.floor(ms / 1000);
-  if (s < 1) return 'Less than a second ago';
-  if (s < 60) return `${s} second${s === 1 ? '' : 's'} ago`;
-  const m = Math.floor(s / 60);
-  if (m === 1) return 'About a minute ago';
-  if (m < 60) return `${m} minutes ago`;
-  const h = Math.round(m / 60);
-  return h === 1 ? 'About an hour ago' : `${h} hours ago`;
-}
+const ago = (ts: string): string => `${humanDuration(Date.now() - Date.parse(ts))} ago`;
 
 const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
@@ -211,8 +201,7 @@ export function addWorkloadCommands(program: Command): void {
       const api = apiFrom(cmd);
       const items: Json[] = [];
       for (const r of refs) items.push(await findService(api, r));
-      if (o.format) out(items.map((i) => `${renderTemplate(o.format, i)}\n`).join(''));
-      else out(`${JSON.stringify(items, null, 4)}\n`);
+      inspectOut(items, o.format);
     });
   service
     .command('rm')
@@ -342,8 +331,7 @@ export function addWorkloadCommands(program: Command): void {
         if (!found) throw new VxError(`Error: No such object: ${r}`, 404);
         items.push(found);
       }
-      if (o.format) out(items.map((i) => `${renderTemplate(o.format, i)}\n`).join(''));
-      else out(`${JSON.stringify(items, null, 4)}\n`);
+      inspectOut(items, o.format);
     });
   program
     .command('exec')

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { humanDuration, parseServiceSpec, serviceSpecJson } from '../../src/api/shapes-workloads.js';
+import { parseServiceSpec, serviceSpecJson } from '../../src/api/shapes-workloads.js';
+import { humanDuration } from '../../src/core/human.js';
 import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
 import type { NodeRecord } from '../../src/cluster/manager/types.js';
 import { parseRef } from '../../src/runtime/reference.js';
