@@ -95,33 +95,21 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     const o = orch();
     const f = parseFilters(c.query.get('filters'));
     let list = o.listTasks();
+    // A filter value is a name or ID prefix; one that names nothing matches nothing.
+    const idOf = (find: (ref: string) => { id: string }, ref: string): string => {
+      try {
+        return find(ref).id;
+      } catch {
+        return ref;
+      }
+    };
     if (f.service) {
-      const ids = new Set(
-        f.service.map((x) => {
-          try {
-            return o.findService(x).id;
-          } catch {
-            return x;
-          }
-        }),
-      );
+      const ids = new Set(f.service.map((x) => idOf((r) => o.findService(r), x)));
       list = list.filter((t) => ids.has(t.serviceId));
     }
     if (f.node) {
       const m = d.requireManager();
-      const ids = new Set(
-        f.node.map((x) =>
-          x === 'self'
-            ? d.swarm!.nodeId
-            : (() => {
-                try {
-                  return m.findNode(x).id;
-                } catch {
-                  return x;
-                }
-              })(),
-        ),
-      );
+      const ids = new Set(f.node.map((x) => (x === 'self' ? d.swarm!.nodeId : idOf((r) => m.findNode(r), x))));
       list = list.filter((t) => ids.has(t.nodeId));
     }
     if (f['desired-state']) list = list.filter((t) => f['desired-state']!.includes(t.desiredState === 'remove' ? 'shutdown' : t.desiredState));

@@ -482,54 +482,13 @@ export function addWorkloadCommands(program: Command): void {
     });
 }
 
-async function upload(api: ApiClient, path: string, file: string | undefined): Promise<string> {
-  const http = await import('node:http');
-  const { API_VERSION } = await import('../core/version.js');
-  const src = file ? fs.createReadStream(file) : process.stdin;
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        socketPath: api.socketPath,
-        method: 'POST',
-        path: `/v${API_VERSION}${path}`,
-        headers: { 'Content-Type': 'application/x-tar', 'Transfer-Encoding': 'chunked' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if ((res.statusCode ?? 500) >= 400)
-            reject(new VxError(`Error response from daemon: ${(JSON.parse(text) as Json).message ?? text}`, res.statusCode ?? 500));
-          else resolve(text);
-        });
-      },
-    );
-    req.on('error', reject);
-    src.on('error', reject);
-    src.pipe(req);
-  });
+function upload(api: ApiClient, path: string, file: string | undefined): Promise<string> {
+  return api.streamText('POST', path, undefined, file ? fs.createReadStream(file) : process.stdin);
 }
 
 async function streamLogs(api: ApiClient, path: string, q: Record<string, string | boolean>): Promise<void> {
-  const http = await import('node:http');
-  const { API_VERSION } = await import('../core/version.js');
-  const qs = new URLSearchParams(Object.entries(q).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? '1' : '0') : v]));
-  await new Promise<void>((resolve, reject) => {
-    const req = http.request({ socketPath: api.socketPath, method: 'GET', path: `/v${API_VERSION}${path}?${qs}` }, (res) => {
-      if ((res.statusCode ?? 500) >= 400) {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          reject(new VxError(`Error response from daemon: ${(JSON.parse(Buffer.concat(chunks).toString()) as Json).message}`, res.statusCode ?? 500)),
-        );
-        return;
-      }
-      const demux = new StdcopyReader({ stdout: process.stdout, stderr: process.stderr });
-      res.on('data', (c: Buffer) => demux.push(c));
-      res.on('end', () => resolve());
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  const query = Object.fromEntries(Object.entries(q).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? '1' : '0') : v]));
+  const res = await api.stream('GET', path, query);
+  const demux = new StdcopyReader({ stdout: process.stdout, stderr: process.stderr });
+  for await (const c of res) demux.push(c as Buffer);
 }

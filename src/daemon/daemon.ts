@@ -616,18 +616,6 @@ export class Daemon {
             network: networkRef,
             name: epName,
           });
-      const ns = `${this.cfg.netnsPrefix}ep-${attachment.id.slice(0, 12)}`;
-      try {
-        this.networks.set(network.id, network);
-        await this.overlay.createNetwork(overlaySpec(network));
-        createNetns(ns);
-        await this.overlay.attach(network.id, { id: attachment.id, netns: ns, ip: attachment.ip, mac: attachment.mac });
-      } catch (e) {
-        if (netnsExists(ns)) deleteNetns(ns);
-        await this.releaseRemote(attachment.id).catch(() => undefined);
-        await this.dropNetworkIfUnused(network.id);
-        throw e;
-      }
       const ep: LocalEndpoint = {
         id: attachment.id,
         name: epName,
@@ -635,14 +623,34 @@ export class Daemon {
         networkName: network.name,
         ip: attachment.ip,
         mac: attachment.mac,
-        netns: ns,
+        netns: `${this.cfg.netnsPrefix}ep-${attachment.id.slice(0, 12)}`,
       };
-      this.endpoints.push(ep);
-      this.saveEndpoints();
-      await this.gossipStarting?.catch(() => undefined);
-      this.publish(ep);
+      try {
+        await this.plumbLocked(network, ep);
+      } catch (e) {
+        if (netnsExists(ep.netns)) deleteNetns(ep.netns);
+        await this.releaseRemote(attachment.id).catch(() => undefined);
+        throw e;
+      }
       return ep;
     });
+  }
+
+  /** Instantiates the network here if needed, plumbs the endpoint into its namespace, publishes it. */
+  private async plumbLocked(net: NetworkRecord, ep: LocalEndpoint): Promise<void> {
+    try {
+      this.networks.set(net.id, net);
+      await this.overlay!.createNetwork(overlaySpec(net));
+      if (!netnsExists(ep.netns)) createNetns(ep.netns);
+      await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
+    } catch (e) {
+      await this.dropNetworkIfUnused(net.id);
+      throw e;
+    }
+    this.endpoints.push(ep);
+    this.saveEndpoints();
+    await this.gossipStarting?.catch(() => undefined);
+    this.publish(ep);
   }
 
   removeEndpoint(ref: string): Promise<void> {
@@ -688,16 +696,7 @@ export class Daemon {
     return this.lock.lock(async () => {
       if (!this.state || !this.overlay) throw new NotInSwarmError();
       if (this.endpoints.some((e) => e.id === a.attachmentId)) return;
-      this.networks.set(net.id, net);
-      await this.overlay.createNetwork(overlaySpec(net));
-      if (!netnsExists(ns)) createNetns(ns);
-      try {
-        await this.overlay.attach(net.id, { id: a.attachmentId, netns: ns, ip: a.ip, mac: a.mac });
-      } catch (e) {
-        await this.dropNetworkIfUnused(net.id);
-        throw e;
-      }
-      const ep: LocalEndpoint = {
+      await this.plumbLocked(net, {
         id: a.attachmentId,
         name: `${t.serviceName}.${t.slot}.${t.id}`,
         networkId: net.id,
@@ -708,11 +707,7 @@ export class Daemon {
         taskId: t.id,
         service: t.serviceName,
         aliases: t.spec.networks.find((x) => x.target === net.id)?.aliases ?? [],
-      };
-      this.endpoints.push(ep);
-      this.saveEndpoints();
-      await this.gossipStarting?.catch(() => undefined);
-      this.publish(ep);
+      });
     });
   }
 

@@ -37,7 +37,6 @@ export class TaskRunner {
   private readonly lock = new Mutex();
   private readonly starting = new Set<string>();
   private wanted = new Map<string, TaskRecord>();
-  private applied = false;
 
   constructor(
     private readonly runtime: ContainerRuntime,
@@ -63,7 +62,6 @@ export class TaskRunner {
   apply(tasks: TaskRecord[]): Promise<void> {
     const before = this.wanted;
     this.wanted = new Map(tasks.map((t) => [t.id, t]));
-    this.applied = true;
     return this.lock.lock(async () => {
       const have = this.local();
       const stops: Promise<void>[] = [];
@@ -203,9 +201,5 @@ export class TaskRunner {
       .detachAll(taskId, this.netnsOf(taskId))
       .catch((e: unknown) => this.log.error('could not detach a task', { task: taskId, error: errorMessage(e) }));
     await this.report(taskId, { state: 'shutdown', message: 'shutdown', containerId: c.id });
-  }
-
-  get ready(): boolean {
-    return this.applied;
   }
 }

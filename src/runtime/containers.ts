@@ -131,13 +131,10 @@ export class ContainerRuntime extends EventEmitter {
       if (rec.status === 'running') this.checkExit(rec);
     }
     // runc state with no container of ours behind it: a crash between runc and our record.
-    const known = new Set(this.records.keys());
-    const ids = spawnSync(RUNC, ['--root', this.runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean) ?? [];
-    for (const id of ids) {
-      if (known.has(id)) continue;
+    for (const id of runcIds(this.runcRoot)) {
+      if (this.records.has(id)) continue;
       this.log.warn('removing a runc container no record knows', { container: id });
-      runc(this.runcRoot, ['kill', '--all', id, 'KILL']);
-      runc(this.runcRoot, ['delete', '-f', id]);
+      killAndDelete(this.runcRoot, id);
     }
     this.timer = setInterval(() => this.poll(), 250);
     this.timer.unref();
@@ -441,6 +438,16 @@ function runc(root: string, args: string[]): { status: number; stderr: string } 
   return { status: r.status ?? -1, stderr: r.stderr ?? '' };
 }
 
+function runcIds(root: string): string[] {
+  return (spawnSync(RUNC, ['--root', root, 'list', '-q'], { encoding: 'utf8' }).stdout ?? '').split('\n').filter(Boolean);
+}
+
+/** Kills every process of a container and deletes it, waiting up to 5 s for the processes to go. */
+function killAndDelete(root: string, id: string): void {
+  runc(root, ['kill', '--all', id, 'KILL']);
+  for (let i = 0; i < 50 && runc(root, ['delete', '-f', id]).status !== 0; i++) spawnSync('sleep', ['0.1']);
+}
+
 /** The last error runc logged for this bundle, without runc's prefixes. */
 function runcError(dir: string): string {
   try {
@@ -472,10 +479,8 @@ export function purgeRuntime(root: string, execRoot: string, cgroupParent: strin
   const runcRoot = path.join(execRoot, 'runc');
   const removed: string[] = [];
   if (fs.existsSync(runcRoot)) {
-    const ids = spawnSync(RUNC, ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-    for (const id of ids) {
-      runc(runcRoot, ['kill', '--all', id, 'KILL']);
-      for (let i = 0; i < 50 && runc(runcRoot, ['delete', '-f', id]).status !== 0; i++) spawnSync('sleep', ['0.1']);
+    for (const id of runcIds(runcRoot)) {
+      killAndDelete(runcRoot, id);
       removed.push(id);
     }
   }

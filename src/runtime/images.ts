@@ -135,8 +135,9 @@ export class ImageStore {
     if (inUse(img.id))
       throw new ConflictError(`conflict: unable to remove repository reference "${ref}" - image ${img.id.slice(7, 19)} is being used by a container`);
     const t = this.tags();
-    const key = img.repoTags.find((k) => k === parseRefSafe(ref)) ?? undefined;
-    if (key && img.repoTags.length > 1) {
+    // Removing one of several tags only untags.
+    const key = parseRefSafe(ref);
+    if (key && img.repoTags.includes(key) && img.repoTags.length > 1) {
       delete t[key];
       this.saveTags(t);
       return [`Untagged: ${key}`];

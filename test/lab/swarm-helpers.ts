@@ -82,7 +82,7 @@ async function rawRequest(
   socketPath: string,
   method: string,
   path: string,
-  body?: string,
+  body?: string | Buffer,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string }> {
   const http = await import('node:http');
@@ -138,15 +138,6 @@ export async function formSwarm(lab: SwarmLab, image = 'busybox:local'): Promise
   }
 }
 
-export async function rawUpload(socketPath: string, path: string, body: Buffer): Promise<{ status: number; body: string }> {
-  const http = await import('node:http');
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method: 'POST', path, headers: { 'Content-Type': 'application/x-tar', 'Content-Length': body.length } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+export function rawUpload(socketPath: string, path: string, body: Buffer): Promise<{ status: number; body: string }> {
+  return rawRequest(socketPath, 'POST', path, body, { 'Content-Type': 'application/x-tar' });
 }

@@ -242,12 +242,8 @@ export class Orchestrator {
           t.message = 'updating';
           save(t);
         }
-        // Addresses go back once the task is done with them.
-        if (t.networks.length && t.desiredState !== 'running' && (isTerminal(t.state) || isDown(t.nodeId) || !t.nodeId)) {
-          this.release(t);
-          save(t);
-        }
-        if (t.networks.length && isTerminal(t.state)) {
+        // Addresses go back once the task is done with them, or is stopped where nothing runs it.
+        if (t.networks.length && (isTerminal(t.state) || (t.desiredState !== 'running' && (isDown(t.nodeId) || !t.nodeId)))) {
           this.release(t);
           save(t);
         }

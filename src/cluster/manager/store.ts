@@ -36,6 +36,15 @@ export class Store {
     this.db.close();
   }
 
+  /** One JSON record (the `data` column) or undefined. */
+  private one<T>(sql: string, ...args: unknown[]): T | undefined {
+    const r = this.db.prepare(sql).get(...args) as { data: string } | undefined;
+    return r ? (JSON.parse(r.data) as T) : undefined;
+  }
+  private all<T>(sql: string, ...args: unknown[]): T[] {
+    return (this.db.prepare(sql).all(...args) as { data: string }[]).map((r) => JSON.parse(r.data) as T);
+  }
+
   /** Runs `fn` as one transaction; a throw rolls every write back. */
   tx<T>(fn: () => T): T {
     return this.db.transaction(fn)();
@@ -66,11 +75,10 @@ export class Store {
 
   // nodes
   getNode(id: string): NodeRecord | undefined {
-    const r = this.db.prepare('SELECT data FROM nodes WHERE id = ?').get(id) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as NodeRecord) : undefined;
+    return this.one<NodeRecord>('SELECT data FROM nodes WHERE id = ?', id);
   }
   listNodes(): NodeRecord[] {
-    return (this.db.prepare('SELECT data FROM nodes ORDER BY id').all() as { data: string }[]).map((r) => JSON.parse(r.data) as NodeRecord);
+    return this.all<NodeRecord>('SELECT data FROM nodes ORDER BY id');
   }
   putNode(n: NodeRecord): void {
     this.db.prepare('INSERT INTO nodes (id, data) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data').run(n.id, JSON.stringify(n));
@@ -81,15 +89,13 @@ export class Store {
 
   // networks
   getNetwork(id: string): NetworkRecord | undefined {
-    const r = this.db.prepare('SELECT data FROM networks WHERE id = ?').get(id) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as NetworkRecord) : undefined;
+    return this.one<NetworkRecord>('SELECT data FROM networks WHERE id = ?', id);
   }
   getNetworkByName(name: string): NetworkRecord | undefined {
-    const r = this.db.prepare('SELECT data FROM networks WHERE name = ?').get(name) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as NetworkRecord) : undefined;
+    return this.one<NetworkRecord>('SELECT data FROM networks WHERE name = ?', name);
   }
   listNetworks(): NetworkRecord[] {
-    return (this.db.prepare('SELECT data FROM networks ORDER BY name').all() as { data: string }[]).map((r) => JSON.parse(r.data) as NetworkRecord);
+    return this.all<NetworkRecord>('SELECT data FROM networks ORDER BY name');
   }
   putNetwork(n: NetworkRecord): void {
     this.db
@@ -135,14 +141,17 @@ export class Store {
 
   // attachments
   getAttachment(id: string): AttachmentRecord | undefined {
-    const r = this.db.prepare('SELECT data FROM attachments WHERE id = ?').get(id) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as AttachmentRecord) : undefined;
+    return this.one<AttachmentRecord>('SELECT data FROM attachments WHERE id = ?', id);
   }
   listAttachments(filter: { networkId?: string; nodeId?: string } = {}): AttachmentRecord[] {
-    const rows = this.db
-      .prepare('SELECT data FROM attachments WHERE (? IS NULL OR network_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id')
-      .all(filter.networkId ?? null, filter.networkId ?? null, filter.nodeId ?? null, filter.nodeId ?? null) as { data: string }[];
-    return rows.map((r) => JSON.parse(r.data) as AttachmentRecord);
+    const [n, node] = [filter.networkId ?? null, filter.nodeId ?? null];
+    return this.all<AttachmentRecord>(
+      'SELECT data FROM attachments WHERE (? IS NULL OR network_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id',
+      n,
+      n,
+      node,
+      node,
+    );
   }
   putAttachment(a: AttachmentRecord): void {
     this.db
@@ -155,11 +164,10 @@ export class Store {
 
   // services
   getService(id: string): ServiceRecord | undefined {
-    const r = this.db.prepare('SELECT data FROM services WHERE id = ?').get(id) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as ServiceRecord) : undefined;
+    return this.one<ServiceRecord>('SELECT data FROM services WHERE id = ?', id);
   }
   listServices(): ServiceRecord[] {
-    return (this.db.prepare('SELECT data FROM services ORDER BY name').all() as { data: string }[]).map((r) => JSON.parse(r.data) as ServiceRecord);
+    return this.all<ServiceRecord>('SELECT data FROM services ORDER BY name');
   }
   putService(s: ServiceRecord): void {
     this.db
@@ -172,14 +180,11 @@ export class Store {
 
   // tasks
   getTask(id: string): TaskRecord | undefined {
-    const r = this.db.prepare('SELECT data FROM tasks WHERE id = ?').get(id) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as TaskRecord) : undefined;
+    return this.one<TaskRecord>('SELECT data FROM tasks WHERE id = ?', id);
   }
   listTasks(filter: { serviceId?: string; nodeId?: string } = {}): TaskRecord[] {
-    const rows = this.db
-      .prepare('SELECT data FROM tasks WHERE (? IS NULL OR service_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id')
-      .all(filter.serviceId ?? null, filter.serviceId ?? null, filter.nodeId ?? null, filter.nodeId ?? null) as { data: string }[];
-    return rows.map((r) => JSON.parse(r.data) as TaskRecord);
+    const [svc, node] = [filter.serviceId ?? null, filter.nodeId ?? null];
+    return this.all<TaskRecord>('SELECT data FROM tasks WHERE (? IS NULL OR service_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id', svc, svc, node, node);
   }
   putTask(t: TaskRecord): void {
     this.db
