@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ApiClient } from '../src/cli/client.js';
-import { FakeClock } from '../src/gossip/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { expectedSpreadRounds } from '../src/gossip/math.js';
 import { Membership } from '../src/gossip/membership.js';
 import { NetworkDB } from '../src/gossip/networkdb.js';

@@ -2,7 +2,7 @@
 // tables, and the bridge from the overlay peer table to the data plane's desired peers.
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { realClock } from '../gossip/clock.js';
+import { realClock } from '../core/clock.js';
 import { Keyring } from '../gossip/keyring.js';
 import { Membership, type Member } from '../gossip/membership.js';
 import { NetworkDB } from '../gossip/networkdb.js';

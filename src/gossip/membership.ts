@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { createLogger, type Logger } from '../core/log.js';
 import { BroadcastQueue } from './broadcasts.js';
 import { shuffle } from './random.js';
-import type { Clock, Timer } from './clock.js';
+import type { Clock, Timer } from '../core/clock.js';
 import type { Keyring } from './keyring.js';
 import { retransmitLimit, scaleByHealth, suspicionTimeoutMs, suspicionTimeoutWithConfirmations } from './math.js';
 import type { Transport } from './transport.js';

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { BroadcastQueue } from './broadcasts.js';
 import { shuffle } from './random.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../core/clock.js';
 import { retransmitLimit } from './math.js';
 import type { Member, Membership } from './membership.js';
 

@@ -2,7 +2,7 @@
 // push-pull state sync). Two implementations: the real network, and an in-memory one.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { Clock } from './clock.js';
+import type { Clock } from '../core/clock.js';
 
 export interface Transport {
   /** "ip:port" other nodes reach us at */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BroadcastQueue } from '../../src/gossip/broadcasts.js';
-import { FakeClock } from '../../src/gossip/clock.js';
+import { FakeClock } from '../../src/core/clock.js';
 import { expectedSpreadRounds, retransmitLimit, scaleByHealth, suspicionTimeoutMs, suspicionTimeoutWithConfirmations } from '../../src/gossip/math.js';
 
 test('suspicion timeout follows memberlist: 4 intervals up to 10 nodes, log10 scaling above', () => {

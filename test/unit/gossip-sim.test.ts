@@ -1,7 +1,7 @@
 // Gossip simulations: hundreds of nodes in one process on the in-memory transport and a fake clock.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FakeClock } from '../../src/gossip/clock.js';
+import { FakeClock } from '../../src/core/clock.js';
 import { Keyring } from '../../src/gossip/keyring.js';
 import { expectedSpreadRounds } from '../../src/gossip/math.js';
 import { Membership } from '../../src/gossip/membership.js';
