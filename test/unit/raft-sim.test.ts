@@ -139,7 +139,7 @@ class MemNet {
     if (on) this.cut.add(id);
     else this.cut.delete(id);
   }
-  private call<Q, R>(from: string, to: Member, fn: (r: Raft) => R): Promise<R> {
+  private call<R>(from: string, to: Member, fn: (r: Raft) => R): Promise<R> {
     return new Promise((resolve, reject) => {
       const fail = (): void => void this.clock.after(100, () => reject(new Error('unreachable')));
       const down = (): boolean => this.cut.has(from) || this.cut.has(to.id) || !this.nodes.has(to.id) || !this.nodes.has(from);
@@ -154,23 +154,26 @@ class MemNet {
   }
   transport(from: string): RaftTransport {
     return {
-      vote: (to, req: VoteRequest) => this.call<VoteRequest, VoteReply>(from, to, (r) => r.handleVote(req)),
-      append: (to, req: AppendRequest) => this.call<AppendRequest, AppendReply>(from, to, (r) => r.handleAppend(structuredClone(req))),
-      snapshot: (to, req: SnapshotRequest) => this.call<SnapshotRequest, SnapshotReply>(from, to, (r) => r.handleSnapshot(structuredClone(req))),
+      vote: (to, req: VoteRequest) => this.call<VoteReply>(from, to, (r) => r.handleVote(req)),
+      append: (to, req: AppendRequest) => this.call<AppendReply>(from, to, (r) => r.handleAppend(structuredClone(req))),
+      snapshot: (to, req: SnapshotRequest) => this.call<SnapshotReply>(from, to, (r) => r.handleSnapshot(structuredClone(req))),
     };
   }
 }
 
 class Sim {
   readonly clock = new FakeClock();
-  readonly rng = seededRng(this.seed);
-  readonly net = new MemNet(this.clock, this.rng);
+  readonly rng: () => number;
+  readonly net: MemNet;
   readonly stores = new Map<string, MemStore>();
   readonly leadersByTerm = new Map<number, string>();
   constructor(
     readonly seed: number,
     readonly snapshotInterval = 10_000,
-  ) {}
+  ) {
+    this.rng = seededRng(seed);
+    this.net = new MemNet(this.clock, this.rng);
+  }
 
   boot(id: string, bootstrap = false): Raft {
     let store = this.stores.get(id);
