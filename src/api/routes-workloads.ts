@@ -85,11 +85,11 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
 
   // ---- tasks ----
   const prefixOf = (networkId: string, ip: string): number => {
-    const n = d.manager?.store.getNetwork(networkId);
+    const n = d.control?.store.getNetwork(networkId);
     const cfg = n?.ipam.configs.find((x) => contains(parseCidr(x.subnet), parseIp(ip)));
     return cfg ? Number(cfg.subnet.split('/')[1]) : 24;
   };
-  const netName = (id: string): string => d.manager?.store.getNetwork(id)?.name ?? id;
+  const netName = (id: string): string => d.control?.store.getNetwork(id)?.name ?? id;
   const toJson = (t: TaskRecord): Record<string, unknown> => taskJson(t, netName, prefixOf);
   r.on('GET', '/tasks', (c) => {
     const o = orch();

@@ -5,11 +5,11 @@ import { VxError } from '../core/errors.js';
 import { API_VERSION, VERSION } from '../core/version.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { NetworkRecord } from '../cluster/manager/types.js';
-import { splitHostPort } from '../cluster/wire.js';
 import { BadRequest, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, parseFilters, qBool } from './check.js';
+import { forwardToLeader } from './forward.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
-import { clusterJson, networkJson, nodeJson, swarmJson, versionJson } from './shapes.js';
+import { clusterJson, networkJson, nodeJson, swarmJson, versionJson, type ManagerView } from './shapes.js';
 
 function swarmHeader(d: Daemon): string {
   const s = d.swarm;
@@ -25,10 +25,16 @@ export function buildRouter(d: Daemon): Router {
     Swarm: swarmHeader(d),
     'Cache-Control': 'no-cache, no-store, must-revalidate',
     Pragma: 'no-cache',
-  }));
+  }), {
+    forward: (p, req, res) => forwardToLeader(d, p, req, res),
+    settle: () => d.settle(),
+  });
 
-  const managerPort = (): number => splitHostPort(d.swarm?.listenAddr ?? '0.0.0.0:2377').port;
-  const leaderId = (): string => d.swarm?.nodeId ?? '';
+  const view = (): ManagerView => {
+    const st = d.raftStatus();
+    const peers = new Map(st?.peers.map((p) => [p.id, p.reachable]));
+    return { leader: st?.leader ?? '', reachable: (id) => id === st?.id || peers.get(id) === true };
+  };
 
   // ---- system ----
   r.on('GET', '/_ping', () => ({ text: 'OK' }));
@@ -84,11 +90,12 @@ export function buildRouter(d: Daemon): Router {
   // ---- nodes ----
   r.on('GET', '/nodes', () => {
     const m = d.requireManager();
-    return { json: m.listNodes().map((n) => nodeJson(n, leaderId(), m.ca.certPem, managerPort())) };
+    const v = view();
+    return { json: m.listNodes().map((n) => nodeJson(n, v, m.ca.certPem)) };
   });
   r.on('GET', '/nodes/:id', (c) => {
     const m = d.requireManager();
-    return { json: nodeJson(m.findNode(c.params[0]!), leaderId(), m.ca.certPem, managerPort()) };
+    return { json: nodeJson(m.findNode(c.params[0]!), view(), m.ca.certPem) };
   });
   r.on('DELETE', '/nodes/:id', (c) => {
     d.requireManager().removeNode(c.params[0]!, qBool(c.query, 'force'));
@@ -223,22 +230,30 @@ function networkPeers(d: Daemon, n: NetworkRecord): Array<{ name: string; ip: st
 
 function infoJson(d: Daemon): Record<string, unknown> {
   const s = d.swarm;
-  const m = d.manager;
+  // Any manager answers from its replicated store; a worker knows only its managers' addresses.
+  const store = d.control?.store;
   let swarm: Record<string, unknown> = { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null };
   if (s) {
+    const managers = store
+      ? store
+          .listNodes()
+          .filter((n) => n.role === 'manager')
+          .map((n) => ({ NodeID: n.id, Addr: n.managerAddr ?? `${n.addr}:2377` }))
+      : (s.managers ?? [s.managerAddr]).map((a) => ({ NodeID: '', Addr: a }));
     swarm = {
       NodeID: s.nodeId,
       NodeAddr: s.advertiseAddr,
       LocalNodeState: d.sessionConnected ? 'active' : 'pending',
-      ControlAvailable: !!m,
+      ControlAvailable: s.role === 'manager',
       Error: '',
-      RemoteManagers: [{ NodeID: m ? s.nodeId : '', Addr: s.managerAddr }],
+      RemoteManagers: managers,
     };
-    if (m) {
-      const nodes = m.listNodes();
+    const c = store?.getCluster();
+    if (store && c) {
+      const nodes = store.listNodes();
       swarm.Nodes = nodes.length;
       swarm.Managers = nodes.filter((n) => n.role === 'manager').length;
-      swarm.Cluster = clusterJson(m.cluster());
+      swarm.Cluster = clusterJson(c);
     }
   }
   const eps = d.listEndpoints();

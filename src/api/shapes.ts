@@ -13,7 +13,13 @@ function tls(caPem: string): Record<string, string> {
   return { TrustRoot: t.trustRoot, CertIssuerSubject: t.issuerSubject, CertIssuerPublicKey: t.issuerPublicKey };
 }
 
-export function nodeJson(n: NodeRecord, leaderId: string, caPem: string, managerPort: number): Record<string, unknown> {
+/** Raft's view of the managers, as the leader has it. */
+export interface ManagerView {
+  leader: string;
+  reachable: (nodeId: string) => boolean;
+}
+
+export function nodeJson(n: NodeRecord, view: ManagerView, caPem: string): Record<string, unknown> {
   const out: Record<string, unknown> = {
     ID: n.id,
     Version: { Index: n.version },
@@ -30,7 +36,11 @@ export function nodeJson(n: NodeRecord, leaderId: string, caPem: string, manager
     Status: { State: n.state, Message: n.message, Addr: n.addr },
   };
   if (n.role === 'manager')
-    out.ManagerStatus = { Leader: n.id === leaderId, Reachability: n.state === 'down' ? 'unreachable' : 'reachable', Addr: `${n.addr}:${managerPort}` };
+    out.ManagerStatus = {
+      Leader: n.id === view.leader,
+      Reachability: n.id === view.leader || view.reachable(n.id) ? 'reachable' : 'unreachable',
+      Addr: n.managerAddr ?? `${n.addr}:2377`,
+    };
   return out;
 }
 

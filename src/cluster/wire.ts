@@ -14,3 +14,9 @@ export function splitHostPort(addr: string, defaultPort = MANAGER_PORT): { host:
   const port = m?.[2] ? Number(m[2]) : defaultPort;
   return { host, port };
 }
+
+/**
+ * Engine API paths (without the version prefix) that read or change cluster state: a follower
+ * manager forwards them to the leader, and the leader replays only these.
+ */
+export const CLUSTER_ENGINE_PATH = /^\/(swarm|swarm\/update|swarm\/unlockkey|nodes(\/.*)?|networks(\/.*)?|services(\/.*)?|tasks(\/.*)?|vxswarm\/gossip\/rotate-key)$/;

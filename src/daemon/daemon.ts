@@ -13,14 +13,16 @@ import { Rtnl } from '../kernel/rtnl.js';
 import { OverlayHost } from '../overlay/host.js';
 import type { NetworkSpec } from '../overlay/spec.js';
 import { certInfo, createCsr, renewalDelayMs } from '../cluster/manager/ca.js';
-import { MTU_OPTION, Manager, type InitOptions } from '../cluster/manager/manager.js';
+import { ControlPlane, type Active } from '../cluster/manager/control.js';
+import { MTU_OPTION, type Manager, type InitOptions } from '../cluster/manager/manager.js';
 import { ManagerServer } from '../cluster/manager/server.js';
 import { Store } from '../cluster/manager/store.js';
 import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
 import { ManagerClient, fetchPinnedCa } from '../cluster/agent/client.js';
 import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
-import { Orchestrator } from '../cluster/manager/orchestrator.js';
+import type { Orchestrator } from '../cluster/manager/orchestrator.js';
+import { NotLeaderError, type RaftStatus } from '../cluster/raft/raft.js';
 import type { TaskRecord, TaskStatusReport } from '../cluster/manager/types.js';
 import { ContainerRuntime } from '../runtime/containers.js';
 import { ImageStore } from '../runtime/images.js';
@@ -38,6 +40,8 @@ export interface DaemonConfig {
   netnsPrefix: string;
   log: Logger;
   reconcileMs?: number;
+  /** the Engine API socket: the leader replays calls forwarded by other managers on it */
+  engineSocket?: string;
 }
 
 export interface ServiceLogLine {
@@ -94,7 +98,8 @@ export function overlaySpec(n: NetworkRecord): NetworkSpec {
 export class Daemon {
   readonly disk: NodeDisk;
   private state: SwarmState | undefined;
-  manager: Manager | undefined;
+  /** on a manager node: the replicated store and raft member */
+  control: ControlPlane | undefined;
   private server: ManagerServer | undefined;
   private client: ManagerClient | undefined;
   private session: AgentSession | undefined;
@@ -110,7 +115,6 @@ export class Daemon {
   readonly images: ImageStore;
   readonly runtime: ContainerRuntime;
   readonly tasks: TaskRunner;
-  orchestrator: Orchestrator | undefined;
   private dns: EmbeddedDns | undefined;
   private dnsRefresh = false;
 
@@ -151,6 +155,32 @@ export class Daemon {
   get sessionConnected(): boolean {
     return this.manager !== undefined || (this.session?.connected ?? false);
   }
+  /** The control loops, while this node leads the swarm. */
+  get manager(): Manager | undefined {
+    return this.control?.leading?.manager;
+  }
+  get orchestrator(): Orchestrator | undefined {
+    return this.control?.leading?.orchestrator;
+  }
+  /** Raft's view, on a manager node. */
+  raftStatus(): RaftStatus | undefined {
+    return this.control?.raft.status();
+  }
+  /** A follower manager forwards cluster calls to the leader. */
+  get forwardsToLeader(): boolean {
+    return this.control !== undefined && !this.control.leading;
+  }
+  /** Sends an Engine API call to the leader (a follower manager's cluster calls). */
+  async forwardEngine(method: string, url: string, contentType: string, body: NodeJS.ReadableStream): ReturnType<ManagerClient['forward']> {
+    const leader = this.control?.leaderAddr();
+    if (!leader) throw new NotLeaderError(undefined);
+    if (!this.client) throw new VxError('this manager has no connection to the leader yet', 503);
+    return this.client.forward(leader, method, url, contentType, body);
+  }
+  /** Resolves once this leader's writes so far are on a majority of managers. */
+  settle(): Promise<void> {
+    return this.control?.committed() ?? Promise.resolve();
+  }
 
   /** Resumes a swarm membership found on disk. */
   async start(): Promise<void> {
@@ -169,12 +199,10 @@ export class Daemon {
     if (!st || !certs) return;
     this.state = st;
     if (st.role === 'manager') {
-      this.manager = await Manager.load(new Store(this.disk.managerDb), st.nodeId, this.log.child({ component: 'manager' }));
-      this.startOrchestrator();
-      await this.startManagerServer(certs);
-    } else {
-      this.startAgent(certs);
+      await this.startControl(new Store(this.disk.managerDb), certs);
+      this.control!.start();
     }
+    if (!this.manager) this.startAgent(certs);
     await this.startOverlay(true);
     this.scheduleRenewal(certs);
     await this.restoreEndpoints();
@@ -186,16 +214,14 @@ export class Daemon {
   async stop(): Promise<void> {
     this.runtime.close();
     await this.dns?.close();
-    this.orchestrator?.close();
-    this.manager?.close();
+    this.control?.close();
     if (this.renewTimer) clearTimeout(this.renewTimer);
     // No leave announcement: a restart is back before long, and a crash is detected anyway.
     await this.gossip?.stop(false).catch(() => undefined);
     this.session?.stop();
     this.client?.close();
     await this.server?.close();
-    this.manager?.close();
-    this.manager?.store.close();
+    this.control?.store.close();
     // The data plane stays: endpoints keep working across a daemon restart and are re-adopted.
     await this.overlay?.close({ keepKernelState: true });
   }
@@ -210,14 +236,17 @@ export class Daemon {
       const { port } = splitHostPort(listen);
       const nodeId = newId();
       const store = new Store(this.disk.managerDb);
+      // Certificates come from the new CA; raft needs none until a second manager joins.
+      const control = new ControlPlane({ nodeId, clusterId: '', store, tls: { caPem: '' }, log: this.log.child({ component: 'control' }) });
       let manager: Manager;
       try {
-        const opts: InitOptions = { nodeId, hostname: this.hostname, advertiseAddr: advertise, engineVersion: VERSION };
+        const opts: InitOptions = { nodeId, hostname: this.hostname, advertiseAddr: advertise, managerAddr: `${advertise}:${port}`, engineVersion: VERSION };
         if (req.defaultAddrPool?.length) opts.defaultAddrPool = req.defaultAddrPool;
         if (req.subnetSize) opts.subnetSize = req.subnetSize;
         if (req.dataPathPort) opts.dataPathPort = req.dataPathPort;
-        manager = await Manager.init(store, opts, this.log.child({ component: 'manager' }));
+        manager = await control.init(opts);
       } catch (e) {
+        control.close();
         store.close();
         this.disk.wipeSwarm();
         throw e;
@@ -234,10 +263,8 @@ export class Daemon {
         listenAddr: listen,
         dataPathPort: c.dataPathPort,
       };
-      this.manager = manager;
       try {
-        this.startOrchestrator();
-        await this.startManagerServer(certs);
+        await this.startControl(store, certs, control);
         await this.startOverlay();
         await this.startGossip(manager.gossipKeys());
       } catch (e) {
@@ -259,7 +286,8 @@ export class Daemon {
       const { host, port } = splitHostPort(remote);
       if (!isIp(host) || port < 1 || port > 65535) throw new InvalidArgumentError(`invalid remote address "${remote}": expected IP:port`);
       const caPem = await fetchPinnedCa(remote, req.joinToken);
-      const bootstrap = new ManagerClient(remote, { caPem });
+      const bootstrap = new ManagerClient(req.remoteAddrs, { caPem });
+      const listen = req.listenAddr || `0.0.0.0:${MANAGER_PORT}`;
       try {
         const session = await bootstrap.open();
         const advertise = req.advertiseAddr
@@ -276,6 +304,7 @@ export class Daemon {
             addr: advertise,
             availability: req.availability || 'active',
             engineVersion: VERSION,
+            managerPort: splitHostPort(listen).port,
           },
         );
         const certs: CertFiles = { caPem: r.caPem, certPem: r.certPem, keyPem };
@@ -283,13 +312,19 @@ export class Daemon {
           nodeId: r.nodeId,
           clusterId: r.clusterId,
           role: r.role,
-          managerAddr: remote,
+          managerAddr: bootstrap.addr,
+          managers: bootstrap.managers,
           advertiseAddr: advertise,
-          listenAddr: req.listenAddr || `0.0.0.0:${MANAGER_PORT}`,
+          listenAddr: listen,
           dataPathPort: 4789,
         };
         this.disk.saveCerts(certs);
         this.disk.saveState(this.state);
+        if (r.role === 'manager') {
+          // A joining manager starts empty; the leader sends it a snapshot of the whole state.
+          await this.startControl(new Store(this.disk.managerDb), certs);
+          this.control!.start();
+        }
         this.startAgent(certs);
         await this.startOverlay();
         this.scheduleRenewal(certs);
@@ -304,8 +339,11 @@ export class Daemon {
     return this.lock.lock(async () => {
       if (!this.state) throw new VxError('This node is not part of a swarm', 503);
       if (this.state.role === 'manager' && !force) {
+        const managers = this.control?.members().length ?? 1;
         throw new VxError(
-          'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.',
+          managers <= 1
+            ? 'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.'
+            : `You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves ${managers - 1} managers out of ${managers}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with \`--force-new-cluster\`. Use \`--force\` to suppress this message.`,
           503,
         );
       }
@@ -318,8 +356,7 @@ export class Daemon {
 
   private async teardownSwarm(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.orchestrator?.close();
-    this.orchestrator = undefined;
+    this.control?.close();
     await this.tasks.apply([]).catch((e: unknown) => this.log.warn('task cleanup failed', { error: errorMessage(e) }));
     await this.gossip?.stop(true).catch(() => undefined);
     this.gossip = undefined;
@@ -330,9 +367,8 @@ export class Daemon {
     this.client = undefined;
     await this.server?.close();
     this.server = undefined;
-    this.manager?.close();
-    this.manager?.store.close();
-    this.manager = undefined;
+    this.control?.store.close();
+    this.control = undefined;
     await this.overlay?.close();
     this.overlay = undefined;
     this.networks.clear();
@@ -344,13 +380,12 @@ export class Daemon {
   private startGossip(keys: string[]): Promise<void> {
     this.gossipStarting ??= (async () => {
       const st = this.state!;
-      const managerHost = splitHostPort(st.managerAddr).host;
       this.gossip = await NodeGossip.start({
         ip: st.advertiseAddr,
         nodeId: st.nodeId,
         hostname: this.hostname,
         keys,
-        seeds: () => (this.manager ? [] : [`${managerHost}:${GOSSIP_PORT}`]),
+        seeds: () => this.gossipSeeds(),
         onPeers: (nid, peers) => {
           if (this.overlay?.hasNetwork(nid))
             void this.overlay.setPeers(nid, peers).catch((e: unknown) => this.log.error('programming peers failed', { network: nid, error: errorMessage(e) }));
@@ -360,16 +395,6 @@ export class Daemon {
       this.gossip.db.on('event', (e: { table: string }) => {
         if (e.table === ENDPOINT_TABLE) this.refreshDns();
       });
-      if (this.manager) {
-        this.manager.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
-        // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
-        // once instead of waiting for probes and suspicion (a live node refutes).
-        // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
-        this.manager.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
-        this.manager.on('node-state', (n: NodeRecord) => {
-          if (n.state === 'down' && n.message.includes('session closed')) this.gossip?.ml.markDead(n.id);
-        });
-      }
       for (const ep of this.endpoints) this.publish(ep);
     })();
     return this.gossipStarting;
@@ -424,15 +449,45 @@ export class Daemon {
     this.gossip.pushPeers(ep.networkId);
   }
 
-  private startOrchestrator(): void {
-    const m = this.manager!;
-    const o = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
-    this.orchestrator = o;
-    // The manager's own node runs its tasks in-process: the same runner, fed straight from the store.
+  /** Gossip joins through the managers (any of them), never through ourselves. */
+  private gossipSeeds(): string[] {
+    const st = this.state;
+    if (!st) return [];
+    const addrs = this.control ? this.control.members().map((m) => m.addr) : (this.client?.managers ?? [st.managerAddr]);
+    return [...new Set(addrs.map((a) => splitHostPort(a).host))].filter((h) => h !== st.advertiseAddr).map((h) => `${h}:${GOSSIP_PORT}`);
+  }
+
+  /** A manager node: raft, the manager API, and the hand-over between leading and following. */
+  private async startControl(store: Store, certs: CertFiles, made?: ControlPlane): Promise<void> {
+    const st = this.state!;
+    const control =
+      made ?? new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, tls: certs, log: this.log.child({ component: 'control' }) });
+    control.setTls(certs);
+    this.control = control;
+    this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }), this.cfg.engineSocket);
+    control.on('leading', (a: Active) => this.onLeading(a));
+    control.on('following', () => this.onFollowing());
+    if (control.leading) this.onLeading(control.leading);
+    await this.server.listen(st.listenAddr);
+  }
+
+  private onLeading(a: Active): void {
+    const m = a.manager;
+    // The leader runs its own tasks in-process, fed straight from the store.
+    this.session?.stop();
+    this.session = undefined;
+    m.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
+    // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
+    // once instead of waiting for probes and suspicion (a live node refutes).
+    // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
+    m.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
+    m.on('node-state', (n: NodeRecord) => {
+      if (n.state === 'down' && n.message.includes('session closed')) this.gossip?.ml.markDead(n.id);
+    });
     let last = '';
     const push = (): void => {
-      if (this.orchestrator !== o || !this.state) return;
-      const set = o.assignments(this.state.nodeId);
+      if (this.control?.leading !== a || !this.state) return;
+      const set = a.orchestrator.assignments(this.state.nodeId);
       const key = JSON.stringify(set.map((t) => [t.id, t.version]));
       if (key === last) return;
       last = key;
@@ -441,18 +496,30 @@ export class Daemon {
     m.on('tasks-changed', push);
     // After a restart nothing may change, yet the runner must learn its set (and resume half-started tasks).
     setImmediate(push);
-    o.kick();
+    if (this.gossip) this.gossip.setKeys(m.gossipKeys());
+    else void this.startGossip(m.gossipKeys()).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
   }
 
-  private async startManagerServer(certs: CertFiles): Promise<void> {
-    this.server = new ManagerServer(this.manager!, this.orchestrator!, certs, this.log.child({ component: 'manager-api' }));
-    await this.server.listen(this.state!.listenAddr);
+  private onFollowing(): void {
+    this.server?.dropSessions();
+    const certs = this.disk.loadCerts();
+    if (certs && this.state && !this.session) this.startAgent(certs);
   }
 
   private startAgent(certs: CertFiles): void {
-    this.client = new ManagerClient(this.state!.managerAddr, certs);
+    const st = this.state!;
+    const known = this.control?.members().map((m) => m.addr) ?? [];
+    const leader = this.control?.leaderAddr();
+    this.client ??= new ManagerClient([...(leader ? [leader] : []), ...(st.managers ?? [st.managerAddr]), ...known], certs);
     this.session = new AgentSession(this.client, this.log.child({ component: 'agent' }));
-    this.session.on('connected', (msg: { gossipKeys?: string[] }) => {
+    this.session.on('connected', (msg: { gossipKeys?: string[]; managers?: string[] }) => {
+      if (msg.managers?.length && this.state) {
+        this.client?.setManagers(msg.managers);
+        if (JSON.stringify(this.state.managers) !== JSON.stringify(msg.managers)) {
+          this.state.managers = msg.managers;
+          this.disk.saveState(this.state);
+        }
+      }
       if (msg.gossipKeys?.length) {
         if (this.gossip) {
           this.gossip.setKeys(msg.gossipKeys);
@@ -534,6 +601,7 @@ export class Daemon {
     const certs = { caPem: old.caPem, certPem, keyPem };
     this.disk.saveCerts(certs);
     this.client?.setTls(certs);
+    this.control?.setTls(certs);
     this.log.info('node certificate renewed', { notAfter: certInfo(certPem).notAfter.toISOString() });
     this.scheduleRenewal(certs);
   }
@@ -685,7 +753,7 @@ export class Daemon {
   /** A network's record: from the store on a manager, from the manager (once) on a worker. */
   private async networkRecord(id: string): Promise<NetworkRecord> {
     if (this.manager) return this.manager.store.getNetwork(id) ?? this.manager.findNetwork(id);
-    const known = this.networks.get(id);
+    const known = this.networks.get(id) ?? this.control?.store.getNetwork(id);
     if (known) return known;
     const n = await this.client!.request<NetworkRecord>('GET', `/v1/networks/${encodeURIComponent(id)}`);
     this.networks.set(n.id, n);
@@ -816,7 +884,7 @@ export class Daemon {
     const saved = this.disk.loadEndpoints();
     for (const n of this.disk.loadNetworks<NetworkRecord>()) this.networks.set(n.id, n);
     for (const ep of saved) {
-      const net = this.manager?.store.getNetwork(ep.networkId) ?? this.networks.get(ep.networkId);
+      const net = this.control?.store.getNetwork(ep.networkId) ?? this.networks.get(ep.networkId);
       if (!net || !netnsExists(ep.netns)) {
         this.log.warn('dropping endpoint lost while the daemon was down', { endpoint: ep.id });
         if (netnsExists(ep.netns)) deleteNetns(ep.netns);

@@ -9,6 +9,8 @@ export interface SwarmState {
   role: Role;
   /** the manager this node talks to, host:port */
   managerAddr: string;
+  /** every manager's address as the leader last listed them (the session reaches whichever leads) */
+  managers?: string[];
   advertiseAddr: string;
   listenAddr: string;
   dataPathPort: number;

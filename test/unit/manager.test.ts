@@ -13,7 +13,7 @@ const log = createLogger();
 async function newManager(extra: Partial<Parameters<typeof Manager.init>[1]> = {}): Promise<Manager> {
   const m = await Manager.init(
     new Store(':memory:'),
-    { nodeId: 'self0000000000000000000000', hostname: 'node1', advertiseAddr: '172.31.1.5', engineVersion: 'test', ...extra },
+    { nodeId: 'self0000000000000000000000', hostname: 'node1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test', ...extra },
     log,
   );
   return m;

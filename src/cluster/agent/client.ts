@@ -12,6 +12,18 @@ export interface ClientTls {
 }
 
 const CONNECT_TIMEOUT_MS = 5000;
+/** A follower names the leader in this header when it refuses a leader-only call. */
+export const LEADER_HEADER = 'x-vxswarm-leader';
+
+/** The manager asked is not the leader; `leader` is where to ask (empty while none is elected). */
+export class NotLeaderReply extends VxError {
+  constructor(
+    message: string,
+    readonly leader: string,
+  ) {
+    super(message, 503);
+  }
+}
 
 function connect(addr: string, tls: ClientTls | 'insecure'): Promise<http2.ClientHttp2Session> {
   const { host, port } = splitHostPort(addr);
@@ -36,12 +48,23 @@ function connect(addr: string, tls: ClientTls | 'insecure'): Promise<http2.Clien
   });
 }
 
-function call(session: http2.ClientHttp2Session, method: string, path: string, body?: unknown): Promise<unknown> {
+function call(session: http2.ClientHttp2Session, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const req = session.request({ ':method': method, ':path': path, 'content-type': 'application/json' });
+    if (timeoutMs) {
+      req.setTimeout(timeoutMs, () => {
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new VxError(`manager API ${method} ${path}: no answer in ${timeoutMs} ms`, 504));
+      });
+    }
     const chunks: Buffer[] = [];
     let status = 0;
-    req.on('response', (h) => (status = Number(h[':status'])));
+    let leader: string | undefined;
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+      const l = h[LEADER_HEADER];
+      if (typeof l === 'string') leader = l;
+    });
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('error', (e) => reject(new VxError(`manager API ${method} ${path}: ${errorMessage(e)}`, 503)));
     req.on('end', () => {
@@ -53,6 +76,7 @@ function call(session: http2.ClientHttp2Session, method: string, path: string, b
         return reject(new VxError(`manager API ${method} ${path}: malformed reply`, 502));
       }
       if (status >= 200 && status < 300) resolve(parsed);
+      else if (leader !== undefined) reject(new NotLeaderReply((parsed as { message?: string }).message ?? 'not the leader', leader));
       else reject(new VxError((parsed as { message?: string }).message ?? `manager API error ${status}`, status || 502));
     });
     req.end(body === undefined ? undefined : JSON.stringify(body));
@@ -77,14 +101,58 @@ export async function fetchPinnedCa(addr: string, token: string): Promise<string
   }
 }
 
-/** A verified connection to one manager, reopened on demand. */
+/**
+ * A verified connection to the leading manager, reopened on demand. It knows every manager's
+ * address: a call that cannot connect tries the next, and a follower's refusal names the leader.
+ */
 export class ManagerClient {
   private session: http2.ClientHttp2Session | undefined;
+  private addrs: string[];
+  private current = 0;
 
   constructor(
-    readonly addr: string,
+    addrs: string | string[],
     private tls: ClientTls,
-  ) {}
+  ) {
+    this.addrs = [...new Set(Array.isArray(addrs) ? addrs : [addrs])];
+  }
+
+  get addr(): string {
+    return this.addrs[this.current] ?? this.addrs[0]!;
+  }
+
+  /** Every manager we know of, the one in use first. */
+  get managers(): string[] {
+    return [this.addr, ...this.addrs.filter((a) => a !== this.addr)];
+  }
+
+  /** The managers' addresses, as the leader lists them; keeps using the current one if still listed. */
+  setManagers(addrs: string[]): void {
+    if (!addrs.length) return;
+    const cur = this.addr;
+    this.addrs = [...new Set(addrs)];
+    const i = this.addrs.indexOf(cur);
+    if (i >= 0) this.current = i;
+    else {
+      this.current = 0;
+      this.dropSession();
+    }
+  }
+
+  /** Switches to `addr` (the leader a follower named), or to the next manager when none is named. */
+  follow(addr: string | undefined): void {
+    if (addr === this.addr) return;
+    if (addr) {
+      if (!this.addrs.includes(addr)) this.addrs.push(addr);
+      this.current = this.addrs.indexOf(addr);
+    } else this.current = (this.current + 1) % this.addrs.length;
+    this.dropSession();
+  }
+
+  private dropSession(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
 
   setTls(tls: ClientTls): void {
     this.tls = tls;
@@ -105,8 +173,75 @@ export class ManagerClient {
     return s;
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return (await call(await this.open(), method, path, body)) as T;
+  /** Calls the leader: follows a redirect, or moves to the next manager if this one is unreachable. */
+  async request<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    let last: unknown;
+    for (let attempt = 0; attempt <= this.addrs.length + 1; attempt++) {
+      let s: http2.ClientHttp2Session;
+      try {
+        s = await this.open();
+      } catch (e) {
+        last = e;
+        this.follow(undefined);
+        continue;
+      }
+      try {
+        return (await call(s, method, path, body, timeoutMs)) as T;
+      } catch (e) {
+        if (!(e instanceof NotLeaderReply) || !e.leader || e.leader === this.addr) throw e;
+        last = e;
+        this.follow(e.leader);
+      }
+    }
+    throw last instanceof Error ? last : new VxError('no manager answered', 503);
+  }
+
+  /**
+   * Sends an Engine API call to the leader's /v1/engine, streaming the body both ways. Resolves
+   * with the leader's Engine API status and the response stream.
+   */
+  async forward(
+    leader: string,
+    method: string,
+    path: string,
+    contentType: string,
+    body: NodeJS.ReadableStream,
+  ): Promise<{ status: number; contentType: string | undefined; body: http2.ClientHttp2Stream }> {
+    this.follow(leader);
+    const req = (await this.open()).request({
+      ':method': 'POST',
+      ':path': '/v1/engine',
+      'x-engine-method': method,
+      'x-engine-path': path,
+      'content-type': contentType,
+    });
+    body.pipe(req);
+    return new Promise((resolve, reject) => {
+      req.once('error', (e) => reject(new VxError(`forwarding to the leader at ${leader}: ${errorMessage(e)}`, 503)));
+      req.once('response', (h) => {
+        const status = Number(h[':status']);
+        if (status === 200) {
+          const ct = h['content-type'];
+          return resolve({ status: Number(h['x-engine-status']), contentType: typeof ct === 'string' ? ct : undefined, body: req });
+        }
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          let message = `the leader answered ${status}`;
+          try {
+            message = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message?: string }).message ?? message;
+          } catch {
+            // keep the status line
+          }
+          reject(new VxError(message, status));
+        });
+      });
+    });
+  }
+
+  /** One call to this manager only (raft's messages go to a given peer, never redirected). */
+  async direct<T>(method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+    return (await call(await this.open(), method, path, body, timeoutMs)) as T;
   }
 
   close(): void {

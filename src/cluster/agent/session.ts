@@ -6,7 +6,7 @@ import type http2 from 'node:http2';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { HEARTBEAT_PERIOD_MS } from '../manager/manager.js';
-import type { ManagerClient } from './client.js';
+import { LEADER_HEADER, type ManagerClient } from './client.js';
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 2000;
@@ -40,7 +40,14 @@ export class AgentSession extends EventEmitter {
       let buf = '';
       stream.on('response', (h) => {
         const status = Number(h[':status']);
-        if (status !== 200) {
+        const leader = h[LEADER_HEADER];
+        if (status === 503 && typeof leader === 'string') {
+          // A follower: go to the leader it names (or, with none elected yet, try the next manager).
+          this.log.debug('manager is not the leader', { manager: this.client.addr, leader });
+          this.client.follow(leader || undefined);
+          this.backoff = leader ? BACKOFF_MIN_MS : this.backoff;
+          stream.close();
+        } else if (status !== 200) {
           this.log.warn('manager refused session', { status });
           // 401: our certificate is no longer a member's (the node was removed from the swarm).
           if (status === 401) this.emit('refused');
@@ -72,6 +79,8 @@ export class AgentSession extends EventEmitter {
       }, HEARTBEAT_PERIOD_MS);
       this.beat.unref();
     } catch (e) {
+      // Unreachable: the next attempt tries the next manager.
+      this.client.follow(undefined);
       this.lost(errorMessage(e));
     }
   }

@@ -19,6 +19,8 @@ export const DEFAULT_DATA_PATH_PORT = 4789;
 /** A node whose session sends nothing for this long is marked down (a closed session is at once). */
 export const HEARTBEAT_TIMEOUT_MS = 2500;
 export const HEARTBEAT_PERIOD_MS = 500;
+/** Extra time nodes get to reconnect when a manager (re)starts leading. */
+export const TAKEOVER_GRACE_MS = 3000;
 
 export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
@@ -32,6 +34,8 @@ export interface InitOptions {
   nodeId: string;
   hostname: string;
   advertiseAddr: string;
+  /** this manager's API address, host:port */
+  managerAddr: string;
   engineVersion: string;
   defaultAddrPool?: string[];
   subnetSize?: number;
@@ -57,6 +61,8 @@ export interface JoinRequest {
   addr: string;
   availability?: Availability;
   engineVersion: string;
+  /** a joining manager's API port */
+  managerPort?: number;
 }
 
 export interface JoinResult {
@@ -120,6 +126,7 @@ export class Manager extends EventEmitter {
         role: 'manager',
         availability: 'active',
         addr: o.advertiseAddr,
+        managerAddr: o.managerAddr,
         state: 'ready',
         message: '',
         engineVersion: o.engineVersion,
@@ -143,7 +150,8 @@ export class Manager extends EventEmitter {
     if (!c) throw new NotFoundError('no swarm state in this store');
     const m = new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
     // Until their sessions come back, other nodes' state is unknown; the timer marks them down.
-    const t = Date.now();
+    // They get a grace period to find this (possibly new) leader: a lost session backs off up to 2 s.
+    const t = Date.now() + TAKEOVER_GRACE_MS;
     store.tx(() => {
       for (const n of store.listNodes()) {
         if (n.id === selfId) m.setState(n, 'ready', '');
@@ -236,9 +244,10 @@ export class Manager extends EventEmitter {
     if (isManager) role = 'manager';
     else if (isWorker) role = 'worker';
     if (!role) throw new ForbiddenError('invalid join token');
-    if (role === 'manager') throw new InvalidArgumentError('joining as a manager is not supported yet: this swarm has a single manager');
     if (typeof r.hostname !== 'string' || r.hostname.length === 0 || r.hostname.length > 253) throw new InvalidArgumentError('invalid hostname');
     parseIp(r.addr);
+    const port = r.managerPort ?? 2377;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`invalid manager port ${port}`);
     const id = newId();
     const certPem = await this.ca.sign(r.csrPem, id, role, c.id, c.certDays);
     const t = now();
@@ -249,6 +258,7 @@ export class Manager extends EventEmitter {
         role,
         availability: r.availability ?? 'active',
         addr: r.addr,
+        ...(role === 'manager' ? { managerAddr: `${r.addr}:${port}` } : {}),
         state: 'unknown',
         message: '',
         engineVersion: r.engineVersion,

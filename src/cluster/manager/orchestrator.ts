@@ -17,6 +17,7 @@ export const UPDATE_PARALLELISM = 1;
 
 export class Orchestrator {
   private pending = false;
+  private closed = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -28,6 +29,7 @@ export class Orchestrator {
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
   }
 
@@ -41,6 +43,7 @@ export class Orchestrator {
     this.pending = true;
     setImmediate(() => {
       this.pending = false;
+      if (this.closed) return;
       try {
         this.reconcile();
       } catch (e) {

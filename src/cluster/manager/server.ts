@@ -1,15 +1,21 @@
 // The manager API on 2377: HTTP/2 + JSON over mutual TLS. Joining (fetching the CA, sending
 // a CSR with a token) needs no client certificate; every other call does, and each route
-// checks the caller's role from its certificate, on this side.
+// checks the caller's role from its certificate, on this side. Raft's messages between
+// managers come here too. A follower answers leader-only calls with 503 and the leader's
+// address, which clients follow.
+import http from 'node:http';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { readBody } from '../../core/body.js';
 import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { MAX_BODY, splitHostPort } from '../wire.js';
+import { Mutex } from '../../core/mutex.js';
+import { LEADER_HEADER } from '../agent/client.js';
+import { NotLeaderError, type AppendRequest, type SnapshotRequest, type VoteRequest } from '../raft/raft.js';
+import { CLUSTER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
-import { ForbiddenError, type Manager } from './manager.js';
-import type { Orchestrator } from './orchestrator.js';
+import type { ControlPlane } from './control.js';
+import { ForbiddenError } from './manager.js';
 import type { TaskStatusReport } from './types.js';
 
 interface Caller {
@@ -17,16 +23,28 @@ interface Caller {
   role: Role;
 }
 
-type Handler = (ctx: { caller: Caller | undefined; body: unknown; params: string[]; stream: http2.ServerHttp2Stream }) => Promise<unknown> | unknown;
+type Handler = (ctx: {
+  caller: Caller | undefined;
+  body: unknown;
+  params: string[];
+  stream: http2.ServerHttp2Stream;
+  headers: http2.IncomingHttpHeaders;
+}) => Promise<unknown> | unknown;
 
 interface Route {
   method: string;
   re: RegExp;
-  auth: 'none' | 'node' | 'manager';
+  /** peer: any manager certificate of this cluster, whatever this member's store says yet */
+  auth: 'none' | 'node' | 'manager' | 'peer';
   handler: Handler;
   /** the handler writes its own response (long-lived session) */
   raw?: boolean;
+  /** body limit, if not MAX_BODY */
+  maxBody?: number;
 }
+
+/** A snapshot carries the whole replicated state. */
+const MAX_SNAPSHOT_BODY = 256 << 20;
 
 export class ManagerServer {
   private server: http2.Http2SecureServer | undefined;
@@ -34,29 +52,50 @@ export class ManagerServer {
   private readonly liveStreams = new Set<http2.ServerHttp2Stream>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
+  /** manager joins one at a time: raft changes membership by one member per committed entry */
+  private readonly membership = new Mutex();
+
   constructor(
-    private readonly manager: Manager,
-    private readonly orchestrator: Orchestrator,
-    private readonly tls: { certPem: string; keyPem: string },
+    private readonly ctl: ControlPlane,
+    private readonly tls: { caPem: string; certPem: string; keyPem: string },
     private readonly log: Logger,
+    /** the local Engine API socket, for calls a follower manager forwards here */
+    private readonly engineSocket: string | undefined,
   ) {
-    const m = manager;
-    m.setMaxListeners(0);
+    const lead = (): NonNullable<ControlPlane['leading']> => ctl.mustLead();
+    const raft = ctl.raft;
     this.routes = [
-      { method: 'GET', re: /^\/v1\/ca$/, auth: 'none', handler: () => ({ ca: m.ca.certPem }) },
+      { method: 'GET', re: /^\/v1\/ca$/, auth: 'none', handler: () => ({ ca: this.tls.caPem }) },
+      { method: 'POST', re: /^\/v1\/raft\/vote$/, auth: 'peer', handler: ({ body }) => raft.handleVote(body as VoteRequest) },
+      { method: 'POST', re: /^\/v1\/raft\/append$/, auth: 'peer', handler: ({ body }) => raft.handleAppend(body as AppendRequest), maxBody: 4 << 20 },
+      {
+        method: 'POST',
+        re: /^\/v1\/raft\/snapshot$/,
+        auth: 'peer',
+        handler: ({ body }) => raft.handleSnapshot(body as SnapshotRequest),
+        maxBody: MAX_SNAPSHOT_BODY,
+      },
+      { method: 'POST', re: /^\/v1\/engine$/, auth: 'manager', raw: true, handler: ({ stream, headers }) => this.engine(stream, headers) },
       {
         method: 'POST',
         re: /^\/v1\/join$/,
         auth: 'none',
         handler: ({ body }) => {
           const b = body as Record<string, unknown>;
-          return m.join({
+          const req = {
             token: str(b.token, 'token'),
             csrPem: str(b.csr, 'csr'),
             hostname: str(b.hostname, 'hostname'),
             addr: str(b.addr, 'addr'),
             availability: (b.availability as never) || undefined,
             engineVersion: typeof b.engineVersion === 'string' ? b.engineVersion : '',
+            ...(typeof b.managerPort === 'number' ? { managerPort: b.managerPort } : {}),
+          };
+          return this.membership.lock(async () => {
+            const r = await lead().manager.join(req);
+            // Answer only once the new node is on a majority: a joining manager counts at once.
+            await ctl.committed();
+            return r;
           });
         },
       },
@@ -64,26 +103,26 @@ export class ManagerServer {
         method: 'POST',
         re: /^\/v1\/renew$/,
         auth: 'node',
-        handler: async ({ caller, body }) => ({ cert: await m.renew(caller!.nodeId, str((body as Record<string, unknown>).csr, 'csr')) }),
+        handler: async ({ caller, body }) => ({ cert: await lead().manager.renew(caller!.nodeId, str((body as Record<string, unknown>).csr, 'csr')) }),
       },
       { method: 'POST', re: /^\/v1\/session$/, auth: 'node', raw: true, handler: ({ caller, stream }) => this.session(caller!, stream) },
-      { method: 'GET', re: /^\/v1\/networks\/([^/]+)$/, auth: 'node', handler: ({ params }) => m.findNetwork(decodeURIComponent(params[0]!)) },
+      { method: 'GET', re: /^\/v1\/networks\/([^/]+)$/, auth: 'node', handler: ({ params }) => lead().manager.findNetwork(decodeURIComponent(params[0]!)) },
       {
         method: 'POST',
         re: /^\/v1\/attachments$/,
         auth: 'node',
         handler: ({ caller, body }) => {
           const b = body as Record<string, unknown>;
-          return m.attach(str(b.network, 'network'), caller!.nodeId, str(b.name, 'name'));
+          return lead().manager.attach(str(b.network, 'network'), caller!.nodeId, str(b.name, 'name'));
         },
       },
       {
         method: 'DELETE',
         re: /^\/v1\/attachments\/([^/]+)$/,
         auth: 'node',
-        handler: ({ caller, params }) => m.detach(decodeURIComponent(params[0]!), caller!.nodeId),
+        handler: ({ caller, params }) => lead().manager.detach(decodeURIComponent(params[0]!), caller!.nodeId),
       },
-      { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => m.listAttachments({ nodeId: caller!.nodeId }) },
+      { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => lead().manager.listAttachments({ nodeId: caller!.nodeId }) },
       {
         // A node's answer to a logs request sent over its session.
         method: 'POST',
@@ -92,7 +131,7 @@ export class ManagerServer {
         handler: ({ caller, params, body }) => {
           const lines = (body as { lines?: unknown }).lines;
           if (!Array.isArray(lines)) throw new VxError('missing field "lines"', 400);
-          m.emit('logs-reply', decodeURIComponent(params[0]!), caller!.nodeId, lines);
+          lead().manager.emit('logs-reply', decodeURIComponent(params[0]!), caller!.nodeId, lines);
           return {};
         },
       },
@@ -102,7 +141,7 @@ export class ManagerServer {
         auth: 'node',
         handler: ({ caller, params, body }) => {
           const b = body as Partial<TaskStatusReport>;
-          this.orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
+          lead().orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
             state: str(b.state, 'state') as TaskStatusReport['state'],
             message: typeof b.message === 'string' ? b.message : '',
             ...(typeof b.err === 'string' ? { err: b.err } : {}),
@@ -113,23 +152,22 @@ export class ManagerServer {
         },
       },
       // Cluster changes: managers only.
-      { method: 'GET', re: /^\/v1\/nodes$/, auth: 'manager', handler: () => m.listNodes() },
+      { method: 'GET', re: /^\/v1\/nodes$/, auth: 'manager', handler: () => lead().manager.listNodes() },
       {
         method: 'POST',
         re: /^\/v1\/networks$/,
         auth: 'manager',
-        handler: ({ body }) => m.createNetwork(body as never),
+        handler: ({ body }) => lead().manager.createNetwork(body as never),
       },
     ];
   }
 
   async listen(addr: string): Promise<void> {
     const { host, port } = splitHostPort(addr);
-    const c = this.manager.cluster();
     const server = http2.createSecureServer({
       key: this.tls.keyPem,
       cert: this.tls.certPem,
-      ca: c.caCertPem,
+      ca: this.tls.caPem,
       requestCert: true,
       // Joiners have no certificate yet; routes that need one check `authorized` themselves.
       rejectUnauthorized: false,
@@ -148,25 +186,32 @@ export class ManagerServer {
     this.server = server;
   }
 
+  /** Ends every agent session (this manager stopped leading: they go to the new leader). */
+  dropSessions(): void {
+    for (const s of this.liveStreams) s.close();
+  }
+
   /** Stops listening and drops every connection (agents reconnect to whoever serves next). */
   async close(): Promise<void> {
-    for (const s of this.liveStreams) s.close();
+    this.dropSessions();
     for (const s of this.sessions) s.destroy();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
-  private caller(stream: http2.ServerHttp2Stream): Caller | undefined {
+  /** Who calls, from the certificate alone (`member` adds: and the store still lists it so). */
+  private caller(stream: http2.ServerHttp2Stream, member: boolean): Caller | undefined {
     const sock = stream.session?.socket as TLSSocket | undefined;
     if (!sock?.authorized) return undefined;
     const subject = sock.getPeerCertificate()?.subject;
     const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? undefined : v);
     const nodeId = one(subject?.CN);
     const role = ouRole(one(subject?.OU));
-    if (!nodeId || !role || one(subject?.O) !== this.manager.cluster().id) return undefined;
+    if (!nodeId || !role || one(subject?.O) !== this.ctl.clusterId) return undefined;
+    if (!member) return { nodeId, role };
     // A removed node keeps a valid certificate; the store says it is no longer a member.
-    const rec = this.manager.store.getNode(nodeId);
+    const rec = this.ctl.store.getNode(nodeId);
     if (!rec || rec.role !== role) return undefined;
     return { nodeId, role };
   }
@@ -177,70 +222,106 @@ export class ManagerServer {
     try {
       const route = this.routes.find((r) => r.method === method && r.re.test(path));
       if (!route) throw new VxError(`no route ${method} ${path}`, 404);
-      const caller = this.caller(stream);
+      const caller = this.caller(stream, route.auth !== 'peer');
       if (route.auth !== 'none' && !caller) throw new VxError('a valid node certificate of this swarm is required', 401);
-      if (route.auth === 'manager' && caller?.role !== 'manager')
+      if ((route.auth === 'manager' || route.auth === 'peer') && caller?.role !== 'manager')
         throw new ForbiddenError("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.");
       const params = route.re.exec(path)!.slice(1);
       if (route.raw) {
-        await route.handler({ caller, body: undefined, params, stream });
+        await route.handler({ caller, body: undefined, params, stream, headers });
         return;
       }
-      const body = method === 'POST' ? await readJson(stream) : undefined;
-      const result = await route.handler({ caller, body, params, stream });
+      const body = method === 'POST' ? await readJson(stream, route.maxBody ?? MAX_BODY) : undefined;
+      const result = await route.handler({ caller, body, params, stream, headers });
+      // A change is answered once a majority of managers holds it.
+      if (method !== 'GET' && route.auth !== 'peer') await this.ctl.committed();
       respond(stream, 200, result ?? {});
     } catch (e) {
       const status = e instanceof VxError ? e.status : 500;
+      if (e instanceof NotLeaderError) {
+        respond(stream, status, { message: errorMessage(e) }, { [LEADER_HEADER]: e.leader?.addr ?? '' });
+        return;
+      }
       if (status >= 500) this.log.error('manager api error', { path, error: errorMessage(e) });
       respond(stream, status, { message: errorMessage(e) });
     }
   }
 
+  /**
+   * An Engine API call a follower manager forwards: replayed on our own Engine API socket, so
+   * the leader answers it exactly as if it had been asked directly. Only cluster paths.
+   */
+  private engine(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    this.ctl.mustLead();
+    const method = String(headers['x-engine-method'] ?? '');
+    const path = String(headers['x-engine-path'] ?? '');
+    if (!this.engineSocket) throw new VxError('this manager cannot serve forwarded Engine API calls', 501);
+    const bare = new URL(path, 'http://x').pathname.replace(/^\/v[\d.]+\//, '/');
+    if (!/^[A-Z]+$/.test(method) || !path.startsWith('/') || !CLUSTER_ENGINE_PATH.test(bare)) throw new VxError(`not a cluster call: ${method} ${path}`, 403);
+    const req = http.request({
+      socketPath: this.engineSocket,
+      method,
+      path,
+      headers: { 'content-type': String(headers['content-type'] ?? 'application/json'), host: 'docker' },
+    });
+    req.on('response', (res) => {
+      if (stream.destroyed) return res.destroy();
+      const out: http2.OutgoingHttpHeaders = { ':status': 200, 'x-engine-status': String(res.statusCode ?? 500) };
+      if (res.headers['content-type']) out['content-type'] = res.headers['content-type'];
+      stream.respond(out);
+      res.pipe(stream);
+    });
+    req.on('error', (e) => respond(stream, 502, { message: `leader's Engine API: ${errorMessage(e)}` }));
+    stream.on('close', () => req.destroy());
+    stream.pipe(req);
+  }
+
   /** A node's session: heartbeats come up as lines; closing it (or the daemon dying) marks the node down. */
   private session(caller: Caller, stream: http2.ServerHttp2Stream): void {
-    const node = this.manager.sessionOpened(caller.nodeId);
+    const { manager, orchestrator } = this.ctl.mustLead();
+    const node = manager.sessionOpened(caller.nodeId);
     this.liveStreams.add(stream);
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
     const send = (msg: unknown): void => {
       if (!stream.closed && !stream.destroyed) stream.write(`${JSON.stringify(msg)}\n`);
     };
-    send({ type: 'welcome', node, managers: [this.manager.store.getNode(this.manager.selfId)?.addr], gossipKeys: this.manager.gossipKeys() });
+    send({ type: 'welcome', node, managers: this.ctl.members().map((m) => m.addr), gossipKeys: manager.gossipKeys() });
     const onKeys = (keys: string[]): void => send({ type: 'gossip-keys', gossipKeys: keys });
     // Dispatcher: the node's complete assignment set, sent whenever it changes.
     let lastSet = '';
     const sendAssignments = (): void => {
-      const tasks = this.orchestrator.assignments(caller.nodeId);
+      const tasks = orchestrator.assignments(caller.nodeId);
       const key = JSON.stringify(tasks.map((t) => [t.id, t.version]));
       if (key === lastSet) return;
       lastSet = key;
       const netIds = [...new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)))];
-      send({ type: 'assignments', tasks, networks: netIds.map((id) => this.manager.store.getNetwork(id)).filter((n) => n) });
+      send({ type: 'assignments', tasks, networks: netIds.map((id) => manager.store.getNetwork(id)).filter((n) => n) });
     };
-    this.manager.on('tasks-changed', sendAssignments);
+    manager.on('tasks-changed', sendAssignments);
     const onLogs = (nodeId: string, req: unknown): void => {
       if (nodeId === caller.nodeId) send({ type: 'logs-request', ...(req as object) });
     };
-    this.manager.on('logs-request', onLogs);
-    stream.once('close', () => this.manager.off('logs-request', onLogs));
-    stream.once('close', () => this.manager.off('tasks-changed', sendAssignments));
+    manager.on('logs-request', onLogs);
+    stream.once('close', () => manager.off('logs-request', onLogs));
+    stream.once('close', () => manager.off('tasks-changed', sendAssignments));
     setImmediate(sendAssignments);
-    this.manager.on('gossip-keys', onKeys);
-    stream.once('close', () => this.manager.off('gossip-keys', onKeys));
-    stream.on('data', () => this.manager.heartbeat(caller.nodeId));
+    manager.on('gossip-keys', onKeys);
+    stream.once('close', () => manager.off('gossip-keys', onKeys));
+    stream.on('data', () => manager.heartbeat(caller.nodeId));
     let closed = false;
     const done = (): void => {
       if (closed) return;
       closed = true;
       this.liveStreams.delete(stream);
-      this.manager.sessionClosed(caller.nodeId);
+      manager.sessionClosed(caller.nodeId);
     };
     stream.on('close', done);
     stream.on('error', done);
     const onRemoved = (): void => {
-      if (!this.manager.store.getNode(caller.nodeId)) stream.close(http2.constants.NGHTTP2_CANCEL);
+      if (!manager.store.getNode(caller.nodeId)) stream.close(http2.constants.NGHTTP2_CANCEL);
     };
-    this.manager.on('node-removed', onRemoved);
-    stream.once('close', () => this.manager.off('node-removed', onRemoved));
+    manager.on('node-removed', onRemoved);
+    stream.once('close', () => manager.off('node-removed', onRemoved));
   }
 }
 
@@ -249,8 +330,8 @@ function str(v: unknown, what: string): string {
   return v;
 }
 
-async function readJson(stream: http2.ServerHttp2Stream): Promise<unknown> {
-  const body = await readBody(stream as AsyncIterable<Buffer>, MAX_BODY);
+async function readJson(stream: http2.ServerHttp2Stream, max: number): Promise<unknown> {
+  const body = await readBody(stream as AsyncIterable<Buffer>, max);
   if (body.length === 0) return {};
   try {
     return JSON.parse(body.toString('utf8'));
@@ -259,8 +340,8 @@ async function readJson(stream: http2.ServerHttp2Stream): Promise<unknown> {
   }
 }
 
-function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
+function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown, extra: http2.OutgoingHttpHeaders = {}): void {
   if (stream.destroyed || stream.closed) return;
-  if (!stream.headersSent) stream.respond({ ':status': status, 'content-type': 'application/json' });
+  if (!stream.headersSent) stream.respond({ ':status': status, 'content-type': 'application/json', ...extra });
   stream.end(JSON.stringify(body));
 }

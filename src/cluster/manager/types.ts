@@ -23,6 +23,8 @@ export interface NodeRecord extends Meta {
   labels: Record<string, string>;
   /** cert expiry, for inspect */
   certNotAfter?: string;
+  /** a manager's API address (host:port), where the other managers reach its raft member */
+  managerAddr?: string;
 }
 
 export interface IpamConfig {

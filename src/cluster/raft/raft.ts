@@ -237,7 +237,10 @@ export class Raft extends EventEmitter {
 
   start(): void {
     this.stopped = false;
-    this.resetElectionTimer();
+    const m = this.members();
+    // The only member need not wait out an election timeout to lead again after a restart.
+    if (m.length === 1 && m[0]!.id === this.id) this.campaign();
+    else this.resetElectionTimer();
   }
 
   /** A new cluster's first manager: leader of term 1 at once, before the first write. */

@@ -1,0 +1,14 @@
+// A follower manager serves cluster calls by forwarding them to the leader, as swarmkit's
+// managers proxy their control API: the answer is the leader's, byte for byte.
+import type http from 'node:http';
+import { CLUSTER_ENGINE_PATH } from '../cluster/wire.js';
+import type { Daemon } from '../daemon/daemon.js';
+
+export async function forwardToLeader(d: Daemon, path: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> {
+  if (!d.forwardsToLeader || !CLUSTER_ENGINE_PATH.test(path)) return false;
+  const r = await d.forwardEngine(req.method ?? 'GET', req.url ?? path, req.headers['content-type'] ?? 'application/json', req);
+  res.writeHead(r.status, r.contentType ? { 'Content-Type': r.contentType } : {});
+  r.body.pipe(res);
+  res.on('close', () => r.body.destroy());
+  return true;
+}
