@@ -194,6 +194,12 @@ export function buildRouter(d: Daemon): Router {
   });
 
   // ---- vxswarm extension: endpoints attached through the control plane ----
+  // Diagnosis: this manager's raft member (role, term, leader, commit and applied indexes, peers).
+  r.on('GET', '/vxswarm/raft', () => {
+    const st = d.raftStatus();
+    if (!st) throw new VxError('this node is not a swarm manager', 404);
+    return { json: st };
+  });
   r.on('GET', '/vxswarm/endpoints', () => ({ json: d.listEndpoints().map(endpointJson) }));
   r.on('POST', '/vxswarm/endpoints', async (c) => {
     const b = obj(await c.body(), 'endpoint create request');

@@ -1,0 +1,151 @@
+// Several managers: joining as a manager, the raft-replicated store, followers forwarding cluster
+// calls to the leader, and the leader's death (a new one is elected, nothing is lost).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SwarmLab, hasDocker, waitFor } from './swarm-helpers.js';
+
+interface RaftStatus {
+  id: string;
+  role: string;
+  term: number;
+  leader: string;
+  commit: number;
+  applied: number;
+}
+
+async function raft(lab: SwarmLab, host: string): Promise<RaftStatus | undefined> {
+  const r = await lab.raw(host, 'GET', '/vxswarm/raft').catch(() => undefined);
+  return r?.status === 200 ? (JSON.parse(r.body) as RaftStatus) : undefined;
+}
+
+/** `node ls` as a map hostname → [status, manager status]. */
+async function nodeTable(lab: SwarmLab, host: string): Promise<Map<string, [string, string]>> {
+  const r = await lab.vx(host, ['node', 'ls', '--format', '{{.Hostname}} {{.Status}} {{.ManagerStatus}}']);
+  assert.equal(r.code, 0, r.stderr);
+  return new Map(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .map(([h, s, m]) => [h!, [s!, m ?? '']]),
+  );
+}
+
+test('three managers: join, replicate, forward to the leader, elect a new one when it dies, catch up on restart', { timeout: 240_000 }, async () => {
+  const lab = await SwarmLab.up('mgr', 4);
+  try {
+    const ip1 = lab.host('node1').ip;
+    assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
+    const token = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'manager'])).stdout.trim();
+    const workerToken = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+    const j2 = await lab.vx('node2', ['swarm', 'join', '--token', token, `${ip1}:2377`]);
+    assert.equal(j2.code, 0, j2.stderr);
+    assert.match(j2.stdout, /This node joined a swarm as a manager\./);
+    const j3 = hasDocker
+      ? await lab.docker('node3', ['swarm', 'join', '--token', token, `${ip1}:2377`])
+      : await lab.vx('node3', ['swarm', 'join', '--token', token, `${ip1}:2377`]);
+    assert.equal(j3.code, 0, j3.stderr);
+    assert.match(j3.stdout, /This node joined a swarm as a manager\./);
+    // A worker joins through a follower: it is sent on to the leader.
+    const j4 = await lab.vx('node4', ['swarm', 'join', '--token', workerToken, `${lab.host('node3').ip}:2377`]);
+    assert.equal(j4.code, 0, j4.stderr);
+    assert.match(j4.stdout, /This node joined a swarm as a worker\./);
+
+    // Every manager holds the state; node ls from any of them names the same leader.
+    for (const h of ['node1', 'node2', 'node3']) {
+      const t = await waitFor(
+        `node ls on ${h} to show 3 reachable managers`,
+        async () => {
+          const t = await nodeTable(lab, h);
+          const ms = [...t.values()].map((x) => x[1]);
+          return t.size === 4 && ms.filter((m) => m === 'Reachable').length === 2 && ms.includes('Leader') ? t : undefined;
+        },
+        10_000,
+        200,
+      );
+      assert.equal(t.get('node1')![1], 'Leader', `on ${h}`);
+      assert.equal(t.get('node4')![1], '', 'a worker has no manager status');
+    }
+    if (hasDocker) {
+      const ls = await lab.docker('node2', ['node', 'ls']);
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.match(ls.stdout, /node1\s+Ready\s+Active\s+Leader/);
+      assert.match(ls.stdout, /node3\s+Ready\s+Active\s+Reachable/);
+      const info = await lab.docker('node4', ['info', '--format', '{{len .Swarm.RemoteManagers}}']);
+      assert.equal(info.stdout.trim(), '3', 'the worker knows every manager');
+    }
+
+    // A change made on a follower is forwarded to the leader and replicated to every manager.
+    const nc = await lab.vx('node3', ['network', 'create', '-d', 'overlay', 'uber-net']);
+    assert.equal(nc.code, 0, nc.stderr);
+    const leader = (await raft(lab, 'node1'))!;
+    for (const h of ['node2', 'node3']) {
+      const st = await waitFor(`${h} to apply the change`, async () => {
+        const s = await raft(lab, h);
+        return s && s.applied >= leader.commit ? s : undefined;
+      }, 5000);
+      assert.equal(st.role, 'follower');
+      assert.equal(st.leader, leader.id);
+    }
+    // The leader dies: the other two elect a new one and the swarm keeps working.
+    const t0 = Date.now();
+    await lab.stop('node1', 'SIGKILL');
+    const newLeader = await waitFor(
+      'a new leader',
+      async () => {
+        for (const h of ['node2', 'node3']) {
+          const s = await raft(lab, h);
+          if (s?.role === 'leader') return h;
+        }
+        return undefined;
+      },
+      15_000,
+      50,
+    );
+    console.log(`new leader ${newLeader} after ${Date.now() - t0} ms`);
+    const other = newLeader === 'node2' ? 'node3' : 'node2';
+    const t = await waitFor(
+      'node1 Down and Unreachable',
+      async () => {
+        const t = await nodeTable(lab, other);
+        return t.get('node1')?.[0] === 'Down' && t.get('node1')?.[1] === 'Unreachable' ? t : undefined;
+      },
+      15_000,
+      200,
+    );
+    assert.equal(t.get(newLeader)![1], 'Leader');
+    assert.equal(t.get('node4')![0], 'Ready', 'the worker found the new leader');
+    const nc2 = await lab.vx(other, ['network', 'create', '-d', 'overlay', 'after-net']);
+    assert.equal(nc2.code, 0, nc2.stderr);
+    const ls = await lab.vx(newLeader, ['network', 'ls', '--format', '{{.Name}}']);
+    assert.deepEqual(ls.stdout.trim().split('\n').sort(), ['after-net', 'ingress', 'uber-net']);
+
+    // node1 comes back as a follower and catches up; the leader keeps leading.
+    await lab.start('node1');
+    await waitFor(
+      'node1 to catch up',
+      async () => {
+        const [a, b] = [await raft(lab, 'node1'), await raft(lab, newLeader)];
+        return a && b && a.role === 'follower' && a.leader === b.id && a.applied >= b.commit ? a : undefined;
+      },
+      15_000,
+      100,
+    );
+    const back = await waitFor(
+      'node1 Ready and Reachable again',
+      async () => {
+        const t = await nodeTable(lab, 'node1');
+        return t.get('node1')?.[0] === 'Ready' && t.get('node1')?.[1] === 'Reachable' ? t : undefined;
+      },
+      15_000,
+      200,
+    );
+    assert.equal(back.get(newLeader)![1], 'Leader');
+    // Leaving as a manager needs --force, and says what it costs.
+    const leave = await lab.vx('node3', ['swarm', 'leave']);
+    assert.notEqual(leave.code, 0);
+    assert.match(leave.stderr, /Removing this node leaves 2 managers out of 3/);
+  } finally {
+    await lab.down();
+  }
+});
