@@ -183,6 +183,29 @@ export function addSwarmCommands(program: Command): void {
       out(`${id}\n`);
     });
 
+  // docker node promote|demote: an update of the node's Role; prints what docker prints.
+  for (const [verb, role] of [
+    ['promote', 'manager'],
+    ['demote', 'worker'],
+  ] as const) {
+    node
+      .command(verb)
+      .description(`${verb} one or more nodes ${verb === 'promote' ? 'to manager' : 'from manager'} in the swarm`)
+      .argument('<node...>')
+      .action(async (ids: string[], _o: Json, cmd: Command) => {
+        const api = apiFrom(cmd);
+        for (const id of ids) {
+          const n = await api.get<Json>(`/nodes/${encodeURIComponent(id)}`);
+          if (n.Spec.Role === role) {
+            out(`Node ${id} is already a ${role} in the swarm.\n`);
+            continue;
+          }
+          await api.post(`/nodes/${encodeURIComponent(n.ID)}/update`, { ...n.Spec, Role: role }, { version: n.Version.Index });
+          out(`${verb === 'promote' ? 'Node' : 'Manager'} ${id} ${verb === 'promote' ? 'promoted to a manager' : 'demoted'} in the swarm.\n`);
+        }
+      });
+  }
+
   const network = program.command('network').description('manage networks');
   network
     .command('create')

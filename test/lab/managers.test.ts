@@ -142,9 +142,27 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     );
     assert.equal(back.get(newLeader)![1], 'Leader');
     // Leaving as a manager needs --force, and says what it costs.
-    const leave = await lab.vx('node3', ['swarm', 'leave']);
+    const leave = await lab.vx(other, ['swarm', 'leave']);
     assert.notEqual(leave.code, 0);
     assert.match(leave.stderr, /Removing this node leaves 2 managers out of 3/);
+
+    // A dead manager is demoted (out of raft) and removed; a live one cannot be either.
+    const live = await lab.vx(newLeader, ['node', 'rm', '--force', 'node1']);
+    assert.notEqual(live.code, 0);
+    assert.match(live.stderr, /is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal/);
+    assert.match((await lab.vx(newLeader, ['node', 'demote', 'node1'])).stderr, /demoting a running manager is not supported yet/);
+    await lab.stop(other, 'SIGKILL');
+    await waitFor(`${other} Down`, async () => ((await nodeTable(lab, newLeader)).get(other)?.[0] === 'Down' ? true : undefined), 15_000, 200);
+    const dm = await lab.vx('node1', ['node', 'demote', other]);
+    assert.equal(dm.code, 0, dm.stderr);
+    const rm = await lab.vx('node1', ['node', 'rm', other]);
+    assert.equal(rm.code, 0, rm.stderr);
+    const after = await nodeTable(lab, 'node1');
+    assert.deepEqual([...after.keys()].sort(), ['node1', newLeader, 'node4'].sort());
+    const members = (await raft(lab, newLeader)) as unknown as { peers: { id: string }[] };
+    assert.equal(members.peers.length, 1, 'raft has two members left');
+    // Two managers still make a quorum: changes commit.
+    assert.equal((await lab.vx('node1', ['network', 'create', '-d', 'overlay', 'last-net'])).code, 0);
   } finally {
     await lab.down();
   }

@@ -317,7 +317,14 @@ export class Manager extends EventEmitter {
       }
       if (spec.role !== undefined && spec.role !== n.role) {
         if (!['manager', 'worker'].includes(spec.role)) throw new InvalidArgumentError(`invalid role "${spec.role}": manager or worker`);
-        throw new InvalidArgumentError("changing a node's role is not supported yet: this swarm has a single manager");
+        // Demoting takes a manager out of raft. Only a down one for now: a live node would have to
+        // swap its certificate and stop its raft member first, which is not built yet.
+        if (spec.role === 'worker') {
+          if (n.id === this.selfId) throw new ForbiddenError(`node ${n.id} is the leader: demote it from another manager after it steps down`);
+          if (n.state !== 'down') throw new InvalidArgumentError(`demoting a running manager is not supported yet: stop node ${n.hostname} first (or run "swarm leave --force" on it)`);
+          n.role = 'worker';
+          delete n.managerAddr;
+        } else throw new InvalidArgumentError('promoting a worker to a manager is not supported yet: have it leave and join again with the manager token');
       }
       if (spec.labels !== undefined) n.labels = { ...spec.labels };
       n.updatedAt = now();
@@ -332,7 +339,7 @@ export class Manager extends EventEmitter {
     this.store.tx(() => {
       const n = this.findNode(ref);
       removed = n.id;
-      if (n.id === this.selfId)
+      if (n.id === this.selfId || n.role === 'manager')
         throw new ForbiddenError(`node ${n.id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`);
       if (n.state === 'ready' && !force) throw new ForbiddenError(`node ${n.id} is not down and can't be removed`);
       for (const a of this.store.listAttachments({ nodeId: n.id })) this.releaseTx(a);
