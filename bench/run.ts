@@ -5,6 +5,7 @@ const benches: Record<string, () => Promise<void>> = {
   gossip: async () => (await import('./gossip.js')).run(),
   services: async () => (await import('./services.js')).run(),
   demo: async () => (await import('./demo.js')).run(),
+  managers: async () => (await import('./managers.js')).run(),
 };
 
 const name = process.argv[2];
