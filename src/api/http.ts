@@ -52,7 +52,7 @@ export interface RouterHooks {
   /** Serves the call elsewhere (a follower manager's cluster calls go to the leader); true if it did. */
   forward?: (path: string, req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
   /** Awaited after a successful change, before answering (the leader waits for a raft commit). */
-  settle?: () => Promise<void>;
+  settle?: (path: string) => Promise<void>;
 }
 
 export class Router {
@@ -139,7 +139,7 @@ export class Router {
         res,
       };
       const reply = (await route.handler(ctx)) ?? { status: 204 };
-      if (method !== 'GET' && this.hooks.settle) await this.hooks.settle();
+      if (method !== 'GET' && this.hooks.settle) await this.hooks.settle(p);
       if (res.headersSent || res.writableEnded) return;
       send(res, req.method === 'HEAD', reply);
     } catch (e) {

@@ -6,6 +6,7 @@ import { API_VERSION, VERSION } from '../core/version.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { NetworkRecord } from '../cluster/manager/types.js';
 import { BadRequest, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, parseFilters, qBool } from './check.js';
+import { CLUSTER_ENGINE_PATH } from '../cluster/wire.js';
 import { forwardToLeader } from './forward.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
@@ -27,7 +28,8 @@ export function buildRouter(d: Daemon): Router {
     Pragma: 'no-cache',
   }), {
     forward: (p, req, res) => forwardToLeader(d, p, req, res),
-    settle: () => d.settle(),
+    // Only cluster changes wait for the managers; a container's exec or stop never does.
+    settle: (p) => (CLUSTER_ENGINE_PATH.test(p) ? d.settle() : Promise.resolve()),
   });
 
   const view = (): ManagerView => {

@@ -512,7 +512,10 @@ export class Daemon {
     const leader = this.control?.leaderAddr();
     this.client ??= new ManagerClient([...(leader ? [leader] : []), ...(st.managers ?? [st.managerAddr]), ...known], certs);
     this.session = new AgentSession(this.client, this.log.child({ component: 'agent' }));
-    this.session.on('connected', (msg: { gossipKeys?: string[]; managers?: string[] }) => {
+    this.session.on('connected', (msg: { gossipKeys?: string[]; managers?: string[]; node?: NodeRecord }) => {
+      const role = msg.node?.role;
+      if (role && this.state && role !== this.state.role)
+        void this.changeRole(role).catch((e: unknown) => this.log.error('could not change role', { role, error: errorMessage(e) }));
       if (msg.managers?.length && this.state) {
         this.client?.setManagers(msg.managers);
         if (JSON.stringify(this.state.managers) !== JSON.stringify(msg.managers)) {
@@ -557,6 +560,42 @@ export class Daemon {
         .catch((e: unknown) => this.log.warn('could not fetch the ingress network', { error: errorMessage(e) }));
     });
     this.session.start();
+  }
+
+  /**
+   * The leader promoted or demoted this node: take a certificate for the new role, then start
+   * (empty, filled by a snapshot) or stop this node's raft member and manager API.
+   */
+  private changeRole(role: 'manager' | 'worker'): Promise<void> {
+    return this.lock.lock(async () => {
+      const st = this.state;
+      const old = this.disk.loadCerts();
+      if (!st || !old || !this.client || st.role === role) return;
+      const { csrPem, keyPem } = await createCsr();
+      const { cert } = await this.client.request<{ cert: string }>('POST', '/v1/renew', { csr: csrPem });
+      if (certInfo(cert).role !== role) throw new VxError(`the manager issued a ${String(certInfo(cert).role)} certificate, not a ${role} one: will retry on the next session`, 503);
+      const certs = { caPem: old.caPem, certPem: cert, keyPem };
+      this.disk.saveCerts(certs);
+      if (role === 'manager') {
+        this.disk.wipeManagerDb();
+        st.role = 'manager';
+        this.disk.saveState(st);
+        await this.startControl(new Store(this.disk.managerDb), certs);
+        this.control!.start();
+      } else {
+        const control = this.control;
+        this.control = undefined;
+        control?.close();
+        await this.server?.close();
+        this.server = undefined;
+        control?.store.close();
+        this.disk.wipeManagerDb();
+        st.role = 'worker';
+        this.disk.saveState(st);
+      }
+      this.client.setTls(certs);
+      this.log.info('node role changed', { role });
+    });
   }
 
   private async waitConnected(ms: number): Promise<void> {

@@ -105,6 +105,11 @@ export class NodeDisk {
   }
 
   /** Forgets the swarm (leave). Endpoint records go with it. */
+  /** A demoted manager's copy of the cluster state (with its WAL files). */
+  wipeManagerDb(): void {
+    for (const f of ['', '-wal', '-shm']) fs.rmSync(`${this.managerDb}${f}`, { force: true });
+  }
+
   wipeSwarm(): void {
     fs.rmSync(this.swarmDir, { recursive: true, force: true });
     fs.rmSync(path.join(this.root, 'endpoints.json'), { force: true });

@@ -146,13 +146,16 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     assert.notEqual(leave.code, 0);
     assert.match(leave.stderr, /Removing this node leaves 2 managers out of 3/);
 
-    // A dead manager is demoted (out of raft) and removed; a live one cannot be either.
+    // A live manager cannot be removed; a dead one is demoted (out of raft), then removed.
     const live = await lab.vx(newLeader, ['node', 'rm', '--force', 'node1']);
     assert.notEqual(live.code, 0);
     assert.match(live.stderr, /is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal/);
-    assert.match((await lab.vx(newLeader, ['node', 'demote', 'node1'])).stderr, /demoting a running manager is not supported yet/);
     await lab.stop(other, 'SIGKILL');
     await waitFor(`${other} Down`, async () => ((await nodeTable(lab, newLeader)).get(other)?.[0] === 'Down' ? true : undefined), 15_000, 200);
+    // With one of three down, demoting a live one would leave one reachable of two: refused.
+    const lose = await lab.vx('node1', ['node', 'demote', 'node1']);
+    assert.notEqual(lose.code, 0);
+    assert.match(lose.stderr, /would not make a quorum/);
     const dm = await lab.vx('node1', ['node', 'demote', other]);
     assert.equal(dm.code, 0, dm.stderr);
     const rm = await lab.vx('node1', ['node', 'rm', other]);
@@ -163,6 +166,82 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     assert.equal(members.peers.length, 1, 'raft has two members left');
     // Two managers still make a quorum: changes commit.
     assert.equal((await lab.vx('node1', ['network', 'create', '-d', 'overlay', 'last-net'])).code, 0);
+  } finally {
+    await lab.down();
+  }
+});
+
+test('promote two workers, then demote the leader itself: a new leader takes over and the old one works on as a worker', { timeout: 180_000 }, async () => {
+  const lab = await SwarmLab.up('mgp', 3);
+  try {
+    const ip1 = lab.host('node1').ip;
+    assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
+    const token = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+    for (const h of ['node2', 'node3']) assert.equal((await lab.vx(h, ['swarm', 'join', '--token', token, `${ip1}:2377`])).code, 0);
+    const cli = hasDocker ? lab.docker.bind(lab) : lab.vx.bind(lab);
+    const pr = await cli('node1', ['node', 'promote', 'node2', 'node3']);
+    assert.equal(pr.code, 0, pr.stderr);
+    assert.match(pr.stdout, /Node node2 promoted to a manager in the swarm\.\s+Node node3 promoted to a manager in the swarm\./);
+    // Each takes a manager certificate, starts its raft member and receives the state.
+    for (const h of ['node2', 'node3']) {
+      await waitFor(
+        `${h} to be a caught-up manager`,
+        async () => {
+          const [a, l] = [await raft(lab, h), await raft(lab, 'node1')];
+          return a && l && a.role === 'follower' && a.applied >= l.commit ? a : undefined;
+        },
+        15_000,
+        100,
+      );
+    }
+    const t = await waitFor(
+      'two Reachable managers',
+      async () => {
+        const t = await nodeTable(lab, 'node3');
+        return [...t.values()].filter((x) => x[1] === 'Reachable').length === 2 ? t : undefined;
+      },
+      10_000,
+      200,
+    );
+    assert.equal(t.get('node1')![1], 'Leader');
+
+    // Demoting the leader: the change commits, it steps down, the others elect a new leader.
+    const dm = await cli('node1', ['node', 'demote', 'node1']);
+    assert.equal(dm.code, 0, dm.stderr);
+    assert.match(dm.stdout, /Manager node1 demoted in the swarm\./);
+    const leader = await waitFor(
+      'a new leader among node2 and node3',
+      async () => {
+        for (const h of ['node2', 'node3']) if ((await raft(lab, h))?.role === 'leader') return h;
+        return undefined;
+      },
+      15_000,
+      100,
+    );
+    // node1 becomes a worker: no raft member, no cluster view, still Ready in the swarm.
+    await waitFor('node1 to drop its raft member', async () => ((await raft(lab, 'node1')) === undefined ? true : undefined), 15_000, 100);
+    const ls1 = await lab.vx('node1', ['node', 'ls']);
+    assert.notEqual(ls1.code, 0);
+    assert.match(ls1.stderr, /This node is not a swarm manager/);
+    const after = await waitFor(
+      'node1 Ready as a worker',
+      async () => {
+        const t = await nodeTable(lab, leader);
+        return t.get('node1')?.[0] === 'Ready' && t.get('node1')?.[1] === '' ? t : undefined;
+      },
+      15_000,
+      200,
+    );
+    assert.equal(after.get(leader)![1], 'Leader');
+    assert.equal([...after.values()].filter((x) => x[1] === 'Reachable').length, 1);
+    assert.equal((await lab.vx('node3', ['network', 'create', '-d', 'overlay', 'after-demote'])).code, 0);
+    // Down to one manager by demotion; the last one cannot be demoted.
+    const other = leader === 'node2' ? 'node3' : 'node2';
+    const last = await lab.vx(leader, ['node', 'demote', other]);
+    assert.equal(last.code, 0, last.stderr);
+    const only = await lab.vx(leader, ['node', 'demote', leader]);
+    assert.notEqual(only.code, 0);
+    assert.match(only.stderr, /attempting to demote the last manager of the swarm/);
   } finally {
     await lab.down();
   }

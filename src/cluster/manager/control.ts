@@ -6,8 +6,8 @@ import { realClock } from '../../core/clock.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { ManagerClient, type ClientTls } from '../agent/client.js';
-import { NotLeaderError, Raft, type Member, type RaftTiming, type RaftTransport } from '../raft/raft.js';
-import { Manager, type InitOptions } from './manager.js';
+import { NotLeaderError, Raft, quorum, type Member, type RaftTiming, type RaftTransport } from '../raft/raft.js';
+import { ForbiddenError, Manager, type InitOptions } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
 import { StoreRaftLog } from './raftlog.js';
 import type { Store } from './store.js';
@@ -161,6 +161,16 @@ export class ControlPlane extends EventEmitter {
   }
 
   private activate(m: Manager): void {
+    // Docker refuses a demotion that would leave the reachable managers short of a majority.
+    m.quorumGuard = (nodeId) => {
+      const st = this.raft.status();
+      const left = this.members().filter((x) => x.id !== nodeId);
+      // Reachable: raft heard from it lately and its session has not closed (which is faster to tell).
+      const up = (id: string): boolean => this.store.getNode(id)?.state !== 'down' && st.peers.some((p) => p.id === id && p.reachable);
+      const reachable = left.filter((x) => x.id === this.nodeId || up(x.id)).length;
+      if (reachable < quorum(left.length))
+        throw new ForbiddenError(`can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`);
+    };
     const orchestrator = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
     this.active = { manager: m, orchestrator };
     this.log.info('leading the swarm', { term: this.raft.term });

@@ -258,7 +258,8 @@ export class Manager extends EventEmitter {
         role,
         availability: r.availability ?? 'active',
         addr: r.addr,
-        ...(role === 'manager' ? { managerAddr: `${r.addr}:${port}` } : {}),
+        // Kept for workers too: where a promoted node will serve raft.
+        managerAddr: `${r.addr}:${port}`,
         state: 'unknown',
         message: '',
         engineVersion: r.engineVersion,
@@ -305,8 +306,12 @@ export class Manager extends EventEmitter {
     return n;
   }
 
+  /** Set by the control plane: throws if taking this manager out of raft would lose the quorum. */
+  quorumGuard: ((nodeId: string) => void) | undefined;
+
   updateNode(ref: string, version: number | undefined, spec: { availability?: string; role?: string; labels?: Record<string, string> }): NodeRecord {
-    return this.store.tx(() => {
+    let roleChanged = false;
+    const out = this.store.tx(() => {
       const n = this.findNode(ref);
       if (version !== undefined && version !== n.version)
         throw new ConflictError(`update out of sequence: node ${n.id} is at version ${n.version}, not ${version}`);
@@ -317,14 +322,15 @@ export class Manager extends EventEmitter {
       }
       if (spec.role !== undefined && spec.role !== n.role) {
         if (!['manager', 'worker'].includes(spec.role)) throw new InvalidArgumentError(`invalid role "${spec.role}": manager or worker`);
-        // Demoting takes a manager out of raft. Only a down one for now: a live node would have to
-        // swap its certificate and stop its raft member first, which is not built yet.
+        // The role lives in the store; the node learns it over its session, swaps its certificate,
+        // and starts or stops its raft member. Raft's membership follows once this commits.
         if (spec.role === 'worker') {
-          if (n.id === this.selfId) throw new ForbiddenError(`node ${n.id} is the leader: demote it from another manager after it steps down`);
-          if (n.state !== 'down') throw new InvalidArgumentError(`demoting a running manager is not supported yet: stop node ${n.hostname} first (or run "swarm leave --force" on it)`);
-          n.role = 'worker';
-          delete n.managerAddr;
-        } else throw new InvalidArgumentError('promoting a worker to a manager is not supported yet: have it leave and join again with the manager token');
+          const managers = this.store.listNodes().filter((x) => x.role === 'manager');
+          if (managers.length <= 1) throw new ForbiddenError(`attempting to demote the last manager of the swarm`);
+          this.quorumGuard?.(n.id);
+        } else if (!n.managerAddr) n.managerAddr = `${n.addr}:2377`;
+        n.role = spec.role as NodeRecord['role'];
+        roleChanged = true;
       }
       if (spec.labels !== undefined) n.labels = { ...spec.labels };
       n.updatedAt = now();
@@ -332,6 +338,11 @@ export class Manager extends EventEmitter {
       this.store.putNode(n);
       return n;
     });
+    if (roleChanged) {
+      this.log.info('node role changed', { node: out.id, role: out.role });
+      this.emit('node-role', out.id);
+    }
+    return out;
   }
 
   removeNode(ref: string, force: boolean): void {

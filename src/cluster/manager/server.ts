@@ -41,6 +41,8 @@ interface Route {
   raw?: boolean;
   /** body limit, if not MAX_BODY */
   maxBody?: number;
+  /** changes nothing in the store: answered without waiting for a raft commit */
+  readOnly?: boolean;
 }
 
 /** A snapshot carries the whole replicated state. */
@@ -104,6 +106,8 @@ export class ManagerServer {
         re: /^\/v1\/renew$/,
         auth: 'node',
         handler: async ({ caller, body }) => ({ cert: await lead().manager.renew(caller!.nodeId, str((body as Record<string, unknown>).csr, 'csr')) }),
+        // A promoted node renews before its raft member runs; its ack may be what a commit waits for.
+        readOnly: true,
       },
       { method: 'POST', re: /^\/v1\/session$/, auth: 'node', raw: true, handler: ({ caller, stream }) => this.session(caller!, stream) },
       { method: 'GET', re: /^\/v1\/networks\/([^/]+)$/, auth: 'node', handler: ({ params }) => lead().manager.findNetwork(decodeURIComponent(params[0]!)) },
@@ -128,6 +132,7 @@ export class ManagerServer {
         method: 'POST',
         re: /^\/v1\/logs\/([^/]+)$/,
         auth: 'node',
+        readOnly: true,
         handler: ({ caller, params, body }) => {
           const lines = (body as { lines?: unknown }).lines;
           if (!Array.isArray(lines)) throw new VxError('missing field "lines"', 400);
@@ -212,8 +217,10 @@ export class ManagerServer {
     if (!member) return { nodeId, role };
     // A removed node keeps a valid certificate; the store says it is no longer a member.
     const rec = this.ctl.store.getNode(nodeId);
-    if (!rec || rec.role !== role) return undefined;
-    return { nodeId, role };
+    if (!rec) return undefined;
+    // Manager rights need both the certificate and the store: a node just promoted or demoted
+    // acts as a worker until it holds a certificate for its new role.
+    return { nodeId, role: rec.role === 'manager' && role === 'manager' ? 'manager' : 'worker' };
   }
 
   private async dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -234,7 +241,7 @@ export class ManagerServer {
       const body = method === 'POST' ? await readJson(stream, route.maxBody ?? MAX_BODY) : undefined;
       const result = await route.handler({ caller, body, params, stream, headers });
       // A change is answered once a majority of managers holds it.
-      if (method !== 'GET' && route.auth !== 'peer') await this.ctl.committed();
+      if (method !== 'GET' && route.auth !== 'peer' && !route.readOnly) await this.ctl.committed();
       respond(stream, 200, result ?? {});
     } catch (e) {
       const status = e instanceof VxError ? e.status : 500;
@@ -322,6 +329,12 @@ export class ManagerServer {
     };
     manager.on('node-removed', onRemoved);
     stream.once('close', () => manager.off('node-removed', onRemoved));
+    // A new role: end the session; the node reconnects, reads its role in the welcome and switches.
+    const onRole = (id: string): void => {
+      if (id === caller.nodeId) void this.ctl.committed().finally(() => stream.close());
+    };
+    manager.on('node-role', onRole);
+    stream.once('close', () => manager.off('node-role', onRole));
   }
 }
 

@@ -624,6 +624,11 @@ export class Raft extends EventEmitter {
         w.resolve();
       }
       this.emit('committed', n);
+      if (this.voters.length && !this.voters.some((v) => v.id === this.id)) {
+        // Demoted, and the change is committed (its caller has its answer): stop leading.
+        this.log.info('raft: no longer a member: stepping down', { term: this.term });
+        this.becomeFollower(this.term, '');
+      }
     }
   }
 
