@@ -19,7 +19,10 @@ export async function run(): Promise<void> {
     const ip = (h: string): string => plan.hosts.find((x) => x.name === h)!.ip;
     for (const h of HOSTS) await startDaemon(name, h, { preferBuild: true, logLevel: 'warn' });
     const api = (h: string): ApiClient => new ApiClient(`unix://${daemonSocket(name, h)}`);
-    const raft = async (h: string): Promise<Json | undefined> => api(h).get<Json>('/vxswarm/raft').catch(() => undefined);
+    const raft = async (h: string): Promise<Json | undefined> =>
+      api(h)
+        .get<Json>('/vxswarm/raft')
+        .catch(() => undefined);
     await api('node1').post('/swarm/init', {});
     const token = (await api('node1').get<Json>('/swarm')).JoinTokens.Manager as string;
 

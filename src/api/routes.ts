@@ -18,19 +18,22 @@ function swarmHeader(d: Daemon): string {
 }
 
 export function buildRouter(d: Daemon): Router {
-  const r = new Router(() => ({
-    'Api-Version': API_VERSION,
-    'Docker-Experimental': 'false',
-    Ostype: 'linux',
-    Server: serverHeader(),
-    Swarm: swarmHeader(d),
-    'Cache-Control': 'no-cache, no-store, must-revalidate',
-    Pragma: 'no-cache',
-  }), {
-    forward: (p, req, res) => forwardToLeader(d, p, req, res),
-    // Only cluster changes wait for the managers; a container's exec or stop never does.
-    settle: (p) => (CLUSTER_ENGINE_PATH.test(p) ? d.settle() : Promise.resolve()),
-  });
+  const r = new Router(
+    () => ({
+      'Api-Version': API_VERSION,
+      'Docker-Experimental': 'false',
+      Ostype: 'linux',
+      Server: serverHeader(),
+      Swarm: swarmHeader(d),
+      'Cache-Control': 'no-cache, no-store, must-revalidate',
+      Pragma: 'no-cache',
+    }),
+    {
+      forward: (p, req, res) => forwardToLeader(d, p, req, res),
+      // Only cluster changes wait for the managers; a container's exec or stop never does.
+      settle: (p) => (CLUSTER_ENGINE_PATH.test(p) ? d.settle() : Promise.resolve()),
+    },
+  );
 
   const view = (): ManagerView => {
     const st = d.raftStatus();

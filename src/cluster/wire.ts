@@ -19,4 +19,5 @@ export function splitHostPort(addr: string, defaultPort = MANAGER_PORT): { host:
  * Engine API paths (without the version prefix) that read or change cluster state: a follower
  * manager forwards them to the leader, and the leader replays only these.
  */
-export const CLUSTER_ENGINE_PATH = /^\/(swarm|swarm\/update|swarm\/unlockkey|nodes(\/.*)?|networks(\/.*)?|services(\/.*)?|tasks(\/.*)?|vxswarm\/gossip\/rotate-key)$/;
+export const CLUSTER_ENGINE_PATH =
+  /^\/(swarm|swarm\/update|swarm\/unlockkey|nodes(\/.*)?|networks(\/.*)?|services(\/.*)?|tasks(\/.*)?|vxswarm\/gossip\/rotate-key)$/;

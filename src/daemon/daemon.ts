@@ -460,8 +460,7 @@ export class Daemon {
   /** A manager node: raft, the manager API, and the hand-over between leading and following. */
   private async startControl(store: Store, certs: CertFiles, made?: ControlPlane): Promise<void> {
     const st = this.state!;
-    const control =
-      made ?? new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, tls: certs, log: this.log.child({ component: 'control' }) });
+    const control = made ?? new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, tls: certs, log: this.log.child({ component: 'control' }) });
     control.setTls(certs);
     this.control = control;
     this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }), this.cfg.engineSocket);
@@ -573,7 +572,8 @@ export class Daemon {
       if (!st || !old || !this.client || st.role === role) return;
       const { csrPem, keyPem } = await createCsr();
       const { cert } = await this.client.request<{ cert: string }>('POST', '/v1/renew', { csr: csrPem });
-      if (certInfo(cert).role !== role) throw new VxError(`the manager issued a ${String(certInfo(cert).role)} certificate, not a ${role} one: will retry on the next session`, 503);
+      if (certInfo(cert).role !== role)
+        throw new VxError(`the manager issued a ${String(certInfo(cert).role)} certificate, not a ${role} one: will retry on the next session`, 503);
       const certs = { caPem: old.caPem, certPem: cert, keyPem };
       this.disk.saveCerts(certs);
       if (role === 'manager') {

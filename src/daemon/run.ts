@@ -30,7 +30,14 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
   const pidFile = path.join(f.execRoot, 'vxswarm.pid');
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   const reconcileMs = process.env.VXSWARM_RECONCILE_MS ? Number(process.env.VXSWARM_RECONCILE_MS) : undefined;
-  const daemon = new Daemon({ root: f.root, execRoot: f.execRoot, netnsPrefix: f.netnsPrefix, log, engineSocket: socket, ...(reconcileMs ? { reconcileMs } : {}) });
+  const daemon = new Daemon({
+    root: f.root,
+    execRoot: f.execRoot,
+    netnsPrefix: f.netnsPrefix,
+    log,
+    engineSocket: socket,
+    ...(reconcileMs ? { reconcileMs } : {}),
+  });
   await daemon.start();
   const server = createHttpServer(buildRouter(daemon), log);
   await listenUnix(server, socket);

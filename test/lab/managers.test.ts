@@ -80,10 +80,14 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     assert.equal(nc.code, 0, nc.stderr);
     const leader = (await raft(lab, 'node1'))!;
     for (const h of ['node2', 'node3']) {
-      const st = await waitFor(`${h} to apply the change`, async () => {
-        const s = await raft(lab, h);
-        return s && s.applied >= leader.commit ? s : undefined;
-      }, 5000);
+      const st = await waitFor(
+        `${h} to apply the change`,
+        async () => {
+          const s = await raft(lab, h);
+          return s && s.applied >= leader.commit ? s : undefined;
+        },
+        5000,
+      );
       assert.equal(st.role, 'follower');
       assert.equal(st.leader, leader.id);
     }

@@ -169,7 +169,9 @@ export class ControlPlane extends EventEmitter {
       const up = (id: string): boolean => this.store.getNode(id)?.state !== 'down' && st.peers.some((p) => p.id === id && p.reachable);
       const reachable = left.filter((x) => x.id === this.nodeId || up(x.id)).length;
       if (reachable < quorum(left.length))
-        throw new ForbiddenError(`can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`);
+        throw new ForbiddenError(
+          `can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`,
+        );
     };
     const orchestrator = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
     this.active = { manager: m, orchestrator };

@@ -46,7 +46,8 @@ const WRITES = {
       db.prepare(`DELETE FROM ${t} = ?`).run(id);
   },
   takeVni: (db: Db, vni: number, networkId: string) => db.prepare('INSERT INTO vnis (vni, network_id) VALUES (?, ?)').run(vni, networkId),
-  takeIp: (db: Db, networkId: string, ip: number, owner: string) => db.prepare('INSERT INTO ips (network_id, ip, owner) VALUES (?, ?, ?)').run(networkId, ip, owner),
+  takeIp: (db: Db, networkId: string, ip: number, owner: string) =>
+    db.prepare('INSERT INTO ips (network_id, ip, owner) VALUES (?, ?, ?)').run(networkId, ip, owner),
   releaseIp: (db: Db, networkId: string, ip: number) => db.prepare('DELETE FROM ips WHERE network_id = ? AND ip = ?').run(networkId, ip),
   setCursor: (db: Db, networkId: string, subnet: string, last: number) =>
     db
