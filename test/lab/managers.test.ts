@@ -1,8 +1,12 @@
 // Several managers: joining as a manager, the raft-replicated store, followers forwarding cluster
 // calls to the leader, and the leader's death (a new one is elected, nothing is lost).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { SwarmLab, hasDocker, waitFor } from './swarm-helpers.js';
+
+const execFileP = promisify(execFile);
 
 interface RaftStatus {
   id: string;
@@ -250,3 +254,66 @@ test('promote two workers, then demote the leader itself: a new leader takes ove
     await lab.down();
   }
 });
+
+test(
+  'the leader is cut off: the majority elects another, agents follow it, the old leader steps down and its stranded write is dropped on healing',
+  { timeout: 180_000 },
+  async () => {
+    const lab = await SwarmLab.up('mgq', 4);
+    try {
+      const ip1 = lab.host('node1').ip;
+      assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
+      const mt = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'manager'])).stdout.trim();
+      const wt = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+      for (const h of ['node2', 'node3']) assert.equal((await lab.vx(h, ['swarm', 'join', '--token', mt, `${ip1}:2377`])).code, 0);
+      assert.equal((await lab.vx('node4', ['swarm', 'join', '--token', wt, `${ip1}:2377`])).code, 0);
+      await waitFor('three reachable managers', async () => ((await raft(lab, 'node1'))?.role === 'leader' ? true : undefined), 5000);
+
+      // Cut on the router's side: node1 keeps its own addresses and routes, as a host whose cable is pulled.
+      const cut = (up: boolean): Promise<unknown> => execFileP('ip', ['-n', lab.plan.router, 'link', 'set', lab.host('node1').routerIf, up ? 'up' : 'down']);
+      await cut(false);
+      // A write on the cut-off leader cannot commit: it fails instead of hanging.
+      const stranded = await lab.vx('node1', ['network', 'create', '-d', 'overlay', 'stranded']);
+      assert.notEqual(stranded.code, 0);
+      assert.match(stranded.stderr, /not committed|does not have a leader|not the leader/);
+      const leader = await waitFor(
+        'a leader in the majority',
+        async () => {
+          for (const h of ['node2', 'node3']) if ((await raft(lab, h))?.role === 'leader') return h;
+          return undefined;
+        },
+        15_000,
+        100,
+      );
+      await waitFor('the cut-off leader to step down', async () => ((await raft(lab, 'node1'))?.role !== 'leader' ? true : undefined), 10_000, 100);
+      const t = await waitFor(
+        'the worker on the new leader, node1 Down',
+        async () => {
+          const t = await nodeTable(lab, leader);
+          return t.get('node4')?.[0] === 'Ready' && t.get('node1')?.[0] === 'Down' ? t : undefined;
+        },
+        20_000,
+        200,
+      );
+      assert.equal(t.get('node1')![1], 'Unreachable');
+      assert.equal((await lab.vx(leader, ['network', 'create', '-d', 'overlay', 'majority-net'])).code, 0);
+
+      await cut(true);
+      await waitFor(
+        'node1 to rejoin as a follower with the majority state',
+        async () => {
+          const [a, b] = [await raft(lab, 'node1'), await raft(lab, leader)];
+          return a && b && a.role === 'follower' && a.leader === b.id && a.applied >= b.commit ? a : undefined;
+        },
+        20_000,
+        100,
+      );
+      const nets = await lab.vx('node1', ['network', 'ls', '--format', '{{.Name}}']);
+      assert.equal(nets.code, 0, nets.stderr);
+      assert.deepEqual(nets.stdout.trim().split('\n').sort(), ['ingress', 'majority-net'], 'the stranded write is gone, the majority one is there');
+      await waitFor('node1 Ready again', async () => ((await nodeTable(lab, leader)).get('node1')?.[0] === 'Ready' ? true : undefined), 15_000, 200);
+    } finally {
+      await lab.down();
+    }
+  },
+);

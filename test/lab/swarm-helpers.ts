@@ -34,6 +34,8 @@ export class SwarmLab {
   }
 
   async down(): Promise<void> {
+    // For debugging a failure by hand: keep the hosts and daemons (remove with `vxswarm lab down --name`).
+    if (process.env.VXSWARM_KEEP_LAB) return void console.log(`# kept lab ${this.name}`);
     await labDown(this.name);
   }
 

@@ -330,6 +330,20 @@ test('raft: a leader cut off in a minority cannot commit, steps down, and drops 
   assert.ok(!values(s, 'n1').includes(666) && !values(s, 'n2').includes(666));
 });
 
+test('raft: a follower cut off for a minute keeps its term (pre-vote) and rejoins without deposing the leader', async () => {
+  const s = await threeNodes(6);
+  await s.commit('n0', { value: 1 });
+  const term = s.net.nodes.get('n0')!.term;
+  s.net.isolate('n2', true);
+  await s.settle(60_000);
+  assert.equal(s.net.nodes.get('n2')!.term, term, 'no term inflation while cut off');
+  await s.commit('n0', { value: 2 });
+  s.net.isolate('n2', false);
+  await s.until('n2 to catch up', () => values(s, 'n2').length === 2);
+  assert.deepEqual(s.leaders(), ['n0']);
+  assert.equal(s.net.nodes.get('n0')!.term, term, 'the leader kept its term');
+});
+
 test('raft: a follower that falls behind the compaction point gets a snapshot', async () => {
   const s = await threeNodes(4, 20);
   s.net.isolate('n2', true);

@@ -241,7 +241,13 @@ export class ManagerClient {
 
   /** One call to this manager only (raft's messages go to a given peer, never redirected). */
   async direct<T>(method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
-    return (await call(await this.open(), method, path, body, timeoutMs)) as T;
+    try {
+      return (await call(await this.open(), method, path, body, timeoutMs)) as T;
+    } catch (e) {
+      // No answer: the connection may be dead without knowing it (a partition); start afresh.
+      if (e instanceof VxError && e.status === 504) this.dropSession();
+      throw e;
+    }
   }
 
   close(): void {

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type http2 from 'node:http2';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { HEARTBEAT_PERIOD_MS } from '../manager/manager.js';
+import { HEARTBEAT_PERIOD_MS, HEARTBEAT_TIMEOUT_MS } from '../manager/manager.js';
 import { LEADER_HEADER, type ManagerClient } from './client.js';
 
 const BACKOFF_MIN_MS = 100;
@@ -54,7 +54,9 @@ export class AgentSession extends EventEmitter {
           stream.close();
         }
       });
+      let heard = Date.now();
       stream.on('data', (c: Buffer) => {
+        heard = Date.now();
         buf += c.toString('utf8');
         let i: number;
         while ((i = buf.indexOf('\n')) >= 0) {
@@ -62,6 +64,7 @@ export class AgentSession extends EventEmitter {
           buf = buf.slice(i + 1);
           try {
             const msg = JSON.parse(line) as { type: string };
+            if (msg.type === 'heartbeat') continue;
             if (msg.type === 'welcome') {
               this.connected = true;
               this.backoff = BACKOFF_MIN_MS;
@@ -75,6 +78,14 @@ export class AgentSession extends EventEmitter {
       stream.on('close', () => this.lost('stream closed'));
       stream.on('error', (e) => this.lost(errorMessage(e)));
       this.beat = setInterval(() => {
+        // The leader beats too: silence means it or the path to it is gone (a partitioned or
+        // powered-off host closes nothing), so go and find whoever leads now.
+        if (this.connected && Date.now() - heard > HEARTBEAT_TIMEOUT_MS) {
+          this.log.warn('no heartbeat from the manager: reconnecting', { manager: this.client.addr });
+          this.client.follow(undefined);
+          stream.close();
+          return;
+        }
         if (!stream.closed && !stream.destroyed) stream.write('{}\n');
       }, HEARTBEAT_PERIOD_MS);
       this.beat.unref();

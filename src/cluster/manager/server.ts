@@ -15,7 +15,7 @@ import { NotLeaderError, type AppendRequest, type SnapshotRequest, type VoteRequ
 import { CLUSTER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
 import type { ControlPlane } from './control.js';
-import { ForbiddenError } from './manager.js';
+import { ForbiddenError, HEARTBEAT_PERIOD_MS } from './manager.js';
 import type { TaskStatusReport } from './types.js';
 
 interface Caller {
@@ -315,6 +315,10 @@ export class ManagerServer {
     manager.on('gossip-keys', onKeys);
     stream.once('close', () => manager.off('gossip-keys', onKeys));
     stream.on('data', () => manager.heartbeat(caller.nodeId));
+    // Heartbeats down as well, so an agent notices a leader it can no longer hear.
+    const beat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_PERIOD_MS);
+    beat.unref();
+    stream.once('close', () => clearInterval(beat));
     let closed = false;
     const done = (): void => {
       if (closed) return;

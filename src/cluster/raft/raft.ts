@@ -77,6 +77,8 @@ export interface VoteRequest {
   candidate: string;
   lastIndex: number;
   lastTerm: number;
+  /** a pre-vote (raft thesis 9.6): "would you vote for me at this term?", changing nothing */
+  pre?: boolean;
 }
 export interface VoteReply {
   term: number;
@@ -326,14 +328,17 @@ export class Raft extends EventEmitter {
   // ---- RPC handlers ----
 
   handleVote(req: VoteRequest): VoteReply {
-    if (req.term < this.term) return { term: this.term, granted: false };
+    if (req.term < this.term || (req.pre && req.term === this.term)) return { term: this.term, granted: false };
     // A server that heard from a live leader lately ignores candidates (raft thesis 4.2.3):
     // a node cut off and back cannot depose a healthy leader.
     const leaderAlive = this.role === 'leader' || this.clock.now() - this.lastLeaderContact < this.timing.electionMinMs;
     if (leaderAlive && req.candidate !== this.leaderId) return { term: this.term, granted: false };
-    if (req.term > this.term) this.becomeFollower(req.term, '');
     const lastTerm = this.store.termAt(this.store.lastIndex()) ?? 0;
     const upToDate = req.lastTerm > lastTerm || (req.lastTerm === lastTerm && req.lastIndex >= this.store.lastIndex());
+    if (req.pre) return { term: this.term, granted: upToDate };
+    // A higher term makes us a follower, but only a granted vote restarts our election timer:
+    // a candidate that cannot win must not keep the others from electing.
+    if (req.term > this.term) this.becomeFollower(req.term, '', false);
     if ((this.vote === '' || this.vote === req.candidate) && upToDate) {
       this.setHardState(this.term, req.candidate);
       this.resetElectionTimer();
@@ -419,7 +424,7 @@ export class Raft extends EventEmitter {
     this.resetElectionTimer();
   }
 
-  private becomeFollower(term: number, leader: string): void {
+  private becomeFollower(term: number, leader: string, resetTimer = true): void {
     const was = this.role;
     if (term > this.term) this.setHardState(term, '');
     if (was === 'leader') {
@@ -432,7 +437,7 @@ export class Raft extends EventEmitter {
     this.role = 'follower';
     const changed = this.leaderId !== leader;
     this.leaderId = leader;
-    this.resetElectionTimer();
+    if (resetTimer || !this.electionTimer) this.resetElectionTimer();
     if (was !== 'follower') {
       this.log.info('raft: now a follower', { term: this.term, leader });
       this.emit('role', 'follower');
@@ -440,15 +445,48 @@ export class Raft extends EventEmitter {
     if (changed) this.emit('leader-changed', leader);
   }
 
+  /**
+   * Pre-vote first: only when a majority would vote for us do we raise our term. A node cut off
+   * from the others therefore keeps its term, and rejoining does not depose a working leader.
+   */
   private campaign(): void {
     if (this.stopped) return;
     const members = this.members();
     // Only a voter with state campaigns (a joiner waits for its snapshot; a demoted one stays out).
     const a = this.store.ahead();
-    if (this.store.fresh() || a?.term === -1 || !members.some((m) => m.id === this.id)) {
-      this.resetElectionTimer();
-      return;
+    this.resetElectionTimer();
+    if (this.store.fresh() || a?.term === -1 || !members.some((m) => m.id === this.id)) return;
+    const need = quorum(members.length);
+    if (need <= 1) return this.elect(members);
+    const term = this.term;
+    const req: VoteRequest = {
+      term: term + 1,
+      candidate: this.id,
+      lastIndex: this.store.lastIndex(),
+      lastTerm: this.store.termAt(this.store.lastIndex()) ?? 0,
+      pre: true,
+    };
+    const granted = new Set([this.id]);
+    let done = false;
+    for (const m of members) {
+      if (m.id === this.id) continue;
+      this.transport.vote(m, req).then(
+        (r) => {
+          if (r.term > this.term) return this.becomeFollower(r.term, '', false);
+          if (done || !r.granted || this.term !== term || this.role === 'leader') return;
+          granted.add(m.id);
+          if (granted.size >= need) {
+            done = true;
+            this.elect(this.members());
+          }
+        },
+        () => undefined,
+      );
     }
+  }
+
+  private elect(members: Member[]): void {
+    if (this.stopped) return;
     this.role = 'candidate';
     this.leaderId = '';
     this.setHardState(this.term + 1, this.id);
