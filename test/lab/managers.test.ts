@@ -317,3 +317,36 @@ test(
     }
   },
 );
+
+test('all three managers restart (stopped, then killed): a leader is elected and the state is whole', { timeout: 180_000 }, async () => {
+  const lab = await SwarmLab.up('mgr3', 3);
+  try {
+    const ip1 = lab.host('node1').ip;
+    assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
+    const mt = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'manager'])).stdout.trim();
+    for (const h of ['node2', 'node3']) assert.equal((await lab.vx(h, ['swarm', 'join', '--token', mt, `${ip1}:2377`])).code, 0);
+    assert.equal((await lab.vx('node2', ['network', 'create', '-d', 'overlay', '--subnet', '10.9.0.0/24', 'kept-net'])).code, 0);
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      for (const h of ['node1', 'node2', 'node3']) await lab.stop(h, signal);
+      for (const h of ['node1', 'node2', 'node3']) await lab.start(h);
+      const t = await waitFor(
+        `a leader and three Ready managers after ${signal}`,
+        async () => {
+          const t = await nodeTable(lab, 'node3').catch(() => undefined);
+          if (!t) return undefined;
+          const v = [...t.values()];
+          return v.every((x) => x[0] === 'Ready') && v.filter((x) => x[1] === 'Leader').length === 1 && v.filter((x) => x[1] === 'Reachable').length === 2
+            ? t
+            : undefined;
+        },
+        30_000,
+        200,
+      );
+      assert.equal(t.size, 3);
+      const inspect = await lab.vx('node1', ['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}}{{end}}', 'kept-net']);
+      assert.equal(inspect.stdout.trim(), '10.9.0.0/24', `after ${signal}`);
+    }
+  } finally {
+    await lab.down();
+  }
+});
