@@ -80,6 +80,27 @@ export async function run(): Promise<void> {
       await until(async () => (await raft(victim))?.role === 'follower' && ((await raft(victim))?.leader ?? '') !== '', 20000);
     }
     emit({ metric: 'leader_failover', runs_s: failovers.map((x) => round(x)) });
+
+    // A planned stop (SIGTERM): the leader hands over before it goes.
+    const handovers: number[] = [];
+    for (let i = 0; i < FAILOVERS; i++) {
+      let victim = '';
+      for (const h of HOSTS) if ((await raft(h))?.role === 'leader') victim = h;
+      if (!victim) throw new Error('no leader before the hand-over run');
+      const others = HOSTS.filter((h) => h !== victim);
+      const t0 = performance.now();
+      const stopping = stopDaemon(name, victim, 'SIGTERM');
+      await until(async () => {
+        for (const h of others) if ((await raft(h))?.role === 'leader') return true;
+        return false;
+      }, 30000);
+      handovers.push(performance.now() - t0);
+      await stopping;
+      await startDaemon(name, victim, { preferBuild: true, logLevel: 'warn' });
+      await until(async () => (await raft(victim))?.role === 'follower' && ((await raft(victim))?.leader ?? '') !== '', 20000);
+    }
+    emit({ metric: 'leader_handover', runs_ms: handovers.map((x) => round(x, 1)) });
+    summary.leader_handover_ms_max = round(Math.max(...handovers), 1);
     summary.leader_failover_s_max = round(Math.max(...failovers));
     summary.leader_failover_s_p50 = round(percentile(failovers, 50));
     // Swarmkit elects after 10 ticks of 1 s: about 10 s without a leader.

@@ -212,6 +212,7 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    await this.control?.handOver().catch((e: unknown) => this.log.warn('leadership hand-over failed', { error: errorMessage(e) }));
     this.runtime.close();
     await this.dns?.close();
     this.control?.close();

@@ -17,6 +17,7 @@ import {
   type RaftTransport,
   type SnapshotReply,
   type SnapshotRequest,
+  type TimeoutNowRequest,
   type VoteReply,
   type VoteRequest,
 } from '../../src/cluster/raft/raft.js';
@@ -157,6 +158,7 @@ class MemNet {
       vote: (to, req: VoteRequest) => this.call<VoteReply>(from, to, (r) => r.handleVote(req)),
       append: (to, req: AppendRequest) => this.call<AppendReply>(from, to, (r) => r.handleAppend(structuredClone(req))),
       snapshot: (to, req: SnapshotRequest) => this.call<SnapshotReply>(from, to, (r) => r.handleSnapshot(structuredClone(req))),
+      timeoutNow: (to, req: TimeoutNowRequest) => this.call<unknown>(from, to, (r) => r.handleTimeoutNow(req)),
     };
   }
 }
@@ -342,6 +344,29 @@ test('raft: a follower cut off for a minute keeps its term (pre-vote) and rejoin
   await s.until('n2 to catch up', () => values(s, 'n2').length === 2);
   assert.deepEqual(s.leaders(), ['n0']);
   assert.equal(s.net.nodes.get('n0')!.term, term, 'the leader kept its term');
+});
+
+test('raft: a stopping leader hands over to an up-to-date follower within milliseconds, not an election timeout', async () => {
+  const s = await threeNodes(7);
+  for (let i = 1; i <= 5; i++) await s.commit('n0', { value: i });
+  const term = s.net.nodes.get('n0')!.term;
+  let handed: boolean | undefined;
+  const t0 = s.clock.now();
+  void s.net.nodes
+    .get('n0')!
+    .transferLeadership()
+    .then((ok) => (handed = ok));
+  const took = await s.until('the handover', () => handed !== undefined);
+  assert.equal(handed, true);
+  assert.ok(took < 200, `handover took ${took} ms (simulated); an election would take 1500+`);
+  const l = s.leaders()[0]!;
+  assert.notEqual(l, 'n0');
+  assert.equal(s.net.nodes.get(l)!.term, term + 1);
+  assert.ok(s.clock.now() - t0 < 1500);
+  // No write was lost, and the new leader takes writes at once.
+  await s.commit(l, { value: 6 });
+  await s.until('all to converge', () => ['n0', 'n1', 'n2'].every((id) => values(s, id).length === 6));
+  assert.throws(() => s.net.nodes.get('n0')!.leaderTerm(), /not the leader/);
 });
 
 test('raft: a follower that falls behind the compaction point gets a snapshot', async () => {

@@ -36,6 +36,7 @@ class PeerTransport implements RaftTransport {
   vote = (to: Member, req: unknown) => this.client(to).direct<never>('POST', '/v1/raft/vote', req, VOTE_TIMEOUT_MS);
   append = (to: Member, req: unknown) => this.client(to).direct<never>('POST', '/v1/raft/append', req, APPEND_TIMEOUT_MS);
   snapshot = (to: Member, req: unknown) => this.client(to).direct<never>('POST', '/v1/raft/snapshot', req, SNAPSHOT_TIMEOUT_MS);
+  timeoutNow = (to: Member, req: unknown) => this.client(to).direct<unknown>('POST', '/v1/raft/timeout-now', req, VOTE_TIMEOUT_MS);
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
@@ -188,6 +189,14 @@ export class ControlPlane extends EventEmitter {
     a.manager.close();
     this.log.info('no longer leading the swarm', { term: this.raft.term, leader: this.raft.leaderId });
     this.emit('following', a);
+  }
+
+  /** Before a planned stop: hand leadership to another manager so the swarm does not wait for an election. */
+  async handOver(): Promise<void> {
+    if (!this.raft.isLeader() || this.members().length < 2) return;
+    const t0 = Date.now();
+    const ok = await this.raft.transferLeadership();
+    this.log.info(ok ? 'handed leadership over' : 'could not hand leadership over', { ms: Date.now() - t0, leader: this.raft.leaderId });
   }
 
   close(): void {

@@ -11,7 +11,7 @@ import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { Mutex } from '../../core/mutex.js';
 import { LEADER_HEADER } from '../agent/client.js';
-import { NotLeaderError, type AppendRequest, type SnapshotRequest, type VoteRequest } from '../raft/raft.js';
+import { NotLeaderError, type AppendRequest, type SnapshotRequest, type TimeoutNowRequest, type VoteRequest } from '../raft/raft.js';
 import { CLUSTER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
 import type { ControlPlane } from './control.js';
@@ -69,6 +69,7 @@ export class ManagerServer {
     this.routes = [
       { method: 'GET', re: /^\/v1\/ca$/, auth: 'none', handler: () => ({ ca: this.tls.caPem }) },
       { method: 'POST', re: /^\/v1\/raft\/vote$/, auth: 'peer', handler: ({ body }) => raft.handleVote(body as VoteRequest) },
+      { method: 'POST', re: /^\/v1\/raft\/timeout-now$/, auth: 'peer', handler: ({ body }) => raft.handleTimeoutNow(body as TimeoutNowRequest) },
       { method: 'POST', re: /^\/v1\/raft\/append$/, auth: 'peer', handler: ({ body }) => raft.handleAppend(body as AppendRequest), maxBody: 4 << 20 },
       {
         method: 'POST',

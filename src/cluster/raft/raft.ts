@@ -79,6 +79,8 @@ export interface VoteRequest {
   lastTerm: number;
   /** a pre-vote (raft thesis 9.6): "would you vote for me at this term?", changing nothing */
   pre?: boolean;
+  /** the leader handed over to this candidate: voters need not wait out the leader's lease */
+  transfer?: boolean;
 }
 export interface VoteReply {
   term: number;
@@ -109,10 +111,17 @@ export interface SnapshotReply {
   term: number;
 }
 
+/** The leader tells an up-to-date follower to start an election now (leadership transfer). */
+export interface TimeoutNowRequest {
+  term: number;
+  leader: string;
+}
+
 export interface RaftTransport {
   vote(to: Member, req: VoteRequest): Promise<VoteReply>;
   append(to: Member, req: AppendRequest): Promise<AppendReply>;
   snapshot(to: Member, req: SnapshotRequest): Promise<SnapshotReply>;
+  timeoutNow(to: Member, req: TimeoutNowRequest): Promise<unknown>;
 }
 
 export interface RaftTiming {
@@ -217,6 +226,8 @@ export class Raft extends EventEmitter {
   private waiters: Waiter[] = [];
   private replicateQueued = false;
   private stopped = true;
+  /** set while handing leadership over: no new writes */
+  private transferring = false;
 
   constructor(o: RaftOptions) {
     super();
@@ -277,7 +288,7 @@ export class Raft extends EventEmitter {
 
   /** The term a leader's write goes into its log with; throws on a follower (the write rolls back). */
   leaderTerm(): number {
-    if (this.role !== 'leader') throw new NotLeaderError(this.leader());
+    if (this.role !== 'leader' || this.transferring) throw new NotLeaderError(this.role === 'leader' ? undefined : this.leader());
     return this.term;
   }
 
@@ -332,7 +343,7 @@ export class Raft extends EventEmitter {
     // A server that heard from a live leader lately ignores candidates (raft thesis 4.2.3):
     // a node cut off and back cannot depose a healthy leader.
     const leaderAlive = this.role === 'leader' || this.clock.now() - this.lastLeaderContact < this.timing.electionMinMs;
-    if (leaderAlive && req.candidate !== this.leaderId) return { term: this.term, granted: false };
+    if (leaderAlive && req.candidate !== this.leaderId && !req.transfer) return { term: this.term, granted: false };
     const lastTerm = this.store.termAt(this.store.lastIndex()) ?? 0;
     const upToDate = req.lastTerm > lastTerm || (req.lastTerm === lastTerm && req.lastIndex >= this.store.lastIndex());
     if (req.pre) return { term: this.term, granted: upToDate };
@@ -387,6 +398,46 @@ export class Raft extends EventEmitter {
     const a = this.store.ahead();
     if (a && req.commit >= a.index) this.store.setAhead(undefined);
     return { term: this.term, success: true, lastIndex: this.store.lastIndex() };
+  }
+
+  /** The leader hands over to us: campaign at once, skipping the pre-vote. */
+  handleTimeoutNow(req: TimeoutNowRequest): Record<string, never> {
+    if (req.term === this.term && req.leader === this.leaderId && this.role === 'follower' && !this.stopped) {
+      this.log.info('raft: leadership handed to us', { term: this.term });
+      this.elect(this.members(), true);
+    }
+    return {};
+  }
+
+  /**
+   * Hands leadership to the most up-to-date other member before this one stops (a restart, an
+   * upgrade): the swarm has a leader again in a round trip instead of an election timeout.
+   * Resolves true once another member leads, false if none took over in time.
+   */
+  async transferLeadership(timeoutMs = this.timing.electionMinMs): Promise<boolean> {
+    if (this.role !== 'leader' || this.peers.size === 0) return false;
+    this.transferring = true;
+    const deadline = this.clock.now() + timeoutMs;
+    const sleep = (ms: number): Promise<void> => new Promise((r) => this.clock.after(ms, r));
+    try {
+      while (this.role === 'leader' && this.clock.now() < deadline) {
+        const last = this.store.lastIndex();
+        const target = [...this.peers.values()]
+          .filter((p) => this.voters.some((v) => v.id === p.member.id) && this.clock.now() - p.lastContact < this.timing.electionMaxMs)
+          .sort((a, b) => b.match - a.match)[0];
+        if (!target) return false;
+        if (target.match < last) {
+          this.replicate(target, false);
+          await sleep(10);
+          continue;
+        }
+        await this.transport.timeoutNow(target.member, { term: this.term, leader: this.id }).catch(() => undefined);
+        for (let i = 0; i < 50 && this.role === 'leader'; i++) await sleep(10);
+      }
+      return this.role !== 'leader';
+    } finally {
+      this.transferring = false;
+    }
   }
 
   handleSnapshot(req: SnapshotRequest): SnapshotReply {
@@ -485,7 +536,7 @@ export class Raft extends EventEmitter {
     }
   }
 
-  private elect(members: Member[]): void {
+  private elect(members: Member[], transfer = false): void {
     if (this.stopped) return;
     this.role = 'candidate';
     this.leaderId = '';
@@ -497,7 +548,13 @@ export class Raft extends EventEmitter {
     const granted = new Set([this.id]);
     const need = quorum(members.length);
     if (granted.size >= need) return this.becomeLeader();
-    const req: VoteRequest = { term, candidate: this.id, lastIndex: this.store.lastIndex(), lastTerm: this.store.termAt(this.store.lastIndex()) ?? 0 };
+    const req: VoteRequest = {
+      term,
+      candidate: this.id,
+      lastIndex: this.store.lastIndex(),
+      lastTerm: this.store.termAt(this.store.lastIndex()) ?? 0,
+      ...(transfer ? { transfer: true } : {}),
+    };
     for (const m of members) {
       if (m.id === this.id) continue;
       this.transport.vote(m, req).then(
