@@ -23,6 +23,11 @@ export async function run(): Promise<void> {
       api(h)
         .get<Json>('/vxswarm/raft')
         .catch(() => undefined);
+    const leaderOf = (hosts: string[]): Promise<string> =>
+      until(async () => {
+        for (const h of hosts) if ((await raft(h))?.role === 'leader') return h;
+        return undefined;
+      }, 30000);
     await api('node1').post('/swarm/init', {});
     const token = (await api('node1').get<Json>('/swarm')).JoinTokens.Manager as string;
 
@@ -57,9 +62,7 @@ export async function run(): Promise<void> {
 
     const failovers: number[] = [];
     for (let i = 0; i < FAILOVERS; i++) {
-      let victim = '';
-      for (const h of HOSTS) if ((await raft(h))?.role === 'leader') victim = h;
-      if (!victim) throw new Error('no leader before the failover run');
+      const victim = await leaderOf(HOSTS);
       const others = HOSTS.filter((h) => h !== victim);
       const t0 = performance.now();
       await stopDaemon(name, victim, 'SIGKILL');
@@ -84,16 +87,11 @@ export async function run(): Promise<void> {
     // A planned stop (SIGTERM): the leader hands over before it goes.
     const handovers: number[] = [];
     for (let i = 0; i < FAILOVERS; i++) {
-      let victim = '';
-      for (const h of HOSTS) if ((await raft(h))?.role === 'leader') victim = h;
-      if (!victim) throw new Error('no leader before the hand-over run');
+      const victim = await leaderOf(HOSTS);
       const others = HOSTS.filter((h) => h !== victim);
       const t0 = performance.now();
       const stopping = stopDaemon(name, victim, 'SIGTERM');
-      await until(async () => {
-        for (const h of others) if ((await raft(h))?.role === 'leader') return true;
-        return false;
-      }, 30000);
+      await leaderOf(others);
       handovers.push(performance.now() - t0);
       await stopping;
       await startDaemon(name, victim, { preferBuild: true, logLevel: 'warn' });

@@ -22,6 +22,48 @@ async function raft(lab: SwarmLab, host: string): Promise<RaftStatus | undefined
   return r?.status === 200 ? (JSON.parse(r.body) as RaftStatus) : undefined;
 }
 
+/** Waits until `node ls` on `host` satisfies `ok`; returns that table. */
+function tableWhen(lab: SwarmLab, host: string, what: string, ok: (t: Map<string, [string, string]>) => boolean, timeoutMs: number) {
+  return waitFor(
+    what,
+    async () => {
+      const t = await nodeTable(lab, host).catch(() => undefined);
+      return t && ok(t) ? t : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+/** init on node1, then join `managers` with the manager token and `workers` with the worker token. */
+async function swarmOf(lab: SwarmLab, managers: string[], workers: string[]): Promise<void> {
+  const ip1 = lab.host('node1').ip;
+  assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
+  for (const [role, hosts] of [
+    ['manager', managers],
+    ['worker', workers],
+  ] as const) {
+    const token = (await lab.vx('node1', ['swarm', 'join-token', '-q', role])).stdout.trim();
+    for (const h of hosts) {
+      const j = await lab.vx(h, ['swarm', 'join', '--token', token, `${ip1}:2377`]);
+      assert.equal(j.code, 0, j.stderr);
+    }
+  }
+}
+
+/** The host whose raft member leads, among `hosts`. */
+function leaderAmong(lab: SwarmLab, hosts: string[], timeoutMs = 15_000): Promise<string> {
+  return waitFor(
+    `a leader among ${hosts.join(', ')}`,
+    async () => {
+      for (const h of hosts) if ((await raft(lab, h))?.role === 'leader') return h;
+      return undefined;
+    },
+    timeoutMs,
+    50,
+  );
+}
+
 /** `node ls` as a map hostname → [status, manager status]. */
 async function nodeTable(lab: SwarmLab, host: string): Promise<Map<string, [string, string]>> {
   const r = await lab.vx(host, ['node', 'ls', '--format', '{{.Hostname}} {{.Status}} {{.ManagerStatus}}']);
@@ -98,29 +140,10 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     // The leader dies: the other two elect a new one and the swarm keeps working.
     const t0 = Date.now();
     await lab.stop('node1', 'SIGKILL');
-    const newLeader = await waitFor(
-      'a new leader',
-      async () => {
-        for (const h of ['node2', 'node3']) {
-          const s = await raft(lab, h);
-          if (s?.role === 'leader') return h;
-        }
-        return undefined;
-      },
-      15_000,
-      50,
-    );
+    const newLeader = await leaderAmong(lab, ['node2', 'node3']);
     console.log(`new leader ${newLeader} after ${Date.now() - t0} ms`);
     const other = newLeader === 'node2' ? 'node3' : 'node2';
-    const t = await waitFor(
-      'node1 Down and Unreachable',
-      async () => {
-        const t = await nodeTable(lab, other);
-        return t.get('node1')?.[0] === 'Down' && t.get('node1')?.[1] === 'Unreachable' ? t : undefined;
-      },
-      15_000,
-      200,
-    );
+    const t = await tableWhen(lab, other, 'node1 Down and Unreachable', (t) => t.get('node1')?.[0] === 'Down' && t.get('node1')?.[1] === 'Unreachable', 15_000);
     assert.equal(t.get(newLeader)![1], 'Leader');
     assert.equal(t.get('node4')![0], 'Ready', 'the worker found the new leader');
     const nc2 = await lab.vx(other, ['network', 'create', '-d', 'overlay', 'after-net']);
@@ -139,14 +162,12 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
       15_000,
       100,
     );
-    const back = await waitFor(
+    const back = await tableWhen(
+      lab,
+      'node1',
       'node1 Ready and Reachable again',
-      async () => {
-        const t = await nodeTable(lab, 'node1');
-        return t.get('node1')?.[0] === 'Ready' && t.get('node1')?.[1] === 'Reachable' ? t : undefined;
-      },
+      (t) => t.get('node1')?.[0] === 'Ready' && t.get('node1')?.[1] === 'Reachable',
       15_000,
-      200,
     );
     assert.equal(back.get(newLeader)![1], 'Leader');
     // Leaving as a manager needs --force, and says what it costs.
@@ -182,10 +203,7 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
 test('promote two workers, then demote the leader itself: a new leader takes over and the old one works on as a worker', { timeout: 180_000 }, async () => {
   const lab = await SwarmLab.up('mgp', 3);
   try {
-    const ip1 = lab.host('node1').ip;
-    assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
-    const token = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
-    for (const h of ['node2', 'node3']) assert.equal((await lab.vx(h, ['swarm', 'join', '--token', token, `${ip1}:2377`])).code, 0);
+    await swarmOf(lab, [], ['node2', 'node3']);
     const cli = hasDocker ? lab.docker.bind(lab) : lab.vx.bind(lab);
     const pr = await cli('node1', ['node', 'promote', 'node2', 'node3']);
     assert.equal(pr.code, 0, pr.stderr);
@@ -202,44 +220,20 @@ test('promote two workers, then demote the leader itself: a new leader takes ove
         100,
       );
     }
-    const t = await waitFor(
-      'two Reachable managers',
-      async () => {
-        const t = await nodeTable(lab, 'node3');
-        return [...t.values()].filter((x) => x[1] === 'Reachable').length === 2 ? t : undefined;
-      },
-      10_000,
-      200,
-    );
+    const t = await tableWhen(lab, 'node3', 'two Reachable managers', (t) => [...t.values()].filter((x) => x[1] === 'Reachable').length === 2, 10_000);
     assert.equal(t.get('node1')![1], 'Leader');
 
     // Demoting the leader: the change commits, it steps down, the others elect a new leader.
     const dm = await cli('node1', ['node', 'demote', 'node1']);
     assert.equal(dm.code, 0, dm.stderr);
     assert.match(dm.stdout, /Manager node1 demoted in the swarm\./);
-    const leader = await waitFor(
-      'a new leader among node2 and node3',
-      async () => {
-        for (const h of ['node2', 'node3']) if ((await raft(lab, h))?.role === 'leader') return h;
-        return undefined;
-      },
-      15_000,
-      100,
-    );
+    const leader = await leaderAmong(lab, ['node2', 'node3']);
     // node1 becomes a worker: no raft member, no cluster view, still Ready in the swarm.
     await waitFor('node1 to drop its raft member', async () => ((await raft(lab, 'node1')) === undefined ? true : undefined), 15_000, 100);
     const ls1 = await lab.vx('node1', ['node', 'ls']);
     assert.notEqual(ls1.code, 0);
     assert.match(ls1.stderr, /This node is not a swarm manager/);
-    const after = await waitFor(
-      'node1 Ready as a worker',
-      async () => {
-        const t = await nodeTable(lab, leader);
-        return t.get('node1')?.[0] === 'Ready' && t.get('node1')?.[1] === '' ? t : undefined;
-      },
-      15_000,
-      200,
-    );
+    const after = await tableWhen(lab, leader, 'node1 Ready as a worker', (t) => t.get('node1')?.[0] === 'Ready' && t.get('node1')?.[1] === '', 15_000);
     assert.equal(after.get(leader)![1], 'Leader');
     assert.equal([...after.values()].filter((x) => x[1] === 'Reachable').length, 1);
     assert.equal((await lab.vx('node3', ['network', 'create', '-d', 'overlay', 'after-demote'])).code, 0);
@@ -261,13 +255,8 @@ test(
   async () => {
     const lab = await SwarmLab.up('mgq', 4);
     try {
-      const ip1 = lab.host('node1').ip;
-      assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
-      const mt = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'manager'])).stdout.trim();
-      const wt = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
-      for (const h of ['node2', 'node3']) assert.equal((await lab.vx(h, ['swarm', 'join', '--token', mt, `${ip1}:2377`])).code, 0);
-      assert.equal((await lab.vx('node4', ['swarm', 'join', '--token', wt, `${ip1}:2377`])).code, 0);
-      await waitFor('three reachable managers', async () => ((await raft(lab, 'node1'))?.role === 'leader' ? true : undefined), 5000);
+      await swarmOf(lab, ['node2', 'node3'], ['node4']);
+      await leaderAmong(lab, ['node1'], 5000);
 
       // Cut on the router's side: node1 keeps its own addresses and routes, as a host whose cable is pulled.
       const cut = (up: boolean): Promise<unknown> => execFileP('ip', ['-n', lab.plan.router, 'link', 'set', lab.host('node1').routerIf, up ? 'up' : 'down']);
@@ -276,24 +265,14 @@ test(
       const stranded = await lab.vx('node1', ['network', 'create', '-d', 'overlay', 'stranded']);
       assert.notEqual(stranded.code, 0);
       assert.match(stranded.stderr, /not committed|does not have a leader|not the leader/);
-      const leader = await waitFor(
-        'a leader in the majority',
-        async () => {
-          for (const h of ['node2', 'node3']) if ((await raft(lab, h))?.role === 'leader') return h;
-          return undefined;
-        },
-        15_000,
-        100,
-      );
+      const leader = await leaderAmong(lab, ['node2', 'node3']);
       await waitFor('the cut-off leader to step down', async () => ((await raft(lab, 'node1'))?.role !== 'leader' ? true : undefined), 10_000, 100);
-      const t = await waitFor(
+      const t = await tableWhen(
+        lab,
+        leader,
         'the worker on the new leader, node1 Down',
-        async () => {
-          const t = await nodeTable(lab, leader);
-          return t.get('node4')?.[0] === 'Ready' && t.get('node1')?.[0] === 'Down' ? t : undefined;
-        },
+        (t) => t.get('node4')?.[0] === 'Ready' && t.get('node1')?.[0] === 'Down',
         20_000,
-        200,
       );
       assert.equal(t.get('node1')![1], 'Unreachable');
       assert.equal((await lab.vx(leader, ['network', 'create', '-d', 'overlay', 'majority-net'])).code, 0);
@@ -321,26 +300,20 @@ test(
 test('all three managers restart (stopped, then killed): a leader is elected and the state is whole', { timeout: 180_000 }, async () => {
   const lab = await SwarmLab.up('mgr3', 3);
   try {
-    const ip1 = lab.host('node1').ip;
-    assert.equal((await lab.vx('node1', ['swarm', 'init', '--advertise-addr', ip1])).code, 0);
-    const mt = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'manager'])).stdout.trim();
-    for (const h of ['node2', 'node3']) assert.equal((await lab.vx(h, ['swarm', 'join', '--token', mt, `${ip1}:2377`])).code, 0);
+    await swarmOf(lab, ['node2', 'node3'], []);
     assert.equal((await lab.vx('node2', ['network', 'create', '-d', 'overlay', '--subnet', '10.9.0.0/24', 'kept-net'])).code, 0);
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       for (const h of ['node1', 'node2', 'node3']) await lab.stop(h, signal);
       for (const h of ['node1', 'node2', 'node3']) await lab.start(h);
-      const t = await waitFor(
+      const t = await tableWhen(
+        lab,
+        'node3',
         `a leader and three Ready managers after ${signal}`,
-        async () => {
-          const t = await nodeTable(lab, 'node3').catch(() => undefined);
-          if (!t) return undefined;
+        (t) => {
           const v = [...t.values()];
-          return v.every((x) => x[0] === 'Ready') && v.filter((x) => x[1] === 'Leader').length === 1 && v.filter((x) => x[1] === 'Reachable').length === 2
-            ? t
-            : undefined;
+          return v.every((x) => x[0] === 'Ready') && v.filter((x) => x[1] === 'Leader').length === 1 && v.filter((x) => x[1] === 'Reachable').length === 2;
         },
         30_000,
-        200,
       );
       assert.equal(t.size, 3);
       const inspect = await lab.vx('node1', ['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}}{{end}}', 'kept-net']);
