@@ -56,6 +56,7 @@ export function buildRouter(d: Daemon): Router {
       dataPathPort: optInt(b, 'DataPathPort'),
       defaultAddrPool: pool,
       subnetSize: optInt(b, 'SubnetSize'),
+      forceNewCluster: optBool(b, 'ForceNewCluster') ?? false,
     });
     return { json: id };
   });

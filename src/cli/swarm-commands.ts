@@ -41,9 +41,11 @@ export function addSwarmCommands(program: Command): void {
     .option('--data-path-port <port>', 'port number for data path traffic (1024 - 49151)', (v) => Number(v))
     .option('--default-addr-pool <cidr>', 'default address pool in CIDR format (repeatable)', collect)
     .option('--default-addr-pool-mask-length <n>', 'default address pool subnet mask length', (v) => Number(v), 24)
+    .option('--force-new-cluster', 'force create a new cluster from current state')
     .action(async (o: Json, cmd: Command) => {
       const api = apiFrom(cmd);
       const id = await api.post<string>('/swarm/init', {
+        ForceNewCluster: o.forceNewCluster === true,
         ListenAddr: o.listenAddr,
         AdvertiseAddr: o.advertiseAddr ?? '',
         DataPathPort: o.dataPathPort ?? 0,

@@ -80,6 +80,8 @@ export interface InitRequest {
   dataPathPort?: number;
   defaultAddrPool?: string[];
   subnetSize?: number;
+  /** on a manager of a swarm that lost its quorum: carry on alone with the state this node has */
+  forceNewCluster?: boolean;
 }
 
 export interface JoinRequestLocal {
@@ -231,6 +233,11 @@ export class Daemon {
 
   init(req: InitRequest): Promise<string> {
     return this.lock.lock(async () => {
+      if (this.state && req.forceNewCluster) {
+        if (!this.control) throw new ConflictError('--force-new-cluster can only be used on a manager: this node is a worker');
+        this.control.forceNewCluster();
+        return this.state.nodeId;
+      }
       if (this.state) throw new ConflictError('This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
       const advertise = await this.resolveAdvertise(req.advertiseAddr);
       const listen = req.listenAddr || `0.0.0.0:${MANAGER_PORT}`;

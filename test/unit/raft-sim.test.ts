@@ -120,6 +120,13 @@ class MemStore implements RaftStore {
   fresh(): boolean {
     return this.isFresh;
   }
+  ep = '';
+  epoch(): string {
+    return this.ep;
+  }
+  setEpoch(e: string): void {
+    this.ep = e;
+  }
   ahead(): { index: number; term: number } | undefined {
     return this.aheadOf;
   }
@@ -168,7 +175,7 @@ class Sim {
   readonly rng: () => number;
   readonly net: MemNet;
   readonly stores = new Map<string, MemStore>();
-  readonly leadersByTerm = new Map<number, string>();
+  readonly leadersByTerm = new Map<string, string>();
   constructor(
     readonly seed: number,
     readonly snapshotInterval = 10_000,
@@ -196,9 +203,11 @@ class Sim {
     });
     r.on('role', (role: string) => {
       if (role !== 'leader') return;
-      const other = this.leadersByTerm.get(r.term);
-      assert.ok(other === undefined || other === id, `two leaders in term ${r.term}: ${other} and ${id}`);
-      this.leadersByTerm.set(r.term, id);
+      // One leader per term of one raft incarnation (a forced new cluster starts another).
+      const key = `${s.epoch()}/${r.term}`;
+      const other = this.leadersByTerm.get(key);
+      assert.ok(other === undefined || other === id, `two leaders in term ${key}: ${other} and ${id}`);
+      this.leadersByTerm.set(key, id);
     });
     this.net.nodes.set(id, r);
     if (bootstrap) {
@@ -367,6 +376,38 @@ test('raft: a stopping leader hands over to an up-to-date follower within millis
   await s.commit(l, { value: 6 });
   await s.until('all to converge', () => ['n0', 'n1', 'n2'].every((id) => values(s, id).length === 6));
   assert.throws(() => s.net.nodes.get('n0')!.leaderTerm(), /not the leader/);
+});
+
+test('raft: after losing its majority, a forced new cluster of one takes writes and the old members cannot disturb it', async () => {
+  const s = await threeNodes(8);
+  await s.commit('n0', { value: 1 });
+  s.crash('n1');
+  s.crash('n2');
+  await s.until('n0 to step down without a majority', () => !s.net.nodes.get('n0')!.isLeader());
+  // The daemon makes this node the only manager in the state, then forces the new cluster.
+  const n0 = s.net.nodes.get('n0')!;
+  s.stores.get('n0')!.state.members = ['n0'];
+  n0.forceNewCluster('epoch-2');
+  assert.ok(n0.isLeader());
+  await s.commit('n0', { value: 2 });
+  const term = n0.term;
+  // The old members come back with their old state: a majority of the old configuration, they
+  // elect one of themselves, but n0 does not listen to them and keeps leading its own cluster.
+  s.boot('n1');
+  s.boot('n2');
+  await s.settle(10_000);
+  assert.ok(n0.isLeader());
+  assert.equal(n0.term, term);
+  assert.deepEqual(values(s, 'n0'), [1, 2]);
+  // Joined again from scratch, a node takes the new incarnation from its snapshot.
+  s.crash('n1');
+  s.crash('n2');
+  s.stores.delete('n1');
+  s.boot('n1');
+  await s.commit('n0', { add: 'n1' });
+  await s.until('n1 to hold the new state', () => values(s, 'n1').length === 2);
+  assert.deepEqual(values(s, 'n1'), [1, 2]);
+  assert.equal(s.stores.get('n1')!.epoch(), 'epoch-2');
 });
 
 test('raft: a follower that falls behind the compaction point gets a snapshot', async () => {

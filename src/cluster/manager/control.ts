@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { realClock } from '../../core/clock.js';
 import { errorMessage } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import { ManagerClient, type ClientTls } from '../agent/client.js';
 import { NotLeaderError, Raft, quorum, type Member, type RaftTiming, type RaftTransport } from '../raft/raft.js';
@@ -189,6 +190,33 @@ export class ControlPlane extends EventEmitter {
     a.manager.close();
     this.log.info('no longer leading the swarm', { term: this.raft.term, leader: this.raft.leaderId });
     this.emit('following', a);
+  }
+
+  /**
+   * `swarm init --force-new-cluster`: with no quorum there is no way to write through raft, so
+   * this node rewrites its own state to be the only manager (the others become workers and may
+   * rejoin or be promoted again), then starts a new raft incarnation alone.
+   */
+  forceNewCluster(): void {
+    const journal = this.store.journal;
+    this.store.journal = undefined;
+    try {
+      this.store.tx(() => {
+        for (const n of this.store.listNodes()) {
+          if (n.role !== 'manager' || n.id === this.nodeId) continue;
+          n.role = 'worker';
+          n.state = 'down';
+          n.message = 'removed from the managers by --force-new-cluster';
+          n.updatedAt = new Date().toISOString();
+          n.version = this.store.bump();
+          this.store.putNode(n);
+        }
+      });
+    } finally {
+      this.store.journal = journal;
+    }
+    this.raft.forceNewCluster(newId());
+    this.log.warn('forced a new cluster: this node is the only manager', { term: this.raft.term });
   }
 
   /** Before a planned stop: hand leadership to another manager so the swarm does not wait for an election. */

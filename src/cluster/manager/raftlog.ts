@@ -141,6 +141,12 @@ export class StoreRaftLog implements RaftStore {
     const v = this.getState('ahead');
     return v ? (JSON.parse(v) as Ahead) : undefined;
   }
+  epoch(): string {
+    return this.getState('epoch') ?? '';
+  }
+  setEpoch(epoch: string): void {
+    this.setState('epoch', epoch);
+  }
   setAhead(a: Ahead | undefined): void {
     if (a) this.setState('ahead', JSON.stringify(a));
     else this.db.prepare("DELETE FROM raft_state WHERE key = 'ahead'").run();

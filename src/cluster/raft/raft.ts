@@ -65,6 +65,9 @@ export interface RaftStore {
   /** state applied beyond what is known committed: up to `index`, written by the leader of `term` (-1: reload) */
   ahead(): Ahead | undefined;
   setAhead(a: Ahead | undefined): void;
+  /** which incarnation of the raft cluster this member belongs to (a forced new cluster starts another) */
+  epoch(): string;
+  setEpoch(epoch: string): void;
 }
 
 export interface Ahead {
@@ -73,6 +76,8 @@ export interface Ahead {
 }
 
 export interface VoteRequest {
+  /** the sender's raft incarnation: members of another one are not listened to */
+  epoch?: string;
   term: number;
   candidate: string;
   lastIndex: number;
@@ -87,6 +92,8 @@ export interface VoteReply {
   granted: boolean;
 }
 export interface AppendRequest {
+  /** the sender's raft incarnation: members of another one are not listened to */
+  epoch?: string;
   term: number;
   leader: string;
   prevIndex: number;
@@ -99,8 +106,12 @@ export interface AppendReply {
   success: boolean;
   lastIndex: number;
   needSnapshot?: boolean;
+  /** the receiver belongs to another raft incarnation */
+  foreign?: boolean;
 }
 export interface SnapshotRequest {
+  /** the sender's raft incarnation: members of another one are not listened to */
+  epoch?: string;
   term: number;
   leader: string;
   /** the leader's commit index: the snapshot may hold writes beyond it */
@@ -113,6 +124,8 @@ export interface SnapshotReply {
 
 /** The leader tells an up-to-date follower to start an election now (leadership transfer). */
 export interface TimeoutNowRequest {
+  /** the sender's raft incarnation: members of another one are not listened to */
+  epoch?: string;
   term: number;
   leader: string;
 }
@@ -151,6 +164,16 @@ export class NotLeaderError extends VxError {
         : "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.",
       503,
     );
+  }
+}
+
+/**
+ * A change this leader made but could not get onto a majority: like any consensus write that
+ * times out, its outcome is unknown (it takes effect if a later leader holds it).
+ */
+export class UnconfirmedError extends VxError {
+  constructor(why: string) {
+    super(`the change was not confirmed by a majority of managers (${why}): it may still take effect if they come back`, 503);
   }
 }
 
@@ -263,12 +286,26 @@ export class Raft extends EventEmitter {
     this.becomeLeader();
   }
 
+  /**
+   * Disaster recovery (`swarm init --force-new-cluster`): this member alone becomes the cluster,
+   * as a new raft incarnation whose messages the old members' are not mistaken for. The caller
+   * has already made this node the only manager in the state.
+   */
+  forceNewCluster(epoch: string): void {
+    this.stop();
+    this.store.setAhead(undefined);
+    this.store.compact(this.store.appliedIndex());
+    this.store.setEpoch(epoch);
+    this.commit = this.store.appliedIndex();
+    this.bootstrap();
+  }
+
   stop(): void {
     this.stopped = true;
     this.electionTimer?.cancel();
     this.heartbeatTimer?.cancel();
     this.electionTimer = this.heartbeatTimer = undefined;
-    this.failWaiters(new NotLeaderError(undefined));
+    this.failWaiters(new UnconfirmedError('this manager stopped leading'));
     if (this.role === 'leader') this.leaveAhead();
     this.role = 'follower';
   }
@@ -310,7 +347,7 @@ export class Raft extends EventEmitter {
         reject,
         timer: this.clock.after(timeoutMs, () => {
           this.waiters = this.waiters.filter((x) => x !== w);
-          reject(new VxError('the change was not committed in time: too few managers answered (no raft quorum)', 503));
+          reject(new UnconfirmedError('too few managers answered in time: no raft quorum'));
         }),
       };
       this.waiters.push(w);
@@ -339,6 +376,7 @@ export class Raft extends EventEmitter {
   // ---- RPC handlers ----
 
   handleVote(req: VoteRequest): VoteReply {
+    if (this.foreign(req)) return { term: 0, granted: false };
     if (req.term < this.term || (req.pre && req.term === this.term)) return { term: this.term, granted: false };
     // A server that heard from a live leader lately ignores candidates (raft thesis 4.2.3):
     // a node cut off and back cannot depose a healthy leader.
@@ -359,6 +397,7 @@ export class Raft extends EventEmitter {
   }
 
   handleAppend(req: AppendRequest): AppendReply {
+    if (this.foreign(req)) return { term: 0, success: false, lastIndex: 0, foreign: true };
     if (req.term < this.term) return { term: this.term, success: false, lastIndex: this.store.lastIndex() };
     this.heardFromLeader(req.term, req.leader);
     if (this.needsSnapshot(req.term)) return { term: this.term, success: false, lastIndex: this.store.lastIndex(), needSnapshot: true };
@@ -402,6 +441,7 @@ export class Raft extends EventEmitter {
 
   /** The leader hands over to us: campaign at once, skipping the pre-vote. */
   handleTimeoutNow(req: TimeoutNowRequest): Record<string, never> {
+    if (this.foreign(req)) return {};
     if (req.term === this.term && req.leader === this.leaderId && this.role === 'follower' && !this.stopped) {
       this.log.info('raft: leadership handed to us', { term: this.term });
       this.elect(this.members(), true);
@@ -431,7 +471,7 @@ export class Raft extends EventEmitter {
           await sleep(10);
           continue;
         }
-        await this.transport.timeoutNow(target.member, { term: this.term, leader: this.id }).catch(() => undefined);
+        await this.transport.timeoutNow(target.member, { epoch: this.store.epoch(), term: this.term, leader: this.id }).catch(() => undefined);
         for (let i = 0; i < 50 && this.role === 'leader'; i++) await sleep(10);
       }
       return this.role !== 'leader';
@@ -441,16 +481,24 @@ export class Raft extends EventEmitter {
   }
 
   handleSnapshot(req: SnapshotRequest): SnapshotReply {
+    if (this.foreign(req)) return { term: 0 };
     if (req.term < this.term) return { term: this.term };
     this.heardFromLeader(req.term, req.leader);
     if (req.snapshot.index <= this.commit && !this.needsSnapshot(req.term)) return { term: this.term };
     this.store.restore(req.snapshot);
+    // A joiner takes the incarnation of the cluster it joins.
+    if (this.store.epoch() !== (req.epoch ?? '')) this.store.setEpoch(req.epoch ?? '');
     // Writes in it beyond the leader's commit index may still be lost if the leader is.
     if (req.snapshot.index > req.commit) this.store.setAhead({ index: req.snapshot.index, term: req.term });
     this.commit = Math.min(req.snapshot.index, Math.max(this.commit, req.commit));
     this.log.info('raft snapshot installed', { index: req.snapshot.index, term: req.snapshot.term });
     this.emit('applied');
     return { term: this.term };
+  }
+
+  /** A message from another raft incarnation (a forced new cluster left the sender out); a joiner has none yet. */
+  private foreign(req: { epoch?: string }): boolean {
+    return (req.epoch ?? '') !== this.store.epoch() && !this.store.fresh();
   }
 
   private needsSnapshot(leaderTerm: number): boolean {
@@ -482,7 +530,7 @@ export class Raft extends EventEmitter {
       this.heartbeatTimer?.cancel();
       this.heartbeatTimer = undefined;
       this.peers.clear();
-      this.failWaiters(new NotLeaderError(undefined));
+      this.failWaiters(new UnconfirmedError('this manager stopped leading'));
       this.leaveAhead();
     }
     this.role = 'follower';
@@ -511,6 +559,7 @@ export class Raft extends EventEmitter {
     if (need <= 1) return this.elect(members);
     const term = this.term;
     const req: VoteRequest = {
+      epoch: this.store.epoch(),
       term: term + 1,
       candidate: this.id,
       lastIndex: this.store.lastIndex(),
@@ -549,6 +598,7 @@ export class Raft extends EventEmitter {
     const need = quorum(members.length);
     if (granted.size >= need) return this.becomeLeader();
     const req: VoteRequest = {
+      epoch: this.store.epoch(),
       term,
       candidate: this.id,
       lastIndex: this.store.lastIndex(),
@@ -651,12 +701,13 @@ export class Raft extends EventEmitter {
     const entries = p.next <= last ? this.store.entries(p.next, MAX_APPEND_BYTES) : [];
     const term = this.term;
     p.inflight = true;
-    this.transport.append(p.member, { term, leader: this.id, prevIndex, prevTerm, entries, commit: this.commit }).then(
+    this.transport.append(p.member, { epoch: this.store.epoch(), term, leader: this.id, prevIndex, prevTerm, entries, commit: this.commit }).then(
       (r) => {
         p.inflight = false;
         if (r.term > this.term) return this.becomeFollower(r.term, '');
         if (this.role !== 'leader' || this.term !== term) return;
         p.lastContact = this.clock.now();
+        if (r.foreign) return;
         if (r.success) {
           p.match = Math.max(p.match, prevIndex + entries.length);
           p.next = p.match + 1;
@@ -679,7 +730,7 @@ export class Raft extends EventEmitter {
     const snapshot = this.store.snapshot();
     const term = this.term;
     p.inflight = true;
-    this.transport.snapshot(p.member, { term, leader: this.id, commit: this.commit, snapshot }).then(
+    this.transport.snapshot(p.member, { epoch: this.store.epoch(), term, leader: this.id, commit: this.commit, snapshot }).then(
       (r) => {
         p.inflight = false;
         if (r.term > this.term) return this.becomeFollower(r.term, '');
