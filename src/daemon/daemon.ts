@@ -357,6 +357,8 @@ export class Daemon {
       }
       for (const ep of [...this.endpoints])
         await this.removeEndpointLocked(ep, true).catch((e: unknown) => this.log.warn('endpoint cleanup on leave failed', { error: errorMessage(e) }));
+      // A leader leaving hands over first, so the others need not wait for an election.
+      await this.control?.handOver().catch(() => undefined);
       await this.teardownSwarm();
       this.disk.wipeSwarm();
     });
