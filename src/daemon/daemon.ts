@@ -427,6 +427,7 @@ export class Daemon {
       this.dnsRefresh = false;
       const g = this.gossip;
       const records: DnsRecord[] = [];
+      const overlays = [...this.networks.values()].flatMap((n) => n.ipam.configs.map((c) => c.subnet));
       for (const n of this.networks.values()) {
         if (!g?.db.inNetwork(n.id)) continue;
         for (const e of g.db.list(ENDPOINT_TABLE, n.id)) {
@@ -442,7 +443,7 @@ export class Daemon {
           });
         }
       }
-      void this.dns?.setRecords(records).catch((e: unknown) => this.log.warn('DNS records update failed', { error: errorMessage(e) }));
+      void this.dns?.setRecords(records, overlays).catch((e: unknown) => this.log.warn('DNS records update failed', { error: errorMessage(e) }));
     });
   }
 

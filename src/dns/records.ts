@@ -1,6 +1,7 @@
 // What the embedded resolver answers, as a pure function of the endpoint table and the asking
 // container's networks: <service> and tasks.<service> → the service's task IPs, <task name> → that
 // task, network aliases, and PTR for task IPs; only on networks the asker shares with the target.
+import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 
 export interface DnsRecord {
   networkId: string;
@@ -22,7 +23,11 @@ export function ptrToIp(name: string): string | undefined {
   return m ? [m[4], m[3], m[2], m[1]].join('.') : undefined;
 }
 
-export function answer(qname: string, qtype: 'A' | 'PTR' | 'AAAA' | string, records: DnsRecord[], askerNetworks: Set<string>): Answer {
+/**
+ * `overlays` are the subnets of the overlay networks this node knows: a PTR query for an address
+ * in them that no task holds is ours to deny, not the upstream resolver's.
+ */
+export function answer(qname: string, qtype: 'A' | 'PTR' | 'AAAA' | string, records: DnsRecord[], askerNetworks: Set<string>, overlays: string[] = []): Answer {
   const name = norm(qname);
   const visible = records.filter((r) => askerNetworks.has(r.networkId));
   if (qtype === 'PTR') {
@@ -30,8 +35,8 @@ export function answer(qname: string, qtype: 'A' | 'PTR' | 'AAAA' | string, reco
     if (!ip) return { kind: 'forward' };
     const r = visible.find((x) => x.ip === ip);
     if (r) return { kind: 'ptr', name: `${r.name}.${r.networkName}` };
-    // An address on one of our overlays that no task holds: ours to deny, not the world's.
-    return records.some((x) => sameSubnet24(x.ip, ip)) ? { kind: 'nxdomain' } : { kind: 'forward' };
+    const n = parseIp(ip);
+    return overlays.some((c) => contains(parseCidr(c), n)) ? { kind: 'nxdomain' } : { kind: 'forward' };
   }
   const svc = name.startsWith('tasks.') ? name.slice(6) : name;
   const ips = new Set<string>();
@@ -45,8 +50,4 @@ export function answer(qname: string, qtype: 'A' | 'PTR' | 'AAAA' | string, reco
   // and waits for the upstream's NXDOMAIN or timeout; we answer at once).
   if (!name.includes('.') || records.some((r) => r.service && name === `tasks.${norm(r.service)}`)) return { kind: 'nxdomain' };
   return { kind: 'forward' };
-}
-
-function sameSubnet24(a: string, b: string): boolean {
-  return a.split('.').slice(0, 3).join('.') === b.split('.').slice(0, 3).join('.');
 }

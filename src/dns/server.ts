@@ -13,6 +13,7 @@ export class EmbeddedDns {
   /** what the worker serves, replayed into a new worker if one dies */
   private readonly sandboxes = new Map<string, string[]>();
   private records: DnsRecord[] = [];
+  private overlays: string[] = [];
 
   constructor(private readonly log: Logger) {}
 
@@ -48,7 +49,7 @@ export class EmbeddedDns {
     if (this.worker) return this.worker;
     const w = this.spawn();
     this.worker = w;
-    this.post(w, { op: 'records', records: this.records });
+    this.post(w, { op: 'records', records: this.records, overlays: this.overlays });
     for (const [netns, networks] of this.sandboxes) this.post(w, { op: 'add', netns, networks }).catch(() => undefined);
     return w;
   }
@@ -79,9 +80,11 @@ export class EmbeddedDns {
     this.sandboxes.delete(netns);
     if (this.worker) await this.call({ op: 'remove', netns });
   }
-  async setRecords(records: DnsRecord[]): Promise<void> {
+  /** The endpoint table, and the subnets of the overlays it comes from (for PTR answers). */
+  async setRecords(records: DnsRecord[], overlays: string[]): Promise<void> {
     this.records = records;
-    await this.call({ op: 'records', records });
+    this.overlays = overlays;
+    await this.call({ op: 'records', records, overlays });
   }
   stats(): Promise<Record<string, number>> {
     return this.call({ op: 'stats' }) as Promise<Record<string, number>>;

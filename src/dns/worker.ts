@@ -14,7 +14,11 @@ export const DNS_IP = '127.0.0.11';
 const TTL = 600;
 const UPSTREAM_TIMEOUT_MS = 2000;
 
-type Msg = { op: 'add'; netns: string; networks: string[] } | { op: 'remove'; netns: string } | { op: 'records'; records: DnsRecord[] } | { op: 'stats' };
+type Msg =
+  | { op: 'add'; netns: string; networks: string[] }
+  | { op: 'remove'; netns: string }
+  | { op: 'records'; records: DnsRecord[]; overlays: string[] }
+  | { op: 'stats' };
 
 interface Sandbox {
   udp: dgram.Socket;
@@ -26,6 +30,7 @@ interface Sandbox {
 
 const boxes = new Map<string, Sandbox>();
 let records: DnsRecord[] = [];
+let overlays: string[] = [];
 const stats = { queries: 0, local: 0, nxdomain: 0, forwarded: 0, failed: 0 };
 let chain: Promise<unknown> = Promise.resolve();
 
@@ -108,7 +113,7 @@ async function handle(box: Sandbox, m: Buffer): Promise<Buffer | undefined> {
   const question = q.questions?.[0];
   if (!question) return undefined;
   stats.queries++;
-  const a = answer(question.name, question.type, records, box.networks);
+  const a = answer(question.name, question.type, records, box.networks, overlays);
   if (a.kind === 'a') {
     stats.local++;
     return reply(
@@ -167,6 +172,7 @@ parentPort!.on('message', (msg: Msg & { seq?: number }) => {
         return undefined;
       case 'records':
         records = msg.records;
+        overlays = msg.overlays;
         return undefined;
       case 'stats':
         return { ...stats, sandboxes: boxes.size, records: records.length };

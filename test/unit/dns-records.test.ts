@@ -26,8 +26,12 @@ describe('embedded DNS answers', () => {
   it('PTR names the task on its network; unknown overlay addresses are NXDOMAIN, others forwarded', () => {
     assert.equal(ptrToIp('3.0.0.10.in-addr.arpa'), '10.0.0.3');
     assert.deepEqual(answer('3.0.0.10.in-addr.arpa', 'PTR', recs, onA), { kind: 'ptr', name: 'web.1.aaa.net-a' });
-    assert.deepEqual(answer('9.0.0.10.in-addr.arpa', 'PTR', recs, onA), { kind: 'nxdomain' });
-    assert.deepEqual(answer('1.1.168.192.in-addr.arpa', 'PTR', recs, onA), { kind: 'forward' });
+    const overlays = ['10.0.0.0/24', '10.0.1.0/24', '10.8.0.0/16'];
+    assert.deepEqual(answer('9.0.0.10.in-addr.arpa', 'PTR', recs, onA, overlays), { kind: 'nxdomain' });
+    // Decided by the networks' subnets, not by nearby task addresses: no task is in 10.8.x.x.
+    assert.deepEqual(answer('7.200.8.10.in-addr.arpa', 'PTR', recs, onA, overlays), { kind: 'nxdomain' });
+    assert.deepEqual(answer('9.0.0.10.in-addr.arpa', 'PTR', recs, onA, []), { kind: 'forward' });
+    assert.deepEqual(answer('1.1.168.192.in-addr.arpa', 'PTR', recs, onA, overlays), { kind: 'forward' });
   });
   it('unknown single labels are NXDOMAIN at once; other names go upstream; AAAA of a known name is empty', () => {
     assert.deepEqual(answer('nosuch', 'A', recs, onA), { kind: 'nxdomain' });
