@@ -5,7 +5,7 @@ import { NotFoundError, VxError, errorMessage } from '../core/errors.js';
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
-import type { TaskRecord } from '../cluster/manager/types.js';
+import { taskName, type TaskRecord } from '../cluster/manager/types.js';
 import { pullImage } from '../runtime/registry.js';
 import { parseRef } from '../runtime/reference.js';
 import { BadRequest, obj, optArr, optBool, optStr, optStrArr, parseFilters, qBool } from './check.js';
@@ -44,7 +44,7 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
         .filter((n) => n.state === 'ready')
         .map((n) => n.id),
     );
-    return { json: list.map((s) => serviceJson(s, tasks, up)) };
+    return { json: list.map((s) => serviceJson(s, tasks, up, o.desiredTasks(s))) };
   });
   r.on('GET', '/services/:id', (c) => ({ json: serviceJson(orch().findService(c.params[0]!)) }));
   r.on('POST', '/services/:id/update', async (c) => {
@@ -114,7 +114,7 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     }
     if (f['desired-state']) list = list.filter((t) => f['desired-state']!.includes(t.desiredState === 'remove' ? 'shutdown' : t.desiredState));
     if (f.id) list = list.filter((t) => f.id!.some((x) => t.id.startsWith(x)));
-    if (f.name) list = list.filter((t) => f.name!.some((x) => `${t.serviceName}.${t.slot}`.startsWith(x)));
+    if (f.name) list = list.filter((t) => f.name!.some((x) => taskName(t).startsWith(x)));
     if (f['_up-to-date']) {
       const versions = new Map(o.listServices().map((s) => [s.id, s.specVersion]));
       list = list.filter((t) => t.specVersion === versions.get(t.serviceId));

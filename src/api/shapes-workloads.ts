@@ -13,12 +13,13 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const tt = obj(b.TaskTemplate, 'TaskTemplate');
   const cs = obj(tt.ContainerSpec, 'ContainerSpec');
   const mode = obj(b.Mode, 'Mode');
-  if (mode.Global !== undefined) throw new BadRequest('global services are not supported yet: use --mode replicated');
+  const global = mode.Global !== undefined && mode.Global !== null;
+  if (global && mode.Replicated !== undefined && mode.Replicated !== null) throw new BadRequest('a service is either replicated or global, not both');
   const rep = obj(mode.Replicated, 'Replicated');
   const replicasRaw = rep.Replicas;
   if (replicasRaw !== undefined && replicasRaw !== null && (typeof replicasRaw !== 'number' || !Number.isInteger(replicasRaw)))
     throw new BadRequest('json: Replicas must be an unsigned integer');
-  const replicas = (replicasRaw as number | undefined) ?? 1;
+  const replicas = global ? 0 : ((replicasRaw as number | undefined) ?? 1);
   const res = obj(tt.Resources, 'Resources');
   const limits = obj(res.Limits, 'Limits');
   const rp = obj(tt.RestartPolicy, 'RestartPolicy');
@@ -47,6 +48,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
       if (!target) throw new BadRequest(`Networks[${i}].Target is required`);
       return { target, aliases: optStrArr(o, 'Aliases') ?? [] };
     }),
+    mode: global ? 'global' : 'replicated',
     replicas,
     constraints: optStrArr(placement, 'Constraints') ?? [],
     restart: {
@@ -87,14 +89,14 @@ export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
     Name: s.name,
     Labels: s.labels,
     TaskTemplate: taskTemplateJson(s),
-    Mode: { Replicated: { Replicas: s.replicas } },
+    Mode: s.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: s.replicas } },
     UpdateConfig: UPDATE_CONFIG,
     RollbackConfig: UPDATE_CONFIG,
     EndpointSpec: { Mode: 'vip' },
   };
 }
 
-export function serviceJson(s: ServiceRecord, tasks?: TaskRecord[], nodesUp?: Set<string>): Record<string, unknown> {
+export function serviceJson(s: ServiceRecord, tasks?: TaskRecord[], nodesUp?: Set<string>, desired?: number): Record<string, unknown> {
   const out: Record<string, unknown> = {
     ID: s.id,
     Version: { Index: s.version },
@@ -108,7 +110,7 @@ export function serviceJson(s: ServiceRecord, tasks?: TaskRecord[], nodesUp?: Se
     const mine = tasks.filter((t) => t.serviceId === s.id);
     out.ServiceStatus = {
       RunningTasks: mine.filter((t) => t.state === 'running' && t.desiredState === 'running' && (!nodesUp || nodesUp.has(t.nodeId))).length,
-      DesiredTasks: s.spec.replicas,
+      DesiredTasks: desired ?? s.spec.replicas,
       CompletedTasks: mine.filter((t) => t.state === 'complete').length,
     };
   }
@@ -125,7 +127,7 @@ export function taskJson(t: TaskRecord, networkName: (id: string) => string, pre
     Labels: {},
     Spec: taskTemplateJson(t.spec),
     ServiceID: t.serviceId,
-    Slot: t.slot,
+    ...(t.slot ? { Slot: t.slot } : {}),
     ...(t.nodeId ? { NodeID: t.nodeId } : {}),
     Status: {
       Timestamp: t.timestamp,

@@ -53,13 +53,14 @@ async function findService(api: ApiClient, ref: string): Promise<Json> {
 async function converge(api: ApiClient, id: string): Promise<void> {
   let last = '';
   for (let i = 0; i < 600; i++) {
-    const svc = await api.get<Json>(`/services/${id}`);
-    const want = svc.Spec.Mode?.Replicated?.Replicas ?? 0;
+    // DesiredTasks: the replicas, or for a global service the nodes it should run on.
+    const [svc] = await api.get<Json[]>('/services', { status: true, filters: JSON.stringify({ id: { [id]: true } }) });
+    const want = svc?.ServiceStatus?.DesiredTasks ?? 0;
     const tasks = await api.get<Json[]>('/tasks', {
       filters: JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true }, 'desired-state': { running: true } }),
     });
     const running = tasks.filter((t) => t.Status.State === 'running').length;
-    const errs = tasks.filter((t) => t.Status.Err).map((t) => `${t.Slot}/${want}: ${t.Status.Err}`);
+    const errs = tasks.filter((t) => t.Status.Err).map((t) => `${t.Slot ?? t.NodeID}/${want}: ${t.Status.Err}`);
     const line = `overall progress: ${running} out of ${want} tasks\n${errs.join('\n')}${errs.length ? '\n' : ''}`;
     if (line !== last) out(line);
     last = line;
@@ -95,7 +96,7 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
     Name: o.name ?? '',
     Labels: {},
     TaskTemplate: tt,
-    Mode: { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
+    Mode: o.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
     EndpointSpec: { Mode: 'vip' },
   };
 }
@@ -108,6 +109,7 @@ export function addWorkloadCommands(program: Command): void {
     .argument('<image>')
     .argument('[command...]')
     .option('--name <name>', 'service name')
+    .option('--mode <mode>', 'service mode (replicated or global)', 'replicated')
     .option('--replicas <n>', 'number of tasks')
     .option('--network <net>', 'network attachments (repeatable)', collect)
     .option('-e, --env <k=v>', 'environment variables (repeatable)', collect)
@@ -124,6 +126,8 @@ export function addWorkloadCommands(program: Command): void {
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (image: string, args: string[], o: Json, cmd: Command) => {
       const api = apiFrom(cmd);
+      if (o.mode !== 'replicated' && o.mode !== 'global') throw new VxError(`invalid mode "${o.mode}": replicated or global`, 400);
+      if (o.mode === 'global' && o.replicas !== undefined) throw new VxError('replicas can only be used with replicated mode', 400);
       const nets: string[] = [];
       for (const n of (o.network as string[] | undefined) ?? []) nets.push((await api.get<Json>(`/networks/${encodeURIComponent(n)}`, { scope: 'swarm' })).Id);
       const r = await api.request<Json>('POST', '/services/create', serviceSpecFrom(image, args, o, nets));
@@ -142,7 +146,7 @@ export function addWorkloadCommands(program: Command): void {
       const rows = list.map((s) => ({
         ID: s.ID.slice(0, 12),
         Name: s.Spec.Name,
-        Mode: 'replicated',
+        Mode: s.Spec.Mode?.Global ? 'global' : 'replicated',
         Replicas: `${s.ServiceStatus?.RunningTasks ?? 0}/${s.ServiceStatus?.DesiredTasks ?? 0}`,
         Image: s.Spec.TaskTemplate.ContainerSpec.Image.replace(/@sha256:.*/, ''),
         Ports: '',
@@ -163,14 +167,16 @@ export function addWorkloadCommands(program: Command): void {
       for (const ref of refs) {
         const s = await findService(api, ref);
         const tasks = await api.get<Json[]>('/tasks', { filters: JSON.stringify({ service: { [s.ID]: true } }) });
-        tasks.sort((a, b) => a.Slot - b.Slot || Date.parse(b.CreatedAt) - Date.parse(a.CreatedAt));
-        let prev = -1;
+        // A replicated task's place is its slot; a global one's is its node.
+        const place = (t: Json): string => (t.Slot ? String(t.Slot).padStart(6, '0') : String(t.NodeID ?? ''));
+        tasks.sort((a, b) => place(a).localeCompare(place(b)) || Date.parse(b.CreatedAt) - Date.parse(a.CreatedAt));
+        let prev = '';
         for (const t of tasks) {
-          const first = t.Slot !== prev;
-          prev = t.Slot;
+          const first = place(t) !== prev;
+          prev = place(t);
           rows.push({
             ID: o.trunc === false ? t.ID : t.ID.slice(0, 12),
-            Name: `${first ? '' : ' \\_ '}${s.Spec.Name}.${t.Slot}`,
+            Name: `${first ? '' : ' \\_ '}${s.Spec.Name}.${t.Slot ?? t.NodeID}`,
             Image: t.Spec.ContainerSpec.Image.replace(/@sha256:.*/, ''),
             Node: nodes.get(t.NodeID) ?? '',
             DesiredState: cap(t.DesiredState === 'remove' ? 'shutdown' : t.DesiredState),
@@ -233,7 +239,15 @@ export function addWorkloadCommands(program: Command): void {
       for (const p of pairs) {
         const m = /^(.+)=(\d+)$/.exec(p);
         if (!m) throw new VxError(`invalid scale specifier '${p}': expected <service>=<value>`, 400);
-        await update(api, m[1]!, (spec) => (spec.Mode = { Replicated: { Replicas: Number(m[2]) } }), !!o.detach);
+        await update(
+          api,
+          m[1]!,
+          (spec) => {
+            if (spec.Mode?.Global) throw new VxError(`${m[1]}: scale can only be used with replicated mode`, 400);
+            spec.Mode = { Replicated: { Replicas: Number(m[2]) } };
+          },
+          !!o.detach,
+        );
       }
     });
   service

@@ -23,7 +23,7 @@ import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
 import { NotLeaderError, type RaftStatus } from '../cluster/raft/raft.js';
-import type { TaskRecord, TaskStatusReport } from '../cluster/manager/types.js';
+import { taskName, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import { ContainerRuntime } from '../runtime/containers.js';
 import { ImageStore } from '../runtime/images.js';
 import { NodeGossip, GOSSIP_PORT, ENDPOINT_TABLE, type EndpointRecord } from './gossip.js';
@@ -816,7 +816,7 @@ export class Daemon {
       if (this.endpoints.some((e) => e.id === a.attachmentId)) return;
       await this.plumbLocked(net, {
         id: a.attachmentId,
-        name: `${t.serviceName}.${t.slot}.${t.id}`,
+        name: taskName(t),
         networkId: net.id,
         networkName: net.name,
         ip: a.ip,

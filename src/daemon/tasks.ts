@@ -5,7 +5,7 @@
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
-import type { NetworkRecord, TaskRecord, TaskStatusReport } from '../cluster/manager/types.js';
+import { taskName, type NetworkRecord, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
 import type { ImageRecord, ImageStore } from '../runtime/images.js';
 import { parseRef } from '../runtime/reference.js';
@@ -27,10 +27,6 @@ export interface TaskHost {
   /** the embedded resolver at 127.0.0.11 inside the task's namespace */
   serveDns(netns: string, networkIds: string[]): Promise<void>;
   stopDns(netns: string): Promise<void>;
-}
-
-export function taskContainerName(t: Pick<TaskRecord, 'serviceName' | 'slot' | 'id'>): string {
-  return `${t.serviceName}.${t.slot}.${t.id}`;
 }
 
 export class TaskRunner {
@@ -134,7 +130,7 @@ export class TaskRunner {
           networks.map((n) => n.networkId),
         );
       container = this.runtime.create({
-        name: taskContainerName(t),
+        name: taskName(t),
         image,
         imageRef: t.spec.image.replace(/@sha256:[a-f0-9]{64}$/, ''),
         ...(t.spec.command.length ? { entrypoint: t.spec.command } : {}),
@@ -149,7 +145,7 @@ export class TaskRunner {
           'com.docker.swarm.service.id': t.serviceId,
           'com.docker.swarm.service.name': t.serviceName,
           [TASK_LABEL]: t.id,
-          'com.docker.swarm.task.name': `${t.serviceName}.${t.slot}.${t.id}`,
+          'com.docker.swarm.task.name': taskName(t),
         },
         netns,
         networks,

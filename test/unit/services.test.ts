@@ -72,7 +72,7 @@ describe('service spec (Docker JSON ↔ ours)', () => {
   });
   it('refuses wrong types with the field named', () => {
     assert.throws(() => parseServiceSpec({ ...body, Mode: { Replicated: { Replicas: 'two' } } }), /Replicas/);
-    assert.throws(() => parseServiceSpec({ ...body, Mode: { Global: {} } }), /global/);
+    assert.throws(() => parseServiceSpec({ ...body, Mode: { Global: {}, Replicated: { Replicas: 2 } } }), /either replicated or global/);
     assert.throws(() => parseServiceSpec({ Name: 'x', TaskTemplate: { ContainerSpec: {} } }), /image reference must be provided/);
     assert.throws(() => parseServiceSpec({ ...body, TaskTemplate: { ...body.TaskTemplate, RestartPolicy: { Condition: 'always' } } }), /Condition/);
   });
@@ -126,5 +126,51 @@ describe('runtime pieces', () => {
     assert.deepEqual(parseUser('1000:100'), { uid: 1000, gid: 100 });
     assert.throws(() => parseUser('nobody'), /numeric/);
     assert.match(hostsFile('abc', ['10.0.0.3']), /10\.0\.0\.3\tabc\n$/);
+  });
+});
+
+describe('global services', () => {
+  it('one task per eligible node, placed on it from the start; drained nodes lose theirs, new nodes get one', async () => {
+    const { Manager } = await import('../../src/cluster/manager/manager.js');
+    const { Orchestrator } = await import('../../src/cluster/manager/orchestrator.js');
+    const { Store } = await import('../../src/cluster/manager/store.js');
+    const { createLogger } = await import('../../src/core/log.js');
+    const store = new Store(':memory:');
+    const m = await Manager.init(
+      store,
+      { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
+      createLogger(),
+    );
+    m.close();
+    store.putNode(node('n2'));
+    store.putNode(node('n3', { labels: { gpu: 'no' } }));
+    const o = new Orchestrator(m, createLogger());
+    const spec = parseServiceSpec({ Name: 'agent', Mode: { Global: {} }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } });
+    assert.equal(spec.mode, 'global');
+    assert.deepEqual(serviceSpecJson(spec).Mode, { Global: {} });
+    const s = o.createService(spec);
+    o.reconcile();
+    const live = (): string[] =>
+      o
+        .listTasks({ serviceId: s.id })
+        .filter((t) => t.desiredState === 'running')
+        .map((t) => t.nodeId)
+        .sort();
+    assert.deepEqual(live(), ['n1', 'n2', 'n3']);
+    for (const t of o.listTasks({ serviceId: s.id })) {
+      assert.equal(t.slot, 0);
+      assert.equal(t.state, 'assigned');
+    }
+    assert.equal(o.desiredTasks(s), 3);
+    m.updateNode('n2', undefined, { availability: 'drain' });
+    o.reconcile();
+    assert.deepEqual(live(), ['n1', 'n3']);
+    assert.equal(o.desiredTasks(s), 2);
+    store.putNode(node('n4'));
+    o.reconcile();
+    o.reconcile();
+    assert.deepEqual(live(), ['n1', 'n3', 'n4']);
+    assert.throws(() => o.updateService(s.id, undefined, { ...spec, mode: 'replicated', replicas: 2 }), /service mode change is not allowed/);
+    o.close();
   });
 });

@@ -6,7 +6,8 @@ import { ConflictError, InvalidArgumentError, NotFoundError } from '../../core/e
 import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
-import { parseConstraint, place, type Load } from './scheduler.js';
+import { matches, parseConstraint, place, type Load } from './scheduler.js';
+import type { NodeRecord } from './types.js';
 import { TASK_STATE_ORDER, isTerminal, type ServiceRecord, type ServiceSpec, type TaskRecord, type TaskStatusReport } from './types.js';
 
 export const MAX_REPLICAS = 1000;
@@ -109,6 +110,7 @@ export class Orchestrator {
       const spec = this.validate(input);
       if (spec.name !== s.spec.name) throw new InvalidArgumentError('renaming services is not supported');
       // Only a change to what runs replaces tasks; scaling keeps them.
+      if ((spec.mode ?? 'replicated') !== (s.spec.mode ?? 'replicated')) throw new InvalidArgumentError('service mode change is not allowed');
       const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0 });
       const changed = strip(spec) !== strip(s.spec);
       const next: ServiceRecord = {
@@ -187,6 +189,11 @@ export class Orchestrator {
     t.networks = [];
   }
 
+  /** How many tasks the service wants running now (a global one: its eligible nodes). */
+  desiredTasks(s: ServiceRecord): number {
+    return wantedSlots(s, this.m.listNodes()).size;
+  }
+
   // ---- the pass ----
 
   reconcile(): void {
@@ -204,14 +211,17 @@ export class Orchestrator {
         changed = true;
       };
 
+      // What each service wants: slots 1..replicas, or (global) one task per eligible node.
+      const wanted = new Map([...services.values()].map((s) => [s.id, wantedSlots(s, [...nodes.values()])]));
+
       // Rolling updates as Docker's default UpdateConfig: UPDATE_PARALLELISM slots at a time,
       // stop-first. A slot is in flight while its old task stops or its new one is not yet running.
       const inFlight = new Map<string, number>();
       const slotTasks = new Map<string, TaskRecord[]>();
-      for (const t of tasks) slotTasks.set(`${t.serviceId}/${t.slot}`, [...(slotTasks.get(`${t.serviceId}/${t.slot}`) ?? []), t]);
+      for (const t of tasks) slotTasks.set(`${t.serviceId}/${slotOf(t)}`, [...(slotTasks.get(`${t.serviceId}/${slotOf(t)}`) ?? []), t]);
       for (const [k, list] of slotTasks) {
         const s = services.get(k.split('/')[0]!);
-        if (!s || list[0]!.slot > s.spec.replicas) continue;
+        if (!s || !wanted.get(s.id)!.has(slotOf(list[0]!))) continue;
         const hasOld = list.some((t) => t.specVersion < s.specVersion);
         const stopping = list.some((t) => t.specVersion < s.specVersion && t.desiredState === 'shutdown' && !isTerminal(t.state) && !isDown(t.nodeId));
         const starting = hasOld && list.some((t) => t.specVersion === s.specVersion && live(t) && t.state !== 'running');
@@ -236,7 +246,7 @@ export class Orchestrator {
           t.desiredState = 'shutdown';
           t.message = 'node is down: task rescheduled';
           save(t);
-        } else if (live(t) && t.slot > s.spec.replicas) {
+        } else if (live(t) && !wanted.get(s.id)!.has(slotOf(t))) {
           t.desiredState = 'shutdown';
           save(t);
         } else if (live(t) && t.specVersion < s.specVersion && (inFlight.get(s.id) ?? 0) < UPDATE_PARALLELISM) {
@@ -260,10 +270,10 @@ export class Orchestrator {
         const mine = all.filter((t) => t.serviceId === s.id);
         load.service = new Map();
         for (const t of mine) if (live(t) && t.nodeId) load.service.set(t.nodeId, (load.service.get(t.nodeId) ?? 0) + 1);
-        const bySlot = new Map<number, TaskRecord[]>();
-        for (const t of mine) bySlot.set(t.slot, [...(bySlot.get(t.slot) ?? []), t]);
+        const bySlot = new Map<string, TaskRecord[]>();
+        for (const t of mine) bySlot.set(slotOf(t), [...(bySlot.get(slotOf(t)) ?? []), t]);
 
-        for (let slot = 1; slot <= s.spec.replicas; slot++) {
+        for (const slot of wanted.get(s.id)!) {
           const history = (bySlot.get(slot) ?? []).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
           const alive = history.filter(live);
           // Two live tasks in one slot (a node came back): keep the newest.
@@ -287,17 +297,17 @@ export class Orchestrator {
               continue;
             }
           }
-          const t = this.newTask(s, slot);
+          const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
           this.store.putTask(t);
           changed = true;
           history.push(t);
           bySlot.set(slot, history);
         }
 
-        // Schedule what has no node yet.
+        // Schedule what has no node yet (a global task has its node from the start).
         for (const t of this.store.listTasks({ serviceId: s.id })) {
-          if (t.nodeId || t.desiredState !== 'running' || isTerminal(t.state)) continue;
-          const p = place([...nodes.values()], s.spec.constraints.map(parseConstraint), load);
+          if ((t.state !== 'new' && t.state !== 'pending') || t.desiredState !== 'running') continue;
+          const p = t.nodeId ? { nodeId: t.nodeId } : place([...nodes.values()], s.spec.constraints.map(parseConstraint), load);
           if ('error' in p) {
             if (t.err !== p.error || t.state !== 'pending') {
               t.state = 'pending';
@@ -353,14 +363,14 @@ export class Orchestrator {
     }
   }
 
-  private newTask(s: ServiceRecord, slot: number): TaskRecord {
+  private newTask(s: ServiceRecord, slot: number, nodeId: string): TaskRecord {
     const t = now();
     return {
       id: newId(),
       serviceId: s.id,
       serviceName: s.spec.name,
       slot,
-      nodeId: '',
+      nodeId,
       specVersion: s.specVersion,
       spec: s.spec,
       desiredState: 'running',
@@ -376,4 +386,17 @@ export class Orchestrator {
       updatedAt: t,
     };
   }
+}
+
+/** A task's place in its service: its slot number, or for a global service its node. */
+export function slotOf(t: TaskRecord): string {
+  return t.slot === 0 ? t.nodeId : String(t.slot);
+}
+
+/** The slots a service wants filled: 1..replicas, or every node a global task may run on. */
+function wantedSlots(s: ServiceRecord, nodes: NodeRecord[]): Set<string> {
+  if (s.spec.mode !== 'global') return new Set(Array.from({ length: s.spec.replicas }, (_, i) => String(i + 1)));
+  const cs = s.spec.constraints.map(parseConstraint);
+  // 'unknown' (after a leader change, until the node's session is back) keeps its task.
+  return new Set(nodes.filter((n) => (n.state === 'ready' || n.state === 'unknown') && n.availability === 'active' && matches(n, cs)).map((n) => n.id));
 }

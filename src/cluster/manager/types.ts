@@ -113,6 +113,8 @@ export interface ServiceSpec {
   user: string;
   hostname: string;
   networks: { target: string; aliases: string[] }[];
+  /** replicated: `replicas` tasks placed by the scheduler; global: one task on every eligible node */
+  mode?: 'replicated' | 'global';
   replicas: number;
   constraints: string[];
   restart: { condition: RestartCondition; delayMs: number; maxAttempts: number };
@@ -162,4 +164,9 @@ export interface TaskStatusReport {
   err?: string;
   containerId?: string;
   exitCode?: number;
+}
+
+/** A task's name, as Docker names its container: <service>.<slot>.<task>, or <service>.<node>.<task> for a global service. */
+export function taskName(t: Pick<TaskRecord, 'serviceName' | 'slot' | 'nodeId' | 'id'>): string {
+  return `${t.serviceName}.${t.slot === 0 ? t.nodeId : t.slot}.${t.id}`;
 }
