@@ -244,6 +244,42 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.equal((v.stdout.match(/hello from/g) ?? []).length, 2);
   });
 
+  it('a global service: one task on every node, through the docker CLI; a drained node loses its task and gets it back', async () => {
+    const c = await lab.docker('node1', [
+      'service',
+      'create',
+      '--mode',
+      'global',
+      '--name',
+      'agent',
+      '--network',
+      'uber-net',
+      'busybox:local',
+      'sleep',
+      'infinity',
+    ]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stdout, /overall progress: 2 out of 2 tasks/);
+    const ids = await nodeIds();
+    const ls = await lab.docker('node1', ['service', 'ls', '--filter', 'name=agent', '--format', '{{.Mode}} {{.Replicas}}']);
+    assert.equal(ls.stdout.trim(), 'global 2/2');
+    const ps = await lab.docker('node1', ['service', 'ps', 'agent', '--format', '{{.Name}} {{.Node}}']);
+    assert.deepEqual(ps.stdout.trim().split('\n').sort(), [`agent.${ids.node1} node1`, `agent.${ids.node2} node2`].sort());
+    assert.equal((await containerOn('node2', 'agent')).length, 1);
+    assert.match((await lab.docker('node1', ['service', 'scale', 'agent=3'])).stderr, /scale can only be used with replicated/);
+    assert.equal((await lab.docker('node1', ['node', 'update', '--availability', 'drain', 'node2'])).code, 0);
+    await waitFor('node2 without its task', async () => ((await containerOn('node2', 'agent')).length === 0 ? true : undefined), 20000);
+    assert.equal((await lab.docker('node1', ['service', 'ls', '--filter', 'name=agent', '--format', '{{.Replicas}}'])).stdout.trim(), '1/1');
+    assert.equal((await lab.docker('node1', ['node', 'update', '--availability', 'active', 'node2'])).code, 0);
+    await waitFor('node2 with its task again', () => running('agent', 2), 20000);
+    assert.equal((await lab.docker('node1', ['service', 'rm', 'agent'])).code, 0);
+    await waitFor(
+      'no agent containers left',
+      async () => ((await containerOn('node1', 'agent')).length + (await containerOn('node2', 'agent')).length === 0 ? true : undefined),
+      20000,
+    );
+  });
+
   it('bad input gets clear errors and leaves nothing half made', async () => {
     const unknownNet = await lab.docker('node1', ['service', 'create', '-d', '--name', 'bad1', '--network', 'nosuch', 'busybox:local', 'sleep', '1']);
     assert.notEqual(unknownNet.code, 0);

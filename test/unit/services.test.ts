@@ -173,4 +173,36 @@ describe('global services', () => {
     assert.throws(() => o.updateService(s.id, undefined, { ...spec, mode: 'replicated', replicas: 2 }), /service mode change is not allowed/);
     o.close();
   });
+  it('a replicated task on a node being drained is moved: stopped there, then started elsewhere', async () => {
+    const { Manager } = await import('../../src/cluster/manager/manager.js');
+    const { Orchestrator } = await import('../../src/cluster/manager/orchestrator.js');
+    const { Store } = await import('../../src/cluster/manager/store.js');
+    const { createLogger } = await import('../../src/core/log.js');
+    const store = new Store(':memory:');
+    const m = await Manager.init(
+      store,
+      { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
+      createLogger(),
+    );
+    m.close();
+    store.putNode(node('n2'));
+    const o = new Orchestrator(m, createLogger());
+    const s = o.createService(
+      parseServiceSpec({ Name: 'web', Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }),
+    );
+    o.reconcile();
+    const [first] = o.listTasks({ serviceId: s.id });
+    const other = first!.nodeId === 'n1' ? 'n2' : 'n1';
+    m.updateNode(first!.nodeId, undefined, { availability: 'drain' });
+    o.reconcile();
+    assert.equal(o.listTasks({ serviceId: s.id }).find((t) => t.id === first!.id)!.desiredState, 'shutdown');
+    o.reportStatus(first!.nodeId, first!.id, { state: 'shutdown', message: 'stopped' });
+    o.reconcile();
+    const live = o.listTasks({ serviceId: s.id }).filter((t) => t.desiredState === 'running');
+    assert.deepEqual(
+      live.map((t) => [t.slot, t.nodeId]),
+      [[1, other]],
+    );
+    o.close();
+  });
 });

@@ -342,6 +342,8 @@ export class Manager extends EventEmitter {
       this.log.info('node role changed', { node: out.id, role: out.role });
       this.emit('node-role', out.id);
     }
+    // Availability and labels decide placement: the orchestrator looks again.
+    this.emit('node-updated', out);
     return out;
   }
 

@@ -27,6 +27,7 @@ export class Orchestrator {
   ) {
     m.on('node-state', () => this.kick());
     m.on('node-removed', () => this.kick());
+    m.on('node-updated', () => this.kick());
   }
 
   close(): void {
@@ -245,6 +246,11 @@ export class Orchestrator {
         if (live(t) && t.nodeId && isDown(t.nodeId)) {
           t.desiredState = 'shutdown';
           t.message = 'node is down: task rescheduled';
+          save(t);
+        } else if (live(t) && t.nodeId && nodes.get(t.nodeId)?.availability === 'drain') {
+          // Drain moves tasks away, as Docker does (pause only stops new ones).
+          t.desiredState = 'shutdown';
+          t.message = 'node is drained: task rescheduled';
           save(t);
         } else if (live(t) && !wanted.get(s.id)!.has(slotOf(t))) {
           t.desiredState = 'shutdown';
