@@ -1,5 +1,5 @@
 // Docker JSON for services, tasks, containers, images and execs, and the service spec parser.
-import type { ServiceRecord, ServiceSpec, TaskRecord } from '../cluster/manager/types.js';
+import { DEFAULT_UPDATE_POLICY, type ServiceRecord, type ServiceSpec, type TaskRecord, type UpdatePolicy } from '../cluster/manager/types.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import type { ImageRecord } from '../runtime/images.js';
 import { humanDuration } from '../core/human.js';
@@ -30,6 +30,16 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const image = optStr(cs, 'Image');
   if (!image) throw new BadRequest('ContainerSpec: image reference must be provided');
   const nsToMs = (v: number | undefined, dflt: number): number => (v === undefined ? dflt : Math.round(v / NS_PER_MS));
+  const uc = obj(b.UpdateConfig, 'UpdateConfig');
+  const parallelism = optInt(uc, 'Parallelism') ?? DEFAULT_UPDATE_POLICY.parallelism;
+  if (parallelism < 0) throw new BadRequest('UpdateConfig.Parallelism must not be negative');
+  const order = optStr(uc, 'Order') || DEFAULT_UPDATE_POLICY.order;
+  if (order !== 'stop-first' && order !== 'start-first') throw new BadRequest(`invalid UpdateConfig.Order "${order}": stop-first or start-first`);
+  const failureAction = optStr(uc, 'FailureAction') || DEFAULT_UPDATE_POLICY.failureAction;
+  if (failureAction !== 'pause' && failureAction !== 'continue')
+    throw new BadRequest(`unsupported UpdateConfig.FailureAction "${failureAction}": pause or continue (rollback is not supported yet)`);
+  const updateDelay = optInt(uc, 'Delay') ?? 0;
+  if (updateDelay < 0) throw new BadRequest('UpdateConfig.Delay must not be negative');
   const memory = optInt(limits, 'MemoryBytes') ?? 0;
   if (memory < 0) throw new BadRequest('MemoryBytes must not be negative');
   return {
@@ -58,6 +68,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     },
     memoryLimit: memory,
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
+    update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
   };
 }
@@ -82,7 +93,9 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
   };
 }
 
-const UPDATE_CONFIG = { Parallelism: 1, FailureAction: 'pause', Monitor: 5e9, MaxFailureRatio: 0, Order: 'stop-first' };
+function updateConfigJson(p: UpdatePolicy = DEFAULT_UPDATE_POLICY): Record<string, unknown> {
+  return { Parallelism: p.parallelism, Delay: p.delayMs * NS_PER_MS, FailureAction: p.failureAction, Monitor: 5e9, MaxFailureRatio: 0, Order: p.order };
+}
 
 export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
   return {
@@ -90,8 +103,8 @@ export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
     Labels: s.labels,
     TaskTemplate: taskTemplateJson(s),
     Mode: s.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: s.replicas } },
-    UpdateConfig: UPDATE_CONFIG,
-    RollbackConfig: UPDATE_CONFIG,
+    UpdateConfig: updateConfigJson(s.update),
+    RollbackConfig: updateConfigJson(),
     EndpointSpec: { Mode: 'vip' },
   };
 }
@@ -106,6 +119,8 @@ export function serviceJson(s: ServiceRecord, tasks?: TaskRecord[], nodesUp?: Se
     Endpoint: { Spec: { Mode: 'vip' }, VirtualIPs: [] },
   };
   if (s.previousSpec) out.PreviousSpec = serviceSpecJson(s.previousSpec);
+  const u = s.updateStatus;
+  if (u) out.UpdateStatus = { State: u.state, StartedAt: u.startedAt, ...(u.completedAt ? { CompletedAt: u.completedAt } : {}), Message: u.message };
   if (tasks) {
     const mine = tasks.filter((t) => t.serviceId === s.id);
     out.ServiceStatus = {

@@ -73,6 +73,25 @@ async function converge(api: ApiClient, id: string): Promise<void> {
   throw new VxError(`service ${id} did not converge in 2 minutes`, 500);
 }
 
+/** --update-* flags over an existing UpdateConfig (Docker's names and units). */
+function updateConfigFrom(o: Json, base: Json): Json {
+  return {
+    ...base,
+    ...(o.updateParallelism !== undefined ? { Parallelism: Number(o.updateParallelism) } : {}),
+    ...(o.updateDelay !== undefined ? { Delay: parseDuration(o.updateDelay) } : {}),
+    ...(o.updateOrder !== undefined ? { Order: o.updateOrder } : {}),
+    ...(o.updateFailureAction !== undefined ? { FailureAction: o.updateFailureAction } : {}),
+  };
+}
+
+function updateFlags(c: Command): Command {
+  return c
+    .option('--update-parallelism <n>', 'maximum number of tasks updated simultaneously (0 to update all at once)')
+    .option('--update-delay <d>', 'delay between updates (ns|us|ms|s|m|h)')
+    .option('--update-order <order>', 'update order (start-first|stop-first)')
+    .option('--update-failure-action <action>', 'action on update failure (pause|continue)');
+}
+
 function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: string[]): Json {
   const cs: Json = { Image: image, Init: false, DNSConfig: {} };
   if (args.length) cs.Args = args;
@@ -97,14 +116,14 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
     Labels: {},
     TaskTemplate: tt,
     Mode: o.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
+    UpdateConfig: updateConfigFrom(o, {}),
     EndpointSpec: { Mode: 'vip' },
   };
 }
 
 export function addWorkloadCommands(program: Command): void {
   const service = program.command('service').description('manage swarm services');
-  service
-    .command('create')
+  updateFlags(service.command('create'))
     .description('create a new service')
     .argument('<image>')
     .argument('[command...]')
@@ -250,8 +269,7 @@ export function addWorkloadCommands(program: Command): void {
         );
       }
     });
-  service
-    .command('update')
+  updateFlags(service.command('update'))
     .description('update a service')
     .argument('<service>')
     .option('--image <image>', 'service image tag')
@@ -269,6 +287,7 @@ export function addWorkloadCommands(program: Command): void {
           if (o.replicas !== undefined) spec.Mode = { Replicated: { Replicas: Number(o.replicas) } };
           if (o.envAdd) cs.Env = [...(cs.Env ?? []).filter((e: string) => !o.envAdd.some((a: string) => a.split('=')[0] === e.split('=')[0])), ...o.envAdd];
           if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
+          spec.UpdateConfig = updateConfigFrom(o, spec.UpdateConfig ?? {});
         },
         !!o.detach,
       );

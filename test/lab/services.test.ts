@@ -126,6 +126,30 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
       100,
     );
     assert.ok(minRunning >= 1, 'never both replicas down during the update');
+    const state = await lab.docker('node1', ['service', 'inspect', '--format', '{{.UpdateStatus.State}}', 'test']);
+    assert.equal(state.stdout.trim(), 'completed');
+    // The docker CLI's --update-* flags land in the spec.
+    const uc = await lab.docker('node1', [
+      'service',
+      'update',
+      '-d',
+      '--update-parallelism',
+      '2',
+      '--update-order',
+      'start-first',
+      '--update-delay',
+      '1s',
+      'test',
+    ]);
+    assert.equal(uc.code, 0, uc.stderr);
+    const got = await lab.docker('node1', [
+      'service',
+      'inspect',
+      '--format',
+      '{{.Spec.UpdateConfig.Parallelism}} {{.Spec.UpdateConfig.Order}} {{.Spec.UpdateConfig.Delay}}',
+      'test',
+    ]);
+    assert.equal(got.stdout.trim(), '2 start-first 1s');
     const s = await lab.docker('node1', ['service', 'scale', '-d', 'test=20']);
     assert.equal(s.code, 0, s.stderr);
     const twenty = await waitFor('20 running', () => running('test', 20), 60000, 100);

@@ -206,3 +206,94 @@ describe('global services', () => {
     o.close();
   });
 });
+
+describe('rolling updates (UpdateConfig)', () => {
+  async function setup(updateConfig: Record<string, unknown>, replicas: number) {
+    const { Manager } = await import('../../src/cluster/manager/manager.js');
+    const { Orchestrator } = await import('../../src/cluster/manager/orchestrator.js');
+    const { Store } = await import('../../src/cluster/manager/store.js');
+    const { createLogger } = await import('../../src/core/log.js');
+    const store = new Store(':memory:');
+    const m = await Manager.init(
+      store,
+      { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
+      createLogger(),
+    );
+    m.close();
+    store.putNode(node('n2'));
+    const o = new Orchestrator(m, createLogger());
+    const body = (image: string) => ({
+      Name: 'web',
+      Mode: { Replicated: { Replicas: replicas } },
+      UpdateConfig: updateConfig,
+      TaskTemplate: { ContainerSpec: { Image: image } },
+    });
+    const s = o.createService(parseServiceSpec(body('img:1')));
+    /** Nodes do what they are told: assigned tasks run, tasks told to stop stop. */
+    const nodesAct = (fail = false): void => {
+      for (const t of o.listTasks({ serviceId: s.id })) {
+        if (t.desiredState === 'running' && t.state === 'assigned')
+          o.reportStatus(t.nodeId, t.id, { state: fail && t.spec.image === 'img:2' ? 'failed' : 'running', message: '' });
+        else if (t.desiredState !== 'running' && !['shutdown', 'failed', 'complete'].includes(t.state))
+          o.reportStatus(t.nodeId, t.id, { state: 'shutdown', message: '' });
+      }
+      o.reconcile();
+    };
+    o.reconcile();
+    nodesAct();
+    const live = (image: string) => o.listTasks({ serviceId: s.id }).filter((t) => t.desiredState === 'running' && t.spec.image === image);
+    const update = () => o.updateService(s.id, undefined, parseServiceSpec(body('img:2')));
+    return { o, s, nodesAct, live, update, status: () => o.findService(s.id).updateStatus };
+  }
+
+  it('stop-first, parallelism 2: two slots at a time, never more than two replicas short, then completed', async () => {
+    const x = await setup({ Parallelism: 2 }, 4);
+    assert.equal(x.live('img:1').length, 4);
+    x.update();
+    x.o.reconcile();
+    assert.equal(x.live('img:1').length, 2, 'two old tasks told to stop');
+    for (let i = 0; i < 10 && x.live('img:2').filter((t) => t.state === 'running').length < 4; i++) {
+      x.nodesAct();
+      assert.ok(x.live('img:1').length + x.live('img:2').length >= 2);
+    }
+    assert.equal(x.live('img:2').filter((t) => t.state === 'running').length, 4);
+    x.o.reconcile();
+    assert.equal(x.status()?.state, 'completed');
+    x.o.close();
+  });
+
+  it('start-first: the new task runs before the old one stops', async () => {
+    const x = await setup({ Order: 'start-first' }, 1);
+    x.update();
+    x.o.reconcile();
+    assert.equal(x.live('img:1').length, 1, 'the old task keeps running');
+    assert.equal(x.live('img:2').length, 1, 'next to its replacement');
+    x.nodesAct(); // the new one runs...
+    assert.equal(x.live('img:1').length, 0, '...then the old one is stopped');
+    assert.equal(x.live('img:2')[0]!.state, 'running');
+    x.o.close();
+  });
+
+  it('a failing new task pauses the update (FailureAction pause); continue goes on', async () => {
+    const x = await setup({ Parallelism: 1 }, 3);
+    x.update();
+    for (let i = 0; i < 6; i++) x.nodesAct(true);
+    assert.equal(x.status()?.state, 'paused');
+    assert.match(x.status()!.message, /update paused due to failure or early termination of task/);
+    assert.equal(x.live('img:1').length, 2, 'the other two slots keep the old spec');
+    x.o.close();
+    const y = await setup({ Parallelism: 1, FailureAction: 'continue' }, 3);
+    y.update();
+    for (let i = 0; i < 12; i++) y.nodesAct(true);
+    assert.equal(y.live('img:1').length, 0, 'every slot was replaced');
+    assert.notEqual(y.status()?.state, 'paused');
+    y.o.close();
+  });
+
+  it('refuses what it cannot do: a rollback failure action, an unknown order, negative parallelism', () => {
+    const spec = (uc: Record<string, unknown>) => () => parseServiceSpec({ Name: 'x', UpdateConfig: uc, TaskTemplate: { ContainerSpec: { Image: 'i' } } });
+    assert.throws(spec({ FailureAction: 'rollback' }), /rollback is not supported yet/);
+    assert.throws(spec({ Order: 'sideways' }), /stop-first or start-first/);
+    assert.throws(spec({ Parallelism: -1 }), /must not be negative/);
+  });
+});

@@ -8,13 +8,11 @@ import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
 import { matches, parseConstraint, place, type Load } from './scheduler.js';
 import type { NodeRecord } from './types.js';
-import { TASK_STATE_ORDER, isTerminal, type ServiceRecord, type ServiceSpec, type TaskRecord, type TaskStatusReport } from './types.js';
+import { DEFAULT_UPDATE_POLICY, TASK_STATE_ORDER, isTerminal, type ServiceRecord, type ServiceSpec, type TaskRecord, type TaskStatusReport } from './types.js';
 
 export const MAX_REPLICAS = 1000;
 /** Terminal tasks kept per slot for `service ps` history, as Docker's TaskHistoryRetentionLimit. */
 export const TASK_HISTORY = 5;
-/** Slots replaced at once by a service update (Docker's default UpdateConfig.Parallelism). */
-export const UPDATE_PARALLELISM = 1;
 
 export class Orchestrator {
   private pending = false;
@@ -121,6 +119,7 @@ export class Orchestrator {
         specVersion: changed ? s.specVersion + 1 : s.specVersion,
         version: this.store.bump(),
         updatedAt: now(),
+        ...(changed ? { updateStatus: { state: 'updating' as const, startedAt: now(), message: 'update in progress' } } : {}),
       };
       this.store.putService(next);
       return next;
@@ -215,18 +214,31 @@ export class Orchestrator {
       // What each service wants: slots 1..replicas, or (global) one task per eligible node.
       const wanted = new Map([...services.values()].map((s) => [s.id, wantedSlots(s, [...nodes.values()])]));
 
-      // Rolling updates as Docker's default UpdateConfig: UPDATE_PARALLELISM slots at a time,
-      // stop-first. A slot is in flight while its old task stops or its new one is not yet running.
+      // Rolling updates, by the service's UpdateConfig. A slot is in flight while its old task
+      // stops or its new one is not yet running; a batch is the slots started together.
       const inFlight = new Map<string, number>();
       const slotTasks = new Map<string, TaskRecord[]>();
       for (const t of tasks) slotTasks.set(`${t.serviceId}/${slotOf(t)}`, [...(slotTasks.get(`${t.serviceId}/${slotOf(t)}`) ?? []), t]);
       for (const [k, list] of slotTasks) {
         const s = services.get(k.split('/')[0]!);
         if (!s || !wanted.get(s.id)!.has(slotOf(list[0]!))) continue;
-        const hasOld = list.some((t) => t.specVersion < s.specVersion);
-        const stopping = list.some((t) => t.specVersion < s.specVersion && t.desiredState === 'shutdown' && !isTerminal(t.state) && !isDown(t.nodeId));
-        const starting = hasOld && list.some((t) => t.specVersion === s.specVersion && live(t) && t.state !== 'running');
-        if (stopping || starting) inFlight.set(s.id, (inFlight.get(s.id) ?? 0) + 1);
+        // In flight: this update touched the slot (its old task was told to stop, or a new one
+        // exists) and the slot's newest task of the new spec has not yet run or ended.
+        const old = list.filter((t) => t.specVersion < s.specVersion);
+        const fresh = list.filter((t) => t.specVersion === s.specVersion).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+        const newest = fresh[fresh.length - 1];
+        const last = [...list].sort((a, b) => a.createdAt.localeCompare(b.createdAt))[list.length - 1]!;
+        const touched = fresh.length > 0 || last.desiredState !== 'running';
+        const settled = newest !== undefined && (newest.state === 'running' || isTerminal(newest.state));
+        if (old.length && touched && !settled) inFlight.set(s.id, (inFlight.get(s.id) ?? 0) + 1);
+      }
+      // Which slots each service replaces now (parallelism, delay, pause on failure).
+      const toUpdate = new Map<string, Set<string>>();
+      for (const s of services.values()) {
+        const pick = this.nextBatch(s, slotTasks, wanted.get(s.id)!, inFlight.get(s.id) ?? 0, live);
+        toUpdate.set(s.id, pick.slots);
+        if (pick.wakeAt) wakeAt = Math.min(wakeAt, pick.wakeAt);
+        if (pick.changed) changed = true;
       }
 
       for (const t of tasks) {
@@ -255,8 +267,7 @@ export class Orchestrator {
         } else if (live(t) && !wanted.get(s.id)!.has(slotOf(t))) {
           t.desiredState = 'shutdown';
           save(t);
-        } else if (live(t) && t.specVersion < s.specVersion && (inFlight.get(s.id) ?? 0) < UPDATE_PARALLELISM) {
-          inFlight.set(s.id, (inFlight.get(s.id) ?? 0) + 1);
+        } else if (live(t) && t.specVersion < s.specVersion && toUpdate.get(s.id)!.has(slotOf(t)) && updateOrder(s) === 'stop-first') {
           t.desiredState = 'shutdown';
           t.message = 'updating';
           save(t);
@@ -282,11 +293,23 @@ export class Orchestrator {
         for (const slot of wanted.get(s.id)!) {
           const history = (bySlot.get(slot) ?? []).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
           const alive = history.filter(live);
-          // Two live tasks in one slot (a node came back): keep the newest.
-          for (const extra of alive.slice(0, -1)) {
-            extra.desiredState = 'shutdown';
-            save(extra);
+          const newest = alive[alive.length - 1];
+          // start-first: the new task starts next to the old one, which stops once it runs.
+          if (alive.length === 1 && newest!.specVersion < s.specVersion && toUpdate.get(s.id)!.has(slot) && updateOrder(s) === 'start-first') {
+            const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
+            this.store.putTask(t);
+            changed = true;
+            history.push(t);
+            continue;
           }
+          const replacing = alive.length > 1 && newest!.specVersion === s.specVersion && newest!.state !== 'running' && updateOrder(s) === 'start-first';
+          // Two live tasks in one slot (a node came back, or a start-first update is done): keep the newest.
+          if (!replacing)
+            for (const extra of alive.slice(0, -1)) {
+              extra.desiredState = 'shutdown';
+              extra.message = extra.specVersion < s.specVersion ? 'updating' : extra.message;
+              save(extra);
+            }
           if (alive.length) continue;
           const last = history[history.length - 1];
           if (last && !isTerminal(last.state) && last.desiredState !== 'running' && !isDown(last.nodeId)) {
@@ -369,6 +392,57 @@ export class Orchestrator {
     }
   }
 
+  /**
+   * The slots of `s` to replace in this pass. A batch starts only when the previous one is done
+   * and the delay has passed; a new task failing pauses the update (FailureAction pause).
+   */
+  private nextBatch(
+    s: ServiceRecord,
+    slotTasks: Map<string, TaskRecord[]>,
+    wanted: Set<string>,
+    inFlight: number,
+    live: (t: TaskRecord) => boolean,
+  ): { slots: Set<string>; wakeAt?: number; changed: boolean } {
+    const none = { slots: new Set<string>(), changed: false };
+    const st = s.updateStatus;
+    if (!st || st.state !== 'updating') return none;
+    const p = s.spec.update ?? DEFAULT_UPDATE_POLICY;
+    const slots = [...wanted].map((k) => [k, slotTasks.get(`${s.id}/${k}`) ?? []] as const);
+    const save = (): { slots: Set<string>; changed: boolean } => {
+      s.version = this.store.bump();
+      this.store.putService(s);
+      return { slots: new Set(), changed: true };
+    };
+    const failed = slots.flatMap(([, l]) => l).find((t) => t.specVersion === s.specVersion && (t.state === 'failed' || t.state === 'rejected'));
+    if (failed && p.failureAction === 'pause') {
+      st.state = 'paused';
+      st.message = `update paused due to failure or early termination of task ${failed.id}`;
+      return save();
+    }
+    const old = slots.filter(([, l]) => l.some((t) => live(t) && t.specVersion < s.specVersion)).map(([k]) => k);
+    if (!old.length && inFlight === 0) {
+      st.state = 'completed';
+      st.completedAt = now();
+      st.message = 'update completed';
+      delete st.inBatch;
+      return save();
+    }
+    if (inFlight > 0) return none;
+    const t = Date.now();
+    if (st.inBatch) {
+      // The batch in flight just finished: the delay starts now.
+      st.inBatch = false;
+      st.batchDoneAt = t;
+      save();
+    }
+    const due = (st.batchDoneAt ?? 0) + p.delayMs;
+    if (due > t) return { slots: new Set(), wakeAt: due, changed: false };
+    const n = p.parallelism === 0 ? old.length : p.parallelism;
+    st.inBatch = true;
+    save();
+    return { slots: new Set(old.slice(0, n)), changed: true };
+  }
+
   private newTask(s: ServiceRecord, slot: number, nodeId: string): TaskRecord {
     const t = now();
     return {
@@ -405,4 +479,8 @@ function wantedSlots(s: ServiceRecord, nodes: NodeRecord[]): Set<string> {
   const cs = s.spec.constraints.map(parseConstraint);
   // 'unknown' (after a leader change, until the node's session is back) keeps its task.
   return new Set(nodes.filter((n) => (n.state === 'ready' || n.state === 'unknown') && n.availability === 'active' && matches(n, cs)).map((n) => n.id));
+}
+
+function updateOrder(s: ServiceRecord): 'stop-first' | 'start-first' {
+  return (s.spec.update ?? DEFAULT_UPDATE_POLICY).order;
 }

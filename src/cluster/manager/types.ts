@@ -120,13 +120,40 @@ export interface ServiceSpec {
   restart: { condition: RestartCondition; delayMs: number; maxAttempts: number };
   memoryLimit: number;
   stopGraceMs: number;
+  /** how a spec change rolls out (Docker's UpdateConfig); absent: Docker's defaults */
+  update?: UpdatePolicy;
   containerLabels: Record<string, string>;
+}
+
+export interface UpdatePolicy {
+  /** slots replaced at once; 0 = all */
+  parallelism: number;
+  /** pause between one batch finishing and the next starting */
+  delayMs: number;
+  /** stop-first: old task stops, then the new one starts; start-first: the other way round */
+  order: 'stop-first' | 'start-first';
+  /** a new task failing during the update pauses it, or the update goes on */
+  failureAction: 'pause' | 'continue';
+}
+
+export const DEFAULT_UPDATE_POLICY: UpdatePolicy = { parallelism: 1, delayMs: 0, order: 'stop-first', failureAction: 'pause' };
+
+/** Docker's UpdateStatus: where a rolling update stands. */
+export interface UpdateStatus {
+  state: 'updating' | 'paused' | 'completed';
+  startedAt: string;
+  completedAt?: string;
+  message: string;
+  /** a batch is being replaced; when it finished (for the delay before the next) */
+  inBatch?: boolean;
+  batchDoneAt?: number;
 }
 
 export interface ServiceRecord extends Meta {
   id: string;
   spec: ServiceSpec;
   previousSpec?: ServiceSpec;
+  updateStatus?: UpdateStatus;
   /** bumps on every spec change; tasks of an older one are replaced */
   specVersion: number;
 }
