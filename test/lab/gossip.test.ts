@@ -67,7 +67,7 @@ describe(`gossip across ${HOSTS} lab hosts`, { skip: skipUnlessRoot }, () => {
       await waitFor(
         `kernel of ${t.host}`,
         async () => (JSON.stringify(await kernelView(lab, t.host)) === JSON.stringify(expected(truth, t.host)) ? true : undefined),
-        5000,
+        15000,
       );
     assert.equal(await pingLoss(truth[0]!.netns, truth[4]!.ip, 3), 0);
     assert.equal(await pingLoss(truth[3]!.netns, truth[1]!.ip, 3), 0);

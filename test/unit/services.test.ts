@@ -290,6 +290,20 @@ describe('rolling updates (UpdateConfig)', () => {
     y.o.close();
   });
 
+  it('changing only the update policy or the replicas redeploys nothing', async () => {
+    const x = await setup({ Parallelism: 1 }, 2);
+    const before = x.o.findService(x.s.id).specVersion;
+    const spec = parseServiceSpec({
+      Name: 'web',
+      Mode: { Replicated: { Replicas: 3 } },
+      UpdateConfig: { Parallelism: 2, Order: 'start-first' },
+      TaskTemplate: { ContainerSpec: { Image: 'img:1' } },
+    });
+    x.o.updateService(x.s.id, undefined, spec);
+    assert.equal(x.o.findService(x.s.id).specVersion, before);
+    x.o.close();
+  });
+
   it('refuses what it cannot do: a rollback failure action, an unknown order, negative parallelism', () => {
     const spec = (uc: Record<string, unknown>) => () => parseServiceSpec({ Name: 'x', UpdateConfig: uc, TaskTemplate: { ContainerSpec: { Image: 'i' } } });
     assert.throws(spec({ FailureAction: 'rollback' }), /rollback is not supported yet/);

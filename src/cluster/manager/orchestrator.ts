@@ -108,9 +108,10 @@ export class Orchestrator {
         throw new ConflictError(`update out of sequence: service ${s.spec.name} is at version ${s.version}, not ${version}`);
       const spec = this.validate(input);
       if (spec.name !== s.spec.name) throw new InvalidArgumentError('renaming services is not supported');
-      // Only a change to what runs replaces tasks; scaling keeps them.
       if ((spec.mode ?? 'replicated') !== (s.spec.mode ?? 'replicated')) throw new InvalidArgumentError('service mode change is not allowed');
-      const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0 });
+      // Only a change to what runs replaces tasks; scaling, the update policy and the service's
+      // own labels keep them (Docker redeploys only on a TaskTemplate change).
+      const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0, update: undefined, labels: {} });
       const changed = strip(spec) !== strip(s.spec);
       const next: ServiceRecord = {
         ...s,
