@@ -51,8 +51,11 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     const o = orch();
     const v = c.query.get('version');
     if (v !== null && !/^\d+$/.test(v)) throw new BadRequest(`invalid service version "${v}"`);
-    const spec = parseServiceSpec(await c.body());
-    o.updateService(c.params[0]!, v === null ? undefined : Number(v), spec);
+    const rollback = c.query.get('rollback');
+    if (rollback !== null && rollback !== '' && rollback !== 'previous') throw new BadRequest(`invalid rollback "${rollback}": only "previous"`);
+    // A rollback ignores the spec sent along (as Docker's API says).
+    if (rollback === 'previous') o.rollbackService(c.params[0]!, v === null ? undefined : Number(v));
+    else o.updateService(c.params[0]!, v === null ? undefined : Number(v), parseServiceSpec(await c.body()));
     return { json: { Warnings: null } };
   });
   r.on('DELETE', '/services/:id', (c) => {

@@ -36,8 +36,8 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const order = optStr(uc, 'Order') || DEFAULT_UPDATE_POLICY.order;
   if (order !== 'stop-first' && order !== 'start-first') throw new BadRequest(`invalid UpdateConfig.Order "${order}": stop-first or start-first`);
   const failureAction = optStr(uc, 'FailureAction') || DEFAULT_UPDATE_POLICY.failureAction;
-  if (failureAction !== 'pause' && failureAction !== 'continue')
-    throw new BadRequest(`unsupported UpdateConfig.FailureAction "${failureAction}": pause or continue (rollback is not supported yet)`);
+  if (failureAction !== 'pause' && failureAction !== 'continue' && failureAction !== 'rollback')
+    throw new BadRequest(`invalid UpdateConfig.FailureAction "${failureAction}": pause, continue or rollback`);
   const updateDelay = optInt(uc, 'Delay') ?? 0;
   if (updateDelay < 0) throw new BadRequest('UpdateConfig.Delay must not be negative');
   const memory = optInt(limits, 'MemoryBytes') ?? 0;

@@ -89,7 +89,7 @@ function updateFlags(c: Command): Command {
     .option('--update-parallelism <n>', 'maximum number of tasks updated simultaneously (0 to update all at once)')
     .option('--update-delay <d>', 'delay between updates (ns|us|ms|s|m|h)')
     .option('--update-order <order>', 'update order (start-first|stop-first)')
-    .option('--update-failure-action <action>', 'action on update failure (pause|continue)');
+    .option('--update-failure-action <action>', 'action on update failure (pause|continue|rollback)');
 }
 
 function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: string[]): Json {
@@ -249,6 +249,18 @@ export function addWorkloadCommands(program: Command): void {
     if (!detach) await converge(api, s.ID);
   };
   service
+    .command('rollback')
+    .description("revert changes to a service's configuration")
+    .argument('<service>')
+    .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
+    .action(async (ref: string, o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      const s = await findService(api, ref);
+      await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index, rollback: 'previous' });
+      out(`${ref}\nrollback: manually requested rollback\n`);
+      if (!o.detach) await converge(api, s.ID);
+    });
+  service
     .command('scale')
     .description('scale one or more replicated services')
     .argument('<service=replicas...>')
@@ -276,8 +288,17 @@ export function addWorkloadCommands(program: Command): void {
     .option('--replicas <n>', 'number of tasks')
     .option('--env-add <k=v>', 'add or update an environment variable', collect)
     .option('--stop-grace-period <d>', 'time to wait before force killing a container')
+    .option('--rollback', 'roll back to the previous specification')
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (ref: string, o: Json, cmd: Command) => {
+      if (o.rollback) {
+        const api = apiFrom(cmd);
+        const s = await findService(api, ref);
+        await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index, rollback: 'previous' });
+        out(`${ref}\n`);
+        if (!o.detach) await converge(api, s.ID);
+        return;
+      }
       await update(
         apiFrom(cmd),
         ref,

@@ -150,6 +150,14 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
       'test',
     ]);
     assert.equal(got.stdout.trim(), '2 start-first 1s');
+    // And back: the previous spec returns; the tasks already run it, so none is replaced.
+    const before = (await tasksOf('test')).filter((t) => t.DesiredState === 'running').map((t) => t.ID);
+    const rb = await lab.docker('node1', ['service', 'rollback', '-d', 'test']);
+    assert.equal(rb.code, 0, rb.stderr);
+    const back = await lab.docker('node1', ['service', 'inspect', '--format', '{{.Spec.UpdateConfig.Order}} {{.UpdateStatus.State}}', 'test']);
+    assert.match(back.stdout.trim(), /^stop-first rollback_(started|completed)$/);
+    const after = (await tasksOf('test')).filter((t) => t.DesiredState === 'running').map((t) => t.ID);
+    assert.deepEqual(after.sort(), before.sort());
     const s = await lab.docker('node1', ['service', 'scale', '-d', 'test=20']);
     assert.equal(s.code, 0, s.stderr);
     const twenty = await waitFor('20 running', () => running('test', 20), 60000, 100);

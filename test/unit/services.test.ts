@@ -304,9 +304,31 @@ describe('rolling updates (UpdateConfig)', () => {
     x.o.close();
   });
 
-  it('refuses what it cannot do: a rollback failure action, an unknown order, negative parallelism', () => {
+  it('rollback: by hand, and as the failure action of an update whose new tasks fail', async () => {
+    const x = await setup({ Parallelism: 0 }, 2);
+    x.update();
+    for (let i = 0; i < 6; i++) x.nodesAct();
+    assert.equal(x.live('img:2').filter((t) => t.state === 'running').length, 2);
+    x.o.rollbackService(x.s.id, undefined);
+    for (let i = 0; i < 8; i++) x.nodesAct();
+    assert.equal(x.live('img:1').filter((t) => t.state === 'running').length, 2);
+    assert.equal(x.status()?.state, 'rollback_completed');
+    assert.throws(() => x.o.rollbackService(x.s.id, 1), /update out of sequence/);
+    x.o.close();
+
+    const y = await setup({ Parallelism: 1, FailureAction: 'rollback' }, 2);
+    y.update();
+    for (let i = 0; i < 10; i++) y.nodesAct(true);
+    assert.equal(y.live('img:1').filter((t) => t.state === 'running').length, 2, 'back on the old image');
+    assert.equal(y.live('img:2').length, 0);
+    assert.equal(y.status()?.state, 'rollback_completed');
+    assert.equal(y.o.findService(y.s.id).spec.image, 'img:1');
+    y.o.close();
+  });
+
+  it('refuses what it cannot do: an unknown failure action, an unknown order, negative parallelism', () => {
     const spec = (uc: Record<string, unknown>) => () => parseServiceSpec({ Name: 'x', UpdateConfig: uc, TaskTemplate: { ContainerSpec: { Image: 'i' } } });
-    assert.throws(spec({ FailureAction: 'rollback' }), /rollback is not supported yet/);
+    assert.throws(spec({ FailureAction: 'bogus' }), /pause, continue or rollback/);
     assert.throws(spec({ Order: 'sideways' }), /stop-first or start-first/);
     assert.throws(spec({ Parallelism: -1 }), /must not be negative/);
   });

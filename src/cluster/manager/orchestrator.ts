@@ -111,8 +111,7 @@ export class Orchestrator {
       if ((spec.mode ?? 'replicated') !== (s.spec.mode ?? 'replicated')) throw new InvalidArgumentError('service mode change is not allowed');
       // Only a change to what runs replaces tasks; scaling, the update policy and the service's
       // own labels keep them (Docker redeploys only on a TaskTemplate change).
-      const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0, update: undefined, labels: {} });
-      const changed = strip(spec) !== strip(s.spec);
+      const changed = !sameTask(spec, s.spec);
       const next: ServiceRecord = {
         ...s,
         previousSpec: s.spec,
@@ -127,6 +126,40 @@ export class Orchestrator {
     });
     this.kick();
     return rec;
+  }
+
+  /**
+   * `service rollback` / `service update --rollback`: the previous spec comes back, rolled out
+   * as an update (Docker's default RollbackConfig: one at a time, stop-first, pause on failure).
+   */
+  rollbackService(ref: string, version: number | undefined, reason = 'manually requested rollback'): ServiceRecord {
+    const rec = this.store.tx(() => {
+      const s = this.findService(ref);
+      if (version !== undefined && version !== s.version)
+        throw new ConflictError(`update out of sequence: service ${s.spec.name} is at version ${s.version}, not ${version}`);
+      if (!s.previousSpec) throw new InvalidArgumentError(`service ${s.spec.name} does not have a previous spec`);
+      this.rollbackTx(s, reason);
+      return s;
+    });
+    this.kick();
+    return rec;
+  }
+
+  private rollbackTx(s: ServiceRecord, reason: string): void {
+    const back = s.previousSpec!;
+    s.previousSpec = s.spec;
+    s.spec = back;
+    s.specVersion += 1;
+    s.updateStatus = { state: 'rollback_started', startedAt: now(), message: reason };
+    s.version = this.store.bump();
+    s.updatedAt = now();
+    this.store.putService(s);
+    // Tasks that never left the previous spec are already what the rollback wants: they stay.
+    for (const t of this.store.listTasks({ serviceId: s.id }))
+      if (sameTask(t.spec, back) && t.specVersion !== s.specVersion) {
+        t.specVersion = s.specVersion;
+        this.touch(t);
+      }
   }
 
   removeService(ref: string): void {
@@ -316,7 +349,8 @@ export class Orchestrator {
           if (last && !isTerminal(last.state) && last.desiredState !== 'running' && !isDown(last.nodeId)) {
             continue; // the old task is still stopping: start its replacement after it
           }
-          if (last && (last.state === 'complete' || last.state === 'failed') && last.desiredState === 'running') {
+          // The restart policy applies to a task of the current spec; an older one's slot is an update.
+          if (last && (last.state === 'complete' || last.state === 'failed') && last.desiredState === 'running' && last.specVersion === s.specVersion) {
             const r = s.spec.restart;
             if (r.condition === 'none' || (r.condition === 'on-failure' && last.state === 'complete')) continue;
             const attempts = history.filter((x) => x.specVersion === s.specVersion && (x.state === 'failed' || x.state === 'complete')).length;
@@ -326,6 +360,11 @@ export class Orchestrator {
               wakeAt = Math.min(wakeAt, due);
               continue;
             }
+          }
+          // The finished task it replaces is no longer wanted running (docker service ps: Shutdown).
+          if (last && isTerminal(last.state) && last.desiredState === 'running') {
+            last.desiredState = 'shutdown';
+            save(last);
           }
           const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
           this.store.putTask(t);
@@ -406,8 +445,9 @@ export class Orchestrator {
   ): { slots: Set<string>; wakeAt?: number; changed: boolean } {
     const none = { slots: new Set<string>(), changed: false };
     const st = s.updateStatus;
-    if (!st || st.state !== 'updating') return none;
-    const p = s.spec.update ?? DEFAULT_UPDATE_POLICY;
+    if (!st || (st.state !== 'updating' && st.state !== 'rollback_started')) return none;
+    const rollingBack = st.state === 'rollback_started';
+    const p = rollingBack ? DEFAULT_UPDATE_POLICY : (s.spec.update ?? DEFAULT_UPDATE_POLICY);
     const slots = [...wanted].map((k) => [k, slotTasks.get(`${s.id}/${k}`) ?? []] as const);
     const save = (): { slots: Set<string>; changed: boolean } => {
       s.version = this.store.bump();
@@ -415,16 +455,20 @@ export class Orchestrator {
       return { slots: new Set(), changed: true };
     };
     const failed = slots.flatMap(([, l]) => l).find((t) => t.specVersion === s.specVersion && (t.state === 'failed' || t.state === 'rejected'));
-    if (failed && p.failureAction === 'pause') {
-      st.state = 'paused';
-      st.message = `update paused due to failure or early termination of task ${failed.id}`;
+    if (failed && p.failureAction === 'rollback' && s.previousSpec) {
+      this.rollbackTx(s, `update rolled back due to failure or early termination of task ${failed.id}`);
+      return { slots: new Set(), changed: true };
+    }
+    if (failed && p.failureAction !== 'continue') {
+      st.state = rollingBack ? 'rollback_paused' : 'paused';
+      st.message = `${rollingBack ? 'rollback' : 'update'} paused due to failure or early termination of task ${failed.id}`;
       return save();
     }
     const old = slots.filter(([, l]) => l.some((t) => live(t) && t.specVersion < s.specVersion)).map(([k]) => k);
     if (!old.length && inFlight === 0) {
-      st.state = 'completed';
+      st.state = rollingBack ? 'rollback_completed' : 'completed';
       st.completedAt = now();
-      st.message = 'update completed';
+      st.message = rollingBack ? 'rollback completed' : 'update completed';
       delete st.inBatch;
       return save();
     }
@@ -484,4 +528,10 @@ function wantedSlots(s: ServiceRecord, nodes: NodeRecord[]): Set<string> {
 
 function updateOrder(s: ServiceRecord): 'stop-first' | 'start-first' {
   return (s.spec.update ?? DEFAULT_UPDATE_POLICY).order;
+}
+
+/** Same task template: replicas, update policy and service labels do not change what runs. */
+function sameTask(a: ServiceSpec, b: ServiceSpec): boolean {
+  const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0, update: undefined, labels: {} });
+  return strip(a) === strip(b);
 }

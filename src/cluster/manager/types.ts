@@ -132,15 +132,15 @@ export interface UpdatePolicy {
   delayMs: number;
   /** stop-first: old task stops, then the new one starts; start-first: the other way round */
   order: 'stop-first' | 'start-first';
-  /** a new task failing during the update pauses it, or the update goes on */
-  failureAction: 'pause' | 'continue';
+  /** a new task failing during the update pauses it, rolls the service back, or the update goes on */
+  failureAction: 'pause' | 'continue' | 'rollback';
 }
 
 export const DEFAULT_UPDATE_POLICY: UpdatePolicy = { parallelism: 1, delayMs: 0, order: 'stop-first', failureAction: 'pause' };
 
 /** Docker's UpdateStatus: where a rolling update stands. */
 export interface UpdateStatus {
-  state: 'updating' | 'paused' | 'completed';
+  state: 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
   startedAt: string;
   completedAt?: string;
   message: string;
