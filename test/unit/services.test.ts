@@ -2,6 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseServiceSpec, serviceSpecJson } from '../../src/api/shapes-workloads.js';
 import { humanDuration } from '../../src/core/human.js';
+import { createLogger } from '../../src/core/log.js';
+import { Manager } from '../../src/cluster/manager/manager.js';
+import { Orchestrator } from '../../src/cluster/manager/orchestrator.js';
+import { Store } from '../../src/cluster/manager/store.js';
 import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
 import type { NodeRecord } from '../../src/cluster/manager/types.js';
 import { parseRef } from '../../src/runtime/reference.js';
@@ -129,22 +133,23 @@ describe('runtime pieces', () => {
   });
 });
 
+/** A manager on an in-memory store (node n1, no raft) and its orchestrator; add nodes with store.putNode. */
+async function managerOf() {
+  const store = new Store(':memory:');
+  const m = await Manager.init(
+    store,
+    { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
+    createLogger(),
+  );
+  m.close();
+  return { m, store, o: new Orchestrator(m, createLogger()) };
+}
+
 describe('global services', () => {
   it('one task per eligible node, placed on it from the start; drained nodes lose theirs, new nodes get one', async () => {
-    const { Manager } = await import('../../src/cluster/manager/manager.js');
-    const { Orchestrator } = await import('../../src/cluster/manager/orchestrator.js');
-    const { Store } = await import('../../src/cluster/manager/store.js');
-    const { createLogger } = await import('../../src/core/log.js');
-    const store = new Store(':memory:');
-    const m = await Manager.init(
-      store,
-      { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
-      createLogger(),
-    );
-    m.close();
+    const { m, store, o } = await managerOf();
     store.putNode(node('n2'));
     store.putNode(node('n3', { labels: { gpu: 'no' } }));
-    const o = new Orchestrator(m, createLogger());
     const spec = parseServiceSpec({ Name: 'agent', Mode: { Global: {} }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } });
     assert.equal(spec.mode, 'global');
     assert.deepEqual(serviceSpecJson(spec).Mode, { Global: {} });
@@ -174,19 +179,8 @@ describe('global services', () => {
     o.close();
   });
   it('a replicated task on a node being drained is moved: stopped there, then started elsewhere', async () => {
-    const { Manager } = await import('../../src/cluster/manager/manager.js');
-    const { Orchestrator } = await import('../../src/cluster/manager/orchestrator.js');
-    const { Store } = await import('../../src/cluster/manager/store.js');
-    const { createLogger } = await import('../../src/core/log.js');
-    const store = new Store(':memory:');
-    const m = await Manager.init(
-      store,
-      { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
-      createLogger(),
-    );
-    m.close();
+    const { m, store, o } = await managerOf();
     store.putNode(node('n2'));
-    const o = new Orchestrator(m, createLogger());
     const s = o.createService(
       parseServiceSpec({ Name: 'web', Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }),
     );
@@ -209,19 +203,8 @@ describe('global services', () => {
 
 describe('rolling updates (UpdateConfig)', () => {
   async function setup(updateConfig: Record<string, unknown>, replicas: number) {
-    const { Manager } = await import('../../src/cluster/manager/manager.js');
-    const { Orchestrator } = await import('../../src/cluster/manager/orchestrator.js');
-    const { Store } = await import('../../src/cluster/manager/store.js');
-    const { createLogger } = await import('../../src/core/log.js');
-    const store = new Store(':memory:');
-    const m = await Manager.init(
-      store,
-      { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
-      createLogger(),
-    );
-    m.close();
+    const { store, o } = await managerOf();
     store.putNode(node('n2'));
-    const o = new Orchestrator(m, createLogger());
     const body = (image: string) => ({
       Name: 'web',
       Mode: { Replicated: { Replicas: replicas } },
