@@ -3,8 +3,9 @@
 // member leads and a write commits). Three managers on lab hosts running the built daemon.
 import { randomBytes } from 'node:crypto';
 import { ApiClient } from '../src/cli/client.js';
-import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
-import { emit, percentile, round, until } from './util.js';
+import fs from 'node:fs';
+import { daemonSocket, hostPaths, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
+import { emit, percentile, round, rssMb, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const CREATES = Number(process.env.BENCH_CREATES ?? 30);
@@ -98,6 +99,14 @@ export async function run(): Promise<void> {
       await until(async () => (await raft(victim))?.role === 'follower' && ((await raft(victim))?.leader ?? '') !== '', 20000);
     }
     emit({ metric: 'leader_handover', runs_ms: handovers.map((x) => round(x, 1)) });
+
+    // Memory of a manager at rest, leader and follower (the raft log and replicated store included).
+    await new Promise((r) => setTimeout(r, 2000));
+    const leaderHost = await leaderOf(HOSTS);
+    const followerHost = HOSTS.find((h) => h !== leaderHost)!;
+    const pidOf = (h: string): number => Number(fs.readFileSync(hostPaths(name, h).pid, 'utf8'));
+    summary.rss_mb_idle_leader = round(rssMb(pidOf(leaderHost)), 1);
+    summary.rss_mb_idle_follower = round(rssMb(pidOf(followerHost)), 1);
     summary.leader_handover_ms_max = round(Math.max(...handovers), 1);
     summary.leader_failover_s_max = round(Math.max(...failovers));
     summary.leader_failover_s_p50 = round(percentile(failovers, 50));
