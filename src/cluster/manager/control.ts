@@ -7,7 +7,7 @@ import { errorMessage } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import { ManagerClient, type ClientTls } from '../agent/client.js';
-import { NotLeaderError, Raft, quorum, type Member, type RaftTiming, type RaftTransport } from '../raft/raft.js';
+import { NotLeaderError, Raft, quorum, type Member, type RaftTransport } from '../raft/raft.js';
 import { ForbiddenError, Manager, type InitOptions } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
 import { StoreRaftLog } from './raftlog.js';
@@ -50,7 +50,6 @@ export interface ControlPlaneOptions {
   store: Store;
   tls: ClientTls;
   log: Logger;
-  timing?: RaftTiming;
 }
 
 /** The loops that run on the leader. */
@@ -86,15 +85,12 @@ export class ControlPlane extends EventEmitter {
       clock: realClock,
       members: () => this.members(),
       log: o.log.child({ component: 'raft' }),
-      ...(o.timing ? { timing: o.timing } : {}),
     });
     raftLog.attach(this.raft);
     this.raft.on('role', (role: string) => {
       if (role === 'leader') void this.lead();
       else this.follow();
     });
-    this.raft.on('leader-changed', () => this.emit('leader-changed', this.leaderAddr()));
-    this.raft.on('applied', () => this.emit('applied'));
   }
 
   /** The node certificate raft's connections present (renewed certificates included). */

@@ -492,7 +492,6 @@ export class Raft extends EventEmitter {
     if (req.snapshot.index > req.commit) this.store.setAhead({ index: req.snapshot.index, term: req.term });
     this.commit = Math.min(req.snapshot.index, Math.max(this.commit, req.commit));
     this.log.info('raft snapshot installed', { index: req.snapshot.index, term: req.snapshot.term });
-    this.emit('applied');
     return { term: this.term };
   }
 
@@ -515,10 +514,7 @@ export class Raft extends EventEmitter {
 
   private heardFromLeader(term: number, leader: string): void {
     if (term > this.term || this.role !== 'follower') this.becomeFollower(term, leader);
-    if (this.leaderId !== leader) {
-      this.leaderId = leader;
-      this.emit('leader-changed', leader);
-    }
+    this.leaderId = leader;
     this.lastLeaderContact = this.clock.now();
     this.resetElectionTimer();
   }
@@ -534,14 +530,12 @@ export class Raft extends EventEmitter {
       this.leaveAhead();
     }
     this.role = 'follower';
-    const changed = this.leaderId !== leader;
     this.leaderId = leader;
     if (resetTimer || !this.electionTimer) this.resetElectionTimer();
     if (was !== 'follower') {
       this.log.info('raft: now a follower', { term: this.term, leader });
       this.emit('role', 'follower');
     }
-    if (changed) this.emit('leader-changed', leader);
   }
 
   /**
@@ -555,34 +549,14 @@ export class Raft extends EventEmitter {
     const a = this.store.ahead();
     this.resetElectionTimer();
     if (this.store.fresh() || a?.term === -1 || !members.some((m) => m.id === this.id)) return;
-    const need = quorum(members.length);
-    if (need <= 1) return this.elect(members);
     const term = this.term;
-    const req: VoteRequest = {
-      epoch: this.store.epoch(),
-      term: term + 1,
-      candidate: this.id,
-      lastIndex: this.store.lastIndex(),
-      lastTerm: this.store.termAt(this.store.lastIndex()) ?? 0,
-      pre: true,
-    };
-    const granted = new Set([this.id]);
-    let done = false;
-    for (const m of members) {
-      if (m.id === this.id) continue;
-      this.transport.vote(m, req).then(
-        (r) => {
-          if (r.term > this.term) return this.becomeFollower(r.term, '', false);
-          if (done || !r.granted || this.term !== term || this.role === 'leader') return;
-          granted.add(m.id);
-          if (granted.size >= need) {
-            done = true;
-            this.elect(this.members());
-          }
-        },
-        () => undefined,
-      );
-    }
+    this.canvass(
+      members,
+      this.voteRequest(term + 1, { pre: true }),
+      false,
+      () => this.term === term && this.role !== 'leader',
+      () => this.elect(this.members()),
+    );
   }
 
   private elect(members: Member[], transfer = false): void {
@@ -594,25 +568,41 @@ export class Raft extends EventEmitter {
     this.log.info('raft: campaigning', { term });
     this.emit('role', 'candidate');
     this.resetElectionTimer();
-    const granted = new Set([this.id]);
+    this.canvass(
+      members,
+      this.voteRequest(term, transfer ? { transfer: true } : {}),
+      true,
+      () => this.role === 'candidate' && this.term === term,
+      () => this.becomeLeader(),
+    );
+  }
+
+  private voteRequest(term: number, extra: Partial<VoteRequest>): VoteRequest {
+    const lastIndex = this.store.lastIndex();
+    return { epoch: this.store.epoch(), term, candidate: this.id, lastIndex, lastTerm: this.store.termAt(lastIndex) ?? 0, ...extra };
+  }
+
+  /**
+   * Asks every other member for its (pre-)vote; `won` runs once, when a majority counting us has
+   * granted it and `still()` says the campaign is the current one. A reply from a higher term
+   * makes us its follower (a pre-vote's does not restart our election timer).
+   */
+  private canvass(members: Member[], req: VoteRequest, resetTimer: boolean, still: () => boolean, won: () => void): void {
     const need = quorum(members.length);
-    if (granted.size >= need) return this.becomeLeader();
-    const req: VoteRequest = {
-      epoch: this.store.epoch(),
-      term,
-      candidate: this.id,
-      lastIndex: this.store.lastIndex(),
-      lastTerm: this.store.termAt(this.store.lastIndex()) ?? 0,
-      ...(transfer ? { transfer: true } : {}),
-    };
+    const granted = new Set([this.id]);
+    if (granted.size >= need) return won();
+    let done = false;
     for (const m of members) {
       if (m.id === this.id) continue;
       this.transport.vote(m, req).then(
         (r) => {
-          if (r.term > this.term) return this.becomeFollower(r.term, '');
-          if (this.role !== 'candidate' || this.term !== term || !r.granted) return;
+          if (r.term > this.term) return this.becomeFollower(r.term, '', resetTimer);
+          if (done || !r.granted || !still()) return;
           granted.add(m.id);
-          if (granted.size >= need) this.becomeLeader();
+          if (granted.size >= need) {
+            done = true;
+            won();
+          }
         },
         () => undefined,
       );
@@ -634,7 +624,6 @@ export class Raft extends EventEmitter {
     this.store.appendNoop(this.term);
     this.log.info('raft: elected leader', { term: this.term });
     this.emit('role', 'leader');
-    this.emit('leader-changed', this.id);
     this.voters = this.members();
     this.syncPeers();
     this.advanceCommit();
@@ -769,7 +758,6 @@ export class Raft extends EventEmitter {
         w.timer.cancel();
         w.resolve();
       }
-      this.emit('committed', n);
       if (this.voters.length && !this.voters.some((v) => v.id === this.id)) {
         // Demoted, and the change is committed (its caller has its answer): stop leading.
         this.log.info('raft: no longer a member: stepping down', { term: this.term });
@@ -790,7 +778,6 @@ export class Raft extends EventEmitter {
       if (!batch.length) break;
       this.store.apply(batch);
     }
-    this.emit('applied');
   }
 
   private maybeCompact(): void {
