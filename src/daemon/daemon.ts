@@ -202,7 +202,6 @@ export class Daemon {
     this.state = st;
     if (st.role === 'manager') {
       await this.startControl(new Store(this.disk.managerDb), certs);
-      this.control!.start();
     }
     if (!this.manager) this.startAgent(certs);
     await this.startOverlay(true);
@@ -217,14 +216,12 @@ export class Daemon {
     await this.control?.handOver().catch((e: unknown) => this.log.warn('leadership hand-over failed', { error: errorMessage(e) }));
     this.runtime.close();
     await this.dns?.close();
-    this.control?.close();
+    await this.stopControl();
     if (this.renewTimer) clearTimeout(this.renewTimer);
     // No leave announcement: a restart is back before long, and a crash is detected anyway.
     await this.gossip?.stop(false).catch(() => undefined);
     this.session?.stop();
     this.client?.close();
-    await this.server?.close();
-    this.control?.store.close();
     // The data plane stays: endpoints keep working across a daemon restart and are re-adopted.
     await this.overlay?.close({ keepKernelState: true });
   }
@@ -331,7 +328,6 @@ export class Daemon {
         if (r.role === 'manager') {
           // A joining manager starts empty; the leader sends it a snapshot of the whole state.
           await this.startControl(new Store(this.disk.managerDb), certs);
-          this.control!.start();
         }
         this.startAgent(certs);
         await this.startOverlay();
@@ -366,7 +362,7 @@ export class Daemon {
 
   private async teardownSwarm(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
-    this.control?.close();
+    await this.stopControl();
     await this.tasks.apply([]).catch((e: unknown) => this.log.warn('task cleanup failed', { error: errorMessage(e) }));
     await this.gossip?.stop(true).catch(() => undefined);
     this.gossip = undefined;
@@ -375,10 +371,6 @@ export class Daemon {
     this.session = undefined;
     this.client?.close();
     this.client = undefined;
-    await this.server?.close();
-    this.server = undefined;
-    this.control?.store.close();
-    this.control = undefined;
     await this.overlay?.close();
     this.overlay = undefined;
     this.networks.clear();
@@ -468,7 +460,10 @@ export class Daemon {
     return [...new Set(addrs.map((a) => splitHostPort(a).host))].filter((h) => h !== st.advertiseAddr).map((h) => `${h}:${GOSSIP_PORT}`);
   }
 
-  /** A manager node: raft, the manager API, and the hand-over between leading and following. */
+  /**
+   * A manager node: raft, the manager API, and the hand-over between leading and following.
+   * `made` is a control plane already running (a new swarm's); any other starts as a follower.
+   */
   private async startControl(store: Store, certs: CertFiles, made?: ControlPlane): Promise<void> {
     const st = this.state!;
     const control = made ?? new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, tls: certs, log: this.log.child({ component: 'control' }) });
@@ -479,6 +474,18 @@ export class Daemon {
     control.on('following', () => this.onFollowing());
     if (control.leading) this.onLeading(control.leading);
     await this.server.listen(st.listenAddr);
+    if (!made) control.start();
+  }
+
+  /** Stops this node's raft member and manager API and closes its store (no hand-over to the agent). */
+  private async stopControl(): Promise<void> {
+    const control = this.control;
+    this.control = undefined;
+    control?.removeAllListeners();
+    control?.close();
+    await this.server?.close();
+    this.server = undefined;
+    control?.store.close();
   }
 
   private onLeading(a: Active): void {
@@ -592,14 +599,8 @@ export class Daemon {
         st.role = 'manager';
         this.disk.saveState(st);
         await this.startControl(new Store(this.disk.managerDb), certs);
-        this.control!.start();
       } else {
-        const control = this.control;
-        this.control = undefined;
-        control?.close();
-        await this.server?.close();
-        this.server = undefined;
-        control?.store.close();
+        await this.stopControl();
         this.disk.wipeManagerDb();
         st.role = 'worker';
         this.disk.saveState(st);
