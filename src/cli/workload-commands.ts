@@ -241,12 +241,14 @@ export function addWorkloadCommands(program: Command): void {
         out(`${r}\n`);
       }
     });
-  const update = async (api: ApiClient, ref: string, change: (spec: Json) => void, detach: boolean): Promise<void> => {
+  /** One service update; `rollback` asks the daemon for the previous spec instead (the spec sent is ignored). */
+  const update = async (api: ApiClient, ref: string, change: (spec: Json) => void, detach: boolean, rollback = false): Promise<string> => {
     const s = await findService(api, ref);
     change(s.Spec);
-    await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index });
+    await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index, ...(rollback ? { rollback: 'previous' } : {}) });
     out(`${ref}\n`);
     if (!detach) await converge(api, s.ID);
+    return s.ID as string;
   };
   service
     .command('rollback')
@@ -255,10 +257,9 @@ export function addWorkloadCommands(program: Command): void {
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (ref: string, o: Json, cmd: Command) => {
       const api = apiFrom(cmd);
-      const s = await findService(api, ref);
-      await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index, rollback: 'previous' });
-      out(`${ref}\nrollback: manually requested rollback\n`);
-      if (!o.detach) await converge(api, s.ID);
+      const id = await update(api, ref, () => undefined, true, true);
+      out('rollback: manually requested rollback\n');
+      if (!o.detach) await converge(api, id);
     });
   service
     .command('scale')
@@ -292,11 +293,7 @@ export function addWorkloadCommands(program: Command): void {
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (ref: string, o: Json, cmd: Command) => {
       if (o.rollback) {
-        const api = apiFrom(cmd);
-        const s = await findService(api, ref);
-        await api.post(`/services/${s.ID}/update`, s.Spec, { version: s.Version.Index, rollback: 'previous' });
-        out(`${ref}\n`);
-        if (!o.detach) await converge(api, s.ID);
+        await update(apiFrom(cmd), ref, () => undefined, !!o.detach, true);
         return;
       }
       await update(

@@ -158,6 +158,12 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.match(back.stdout.trim(), /^stop-first rollback_(started|completed)$/);
     const after = (await tasksOf('test')).filter((t) => t.DesiredState === 'running').map((t) => t.ID);
     assert.deepEqual(after.sort(), before.sort());
+    // Our CLI's rollback goes back the other way (the previous spec is now the start-first one).
+    const vrb = await lab.vx('node1', ['service', 'rollback', '-d', 'test']);
+    assert.equal(vrb.code, 0, vrb.stderr);
+    assert.equal(vrb.stdout, 'test\nrollback: manually requested rollback\n');
+    const again = await lab.docker('node1', ['service', 'inspect', '--format', '{{.Spec.UpdateConfig.Order}}', 'test']);
+    assert.equal(again.stdout.trim(), 'start-first');
     const s = await lab.docker('node1', ['service', 'scale', '-d', 'test=20']);
     assert.equal(s.code, 0, s.stderr);
     const twenty = await waitFor('20 running', () => running('test', 20), 60000, 100);
