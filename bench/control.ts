@@ -1,10 +1,8 @@
 // Control-plane benchmark (issue 3): join, network create, failure detection, idle memory,
 // on two lab hosts running the built daemon.
-import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { ApiClient } from '../src/cli/client.js';
-import { daemonSocket, hostPaths, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
-import { anonMb, emit, percentile, round, rssMb, until } from './util.js';
+import { labDown, labUp, stopDaemon } from '../src/lab/lab.js';
+import { anonMb, apiOf, daemonPid, emit, percentile, round, rssMb, startBuilt, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const CREATES = Number(process.env.BENCH_CREATES ?? 30);
@@ -15,10 +13,10 @@ export async function run(): Promise<void> {
   const summary: Record<string, number | string> = { bench: 'control' };
   try {
     await labUp(name, 2);
-    const pid1 = await startDaemon(name, 'node1', { preferBuild: true, logLevel: 'warn' });
-    await startDaemon(name, 'node2', { preferBuild: true, logLevel: 'warn' });
-    const a1 = new ApiClient(`unix://${daemonSocket(name, 'node1')}`);
-    const a2 = new ApiClient(`unix://${daemonSocket(name, 'node2')}`);
+    const pid1 = await startBuilt(name, 'node1');
+    await startBuilt(name, 'node2');
+    const a1 = apiOf(name, 'node1');
+    const a2 = apiOf(name, 'node2');
     await a1.post('/swarm/init', {});
     const token = (await a1.get<Json>('/swarm')).JoinTokens.Worker as string;
 
@@ -44,7 +42,7 @@ export async function run(): Promise<void> {
       await stopDaemon(name, 'node2', 'SIGKILL');
       await until(async () => (await state()) === 'down', 20000);
       downs.push((performance.now() - t0) / 1000);
-      await startDaemon(name, 'node2', { preferBuild: true, logLevel: 'warn' });
+      await startBuilt(name, 'node2');
     }
     emit({ metric: 'node_down_detect', runs: downs.map((x) => round(x)) });
     summary.node_down_detect_s = round(Math.max(...downs));
@@ -52,7 +50,7 @@ export async function run(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     summary.daemon_rss_mb_idle = round(rssMb(pid1), 1);
     summary.daemon_anon_mb_idle = round(anonMb(pid1), 1);
-    const pid2 = Number(fs.readFileSync(hostPaths(name, 'node2').pid, 'utf8'));
+    const pid2 = daemonPid(name, 'node2');
     summary.daemon_rss_mb_idle_worker = round(rssMb(pid2), 1);
   } finally {
     await labDown(name);

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { ApiClient } from '../src/cli/client.js';
+import type { ApiClient } from '../src/cli/client.js';
 import { FakeClock } from '../src/core/clock.js';
 import { expectedSpreadRounds } from '../src/gossip/math.js';
 import { Membership } from '../src/gossip/membership.js';
@@ -13,8 +13,8 @@ import { seededRng } from '../src/gossip/random.js';
 import { MemNetwork } from '../src/gossip/transport.js';
 import { listNetns } from '../src/kernel/netns.js';
 import { Rtnl } from '../src/kernel/rtnl.js';
-import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
-import { emit, percentile, round, until } from './util.js';
+import { labDown, labUp, stopDaemon } from '../src/lab/lab.js';
+import { apiOf, emit, percentile, round, startBuilt, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 4);
@@ -79,8 +79,8 @@ export async function run(): Promise<void> {
   const summary: Record<string, number | string> = { bench: 'gossip', hosts: HOSTS };
   try {
     const plan = await labUp(name, HOSTS);
-    for (const h of plan.hosts) await startDaemon(name, h.name, { preferBuild: true, logLevel: 'warn' });
-    const api = (h: string): ApiClient => new ApiClient(`unix://${daemonSocket(name, h)}`);
+    for (const h of plan.hosts) await startBuilt(name, h.name);
+    const api = (h: string): ApiClient => apiOf(name, h);
     await api('node1').post('/swarm/init', {});
     const token = (await api('node1').get<Json>('/swarm')).JoinTokens.Worker as string;
     for (const h of plan.hosts.slice(1)) await api(h.name).post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: token });
@@ -109,7 +109,7 @@ export async function run(): Promise<void> {
       await stopDaemon(name, 'node3', 'SIGKILL');
       await until(async () => (await Promise.all(others('node3').map(neighCount))).every((n) => n === HOSTS - 2), 30000);
       det.push((performance.now() - t0) / 1000);
-      await startDaemon(name, 'node3', { preferBuild: true, logLevel: 'warn' });
+      await startBuilt(name, 'node3');
       await until(async () => (await Promise.all(others('node3').map(neighCount))).every((n) => n === HOSTS - 1), 15000).catch(async (e: unknown) => {
         process.stderr.write(
           `${JSON.stringify(await Promise.all(others('node3').map(neighCount)))} ${readFileSync(`/run/vxswarm/labs/${name}/node3/daemon.log`, 'utf8')}\n`,

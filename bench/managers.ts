@@ -2,10 +2,9 @@
 // leader and forwarded from a follower), and leader failover (kill -9 the leader until another
 // member leads and a write commits). Three managers on lab hosts running the built daemon.
 import { randomBytes } from 'node:crypto';
-import { ApiClient } from '../src/cli/client.js';
-import fs from 'node:fs';
-import { daemonSocket, hostPaths, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
-import { emit, percentile, round, rssMb, until } from './util.js';
+import type { ApiClient } from '../src/cli/client.js';
+import { labDown, labUp, stopDaemon } from '../src/lab/lab.js';
+import { apiOf, daemonPid, emit, percentile, round, rssMb, startBuilt, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const CREATES = Number(process.env.BENCH_CREATES ?? 30);
@@ -18,8 +17,8 @@ export async function run(): Promise<void> {
   try {
     const plan = await labUp(name, 3);
     const ip = (h: string): string => plan.hosts.find((x) => x.name === h)!.ip;
-    for (const h of HOSTS) await startDaemon(name, h, { preferBuild: true, logLevel: 'warn' });
-    const api = (h: string): ApiClient => new ApiClient(`unix://${daemonSocket(name, h)}`);
+    for (const h of HOSTS) await startBuilt(name, h);
+    const api = (h: string): ApiClient => apiOf(name, h);
     const raft = async (h: string): Promise<Json | undefined> =>
       api(h)
         .get<Json>('/vxswarm/raft')
@@ -80,7 +79,7 @@ export async function run(): Promise<void> {
         return false;
       }, 30000);
       failovers.push((performance.now() - t0) / 1000);
-      await startDaemon(name, victim, { preferBuild: true, logLevel: 'warn' });
+      await startBuilt(name, victim);
       await until(async () => (await raft(victim))?.role === 'follower' && ((await raft(victim))?.leader ?? '') !== '', 20000);
     }
     emit({ metric: 'leader_failover', runs_s: failovers.map((x) => round(x)) });
@@ -95,7 +94,7 @@ export async function run(): Promise<void> {
       await leaderOf(others);
       handovers.push(performance.now() - t0);
       await stopping;
-      await startDaemon(name, victim, { preferBuild: true, logLevel: 'warn' });
+      await startBuilt(name, victim);
       await until(async () => (await raft(victim))?.role === 'follower' && ((await raft(victim))?.leader ?? '') !== '', 20000);
     }
     emit({ metric: 'leader_handover', runs_ms: handovers.map((x) => round(x, 1)) });
@@ -104,9 +103,8 @@ export async function run(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     const leaderHost = await leaderOf(HOSTS);
     const followerHost = HOSTS.find((h) => h !== leaderHost)!;
-    const pidOf = (h: string): number => Number(fs.readFileSync(hostPaths(name, h).pid, 'utf8'));
-    summary.rss_mb_idle_leader = round(rssMb(pidOf(leaderHost)), 1);
-    summary.rss_mb_idle_follower = round(rssMb(pidOf(followerHost)), 1);
+    summary.rss_mb_idle_leader = round(rssMb(daemonPid(name, leaderHost)), 1);
+    summary.rss_mb_idle_follower = round(rssMb(daemonPid(name, followerHost)), 1);
     summary.leader_handover_ms_max = round(Math.max(...handovers), 1);
     summary.leader_failover_s_max = round(Math.max(...failovers));
     summary.leader_failover_s_p50 = round(percentile(failovers, 50));

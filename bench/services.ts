@@ -7,11 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ApiClient } from '../src/cli/client.js';
 import { buildBusyboxRootfs } from '../src/lab/image.js';
-import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../src/lab/lab.js';
+import { daemonSocket, labDown, labUp, stopDaemon } from '../src/lab/lab.js';
 import { rawUpload } from '../test/lab/swarm-helpers.js';
-import { emit, percentile, round, rssMb, until } from './util.js';
+import { apiOf, emit, percentile, round, rssMb, startBuilt, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -31,10 +30,10 @@ export async function run(): Promise<void> {
   const tar = path.join(os.tmpdir(), `${name}-rootfs.tar`);
   try {
     await labUp(name, 2);
-    const pid1 = await startDaemon(name, 'node1', { preferBuild: true, logLevel: 'warn' });
-    await startDaemon(name, 'node2', { preferBuild: true, logLevel: 'warn' });
-    const a1 = new ApiClient(`unix://${daemonSocket(name, 'node1')}`);
-    const a2 = new ApiClient(`unix://${daemonSocket(name, 'node2')}`);
+    const pid1 = await startBuilt(name, 'node1');
+    await startBuilt(name, 'node2');
+    const a1 = apiOf(name, 'node1');
+    const a2 = apiOf(name, 'node2');
     await a1.post('/swarm/init', {});
     await a2.post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: (await a1.get<Json>('/swarm')).JoinTokens.Worker });
     buildBusyboxRootfs(tar);

@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
+import { ApiClient } from '../src/cli/client.js';
+import { daemonSocket, hostPaths, startDaemon } from '../src/lab/lab.js';
 
 const execFileP = promisify(execFile);
 
@@ -60,3 +62,8 @@ function memKb(pid: number, key: string): number {
 export const rssMb = (pid: number): number => memKb(pid, 'VmRSS') / 1024;
 /** RSS minus file-backed pages (mostly the node binary's text, shared by every node process). */
 export const anonMb = (pid: number): number => memKb(pid, 'RssAnon') / 1024;
+
+/** A lab host's daemon as every benchmark runs it: the built one, quiet. */
+export const startBuilt = (lab: string, host: string): Promise<number> => startDaemon(lab, host, { preferBuild: true, logLevel: 'warn' });
+export const apiOf = (lab: string, host: string): ApiClient => new ApiClient(`unix://${daemonSocket(lab, host)}`);
+export const daemonPid = (lab: string, host: string): number => Number(fs.readFileSync(hostPaths(lab, host).pid, 'utf8'));

@@ -22,6 +22,19 @@ async function raft(lab: SwarmLab, host: string): Promise<RaftStatus | undefined
   return r?.status === 200 ? (JSON.parse(r.body) as RaftStatus) : undefined;
 }
 
+/** Waits until `host` is a follower of the member on `leaderHost` and has applied all it committed. */
+function caughtUp(lab: SwarmLab, host: string, leaderHost: string, what: string, timeoutMs: number): Promise<RaftStatus> {
+  return waitFor(
+    what,
+    async () => {
+      const [a, l] = [await raft(lab, host), await raft(lab, leaderHost)];
+      return a && l && a.role === 'follower' && a.leader === l.id && a.applied >= l.commit ? a : undefined;
+    },
+    timeoutMs,
+    100,
+  );
+}
+
 /** Waits until `node ls` on `host` satisfies `ok`; returns that table. */
 function tableWhen(lab: SwarmLab, host: string, what: string, ok: (t: Map<string, [string, string]>) => boolean, timeoutMs: number) {
   return waitFor(
@@ -153,15 +166,7 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
 
     // node1 comes back as a follower and catches up; the leader keeps leading.
     await lab.start('node1');
-    await waitFor(
-      'node1 to catch up',
-      async () => {
-        const [a, b] = [await raft(lab, 'node1'), await raft(lab, newLeader)];
-        return a && b && a.role === 'follower' && a.leader === b.id && a.applied >= b.commit ? a : undefined;
-      },
-      15_000,
-      100,
-    );
+    await caughtUp(lab, 'node1', newLeader, 'node1 to catch up', 15_000);
     const back = await tableWhen(
       lab,
       'node1',
@@ -210,15 +215,7 @@ test('promote two workers, then demote the leader itself: a new leader takes ove
     assert.match(pr.stdout, /Node node2 promoted to a manager in the swarm\.\s+Node node3 promoted to a manager in the swarm\./);
     // Each takes a manager certificate, starts its raft member and receives the state.
     for (const h of ['node2', 'node3']) {
-      await waitFor(
-        `${h} to be a caught-up manager`,
-        async () => {
-          const [a, l] = [await raft(lab, h), await raft(lab, 'node1')];
-          return a && l && a.role === 'follower' && a.applied >= l.commit ? a : undefined;
-        },
-        15_000,
-        100,
-      );
+      await caughtUp(lab, h, 'node1', `${h} to be a caught-up manager`, 15_000);
     }
     const t = await tableWhen(lab, 'node3', 'two Reachable managers', (t) => [...t.values()].filter((x) => x[1] === 'Reachable').length === 2, 10_000);
     assert.equal(t.get('node1')![1], 'Leader');
@@ -278,15 +275,7 @@ test(
       assert.equal((await lab.vx(leader, ['network', 'create', '-d', 'overlay', 'majority-net'])).code, 0);
 
       await cut(true);
-      await waitFor(
-        'node1 to rejoin as a follower with the majority state',
-        async () => {
-          const [a, b] = [await raft(lab, 'node1'), await raft(lab, leader)];
-          return a && b && a.role === 'follower' && a.leader === b.id && a.applied >= b.commit ? a : undefined;
-        },
-        20_000,
-        100,
-      );
+      await caughtUp(lab, 'node1', leader, 'node1 to rejoin as a follower with the majority state', 20_000);
       const nets = await lab.vx('node1', ['network', 'ls', '--format', '{{.Name}}']);
       assert.equal(nets.code, 0, nets.stderr);
       assert.deepEqual(nets.stdout.trim().split('\n').sort(), ['ingress', 'majority-net'], 'the stranded write is gone, the majority one is there');
@@ -367,15 +356,7 @@ test(
       assert.equal((await raft(lab, 'node1'))?.role, 'leader');
       const pr = await lab.vx('node1', ['node', 'promote', 'node2']);
       assert.equal(pr.code, 0, pr.stderr);
-      await waitFor(
-        'node2 a caught-up manager of the new cluster',
-        async () => {
-          const [a, l] = [await raft(lab, 'node2'), await raft(lab, 'node1')];
-          return a && l && a.role === 'follower' && a.leader === l.id && a.applied >= l.commit ? a : undefined;
-        },
-        20_000,
-        100,
-      );
+      await caughtUp(lab, 'node2', 'node1', 'node2 a caught-up manager of the new cluster', 20_000);
       assert.equal((await lab.vx('node2', ['network', 'create', '-d', 'overlay', 'two-managers-net'])).code, 0);
     } finally {
       await lab.down();
