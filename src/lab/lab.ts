@@ -1,9 +1,10 @@
 // Test hosts on this machine: one namespace per host and one router namespace, with no
 // link to the machine's own namespace, so lab traffic can never leave the machine.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { purgeRuntime } from '../runtime/containers.js';
 import { NotFoundError, VxError } from '../core/errors.js';
 import { MNT_DETACH, SyscallError, umount2 } from '../kernel/libc.js';
@@ -13,6 +14,7 @@ import { destroyNetns } from '../kernel/teardown.js';
 import { planLab, type LabPlan } from './plan.js';
 
 export const LAB_STATE_DIR = '/run/vxswarm/labs';
+const execFileP = promisify(execFile);
 const statePath = (name: string): string => path.join(LAB_STATE_DIR, `${name}.json`);
 
 /** Where a lab host keeps its daemon's state, socket, log and UTS namespace. */
@@ -40,11 +42,16 @@ export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): P
     try {
       await r.setUp('lo');
       writeSysctl(plan.router, 'net.ipv4.ip_forward', '1');
+      // A shared segment: a bridge whose ports are the hosts' veths and the peer of the router's
+      // gateway veth, so frames are only bridged port to port, never sent out of the bridge device.
       for (const n of plan.nets) {
+        if (!n.bridge) continue;
         await r.ensureBridge(n.bridge, { mtu });
         const br = await r.mustGetLink(n.bridge);
-        await r.replaceAddress(br.index, n.gateway, n.prefix);
         await r.setLink(br.index, { up: true });
+        await r.createVeth(n.routerIf, { mtu, peerName: `${n.bridge}p` });
+        const port = await r.mustGetLink(`${n.bridge}p`);
+        await r.setLink(port.index, { master: br.index, up: true });
       }
       for (const h of plan.hosts) {
         createNetns(h.netns);
@@ -52,13 +59,12 @@ export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): P
         const p = hostPaths(name, h.name);
         fs.mkdirSync(p.dir, { recursive: true });
         fs.writeFileSync(p.uts, '');
-        const u = spawnSync('unshare', [`--uts=${p.uts}`, 'hostname', h.name], { encoding: 'utf8' });
-        if (u.status !== 0) throw new VxError(`cannot make the UTS namespace of ${h.name}: ${u.stderr}`, 500);
+        await setHostname(p.uts, h.name);
         await r.createVeth(h.routerIf, { mtu, peerName: 'eth0', peerNetns: h.netns });
         const v = await r.mustGetLink(h.routerIf);
-        const br = await r.mustGetLink(plan.nets[h.l2]!.bridge);
-        await r.setLink(v.index, { master: br.index, up: true });
         const net = plan.nets[h.l2]!;
+        if (net.bridge) await r.setLink(v.index, { master: (await r.mustGetLink(net.bridge)).index });
+        await r.setLink(v.index, { up: true });
         const hs = Rtnl.open(h.netns);
         try {
           await hs.setUp('lo');
@@ -70,6 +76,11 @@ export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): P
           hs.close();
         }
       }
+      for (const n of plan.nets) {
+        const gw = await r.mustGetLink(n.routerIf);
+        await r.replaceAddress(gw.index, n.gateway, n.prefix);
+        await r.setLink(gw.index, { up: true });
+      }
     } finally {
       r.close();
     }
@@ -78,6 +89,15 @@ export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): P
     throw e;
   }
   return plan;
+}
+
+/** Sets the hostname inside a UTS namespace pinned to a file (made by `unshare --uts=<file>`). */
+async function setHostname(utsFile: string, hostname: string): Promise<void> {
+  try {
+    await execFileP('unshare', [`--uts=${utsFile}`, 'hostname', hostname]);
+  } catch (e) {
+    throw new VxError(`cannot make the UTS namespace of ${hostname}: ${(e as { stderr?: string }).stderr ?? String(e)}`, 500);
+  }
 }
 
 export function labPlan(name: string): LabPlan {

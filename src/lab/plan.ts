@@ -8,8 +8,11 @@ export interface L2Net {
   prefix: number;
   /** router address on this segment */
   gateway: string;
-  /** bridge inside the router namespace */
-  bridge: string;
+  /** Router interface that holds the gateway address: the host's own veth on a one-host segment;
+   *  on a shared segment a veth whose peer (`<bridge>p`) is a port of `bridge`. */
+  routerIf: string;
+  /** bridge inside the router namespace, only on a segment several hosts share */
+  bridge?: string;
 }
 
 export interface LabHost {
@@ -45,14 +48,18 @@ export function planLab(name: string, hosts = 2, l2 = Math.min(hosts, 2), mtu = 
   if (!Number.isInteger(hosts) || hosts < 1 || hosts > 32) throw new InvalidArgumentError(`invalid host count ${hosts}: 1..32`);
   if (!Number.isInteger(l2) || l2 < 1 || l2 > hosts || l2 > 16) throw new InvalidArgumentError(`invalid L2 network count ${l2}: 1..min(hosts, 16)`);
   if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 9000) throw new InvalidArgumentError(`invalid underlay MTU ${mtu}: 1280..9000`);
-  const nets: L2Net[] = Array.from({ length: l2 }, (_, j) => {
-    const [a, b, c] = l2Base(j);
-    return { index: j, cidr: `${a}.${b}.${c}.0/24`, prefix: 24, gateway: `${a}.${b}.${c}.1`, bridge: `l2br${j}` };
-  });
   const list: LabHost[] = Array.from({ length: hosts }, (_, i) => {
     const j = i % l2;
     const [a, b, c] = l2Base(j);
     return { name: `node${i + 1}`, netns: `${name}-node${i + 1}`, ip: `${a}.${b}.${c}.${5 + Math.floor(i / l2)}`, l2: j, routerIf: `h${i + 1}` };
+  });
+  // The gateway address never sits on a bridge: forwarding out through a bridge device makes the
+  // kernel segment VXLAN super-packets in software (docs/ARCHITECTURE.md, lab/).
+  const nets: L2Net[] = Array.from({ length: l2 }, (_, j) => {
+    const [a, b, c] = l2Base(j);
+    const members = list.filter((h) => h.l2 === j);
+    const base = { index: j, cidr: `${a}.${b}.${c}.0/24`, prefix: 24, gateway: `${a}.${b}.${c}.1` };
+    return members.length === 1 ? { ...base, routerIf: members[0]!.routerIf } : { ...base, routerIf: `gw${j}`, bridge: `l2br${j}` };
   });
   return { name, mtu, router: `${name}-router`, nets, hosts: list };
 }

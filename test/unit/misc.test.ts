@@ -46,6 +46,22 @@ test("lab plan: the seed's two networks, then more hosts spread over L2 networks
     ],
   );
   assert.equal(p.nets[0]!.gateway, '172.31.1.1');
+  // A one-host segment has no bridge: the gateway sits on the host's own router-side veth.
+  assert.deepEqual(
+    p.nets.map((n) => [n.routerIf, n.bridge]),
+    [
+      ['h1', undefined],
+      ['h2', undefined],
+    ],
+  );
+  const shared = planLab('sh', 3, 2);
+  assert.deepEqual(
+    shared.nets.map((n) => [n.routerIf, n.bridge]),
+    [
+      ['gw0', 'l2br0'],
+      ['h2', undefined],
+    ],
+  );
   const big = planLab('big', 7, 3);
   assert.equal(big.nets.length, 3);
   assert.equal(new Set(big.hosts.map((h) => h.ip)).size, 7);
