@@ -37,3 +37,22 @@ export function createLogger(base: Record<string, unknown> = {}): Logger {
     child: (f) => createLogger({ ...base, ...f }),
   };
 }
+
+/**
+ * A warning that may repeat at the rate packets arrive (a flood of forged gossip): logged at most
+ * once per `intervalMs`, the next line saying how many were left out. Count the events elsewhere.
+ */
+export function throttled(log: Logger, msg: string, intervalMs = 10_000): (fields?: Record<string, unknown>) => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  return (fields) => {
+    const t = Date.now();
+    if (t - last < intervalMs) {
+      suppressed++;
+      return;
+    }
+    last = t;
+    log.warn(msg, { ...fields, ...(suppressed ? { suppressed } : {}) });
+    suppressed = 0;
+  };
+}

@@ -1,7 +1,7 @@
 // A node's gossip: membership over UDP/TCP 7946 with the managers' keyring, the network-scoped
 // tables, and the bridge from the overlay peer table to the data plane's desired peers.
 import { errorMessage } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
+import { throttled, type Logger } from '../core/log.js';
 import { realClock } from '../core/clock.js';
 import { Keyring } from '../gossip/keyring.js';
 import { Membership, type Member } from '../gossip/membership.js';
@@ -39,7 +39,10 @@ export class NodeGossip {
   ) {
     this.ml = new Membership({ name: nodeId, transport, clock: realClock, keyring, meta: { hostname }, log });
     this.db = new NetworkDB(this.ml, realClock);
-    this.ml.on('rejected', (why: string) => this.log.warn('gossip packet dropped', { why, dropped: this.ml.stats.rejected }));
+    const dropped = throttled(this.log, 'gossip packets dropped');
+    this.ml.on('rejected', (why: string) => dropped({ why, total: this.ml.stats.rejected }));
+    const refused = throttled(this.log, 'gossip streams refused');
+    transport.onRefused = (why) => refused({ why, total: transport.streamsRefused });
     for (const ev of ['join', 'dead', 'leave'] as const) this.ml.on(ev, (m: Member) => this.log.info(`gossip member ${ev}`, { node: m.name, addr: m.addr }));
     this.db.on('event', (e: { table: string; nid: string }) => {
       if (e.table === PEER_TABLE) this.schedulePeers(e.nid);
@@ -56,8 +59,8 @@ export class NodeGossip {
     onPeers: (nid: string, peers: PeerSpec[]) => void;
     log: Logger;
   }): Promise<NodeGossip> {
-    const transport = await NetTransport.listen(o.ip, o.port ?? GOSSIP_PORT);
     const keyring = new Keyring(o.keys.map((k) => Buffer.from(k, 'base64')));
+    const transport = await NetTransport.listen(o.ip, o.port ?? GOSSIP_PORT, keyring);
     const g = new NodeGossip(transport, keyring, o.log, o.seeds, o.onPeers, o.nodeId, o.hostname);
     g.ml.start();
     g.db.start();
@@ -149,7 +152,7 @@ export class NodeGossip {
       members: this.ml.all().map((m) => ({ name: m.name, hostname: m.meta.hostname, addr: m.addr, state: m.state, incarnation: m.incarnation })),
       membership: this.ml.stats,
       tables: this.db.stats,
-      transport: this.transport.stats,
+      transport: { ...this.transport.stats, streamsRefused: this.transport.streamsRefused },
       keyringDropped: this.keyring.dropped,
       keys: this.keyring.list().length,
     };
