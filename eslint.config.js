@@ -12,4 +12,19 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    // The daemon's event loop runs gossip probes, heartbeats and elections: nothing there may block it.
+    files: ['src/**/*.ts'],
+    ignores: ['src/cli/**', 'src/lab/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'node:child_process', importNames: ['spawnSync', 'execSync', 'execFileSync'], message: 'blocks the event loop: use spawn/execFile' },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -69,8 +69,12 @@ export function qBool(q: URLSearchParams, key: string): boolean {
   return v !== null && ['1', 'true', 'True', 'TRUE'].includes(v);
 }
 
-/** Docker's filters query: {"key":{"value":true}} or {"key":["value"]}. */
-export function parseFilters(text: string | null): Record<string, string[] | undefined> {
+/**
+ * Docker's filters query: {"key":{"value":true}} or {"key":["value"]}. A key this endpoint does
+ * not implement is refused, as Docker refuses unknown ones: a filter silently ignored lists things
+ * the user asked to leave out.
+ */
+export function parseFilters(text: string | null, allowed: readonly string[]): Record<string, string[] | undefined> {
   if (!text) return {};
   let raw: unknown;
   try {
@@ -81,8 +85,27 @@ export function parseFilters(text: string | null): Record<string, string[] | und
   const o = obj(raw, 'filters');
   const out: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(o)) {
+    if (!allowed.includes(k)) throw new BadRequest(`invalid filter '${k}'`);
     if (Array.isArray(v)) out[k] = v.map(String);
     else out[k] = Object.keys(obj(v, `filter ${k}`));
   }
   return out;
+}
+
+/** Refuses a filter value outside `values`, as Docker does for enumerated filters. */
+export function filterValues(f: Record<string, string[] | undefined>, key: string, values: readonly string[]): void {
+  for (const v of f[key] ?? []) if (!values.includes(v)) throw new BadRequest(`invalid filter '${key}=${v}'`);
+}
+
+/** "key=value" (or "key") against a label map. */
+export function labelMatch(labels: Record<string, string>, f: string): boolean {
+  const i = f.indexOf('=');
+  return i < 0 ? f in labels : labels[f.slice(0, i)] === f.slice(i + 1);
+}
+
+/** The `version` an update names (the object's Version.Index): required, so no update skips the sequence check. */
+export function requiredVersion(q: URLSearchParams, what: string): number {
+  const v = q.get('version') ?? '';
+  if (!/^\d+$/.test(v)) throw new BadRequest(`invalid ${what} version '${v}': an update must name the ${what}'s current Version.Index`);
+  return Number(v);
 }

@@ -6,7 +6,7 @@ import type { Daemon } from '../daemon/daemon.js';
 
 export async function forwardToLeader(d: Daemon, path: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> {
   if (!d.forwardsToLeader || !CLUSTER_ENGINE_PATH.test(path)) return false;
-  const r = await d.forwardEngine(req.method ?? 'GET', req.url ?? path, req.headers['content-type'] ?? 'application/json', req);
+  const r = await d.forwardEngine(req.method ?? 'GET', req.url ?? path, req.headers['content-type'] ?? '', req);
   res.writeHead(r.status, r.contentType ? { 'Content-Type': r.contentType } : {});
   r.body.pipe(res);
   res.on('close', () => r.body.destroy());

@@ -10,6 +10,10 @@ import type { Logger } from '../core/log.js';
 import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
 
 export const MAX_BODY = 1 << 20;
+/** a JSON body (at most MAX_BODY) must arrive within this */
+export const BODY_DEADLINE_MS = 10_000;
+/** the request line and headers must arrive within this */
+export const HEADERS_DEADLINE_MS = 10_000;
 
 export interface Ctx {
   method: string;
@@ -38,6 +42,30 @@ interface Route {
 }
 
 const VERSION_RE = /^\/v(\d+\.\d+)(\/.*)$/;
+
+/**
+ * The request target, taken as sent: no `.` or `..` resolution, since a client following a cleaned
+ * path would act on another object (`DELETE /services/../networks/x` must not delete a network).
+ * A segment that is or decodes to `.` or `..`, an encoded `/` or `\`, or a target that is not an
+ * absolute path is refused.
+ */
+export function parseTarget(raw: string | undefined): { path: string; query: URLSearchParams } {
+  const target = raw ?? '/';
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  if (!path.startsWith('/') || path.includes('\\')) throw new VxError(`invalid request path ${JSON.stringify(path)}`, 400);
+  for (const seg of path.split('/')) {
+    let d: string;
+    try {
+      d = decodeURIComponent(seg);
+    } catch {
+      throw new VxError(`invalid request path ${JSON.stringify(path)}: bad percent-encoding`, 400);
+    }
+    if (d === '.' || d === '..') throw new VxError(`invalid request path ${JSON.stringify(path)}: "." and ".." segments are not allowed`, 400);
+    if (d.includes('/') || d.includes('\\')) throw new VxError(`invalid request path ${JSON.stringify(path)}: an encoded "/" or "\\" is not allowed`, 400);
+  }
+  return { path, query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)) };
+}
 
 function versionLess(a: string, b: string): boolean {
   const [a1, a2] = a.split('.').map(Number) as [number, number];
@@ -74,17 +102,17 @@ export class Router {
   }
 
   async handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const p = url.pathname.replace(VERSION_RE, '$2');
-    const route = req.method === 'POST' ? this.upgrades.find((u) => u.re.test(p)) : undefined;
     try {
+      const url = parseTarget(req.url);
+      const p = url.path.replace(VERSION_RE, '$2');
+      const route = req.method === 'POST' ? this.upgrades.find((u) => u.re.test(p)) : undefined;
       if (!route) throw new VxError('page not found', 404);
       await route.handler({
         params: route.re
           .exec(p)!
           .slice(1)
           .map((x) => decodeURIComponent(x)),
-        query: url.searchParams,
+        query: url.query,
         req,
         socket,
         head,
@@ -100,12 +128,13 @@ export class Router {
   }
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    let p = url.pathname;
     let apiVersion = API_VERSION;
-    const m = VERSION_RE.exec(p);
     for (const [k, v] of Object.entries(this.headers())) res.setHeader(k, v);
+    let p = '';
     try {
+      const url = parseTarget(req.url);
+      p = url.path;
+      const m = VERSION_RE.exec(p);
       if (m) {
         apiVersion = m[1]!;
         p = m[2]!;
@@ -132,7 +161,7 @@ export class Router {
           .exec(p)!
           .slice(1)
           .map((x) => decodeURIComponent(x)),
-        query: url.searchParams,
+        query: url.query,
         apiVersion,
         body: () => (bodyPromise ??= readJson(req)),
         req,
@@ -148,6 +177,8 @@ export class Router {
         res.destroy();
         return;
       }
+      // The rest of a body we gave up on is not read: the connection ends with the answer.
+      if (status === 408 || status === 413) res.setHeader('Connection', 'close');
       send(res, req.method === 'HEAD', { status, json: { message: errorMessage(e) } });
     }
   }
@@ -171,8 +202,11 @@ function send(res: http.ServerResponse, head: boolean, r: Reply): void {
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > MAX_BODY) throw new VxError(`request body too large (${declared} bytes, limit ${MAX_BODY})`, 413);
-  const text = (await readBody(req as AsyncIterable<Buffer>, MAX_BODY)).toString('utf8').trim();
+  const text = (await readBody(req as AsyncIterable<Buffer>, MAX_BODY, BODY_DEADLINE_MS)).toString('utf8').trim();
   if (!text) return undefined;
+  // As Docker: a body is JSON only when it says so (no Content-Type is fine without a body).
+  const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (ct !== 'application/json') throw new VxError(`unsupported Content-Type header (${req.headers['content-type'] ?? ''}): must be 'application/json'`, 400);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -196,7 +230,9 @@ export async function listenUnix(server: http.Server, socketPath: string): Promi
 }
 
 export function createHttpServer(router: Router, log: Logger): http.Server {
-  const server = http.createServer((req, res) => {
+  // Streamed uploads (image load) are not bounded by requestTimeout's default; JSON bodies have
+  // their own deadline (readJson). Slow headers are cut at HEADERS_DEADLINE_MS, checked every second.
+  const server = http.createServer({ headersTimeout: HEADERS_DEADLINE_MS, connectionsCheckingInterval: 1000 }, (req, res) => {
     void router.handle(req, res).catch((e: unknown) => log.error('api handler crashed', { error: errorMessage(e) }));
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -8,7 +8,7 @@ import type { Orchestrator } from '../cluster/manager/orchestrator.js';
 import { taskName, type TaskRecord } from '../cluster/manager/types.js';
 import { pullImage } from '../runtime/registry.js';
 import { parseRef } from '../runtime/reference.js';
-import { BadRequest, obj, optArr, optBool, optStr, optStrArr, parseFilters, qBool } from './check.js';
+import { BadRequest, filterValues, requiredVersion, labelMatch, obj, optArr, optBool, optStr, optStrArr, parseFilters, qBool } from './check.js';
 import { Execs, frame } from './exec.js';
 import type { Router } from './http.js';
 import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parseServiceSpec, serviceJson, taskJson } from './shapes-workloads.js';
@@ -30,8 +30,10 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   });
   r.on('GET', '/services', (c) => {
     const o = orch();
-    const f = parseFilters(c.query.get('filters'));
+    const f = parseFilters(c.query.get('filters'), ['id', 'name', 'label', 'mode']);
+    filterValues(f, 'mode', ['replicated', 'global']);
     let list = o.listServices();
+    if (f.mode) list = list.filter((s) => f.mode!.includes(s.spec.mode ?? 'replicated'));
     if (f.id) list = list.filter((s) => f.id!.some((x) => s.id.startsWith(x)));
     if (f.name) list = list.filter((s) => f.name!.some((x) => s.spec.name.startsWith(x)));
     if (f.label) list = list.filter((s) => f.label!.every((l) => labelMatch(s.spec.labels, l)));
@@ -49,13 +51,12 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   r.on('GET', '/services/:id', (c) => ({ json: serviceJson(orch().findService(c.params[0]!)) }));
   r.on('POST', '/services/:id/update', async (c) => {
     const o = orch();
-    const v = c.query.get('version');
-    if (v !== null && !/^\d+$/.test(v)) throw new BadRequest(`invalid service version "${v}"`);
+    const v = requiredVersion(c.query, 'service');
     const rollback = c.query.get('rollback');
     if (rollback !== null && rollback !== '' && rollback !== 'previous') throw new BadRequest(`invalid rollback "${rollback}": only "previous"`);
     // A rollback ignores the spec sent along (as Docker's API says).
-    if (rollback === 'previous') o.rollbackService(c.params[0]!, v === null ? undefined : Number(v));
-    else o.updateService(c.params[0]!, v === null ? undefined : Number(v), parseServiceSpec(await c.body()));
+    if (rollback === 'previous') o.rollbackService(c.params[0]!, v);
+    else o.updateService(c.params[0]!, v, parseServiceSpec(await c.body()));
     return { json: { Warnings: null } };
   });
   r.on('DELETE', '/services/:id', (c) => {
@@ -96,7 +97,8 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   const toJson = (t: TaskRecord): Record<string, unknown> => taskJson(t, netName, prefixOf);
   r.on('GET', '/tasks', (c) => {
     const o = orch();
-    const f = parseFilters(c.query.get('filters'));
+    const f = parseFilters(c.query.get('filters'), ['service', 'node', 'desired-state', 'id', 'name', 'label', '_up-to-date']);
+    filterValues(f, 'desired-state', ['running', 'shutdown', 'accepted']);
     let list = o.listTasks();
     // A filter value is a name or ID prefix; one that names nothing matches nothing.
     const idOf = (find: (ref: string) => { id: string }, ref: string): string => {
@@ -118,6 +120,8 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     if (f['desired-state']) list = list.filter((t) => f['desired-state']!.includes(t.desiredState === 'remove' ? 'shutdown' : t.desiredState));
     if (f.id) list = list.filter((t) => f.id!.some((x) => t.id.startsWith(x)));
     if (f.name) list = list.filter((t) => f.name!.some((x) => taskName(t).startsWith(x)));
+    // As swarmkit: a task's labels are its service's.
+    if (f.label) list = list.filter((t) => f.label!.every((l) => labelMatch(t.spec.labels, l)));
     if (f['_up-to-date']) {
       const versions = new Map(o.listServices().map((s) => [s.id, s.specVersion]));
       list = list.filter((t) => t.specVersion === versions.get(t.serviceId));
@@ -128,7 +132,7 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
 
   // ---- containers ----
   r.on('GET', '/containers/json', (c) => {
-    const f = parseFilters(c.query.get('filters'));
+    const f = parseFilters(c.query.get('filters'), ['label', 'name', 'id', 'status']);
     let list = d.runtime.list();
     if (!qBool(c.query, 'all')) list = list.filter((x) => x.status === 'running');
     if (f.label) list = list.filter((x) => f.label!.every((l) => labelMatch(x.labels, l)));
@@ -154,8 +158,8 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     await d.runtime.stop(x.id, t !== null ? Number(t) : undefined);
     return { status: 204 };
   });
-  r.on('POST', '/containers/:id/kill', (c) => {
-    d.runtime.kill(c.params[0]!, c.query.get('signal') || 'KILL');
+  r.on('POST', '/containers/:id/kill', async (c) => {
+    await d.runtime.kill(c.params[0]!, c.query.get('signal') || 'KILL');
     return { status: 204 };
   });
   r.on('DELETE', '/containers/:id', async (c) => {
@@ -305,12 +309,6 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   r.on('GET', /^\/plugins\/(.+)\/json$/, (c) => {
     throw new NotFoundError(`plugin "${c.params[0]}" not found`);
   });
-}
-
-/** "key=value" (or "key") against a label map. */
-function labelMatch(labels: Record<string, string>, f: string): boolean {
-  const i = f.indexOf('=');
-  return i < 0 ? f in labels : labels[f.slice(0, i)] === f.slice(i + 1);
 }
 
 /** `docker import --change`: CMD, ENTRYPOINT, ENV, WORKDIR, USER in Dockerfile syntax. */

@@ -5,7 +5,21 @@ import { VxError } from '../core/errors.js';
 import { API_VERSION, VERSION } from '../core/version.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { NetworkRecord } from '../cluster/manager/types.js';
-import { BadRequest, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, parseFilters, qBool } from './check.js';
+import {
+  BadRequest,
+  filterValues,
+  requiredVersion,
+  labelMatch,
+  obj,
+  optArr,
+  optBool,
+  optInt,
+  optStr,
+  optStrArr,
+  optStrMap,
+  parseFilters,
+  qBool,
+} from './check.js';
 import { CLUSTER_ENGINE_PATH } from '../cluster/wire.js';
 import { forwardToLeader } from './forward.js';
 import { Router, serverHeader } from './http.js';
@@ -94,10 +108,22 @@ export function buildRouter(d: Daemon): Router {
   addWorkloadRoutes(r, d);
 
   // ---- nodes ----
-  r.on('GET', '/nodes', () => {
+  r.on('GET', '/nodes', (c) => {
     const m = d.requireManager();
+    const f = parseFilters(c.query.get('filters'), ['id', 'name', 'role', 'membership', 'label', 'node.label']);
+    filterValues(f, 'role', ['manager', 'worker']);
+    filterValues(f, 'membership', ['accepted', 'pending']);
+    let list = m.listNodes();
+    if (f.id) list = list.filter((n) => f.id!.some((x) => n.id.startsWith(x)));
+    if (f.name) list = list.filter((n) => f.name!.some((x) => n.hostname.startsWith(x)));
+    if (f.role) list = list.filter((n) => f.role!.includes(n.role));
+    // every node in the store was accepted by its join token
+    if (f.membership) list = list.filter(() => f.membership!.includes('accepted'));
+    // `label` is the engine's labels (a daemon has none here), `node.label` the node's own
+    if (f.label) list = list.filter(() => f.label!.every((l) => labelMatch({}, l)));
+    if (f['node.label']) list = list.filter((n) => f['node.label']!.every((l) => labelMatch(n.labels, l)));
     const v = view();
-    return { json: m.listNodes().map((n) => nodeJson(n, v, m.ca.certPem)) };
+    return { json: list.map((n) => nodeJson(n, v, m.ca.certPem)) };
   });
   r.on('GET', '/nodes/:id', (c) => {
     const m = d.requireManager();
@@ -110,9 +136,7 @@ export function buildRouter(d: Daemon): Router {
   r.on('POST', '/nodes/:id/update', async (c) => {
     const m = d.requireManager();
     const b = obj(await c.body(), 'node spec');
-    const v = c.query.get('version');
-    if (v !== null && !/^\d+$/.test(v)) throw new BadRequest(`invalid node version "${v}"`);
-    m.updateNode(c.params[0]!, v === null ? undefined : Number(v), {
+    m.updateNode(c.params[0]!, requiredVersion(c.query, 'node'), {
       availability: optStr(b, 'Availability'),
       role: optStr(b, 'Role'),
       labels: optStrMap(b, 'Labels'),
@@ -141,8 +165,9 @@ export function buildRouter(d: Daemon): Router {
     return out;
   };
   r.on('GET', '/networks', (c) => {
-    const filters = parseFilters(c.query.get('filters'));
+    const filters = parseFilters(c.query.get('filters'), ['name', 'id', 'driver', 'scope', 'label']);
     let list = d.listNetworks();
+    if (filters.label) list = list.filter((n) => filters.label!.every((l) => labelMatch(n.labels, l)));
     if (filters.name) list = list.filter((n) => filters.name!.some((f) => n.name.includes(f)));
     if (filters.id) list = list.filter((n) => filters.id!.some((f) => n.id.startsWith(f)));
     if (filters.driver) list = list.filter((n) => filters.driver!.includes(n.driver));
@@ -169,6 +194,8 @@ export function buildRouter(d: Daemon): Router {
     if (optBool(b, 'EnableIPv6')) throw new BadRequest('IPv6 overlay networks are not supported yet');
     const scope = optStr(b, 'Scope');
     if (scope && scope !== 'swarm') throw new BadRequest(`scope "${scope}" is not supported: overlay networks are swarm-scoped`);
+    // Checked before anything is written: a refused request changes nothing.
+    if (optBool(b, 'Ingress')) throw new BadRequest('a second ingress network is not supported');
     const m = d.requireManager();
     const net = m.createNetwork({
       name,
@@ -180,7 +207,6 @@ export function buildRouter(d: Daemon): Router {
       options: optStrMap(b, 'Options'),
       subnets: configs,
     });
-    if (optBool(b, 'Ingress')) throw new BadRequest('a second ingress network is not supported');
     return { status: 201, json: { Id: net.id, Warning: '' } };
   });
   r.on('DELETE', '/networks/:id', (c) => {

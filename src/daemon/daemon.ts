@@ -58,6 +58,8 @@ export interface ServiceLogLine {
 /** Lines per container a node sends for `service logs` (the manager API's bodies are bounded). */
 const MAX_SERVICE_LOG_LINES = 1000;
 const LOGS_TIMEOUT_MS = 3000;
+/** networks adopted at once after a restart (each has its own netlink socket; the kernel takes them in parallel) */
+const RESTORE_PARALLEL = 8;
 
 export class NotManagerError extends VxError {
   constructor() {
@@ -184,21 +186,19 @@ export class Daemon {
     return this.control?.committed() ?? Promise.resolve();
   }
 
-  /** Resumes a swarm membership found on disk. */
+  /**
+   * Resumes a swarm membership found on disk. Returns once the node can serve its API; its
+   * sandboxes and endpoints are adopted in the background (`restored`), so a node with hundreds
+   * of networks answers at once instead of after every sandbox has been read back.
+   */
   async start(): Promise<void> {
-    this.runtime.restore();
-    // Running task containers keep their resolver across a daemon restart.
-    for (const c of this.runtime.list())
-      if (c.status === 'running' && c.labels[TASK_LABEL] && c.networks.length)
-        await this.resolver()
-          .add(
-            c.netns,
-            c.networks.map((n) => n.networkId),
-          )
-          .catch((e: unknown) => this.log.warn('could not restore DNS for a container', { container: c.id, error: errorMessage(e) }));
+    await this.runtime.restore();
     const st = this.disk.loadState();
     const certs = this.disk.loadCerts();
-    if (!st || !certs) return;
+    if (!st || !certs) {
+      this.restored = this.restoreDns();
+      return;
+    }
     this.state = st;
     if (st.role === 'manager') {
       await this.startControl(new Store(this.disk.managerDb), certs);
@@ -206,10 +206,36 @@ export class Daemon {
     if (!this.manager) this.startAgent(certs);
     await this.startOverlay(true);
     this.scheduleRenewal(certs);
-    await this.restoreEndpoints();
-    await this.overlay!.pruneSandboxes();
-    this.pruneContainerNamespaces();
     if (this.manager) await this.startGossip(this.manager.gossipKeys());
+    // Under the node's lock: a task started meanwhile waits for its network to be adopted, and the
+    // prune that follows cannot take a sandbox someone is about to use.
+    this.restored = this.lock
+      .lock(async () => {
+        await Promise.all([this.restoreEndpoints(), this.restoreDns()]);
+        await this.overlay?.pruneSandboxes();
+        this.pruneContainerNamespaces();
+      })
+      .catch((e: unknown) => this.log.error('restoring endpoints failed', { error: errorMessage(e) }));
+  }
+
+  /** Settles when a restart's background adoption is done (tests and benchmarks wait on it). */
+  restored: Promise<void> = Promise.resolve();
+
+  /** Running task containers keep their resolver across a daemon restart. */
+  private async restoreDns(): Promise<void> {
+    await Promise.all(
+      this.runtime
+        .list()
+        .filter((c) => c.status === 'running' && c.labels[TASK_LABEL] && c.networks.length)
+        .map((c) =>
+          this.resolver()
+            .add(
+              c.netns,
+              c.networks.map((n) => n.networkId),
+            )
+            .catch((e: unknown) => this.log.warn('could not restore DNS for a container', { container: c.id, error: errorMessage(e) })),
+        ),
+    );
   }
 
   async stop(): Promise<void> {
@@ -930,10 +956,14 @@ export class Daemon {
     }
   }
 
-  /** After a restart: rebuild sandboxes and re-plumb endpoints whose namespaces still exist. */
+  /**
+   * After a restart: rebuild sandboxes and re-plumb endpoints whose namespaces still exist. Each
+   * network is its own sandbox and netlink socket, so networks are adopted side by side.
+   */
   private async restoreEndpoints(): Promise<void> {
     const saved = this.disk.loadEndpoints();
     for (const n of this.disk.loadNetworks<NetworkRecord>()) this.networks.set(n.id, n);
+    const byNetwork = new Map<string, LocalEndpoint[]>();
     for (const ep of saved) {
       const net = this.control?.store.getNetwork(ep.networkId) ?? this.networks.get(ep.networkId);
       if (!net || !netnsExists(ep.netns)) {
@@ -942,16 +972,33 @@ export class Daemon {
         if (!ep.taskId) await this.releaseRemote(ep.id).catch(() => undefined);
         continue;
       }
-      try {
-        this.networks.set(net.id, net);
-        await this.overlay!.createNetwork(overlaySpec(net));
-        await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
-        this.endpoints.push(ep);
-        this.publish(ep);
-      } catch (e) {
-        this.log.error('could not restore endpoint', { endpoint: ep.id, error: errorMessage(e) });
-      }
+      this.networks.set(net.id, net);
+      byNetwork.set(net.id, [...(byNetwork.get(net.id) ?? []), ep]);
     }
+    const queue = [...byNetwork];
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const [id, eps] = next;
+        try {
+          await this.overlay!.createNetwork(overlaySpec(this.networks.get(id)!));
+        } catch (e) {
+          this.log.error('could not restore a network', { network: id, error: errorMessage(e) });
+          continue;
+        }
+        await Promise.all(
+          eps.map(async (ep) => {
+            try {
+              await this.overlay!.attach(id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
+              this.endpoints.push(ep);
+              this.publish(ep);
+            } catch (e) {
+              this.log.error('could not restore endpoint', { endpoint: ep.id, error: errorMessage(e) });
+            }
+          }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: RESTORE_PARALLEL }, worker));
     this.saveEndpoints();
   }
 }

@@ -5,7 +5,7 @@
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
-import { taskName, type NetworkRecord, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
+import { isTerminal, taskName, type NetworkRecord, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
 import type { ImageRecord, ImageStore } from '../runtime/images.js';
 import { parseRef } from '../runtime/reference.js';
@@ -69,13 +69,20 @@ export class TaskRunner {
       const starts: Promise<void>[] = [];
       for (const t of this.wanted.values()) {
         const c = have.get(t.id);
+        if (this.starting.has(t.id)) continue;
         if (c && c.status === 'running') {
           if (t.state !== 'running') await this.report(t.id, { state: 'running', message: 'started', containerId: c.id });
           continue;
         }
-        if (c || this.starting.has(t.id)) continue;
+        if (c && c.status !== 'created') {
+          // It exited while nobody listened (the daemon was down): the manager decides what next.
+          if (!isTerminal(t.state)) await this.exited(c);
+          continue;
+        }
         this.starting.add(t.id);
-        starts.push(this.launch(t).finally(() => this.starting.delete(t.id)));
+        // Created but never started (the daemon died between runc create and start): made again.
+        const fresh = c ? this.runtime.remove(c.id, true).then(() => this.launch(t)) : this.launch(t);
+        starts.push(fresh.finally(() => this.starting.delete(t.id)));
       }
       await Promise.all([...stops, ...starts]);
     });
@@ -129,7 +136,7 @@ export class TaskRunner {
           netns,
           networks.map((n) => n.networkId),
         );
-      container = this.runtime.create({
+      container = await this.runtime.create({
         name: taskName(t),
         image,
         imageRef: t.spec.image.replace(/@sha256:[a-f0-9]{64}$/, ''),

@@ -116,7 +116,7 @@ export async function labDown(name: string): Promise<string[]> {
   // Containers outlive their daemon by design; a lab takes them down with it.
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) {
     const p = hostPaths(name, host);
-    purgeRuntime(path.join(p.root, 'containers'), p.execRoot, `${name}-${host}`);
+    await purgeRuntime(path.join(p.root, 'containers'), p.execRoot, `${name}-${host}`);
   }
   // Reverse order removes "x-node1-ov-..." before "x-node1": children before the host they hang off.
   for (const ns of listNetns(`${name}-`).reverse()) {

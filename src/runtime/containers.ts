@@ -1,7 +1,7 @@
 // Containers under runc, one state root per daemon. Each container's process is watched by a
 // small C shim (native/vxshim.c) that holds its output pipes, writes the json-file log and the exit
 // status, and outlives the daemon, so a daemon restart neither kills containers nor loses exit codes.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -116,7 +116,7 @@ export class ContainerRuntime extends EventEmitter {
   }
 
   /** Loads saved containers; a running one keeps running (its shim still watches it). */
-  restore(): void {
+  async restore(): Promise<void> {
     for (const id of fs.readdirSync(this.root)) {
       const f = path.join(this.dir(id), 'container.json');
       let rec: ContainerRecord;
@@ -124,17 +124,17 @@ export class ContainerRuntime extends EventEmitter {
         rec = JSON.parse(fs.readFileSync(f, 'utf8')) as ContainerRecord;
       } catch {
         this.log.warn('removing a container left half made', { container: id });
-        this.destroyLeftovers(id);
+        await this.destroyLeftovers(id);
         continue;
       }
       this.records.set(id, rec);
       if (rec.status === 'running') this.checkExit(rec);
     }
     // runc state with no container of ours behind it: a crash between runc and our record.
-    for (const id of runcIds(this.runcRoot)) {
+    for (const id of await runcIds(this.runcRoot)) {
       if (this.records.has(id)) continue;
       this.log.warn('removing a runc container no record knows', { container: id });
-      killAndDelete(this.runcRoot, id);
+      await killAndDelete(this.runcRoot, id);
     }
     this.timer = setInterval(() => this.poll(), 250);
     this.timer.unref();
@@ -175,7 +175,7 @@ export class ContainerRuntime extends EventEmitter {
   }
 
   /** Builds the bundle (overlayfs root, /etc files, config.json). Nothing is left behind on failure. */
-  create(o: CreateOptions): ContainerRecord {
+  async create(o: CreateOptions): Promise<ContainerRecord> {
     if (!NAME_RE.test(o.name)) throw new InvalidArgumentError(`Invalid container name (${o.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     const name = o.name.replace(/^\//, '');
     if ([...this.records.values()].some((c) => c.name === name)) throw new ConflictError(`Conflict. The container name "/${name}" is already in use`);
@@ -236,7 +236,7 @@ export class ContainerRuntime extends EventEmitter {
       fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(spec));
       this.save(rec);
     } catch (e) {
-      this.destroyLeftovers(id);
+      await this.destroyLeftovers(id);
       throw e;
     }
     this.records.set(id, rec);
@@ -250,7 +250,7 @@ export class ContainerRuntime extends EventEmitter {
     const d = this.dir(rec.id);
     if (rec.status !== 'created') {
       // A restart: runc forgets a stopped container only after delete.
-      runc(this.runcRoot, ['delete', '-f', rec.id]);
+      await runc(this.runcRoot, ['delete', '-f', rec.id]);
     }
     for (const f of ['exit', 'exit.tmp', 'init.pid', 'runc.log']) fs.rmSync(path.join(d, f), { force: true });
     const shim = spawn(shimPath(), ['run', RUNC, this.runcRoot, d, rec.id, path.join(d, 'container-json.log'), path.join(d, 'exit')], {
@@ -280,7 +280,7 @@ export class ContainerRuntime extends EventEmitter {
       return rec;
     }
     const msg = runcError(d) || `runc failed (${line})`;
-    runc(this.runcRoot, ['delete', '-f', rec.id]);
+    await runc(this.runcRoot, ['delete', '-f', rec.id]);
     rec.status = 'exited';
     rec.exitCode = /executable file not found|no such file or directory/.test(msg) ? 127 : /permission denied/.test(msg) ? 126 : 128;
     rec.error = msg;
@@ -295,16 +295,16 @@ export class ContainerRuntime extends EventEmitter {
     const rec = this.get(ref);
     graceS ??= rec.stopTimeout;
     if (rec.status !== 'running') return;
-    runc(this.runcRoot, ['kill', rec.id, 'TERM']);
+    await runc(this.runcRoot, ['kill', rec.id, 'TERM']);
     if (await this.waitExit(rec, graceS * 1000)) return;
-    runc(this.runcRoot, ['kill', '--all', rec.id, 'KILL']);
+    await runc(this.runcRoot, ['kill', '--all', rec.id, 'KILL']);
     if (!(await this.waitExit(rec, 5000))) throw new VxError(`container ${rec.id.slice(0, 12)} did not stop after SIGKILL`, 500);
   }
 
-  kill(ref: string, signal = 'KILL'): void {
+  async kill(ref: string, signal = 'KILL'): Promise<void> {
     const rec = this.get(ref);
     if (rec.status !== 'running') throw new ConflictError(`Container ${rec.id} is not running`);
-    const r = runc(this.runcRoot, ['kill', rec.id, signal.replace(/^SIG/, '')]);
+    const r = await runc(this.runcRoot, ['kill', rec.id, signal.replace(/^SIG/, '')]);
     if (r.status !== 0) throw new VxError(`kill ${rec.id.slice(0, 12)}: ${r.stderr.trim()}`, 500);
   }
 
@@ -328,12 +328,12 @@ export class ContainerRuntime extends EventEmitter {
       if (!force) throw new ConflictError(`cannot remove container "/${rec.name}": container is running: stop the container before removing or force remove`);
       await this.stop(rec.id, 0);
     }
-    this.destroyLeftovers(rec.id);
+    await this.destroyLeftovers(rec.id);
     this.records.delete(rec.id);
   }
 
-  private destroyLeftovers(id: string): void {
-    runc(this.runcRoot, ['delete', '-f', id]);
+  private async destroyLeftovers(id: string): Promise<void> {
+    await runc(this.runcRoot, ['delete', '-f', id]);
     const d = this.dir(id);
     for (const m of mountsUnder(d)) unmount(m);
     fs.rmSync(d, { recursive: true, force: true });
@@ -433,19 +433,26 @@ export class ContainerRuntime extends EventEmitter {
   }
 }
 
-function runc(root: string, args: string[]): { status: number; stderr: string } {
-  const r = spawnSync(RUNC, ['--root', root, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { status: r.status ?? -1, stderr: r.stderr ?? '' };
+/** Runs runc without waiting on the event loop (gossip probes and heartbeats share it). */
+function runc(root: string, args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(RUNC, ['--root', root, ...args], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      resolve({ status: code, stdout: stdout ?? '', stderr: stderr || (err && code === -1 ? err.message : '') });
+    });
+  });
 }
 
-function runcIds(root: string): string[] {
-  return (spawnSync(RUNC, ['--root', root, 'list', '-q'], { encoding: 'utf8' }).stdout ?? '').split('\n').filter(Boolean);
+async function runcIds(root: string): Promise<string[]> {
+  return (await runc(root, ['list', '-q'])).stdout.split('\n').filter(Boolean);
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Kills every process of a container and deletes it, waiting up to 5 s for the processes to go. */
-function killAndDelete(root: string, id: string): void {
-  runc(root, ['kill', '--all', id, 'KILL']);
-  for (let i = 0; i < 50 && runc(root, ['delete', '-f', id]).status !== 0; i++) spawnSync('sleep', ['0.1']);
+async function killAndDelete(root: string, id: string): Promise<void> {
+  await runc(root, ['kill', '--all', id, 'KILL']);
+  for (let i = 0; i < 50 && (await runc(root, ['delete', '-f', id])).status !== 0; i++) await sleep(100);
 }
 
 /** The last error runc logged for this bundle, without runc's prefixes. */
@@ -475,12 +482,12 @@ function alive(pid: number): boolean {
  * Removes every container of a runtime whose daemon is gone (lab teardown): kills and deletes them
  * through runc, unmounts their root filesystems, and removes the daemon's cgroup parent.
  */
-export function purgeRuntime(root: string, execRoot: string, cgroupParent: string): string[] {
+export async function purgeRuntime(root: string, execRoot: string, cgroupParent: string): Promise<string[]> {
   const runcRoot = path.join(execRoot, 'runc');
   const removed: string[] = [];
   if (fs.existsSync(runcRoot)) {
-    for (const id of runcIds(runcRoot)) {
-      killAndDelete(runcRoot, id);
+    for (const id of await runcIds(runcRoot)) {
+      await killAndDelete(runcRoot, id);
       removed.push(id);
     }
   }

@@ -1,7 +1,7 @@
 // The content-addressed image store under <root>/images: unpacked layers keyed by their diff ID,
 // image records keyed by the digest of their config, and a tag index. Layers are shared between
 // images and unpacked once; containers stack them with overlayfs.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -165,7 +165,7 @@ export class ImageStore {
     if (fs.existsSync(dest)) return diffId;
     const tmp = this.tempDir();
     await untar(file, tmp);
-    convertWhiteouts(tmp);
+    await convertWhiteouts(tmp);
     fs.renameSync(tmp, dest);
     return diffId;
   }
@@ -328,34 +328,28 @@ export function untar(file: string, dir: string): Promise<void> {
 }
 
 /** OCI whiteouts (.wh.name, .wh..wh..opq) become overlayfs ones (0:0 char devices, the opaque xattr). */
-function convertWhiteouts(dir: string): void {
-  const walk = (d: string): void => {
+async function convertWhiteouts(dir: string): Promise<void> {
+  const walk = async (d: string): Promise<void> => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.name === '.wh..wh..opq') {
         fs.rmSync(p);
-        setOpaque(d);
+        await run('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', d]);
       } else if (e.name.startsWith('.wh.')) {
         fs.rmSync(p, { recursive: true, force: true });
-        makeWhiteout(path.join(d, e.name.slice(4)));
+        const w = path.join(d, e.name.slice(4));
+        if (!(await run('mknod', [w, 'c', '0', '0']))) throw new VxError(`could not create whiteout ${w}`, 500);
       } else if (e.isDirectory()) {
-        walk(p);
+        await walk(p);
       }
     }
   };
-  walk(dir);
+  await walk(dir);
 }
 
-function makeWhiteout(p: string): void {
-  const r = spawnSyncOk('mknod', [p, 'c', '0', '0']);
-  if (!r) throw new VxError(`could not create whiteout ${p}`, 500);
-}
-function setOpaque(d: string): void {
-  spawnSyncOk('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', d]);
-}
-
-function spawnSyncOk(cmd: string, args: string[]): boolean {
-  return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
+/** A helper command, off the event loop; true when it exited 0. */
+function run(cmd: string, args: string[]): Promise<boolean> {
+  return new Promise((resolve) => execFile(cmd, args, (err) => resolve(!err)));
 }
 
 function dirSize(d: string): number {

@@ -22,6 +22,9 @@ export const HEARTBEAT_PERIOD_MS = 500;
 /** Extra time nodes get to reconnect when a manager (re)starts leading. */
 export const TAKEOVER_GRACE_MS = 3000;
 
+/** names Docker keeps for its local networks on every node */
+export const PREDEFINED_NETWORKS = ['bridge', 'host', 'none'];
+
 export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
 export class ForbiddenError extends VxError {
@@ -422,6 +425,7 @@ export class Manager extends EventEmitter {
     if (typeof req.name !== 'string' || !NAME_RE.test(req.name)) {
       throw new InvalidArgumentError(`invalid network name "${req.name}": names are 1-64 characters, [a-zA-Z0-9][a-zA-Z0-9_.-]`);
     }
+    if (PREDEFINED_NETWORKS.includes(req.name)) throw new ForbiddenError(`network name ${req.name} is a pre-defined network and cannot be created`);
     const driver = req.driver || 'overlay';
     if (driver !== 'overlay') throw new InvalidArgumentError(`unknown or unsupported network driver "${driver}": swarm networks use the overlay driver`);
     if (this.store.getNetworkByName(req.name)) throw new ConflictError(`network with name ${req.name} already exists`);
@@ -478,6 +482,8 @@ export class Manager extends EventEmitter {
     return this.store.tx(() => {
       const n = this.findNetwork(ref);
       if (n.ingress) throw new ForbiddenError(`${n.name} is the ingress network and cannot be removed while this swarm uses it`);
+      const users = this.store.listServices().filter((s) => s.spec.networks.some((x) => x.target === n.id));
+      if (users.length) throw new ConflictError(`network ${n.name} is in use by service ${users.map((s) => s.spec.name).join(', ')}`);
       const used = this.store.listAttachments({ networkId: n.id });
       if (used.length) throw new ConflictError(`network ${n.name} is in use by ${used.length} endpoint(s) (e.g. ${used[0]!.name})`);
       this.store.deleteNetwork(n.id);

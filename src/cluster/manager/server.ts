@@ -270,7 +270,7 @@ export class ManagerServer {
       socketPath: this.engineSocket,
       method,
       path,
-      headers: { 'content-type': String(headers['content-type'] ?? 'application/json'), host: 'docker' },
+      headers: { ...(headers['content-type'] ? { 'content-type': String(headers['content-type']) } : {}), host: 'docker' },
     });
     req.on('response', (res) => {
       if (stream.destroyed) return res.destroy();
