@@ -84,7 +84,7 @@ export async function run(): Promise<void> {
     await api('node1').post('/swarm/init', {});
     const token = (await api('node1').get<Json>('/swarm')).JoinTokens.Worker as string;
     for (const h of plan.hosts.slice(1)) await api(h.name).post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: token });
-    await api('node1').post('/networks/create', { Name: 'uber-net', Driver: 'overlay' });
+    await api('node1').post('/networks/create', { Name: 'uber-net', Driver: 'overlay', Attachable: true });
     for (const h of plan.hosts) await api(h.name).post('/vxswarm/endpoints', { Network: 'uber-net', Name: `ep-${h.name}` });
     const others = (h: string): string[] => plan.hosts.filter((x) => x.name !== h).map((x) => `${x.netns}-ov-`);
     await until(async () => (await Promise.all(plan.hosts.map((h) => neighCount(`${h.netns}-ov-`)))).every((n) => n === HOSTS - 1), 10000);

@@ -233,6 +233,21 @@ export function buildRouter(d: Daemon): Router {
     return { json: st };
   });
   r.on('GET', '/vxswarm/endpoints', () => ({ json: d.listEndpoints().map(endpointJson) }));
+  // Diagnosis: every address the managers have handed out, and to whom (a task, or a node's own endpoint).
+  r.on('GET', '/vxswarm/attachments', () => {
+    const m = d.requireManager();
+    return {
+      json: m.listAttachments().map((a) => ({
+        Id: a.id,
+        NetworkID: a.networkId,
+        NodeID: a.nodeId,
+        Name: a.name,
+        IPAddress: a.ip,
+        MacAddress: a.mac,
+        Local: a.local ?? false,
+      })),
+    };
+  });
   r.on('POST', '/vxswarm/endpoints', async (c) => {
     const b = obj(await c.body(), 'endpoint create request');
     const network = optStr(b, 'Network');

@@ -23,7 +23,7 @@ import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
 import { NotLeaderError, type RaftStatus } from '../cluster/raft/raft.js';
-import { taskName, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
+import { taskName, type NodeReport, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import { ContainerRuntime } from '../runtime/containers.js';
 import { ImageStore } from '../runtime/images.js';
 import { NodeGossip, GOSSIP_PORT, ENDPOINT_TABLE, type EndpointRecord } from './gossip.js';
@@ -539,6 +539,11 @@ export class Daemon {
     m.on('tasks-changed', push);
     // After a restart nothing may change, yet the runner must learn its set (and resume half-started tasks).
     setImmediate(push);
+    // The leader's own node reports its state as every other node does over its session.
+    const since = Date.now();
+    void this.restored.then(() => {
+      if (this.control?.leading === a && this.state) a.orchestrator.nodeReport(this.state.nodeId, this.nodeReport(), since);
+    });
     if (this.gossip) this.gossip.setKeys(m.gossipKeys());
     else void this.startGossip(m.gossipKeys()).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
   }
@@ -594,6 +599,12 @@ export class Daemon {
         for (const n of msg.networks ?? []) this.networks.set(n.id, n);
         void this.tasks.apply(msg.tasks);
       }
+    });
+    // A new session: the manager learns what this node holds (after a restart, once adopted),
+    // and finishes the tasks and endpoints it no longer has.
+    this.session.on('connected', () => {
+      const session = this.session;
+      void this.restored.then(() => session?.send({ type: 'state', ...this.nodeReport() }));
     });
     // Every node has the ingress network, so a worker learns it as soon as it is connected.
     this.session.on('connected', () => {
@@ -756,7 +767,7 @@ export class Daemon {
       const epName = name || `ep-${newId().slice(0, 12)}`;
       if (this.endpoints.some((e) => e.name === epName)) throw new ConflictError(`endpoint ${epName} already exists on this node`);
       const { attachment, network } = this.manager
-        ? this.manager.attach(networkRef, this.state.nodeId, epName)
+        ? this.manager.attachLocal(networkRef, this.state.nodeId, epName)
         : await this.client!.request<{ attachment: AttachmentRecord; network: NetworkRecord }>('POST', '/v1/attachments', {
             network: networkRef,
             name: epName,
@@ -882,7 +893,7 @@ export class Daemon {
   }
 
   private async releaseRemote(attachmentId: string): Promise<void> {
-    if (this.manager) this.manager.detach(attachmentId);
+    if (this.manager) this.manager.detach(attachmentId, this.state?.nodeId);
     else await this.client?.request('DELETE', `/v1/attachments/${encodeURIComponent(attachmentId)}`);
   }
 
@@ -897,6 +908,18 @@ export class Daemon {
     this.disk.saveEndpoints(this.endpoints);
     const nets = [...new Set(this.endpoints.map((e) => e.networkId))].map((id) => this.networks.get(id)).filter((n): n is NetworkRecord => !!n);
     this.disk.saveNetworks(nets);
+  }
+
+  /** What this node holds: its task containers, the tasks being started, its own endpoints. */
+  private nodeReport(): NodeReport {
+    return {
+      tasks: this.runtime
+        .list()
+        .filter((c) => c.labels[TASK_LABEL])
+        .map((c) => ({ id: c.labels[TASK_LABEL]!, status: c.status, exitCode: c.exitCode, containerId: c.id })),
+      starting: this.tasks.startingIds(),
+      attachments: this.endpoints.filter((e) => !e.taskId).map((e) => e.id),
+    };
   }
 
   // ---- service logs ----

@@ -54,6 +54,11 @@ export class TaskRunner {
     return m;
   }
 
+  /** Tasks being prepared or started right now (no container yet, or not running yet). */
+  startingIds(): string[] {
+    return [...this.starting];
+  }
+
   /** The complete set of tasks that should run here now. */
   apply(tasks: TaskRecord[]): Promise<void> {
     const before = this.wanted;

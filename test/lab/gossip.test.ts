@@ -49,8 +49,8 @@ describe(`gossip across ${HOSTS} lab hosts`, { skip: skipUnlessRoot }, () => {
     assert.equal(init.code, 0, init.stderr);
     const token = (await lab.api('node1').get<Json>('/swarm')).JoinTokens.Worker as string;
     await Promise.all(lab.plan.hosts.slice(1).map((h) => lab.api(h.name).post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: token })));
-    await lab.api('node1').post('/networks/create', { Name: 'uber-net', Driver: 'overlay' });
-    await lab.api('node1').post('/networks/create', { Name: 'other-net', Driver: 'overlay' });
+    await lab.api('node1').post('/networks/create', { Name: 'uber-net', Driver: 'overlay', Attachable: true });
+    await lab.api('node1').post('/networks/create', { Name: 'other-net', Driver: 'overlay', Attachable: true });
   });
   after(async () => {
     await lab?.down();

@@ -90,7 +90,8 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
   });
 
   it('network create/ls/inspect/rm through both CLIs', async () => {
-    const c = await lab.vx('node1', ['network', 'create', '-d', 'overlay', 'uber-net']);
+    // attachable: the endpoints below are the node's own, as standalone containers' are
+    const c = await lab.vx('node1', ['network', 'create', '-d', 'overlay', '--attachable', 'uber-net']);
     assert.equal(c.code, 0, c.stderr);
     assert.match(c.stdout, /^\w{25}\n$/);
     const ls = await lab.vx('node1', ['network', 'ls']);
@@ -233,6 +234,12 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
   it('lazy networks: node2 lists uber-net only while an endpoint there is attached; its sandbox goes with the last one', async () => {
     const names = async (): Promise<string[]> => (await lab.api('node2').get<Json[]>('/networks')).map((n) => n.Name).sort();
     assert.deepEqual(await names(), ['ingress']);
+    // A node's own endpoints go only on attachable networks (as Docker's standalone containers).
+    assert.equal((await lab.vx('node1', ['network', 'create', 'plain-net'])).code, 0);
+    const refused = await lab.raw('node2', 'POST', '/v1.50/vxswarm/endpoints', JSON.stringify({ Network: 'plain-net', Name: 'nope' }));
+    assert.equal(refused.status, 403, refused.body);
+    assert.match(refused.body, /plain-net is not manually attachable/);
+    assert.equal((await lab.vx('node1', ['network', 'rm', 'plain-net'])).code, 0);
     const e1 = await lab.api('node2').post<Json>('/vxswarm/endpoints', { Network: 'uber-net', Name: 'lazy1' });
     const e2 = await lab.api('node2').post<Json>('/vxswarm/endpoints', { Network: 'uber-net', Name: 'lazy2' });
     assert.deepEqual(await names(), ['ingress', 'uber-net']);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parseServiceSpec, serviceSpecJson } from '../../src/api/shapes-workloads.js';
 import { humanDuration } from '../../src/core/human.js';
 import { createLogger } from '../../src/core/log.js';
-import { Manager } from '../../src/cluster/manager/manager.js';
+import { MAX_LOCAL_ATTACHMENTS, Manager } from '../../src/cluster/manager/manager.js';
 import { Orchestrator } from '../../src/cluster/manager/orchestrator.js';
 import { Store } from '../../src/cluster/manager/store.js';
 import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
@@ -314,5 +314,86 @@ describe('rolling updates (UpdateConfig)', () => {
     assert.throws(spec({ FailureAction: 'bogus' }), /pause, continue or rollback/);
     assert.throws(spec({ Order: 'sideways' }), /stop-first or start-first/);
     assert.throws(spec({ Parallelism: -1 }), /must not be negative/);
+  });
+});
+
+describe("a node's whole state when its session starts", () => {
+  const spec = (name: string, replicas: number, networks: string[] = []) =>
+    parseServiceSpec({
+      Name: name,
+      Mode: { Replicated: { Replicas: replicas } },
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: networks.map((Target) => ({ Target })) },
+    });
+  const none = { tasks: [], starting: [], attachments: [] };
+
+  it('finishes every task its node no longer has and gives their addresses back; leaves newer and merely assigned ones', async () => {
+    const { m, store, o } = await managerOf();
+    m.createNetwork({ name: 'uber-net' });
+    store.putNode(node('n2'));
+    const s = o.createService(spec('web', 4, ['uber-net']));
+    o.reconcile();
+    const mine = (): ReturnType<typeof o.listTasks> => o.listTasks({ serviceId: s.id }).filter((t) => t.nodeId === 'n2');
+    const [a, b] = mine();
+    assert.ok(a && b, 'two tasks on n2');
+    o.reportStatus('n2', a.id, { state: 'running', message: 'started' });
+    // scaled down while n2 was gone: b is told to stop, but n2 never heard
+    o.reportStatus('n2', b.id, { state: 'running', message: 'started' });
+    o.updateService(s.id, undefined, { ...s.spec, replicas: 4 });
+    const bRec = store.getTask(b.id)!;
+    bRec.desiredState = 'shutdown';
+    store.putTask(bRec);
+    const ipsBefore = store.countIps(m.findNetwork('uber-net').id);
+    await new Promise((r) => setTimeout(r, 5));
+    const r = o.nodeReport('n2', none, Date.now());
+    assert.deepEqual(r, { finished: 2, released: 0 });
+    assert.equal(store.getTask(a.id)!.state, 'failed');
+    assert.match(store.getTask(a.id)!.err, /task lost/);
+    assert.equal(store.getTask(b.id)!.state, 'shutdown');
+    o.reconcile();
+    assert.equal(store.getTask(a.id)!.networks.length, 0, 'addresses released');
+    assert.ok(store.countIps(m.findNetwork('uber-net').id) < ipsBefore + 1);
+    // a task that changed after the session began, or one still only assigned, stays
+    const fresh = o.listTasks({ serviceId: s.id }).filter((t) => t.nodeId === 'n2' && t.state === 'assigned');
+    assert.ok(fresh.length > 0);
+    assert.deepEqual(o.nodeReport('n2', none, 0), { finished: 0, released: 0 });
+    for (const t of fresh) assert.equal(store.getTask(t.id)!.state, 'assigned');
+    o.close();
+  });
+
+  it('a container that exited while its daemon was down reports its exit', async () => {
+    const { store, o } = await managerOf();
+    store.putNode(node('n2'));
+    const s = o.createService(spec('job', 1));
+    o.reconcile();
+    const [t] = o.listTasks({ serviceId: s.id });
+    o.reportStatus(t!.nodeId, t!.id, { state: 'running', message: 'started' });
+    await new Promise((r) => setTimeout(r, 5));
+    o.nodeReport(t!.nodeId, { tasks: [{ id: t!.id, status: 'exited', exitCode: 3, containerId: 'c1' }], starting: [], attachments: [] }, Date.now());
+    assert.equal(store.getTask(t!.id)!.state, 'failed');
+    assert.equal(store.getTask(t!.id)!.exitCode, 3);
+    o.close();
+  });
+
+  it('node-local endpoints: only on attachable networks, bounded per node, released when the node no longer has them, and only by it', async () => {
+    const { m, store } = await managerOf();
+    store.putNode(node('n2'));
+    m.createNetwork({ name: 'plain' });
+    m.createNetwork({ name: 'att', attachable: true, subnets: [{ subnet: '10.50.0.0/24' }] });
+    assert.throws(() => m.attachLocal('plain', 'n2', 'e'), /not manually attachable/);
+    const held = Array.from({ length: MAX_LOCAL_ATTACHMENTS }, (_, i) => m.attachLocal('att', 'n2', `e${i}`).attachment);
+    assert.throws(() => m.attachLocal('att', 'n2', 'one-more'), /limit per node is 64/);
+    // the manager's own node can still allocate on the network
+    assert.ok(m.attachLocal('att', 'n1', 'mine').attachment.ip);
+    assert.throws(() => m.detach(held[0]!.id, 'n1'), /not one of this node's own/);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(m.releaseLostAttachments('n2', [held[0]!.id], Date.now()), MAX_LOCAL_ATTACHMENTS - 1);
+    assert.deepEqual(
+      m.listAttachments({ nodeId: 'n2' }).map((a) => a.id),
+      [held[0]!.id],
+    );
+    // what was made after the session began is newer than the report: kept
+    const late = m.attachLocal('att', 'n2', 'late').attachment;
+    assert.equal(m.releaseLostAttachments('n2', [], Date.parse(late.createdAt) - 1), 1);
+    assert.ok(m.listAttachments({ nodeId: 'n2' }).some((a) => a.id === late.id));
   });
 });

@@ -113,6 +113,12 @@ export class AgentSession extends EventEmitter {
     this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
   }
 
+  /** Sends one message up the session (the node's state when it starts). */
+  send(msg: Record<string, unknown>): void {
+    const st = this.stream;
+    if (st && !st.closed && !st.destroyed) st.write(`${JSON.stringify(msg)}\n`);
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);

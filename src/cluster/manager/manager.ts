@@ -21,6 +21,8 @@ export const HEARTBEAT_TIMEOUT_MS = 2500;
 export const HEARTBEAT_PERIOD_MS = 500;
 /** Extra time nodes get to reconnect when a manager (re)starts leading. */
 export const TAKEOVER_GRACE_MS = 3000;
+/** endpoints of its own (not tasks') a node may hold on one network */
+export const MAX_LOCAL_ATTACHMENTS = 64;
 
 /** names Docker keeps for its local networks on every node */
 export const PREDEFINED_NETWORKS = ['bridge', 'host', 'none'];
@@ -494,7 +496,26 @@ export class Manager extends EventEmitter {
 
   // ---- attachments (endpoints on overlay networks) ----
 
-  attach(networkRef: string, nodeId: string, name: string): { attachment: AttachmentRecord; network: NetworkRecord } {
+  /**
+   * An address for an endpoint a node makes for itself (not a task's), as Docker's network
+   * attachments for standalone containers: only on attachable networks, at most
+   * MAX_LOCAL_ATTACHMENTS per node and network, released when the node no longer reports it.
+   */
+  attachLocal(networkRef: string, nodeId: string, name: string): { attachment: AttachmentRecord; network: NetworkRecord } {
+    return this.store.tx(() => {
+      const net = this.findNetwork(networkRef);
+      if (!net.attachable) throw new ForbiddenError(`network ${net.name} is not manually attachable: create it with --attachable`);
+      const held = this.store.listAttachments({ networkId: net.id, nodeId }).filter((a) => a.local).length;
+      if (held >= MAX_LOCAL_ATTACHMENTS)
+        throw new ConflictError(
+          `node ${nodeId} already holds ${held} endpoints of its own on network ${net.name} (the limit per node is ${MAX_LOCAL_ATTACHMENTS})`,
+        );
+      return this.attach(net.id, nodeId, name, true);
+    });
+  }
+
+  /** Allocates an address on the network for `name` (a task's ID when the scheduler places it). */
+  attach(networkRef: string, nodeId: string, name: string, local = false): { attachment: AttachmentRecord; network: NetworkRecord } {
     return this.store.tx(() => {
       const net = this.findNetwork(networkRef);
       this.mustNode(nodeId);
@@ -514,21 +535,45 @@ export class Manager extends EventEmitter {
           `could not find an available IP address on network ${net.name}: every address of ${net.ipam.configs.map((c) => c.ipRange ?? c.subnet).join(', ')} is in use`,
         );
       this.store.takeIp(net.id, ip, id);
-      const attachment: AttachmentRecord = { id, networkId: net.id, nodeId, name, ip: formatIp(ip), mac: randomMac(), createdAt: now() };
+      const attachment: AttachmentRecord = {
+        id,
+        networkId: net.id,
+        nodeId,
+        name,
+        ip: formatIp(ip),
+        mac: randomMac(),
+        createdAt: now(),
+        ...(local ? { local } : {}),
+      };
       this.store.putAttachment(attachment);
       this.store.bump();
       return { attachment, network: net };
     });
   }
 
+  /** Releases an attachment; a node (`nodeId` given) may release only its own node-local ones. */
   detach(attachmentId: string, nodeId?: string): AttachmentRecord {
     return this.store.tx(() => {
       const a = this.store.getAttachment(attachmentId);
       if (!a) throw new NotFoundError(`endpoint ${attachmentId} not found`);
-      if (nodeId !== undefined && a.nodeId !== nodeId) throw new ForbiddenError(`endpoint ${attachmentId} belongs to another node`);
+      if (nodeId !== undefined && (a.nodeId !== nodeId || !a.local)) throw new ForbiddenError(`endpoint ${attachmentId} is not one of this node's own`);
       this.releaseTx(a);
       this.store.bump();
       return a;
+    });
+  }
+
+  /** A node's session started: node-local attachments it no longer has (made before `since`) are released. */
+  releaseLostAttachments(nodeId: string, held: string[], since: number): number {
+    const keep = new Set(held);
+    return this.store.tx(() => {
+      const lost = this.store.listAttachments({ nodeId }).filter((a) => a.local && !keep.has(a.id) && Date.parse(a.createdAt) < since);
+      for (const a of lost) this.releaseTx(a);
+      if (lost.length) {
+        this.store.bump();
+        this.log.info('released endpoints a node no longer has', { node: nodeId, count: lost.length });
+      }
+      return lost.length;
     });
   }
 

@@ -8,7 +8,16 @@ import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
 import { matches, parseConstraint, place, type Load } from './scheduler.js';
 import type { NodeRecord } from './types.js';
-import { DEFAULT_UPDATE_POLICY, TASK_STATE_ORDER, isTerminal, type ServiceRecord, type ServiceSpec, type TaskRecord, type TaskStatusReport } from './types.js';
+import {
+  DEFAULT_UPDATE_POLICY,
+  TASK_STATE_ORDER,
+  isTerminal,
+  type NodeReport,
+  type ServiceRecord,
+  type ServiceSpec,
+  type TaskRecord,
+  type TaskStatusReport,
+} from './types.js';
 
 export const MAX_REPLICAS = 1000;
 /** Terminal tasks kept per slot for `service ps` history, as Docker's TaskHistoryRetentionLimit. */
@@ -205,6 +214,45 @@ export class Orchestrator {
     this.kick();
   }
 
+  /**
+   * A node's whole state, sent when its session starts (after a restart it knows nothing of what
+   * the manager expects). Every task the manager places on that node and the node no longer has
+   * is finished, and its addresses go back: one told to stop is shut down, one that had started is
+   * failed (its restart policy brings a new one); one merely assigned is left to be started.
+   * A container that exited while nobody listened reports its exit. Tasks whose state changed
+   * after `since` (the session's start) are newer than the report and left alone.
+   */
+  nodeReport(nodeId: string, r: NodeReport, since: number): { finished: number; released: number } {
+    const have = new Map(r.tasks.map((t) => [t.id, t]));
+    const starting = new Set(r.starting);
+    let finished = 0;
+    for (const t of this.store.listTasks({ nodeId })) {
+      if (isTerminal(t.state) || Date.parse(t.timestamp) >= since || starting.has(t.id)) continue;
+      const c = have.get(t.id);
+      if (c?.status === 'exited' || c?.status === 'dead') {
+        const ok = c.exitCode === 0;
+        this.reportStatus(nodeId, t.id, {
+          state: ok ? 'complete' : 'failed',
+          message: ok ? 'finished' : 'started',
+          err: ok ? '' : `task: non-zero exit (${c.exitCode})`,
+          containerId: c.containerId,
+          exitCode: c.exitCode,
+        });
+        finished++;
+      } else if (!c && t.desiredState !== 'running') {
+        this.reportStatus(nodeId, t.id, { state: 'shutdown', message: 'not on its node when its session started' });
+        finished++;
+      } else if (!c && TASK_STATE_ORDER.indexOf(t.state) > TASK_STATE_ORDER.indexOf('accepted')) {
+        this.reportStatus(nodeId, t.id, { state: 'failed', message: 'lost', err: 'task lost: its node no longer has it' });
+        finished++;
+      }
+    }
+    const released = this.m.releaseLostAttachments(nodeId, r.attachments, since);
+    if (finished || released) this.log.info('node state reconciled', { node: nodeId, finished, released });
+    this.kick();
+    return { finished, released };
+  }
+
   /** The tasks a node should be running now, with the networks they join. */
   assignments(nodeId: string): TaskRecord[] {
     return this.store.listTasks({ nodeId }).filter((t) => t.desiredState === 'running' && !isTerminal(t.state));
@@ -259,9 +307,9 @@ export class Orchestrator {
         // In flight: this update touched the slot (its old task was told to stop, or a new one
         // exists) and the slot's newest task of the new spec has not yet run or ended.
         const old = list.filter((t) => t.specVersion < s.specVersion);
-        const fresh = list.filter((t) => t.specVersion === s.specVersion).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+        const fresh = list.filter((t) => t.specVersion === s.specVersion).sort(byAge);
         const newest = fresh[fresh.length - 1];
-        const last = [...list].sort((a, b) => a.createdAt.localeCompare(b.createdAt))[list.length - 1]!;
+        const last = [...list].sort(byAge)[list.length - 1]!;
         const touched = fresh.length > 0 || last.desiredState !== 'running';
         const settled = newest !== undefined && (newest.state === 'running' || isTerminal(newest.state));
         if (old.length && touched && !settled) inFlight.set(s.id, (inFlight.get(s.id) ?? 0) + 1);
@@ -325,7 +373,7 @@ export class Orchestrator {
         for (const t of mine) bySlot.set(slotOf(t), [...(bySlot.get(slotOf(t)) ?? []), t]);
 
         for (const slot of wanted.get(s.id)!) {
-          const history = (bySlot.get(slot) ?? []).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+          const history = (bySlot.get(slot) ?? []).sort(byAge);
           const alive = history.filter(live);
           const newest = alive[alive.length - 1];
           // start-first: the new task starts next to the old one, which stops once it runs.
@@ -412,7 +460,7 @@ export class Orchestrator {
 
         // History: at most TASK_HISTORY finished tasks per slot.
         for (const [, history] of bySlot) {
-          const done = history.filter((t) => isTerminal(t.state) && t.desiredState !== 'running').sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+          const done = history.filter((t) => isTerminal(t.state) && t.desiredState !== 'running').sort(byAge);
           for (const old of done.slice(0, Math.max(0, done.length - TASK_HISTORY))) {
             this.release(old);
             this.store.deleteTask(old.id);
@@ -534,4 +582,9 @@ function updateOrder(s: ServiceRecord): 'stop-first' | 'start-first' {
 function sameTask(a: ServiceSpec, b: ServiceSpec): boolean {
   const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0, update: undefined, labels: {} });
   return strip(a) === strip(b);
+}
+
+/** Oldest first. Two tasks made in the same millisecond (an update right after a create) are told apart by their spec. */
+function byAge(a: TaskRecord, b: TaskRecord): number {
+  return a.createdAt.localeCompare(b.createdAt) || a.specVersion - b.specVersion;
 }

@@ -16,7 +16,7 @@ import { CLUSTER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
 import type { ControlPlane } from './control.js';
 import { ForbiddenError, HEARTBEAT_PERIOD_MS } from './manager.js';
-import type { TaskStatusReport } from './types.js';
+import type { NodeReport, TaskStatusReport } from './types.js';
 
 interface Caller {
   nodeId: string;
@@ -118,7 +118,7 @@ export class ManagerServer {
         auth: 'node',
         handler: ({ caller, body }) => {
           const b = body as Record<string, unknown>;
-          return lead().manager.attach(str(b.network, 'network'), caller!.nodeId, str(b.name, 'name'));
+          return lead().manager.attachLocal(str(b.network, 'network'), caller!.nodeId, str(b.name, 'name'));
         },
       },
       {
@@ -284,6 +284,17 @@ export class ManagerServer {
     stream.pipe(req);
   }
 
+  private onSessionLine(nodeId: string, line: string, openedAt: number): void {
+    try {
+      const msg = JSON.parse(line) as { type?: unknown };
+      if (msg.type !== 'state') return;
+      const r = parseNodeReport(msg);
+      this.ctl.mustLead().orchestrator.nodeReport(nodeId, r, openedAt);
+    } catch (e) {
+      this.log.warn('bad session message from a node', { node: nodeId, error: errorMessage(e) });
+    }
+  }
+
   /** A node's session: heartbeats come up as lines; closing it (or the daemon dying) marks the node down. */
   private session(caller: Caller, stream: http2.ServerHttp2Stream): void {
     const { manager, orchestrator } = this.ctl.mustLead();
@@ -315,7 +326,23 @@ export class ManagerServer {
     setImmediate(sendAssignments);
     manager.on('gossip-keys', onKeys);
     stream.once('close', () => manager.off('gossip-keys', onKeys));
-    stream.on('data', () => manager.heartbeat(caller.nodeId));
+    // Up the stream: heartbeats ("{}") and, once per session, the node's whole state.
+    const openedAt = Date.now();
+    let up = '';
+    stream.on('data', (c: Buffer) => {
+      manager.heartbeat(caller.nodeId);
+      up += c.toString('utf8');
+      if (up.length > MAX_BODY) {
+        this.log.warn('session line too long: closing', { node: caller.nodeId });
+        stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+        return;
+      }
+      for (let i = up.indexOf('\n'); i >= 0; i = up.indexOf('\n')) {
+        const line = up.slice(0, i);
+        up = up.slice(i + 1);
+        if (line.length > 2) this.onSessionLine(caller.nodeId, line, openedAt);
+      }
+    });
     // Heartbeats down as well, so an agent notices a leader it can no longer hear.
     const beat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_PERIOD_MS);
     beat.unref();
@@ -356,6 +383,26 @@ async function readJson(stream: http2.ServerHttp2Stream, max: number): Promise<u
   } catch {
     throw new VxError('malformed JSON body', 400);
   }
+}
+
+/** A node's report, type-checked: a malformed one changes nothing. */
+function parseNodeReport(m: Record<string, unknown>): NodeReport {
+  const strings = (v: unknown, what: string): string[] => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new VxError(`node report: "${what}" must be a list of strings`, 400);
+    return v as string[];
+  };
+  if (!Array.isArray(m.tasks)) throw new VxError('node report: "tasks" must be a list', 400);
+  const tasks = m.tasks.map((t: Record<string, unknown>) => {
+    if (typeof t?.id !== 'string' || !['created', 'running', 'exited', 'dead'].includes(t.status as string) || typeof t.exitCode !== 'number')
+      throw new VxError('node report: a task needs id, status and exitCode', 400);
+    return {
+      id: t.id,
+      status: t.status as NodeReport['tasks'][number]['status'],
+      exitCode: t.exitCode,
+      containerId: typeof t.containerId === 'string' ? t.containerId : '',
+    };
+  });
+  return { tasks, starting: strings(m.starting, 'starting'), attachments: strings(m.attachments, 'attachments') };
 }
 
 function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown, extra: http2.OutgoingHttpHeaders = {}): void {

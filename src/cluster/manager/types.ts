@@ -51,8 +51,11 @@ export interface AttachmentRecord {
   id: string;
   networkId: string;
   nodeId: string;
-  /** what the endpoint is for: a test endpoint's name, later a task ID */
+  /** what the endpoint is for: a task's ID, or a node-local endpoint's name */
   name: string;
+  /** asked for by its node for an endpoint of its own (not a task's): bounded per node, and
+   *  released when the node no longer reports it */
+  local?: boolean;
   ip: string;
   mac: string;
   createdAt: string;
@@ -182,6 +185,15 @@ export interface TaskRecord extends Meta {
   containerId: string;
   exitCode: number | null;
   networks: TaskNetwork[];
+}
+
+/** What a node holds when its session starts: every task container and every node-local endpoint. */
+export interface NodeReport {
+  tasks: { id: string; status: 'created' | 'running' | 'exited' | 'dead'; exitCode: number; containerId: string }[];
+  /** tasks the node is preparing (no container yet) */
+  starting: string[];
+  /** IDs of its node-local attachments */
+  attachments: string[];
 }
 
 /** A task's status as its node reports it. */
