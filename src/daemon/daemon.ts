@@ -141,6 +141,8 @@ export class Daemon {
         stopDns: async (ns) => {
           await this.dns?.remove(ns);
         },
+        ready: () => this.restored,
+        localTaskIds: () => [...new Set(this.endpoints.flatMap((e) => (e.taskId ? [e.taskId] : [])))],
       },
       cfg.netnsPrefix,
       cfg.log.child({ component: 'tasks' }),
@@ -200,6 +202,9 @@ export class Daemon {
       return;
     }
     this.state = st;
+    // Taken before anything can hand this node work: assignments wait for adoption.
+    let adopted!: () => void;
+    this.restored = new Promise((r) => (adopted = r));
     if (st.role === 'manager') {
       await this.startControl(new Store(this.disk.managerDb), certs);
     }
@@ -209,13 +214,14 @@ export class Daemon {
     if (this.manager) await this.startGossip(this.manager.gossipKeys());
     // Under the node's lock: a task started meanwhile waits for its network to be adopted, and the
     // prune that follows cannot take a sandbox someone is about to use.
-    this.restored = this.lock
+    void this.lock
       .lock(async () => {
         await Promise.all([this.restoreEndpoints(), this.restoreDns()]);
         await this.overlay?.pruneSandboxes();
         this.pruneContainerNamespaces();
       })
-      .catch((e: unknown) => this.log.error('restoring endpoints failed', { error: errorMessage(e) }));
+      .catch((e: unknown) => this.log.error('restoring endpoints failed', { error: errorMessage(e) }))
+      .finally(adopted);
   }
 
   /** Settles when a restart's background adoption is done (tests and benchmarks wait on it). */

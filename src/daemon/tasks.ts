@@ -27,6 +27,10 @@ export interface TaskHost {
   /** the embedded resolver at 127.0.0.11 inside the task's namespace */
   serveDns(netns: string, networkIds: string[]): Promise<void>;
   stopDns(netns: string): Promise<void>;
+  /** settles once a restarted node has adopted what it had (endpoints, namespaces) */
+  ready(): Promise<void>;
+  /** tasks that have endpoints on this node */
+  localTaskIds(): string[];
 }
 
 export class TaskRunner {
@@ -64,13 +68,20 @@ export class TaskRunner {
     const before = this.wanted;
     this.wanted = new Map(tasks.map((t) => [t.id, t]));
     return this.lock.lock(async () => {
+      await this.host.ready();
       const have = this.local();
       const stops: Promise<void>[] = [];
       for (const [taskId, c] of have) if (!this.wanted.has(taskId)) stops.push(this.retire(taskId, c));
-      // Withdrawn before anything was made for it: say so, or the manager waits for it forever.
-      for (const taskId of before.keys())
+      // Withdrawn before its container was made (or the daemon died in between, leaving its
+      // endpoints): take down what it has and say so, or the manager waits for it forever.
+      for (const taskId of new Set([...before.keys(), ...this.host.localTaskIds()]))
         if (!this.wanted.has(taskId) && !have.has(taskId) && !this.starting.has(taskId))
-          stops.push(this.report(taskId, { state: 'shutdown', message: 'withdrawn before it started' }));
+          stops.push(
+            this.host
+              .detachAll(taskId, this.netnsOf(taskId))
+              .catch((e: unknown) => this.log.warn('could not detach a withdrawn task', { task: taskId, error: errorMessage(e) }))
+              .then(() => this.report(taskId, { state: 'shutdown', message: 'withdrawn before it started' })),
+          );
       const starts: Promise<void>[] = [];
       for (const t of this.wanted.values()) {
         const c = have.get(t.id);
