@@ -3,31 +3,19 @@
 // killed, and memory (daemon with 20 tasks, the per-container helper).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildBusyboxRootfs } from '../src/lab/image.js';
-import { daemonSocket, labDown, labUp, stopDaemon } from '../src/lab/lab.js';
-import { rawUpload } from '../test/lab/swarm-helpers.js';
-import { apiOf, emit, percentile, round, rssMb, startBuilt, until } from './util.js';
+import { labDown, labUp, stopDaemon } from '../src/lab/lab.js';
+import { apiOf, emit, importBusybox, percentile, round, rssMb, sleeperSpec, startBuilt, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const execFileP = promisify(execFile);
 
-function spec(name: string, replicas: number, network: string): Json {
-  return {
-    Name: name,
-    TaskTemplate: { ContainerSpec: { Image: 'busybox:local', Args: ['sleep', 'infinity'], StopGracePeriod: 100_000_000 }, Networks: [{ Target: network }] },
-    Mode: { Replicated: { Replicas: replicas } },
-  };
-}
+const spec = (name: string, replicas: number, network: string): Json => sleeperSpec(name, replicas, network);
 
 export async function run(): Promise<void> {
   const name = `bsv${randomBytes(3).toString('hex')}`;
   const summary: Record<string, number | string> = { bench: 'services' };
-  const tar = path.join(os.tmpdir(), `${name}-rootfs.tar`);
   try {
     await labUp(name, 2);
     const pid1 = await startBuilt(name, 'node1');
@@ -36,8 +24,7 @@ export async function run(): Promise<void> {
     const a2 = apiOf(name, 'node2');
     await a1.post('/swarm/init', {});
     await a2.post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: (await a1.get<Json>('/swarm')).JoinTokens.Worker });
-    buildBusyboxRootfs(tar);
-    for (const h of ['node1', 'node2']) await rawUpload(daemonSocket(name, h), '/images/create?fromSrc=-&repo=busybox&tag=local', fs.readFileSync(tar));
+    await importBusybox(name, ['node1', 'node2']);
     const net = (await a1.request<Json>('POST', '/networks/create', { Name: 'uber-net', Driver: 'overlay' })).data.Id as string;
     const nodes = Object.fromEntries((await a1.get<Json[]>('/nodes')).map((n) => [n.Description.Hostname, n.ID]));
     const tasks = async (svc: string): Promise<Json[]> =>
@@ -106,7 +93,6 @@ export async function run(): Promise<void> {
     summary.targets =
       'create_to_running<=250ms create_to_ping<=300ms (docker ~1500) scale<=1000ms (docker ~3600) reschedule<=5s (docker ~19) rss<=100MB per_task<=2MB';
   } finally {
-    fs.rmSync(tar, { force: true });
     await labDown(name);
   }
   emit(summary);

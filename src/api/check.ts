@@ -109,3 +109,24 @@ export function requiredVersion(q: URLSearchParams, what: string): number {
   if (!/^\d+$/.test(v)) throw new BadRequest(`invalid ${what} version '${v}': an update must name the ${what}'s current Version.Index`);
   return Number(v);
 }
+
+/** Nothing set: null, false, 0, "", or an object or array holding nothing set. */
+export function isUnset(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return true;
+  if (Array.isArray(v)) return v.every(isUnset);
+  if (typeof v === 'object') return Object.values(v as Record<string, unknown>).every(isUnset);
+  return false;
+}
+
+/**
+ * Never accept and drop: a field of `o` outside `known` is refused unless it is unset or holds the
+ * value Docker means by leaving it out (`defaults`), which is what the docker CLI sends back from
+ * an inspect. The message names the field by its path.
+ */
+export function refuseUnknown(o: Record<string, unknown>, where: string, known: readonly string[], defaults: Record<string, unknown> = {}): void {
+  for (const [k, v] of Object.entries(o)) {
+    if (known.includes(k) || isUnset(v)) continue;
+    if (k in defaults && JSON.stringify(defaults[k]) === JSON.stringify(v)) continue;
+    throw new BadRequest(`${where}${where ? '.' : ''}${k} is not supported yet: vxswarm refuses it rather than ignore it`);
+  }
+}

@@ -177,8 +177,9 @@ export class Router {
         res.destroy();
         return;
       }
-      // The rest of a body we gave up on is not read: the connection ends with the answer.
-      if (status === 408 || status === 413) res.setHeader('Connection', 'close');
+      // A body too slow to wait for is not read on: the connection ends with the answer. (One too
+      // large is read and dropped by node, so the client can finish writing and read the 413.)
+      if (status === 408) res.setHeader('Connection', 'close');
       send(res, req.method === 'HEAD', { status, json: { message: errorMessage(e) } });
     }
   }

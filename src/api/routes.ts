@@ -1,5 +1,6 @@
 // Engine API routes served by the daemon: system, swarm, nodes, networks, and vxswarm's
 // endpoint extension. Handlers translate between Docker's JSON and the daemon's calls.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import os from 'node:os';
 import { VxError } from '../core/errors.js';
 import { API_VERSION, VERSION } from '../core/version.js';
@@ -233,6 +234,15 @@ export function buildRouter(d: Daemon): Router {
     return { json: st };
   });
   r.on('GET', '/vxswarm/endpoints', () => ({ json: d.listEndpoints().map(endpointJson) }));
+  // Diagnosis: how long the daemon's event loop was held up (gossip probes and heartbeats share it).
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  r.on('GET', '/vxswarm/eventloop', (c) => {
+    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+    const out = { P50Ms: ms(loop.percentile(50)), P99Ms: ms(loop.percentile(99)), MaxMs: ms(loop.max), Samples: loop.count };
+    if (qBool(c.query, 'reset')) loop.reset();
+    return { json: out };
+  });
   // Diagnosis: every address the managers have handed out, and to whom (a task, or a node's own endpoint).
   r.on('GET', '/vxswarm/attachments', () => {
     const m = d.requireManager();

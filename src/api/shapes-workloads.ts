@@ -3,13 +3,60 @@ import { DEFAULT_UPDATE_POLICY, type ServiceRecord, type ServiceSpec, type TaskR
 import type { ContainerRecord } from '../runtime/containers.js';
 import type { ImageRecord } from '../runtime/images.js';
 import { humanDuration } from '../core/human.js';
-import { BadRequest, obj, optArr, optInt, optStr, optStrArr, optStrMap } from './check.js';
+import { BadRequest, isUnset, obj, optArr, optInt, optStr, optStrArr, optStrMap, refuseUnknown } from './check.js';
 
 const NS_PER_MS = 1e6;
 
 /** Docker's ServiceSpec → ours. Wrong types are 400s naming the field. */
+/** Docker's RollbackConfig when none is given, which is what we run. */
+const DEFAULT_ROLLBACK = { Parallelism: 1, Delay: 0, FailureAction: 'pause', Monitor: 5e9, MaxFailureRatio: 0, Order: 'stop-first' };
+
+/** Refuses every field of a ServiceSpec that vxswarm does not carry out (see refuseUnknown). */
+function auditServiceSpec(b: Record<string, unknown>): void {
+  refuseUnknown(b, '', ['Name', 'Labels', 'TaskTemplate', 'Mode', 'UpdateConfig', 'RollbackConfig', 'EndpointSpec', 'Networks']);
+  const mode = obj(b.Mode, 'Mode');
+  refuseUnknown(mode, 'Mode', ['Replicated', 'Global']);
+  refuseUnknown(obj(mode.Replicated, 'Replicated'), 'Mode.Replicated', ['Replicas']);
+  const rb = obj(b.RollbackConfig, 'RollbackConfig');
+  for (const [k, v] of Object.entries(rb))
+    if (!isUnset(v) && (DEFAULT_ROLLBACK as Record<string, unknown>)[k] !== v)
+      throw new BadRequest(`RollbackConfig.${k} is not supported yet: rollbacks run with Docker's defaults (one at a time, stop-first, pause on failure)`);
+  refuseUnknown(obj(b.UpdateConfig, 'UpdateConfig'), 'UpdateConfig', ['Parallelism', 'Delay', 'FailureAction', 'Order'], { Monitor: 5e9 });
+  const ep = obj(b.EndpointSpec, 'EndpointSpec');
+  const epMode = optStr(ep, 'Mode');
+  if (epMode && epMode !== 'vip') throw new BadRequest(`EndpointSpec.Mode "${epMode}" is not supported yet: services resolve to their tasks' addresses`);
+  refuseUnknown(ep, 'EndpointSpec', ['Mode']);
+  const tt = obj(b.TaskTemplate, 'TaskTemplate');
+  refuseUnknown(tt, 'TaskTemplate', ['ContainerSpec', 'Resources', 'RestartPolicy', 'Placement', 'Networks', 'ForceUpdate'], { Runtime: 'container' });
+  refuseUnknown(
+    obj(tt.ContainerSpec, 'ContainerSpec'),
+    'TaskTemplate.ContainerSpec',
+    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod'],
+    {
+      Isolation: 'default',
+    },
+  );
+  const res = obj(tt.Resources, 'Resources');
+  refuseUnknown(res, 'TaskTemplate.Resources', ['Limits']);
+  refuseUnknown(obj(res.Limits, 'Limits'), 'TaskTemplate.Resources.Limits', ['MemoryBytes']);
+  refuseUnknown(obj(tt.RestartPolicy, 'RestartPolicy'), 'TaskTemplate.RestartPolicy', ['Condition', 'Delay', 'MaxAttempts']);
+  const pl = obj(tt.Placement, 'Placement');
+  refuseUnknown(pl, 'TaskTemplate.Placement', ['Constraints', 'Platforms']);
+  // Every node here is linux on this machine's architecture; another platform would never be placed.
+  for (const [i, x] of (optArr(pl, 'Platforms') ?? []).entries()) {
+    const p = obj(x, `Placement.Platforms[${i}]`);
+    const os = optStr(p, 'OS') ?? 'linux';
+    const arch = optStr(p, 'Architecture') ?? 'amd64';
+    if (os !== 'linux' || !['amd64', 'x86_64', ''].includes(arch))
+      throw new BadRequest(`TaskTemplate.Placement.Platforms[${i}]: no node of this swarm runs ${os}/${arch}`);
+  }
+  for (const [i, n] of (optArr(tt, 'Networks') ?? optArr(b, 'Networks') ?? []).entries())
+    refuseUnknown(obj(n, `Networks[${i}]`), `TaskTemplate.Networks[${i}]`, ['Target', 'Aliases']);
+}
+
 export function parseServiceSpec(raw: unknown): ServiceSpec {
   const b = obj(raw, 'service spec');
+  auditServiceSpec(b);
   const tt = obj(b.TaskTemplate, 'TaskTemplate');
   const cs = obj(tt.ContainerSpec, 'ContainerSpec');
   const mode = obj(b.Mode, 'Mode');
@@ -70,6 +117,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
+    ...(optInt(tt, 'ForceUpdate') ? { forceUpdate: optInt(tt, 'ForceUpdate') } : {}),
   };
 }
 
@@ -88,7 +136,7 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
     RestartPolicy: { Condition: s.restart.condition, Delay: s.restart.delayMs * NS_PER_MS, MaxAttempts: s.restart.maxAttempts },
     Placement: s.constraints.length ? { Constraints: s.constraints } : {},
     Networks: s.networks.map((n) => ({ Target: n.target, ...(n.aliases.length ? { Aliases: n.aliases } : {}) })),
-    ForceUpdate: 0,
+    ForceUpdate: s.forceUpdate ?? 0,
     Runtime: 'container',
   };
 }

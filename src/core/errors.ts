@@ -36,8 +36,10 @@ export class KernelError extends VxError {
   readonly object: string;
   readonly errno: number;
   readonly code: string;
+  readonly detail: string | undefined;
   constructor(op: string, object: string, errno: number, code: string, detail?: string) {
     super(`${op} ${object}: ${code}${detail ? ` (${detail})` : ''}`, 500);
+    this.detail = detail;
     this.op = op;
     this.object = object;
     this.errno = errno;

@@ -8,8 +8,9 @@ import { isIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
 import { VERSION } from '../core/version.js';
-import { createNetns, deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
+import { deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
+import { createNetnsAsync } from '../kernel/thread.js';
 import { OverlayHost } from '../overlay/host.js';
 import type { NetworkSpec } from '../overlay/spec.js';
 import { certInfo, createCsr, renewalDelayMs } from '../cluster/manager/ca.js';
@@ -256,6 +257,7 @@ export class Daemon {
     this.client?.close();
     // The data plane stays: endpoints keep working across a daemon restart and are re-adopted.
     await this.overlay?.close({ keepKernelState: true });
+    await this.saving;
   }
 
   // ---- swarm membership ----
@@ -803,7 +805,7 @@ export class Daemon {
     try {
       this.networks.set(net.id, net);
       await this.overlay!.createNetwork(overlaySpec(net));
-      if (!netnsExists(ep.netns)) createNetns(ep.netns);
+      if (!netnsExists(ep.netns)) await createNetnsAsync(ep.netns);
       await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
     } catch (e) {
       await this.dropNetworkIfUnused(net.id);
@@ -876,7 +878,7 @@ export class Daemon {
   /** A task on no overlay still gets its own namespace, with only loopback. */
   private async ensureTaskNetns(ns: string): Promise<void> {
     if (netnsExists(ns)) return;
-    createNetns(ns);
+    await createNetnsAsync(ns);
     const r = Rtnl.open(ns);
     try {
       await r.setUp('lo');
@@ -910,11 +912,27 @@ export class Daemon {
     if (!this.manager) this.networks.delete(networkId);
   }
 
+  /**
+   * Writes the node's endpoints and their networks, off the event loop and coalesced: a burst of
+   * task starts writes the (growing) files once per round, not once per endpoint.
+   */
   private saveEndpoints(): void {
-    this.disk.saveEndpoints(this.endpoints);
-    const nets = [...new Set(this.endpoints.map((e) => e.networkId))].map((id) => this.networks.get(id)).filter((n): n is NetworkRecord => !!n);
-    this.disk.saveNetworks(nets);
+    this.saveDirty = true;
+    this.saving ??= (async () => {
+      while (this.saveDirty) {
+        this.saveDirty = false;
+        const nets = [...new Set(this.endpoints.map((e) => e.networkId))].map((id) => this.networks.get(id)).filter((n): n is NetworkRecord => !!n);
+        try {
+          await Promise.all([this.disk.saveEndpoints([...this.endpoints]), this.disk.saveNetworks(nets)]);
+        } catch (e) {
+          this.log.error('could not save endpoints', { error: errorMessage(e) });
+        }
+      }
+      this.saving = undefined;
+    })();
   }
+  private saving: Promise<void> | undefined;
+  private saveDirty = false;
 
   /** What this node holds: its task containers, the tasks being started, its own endpoints. */
   private nodeReport(): NodeReport {

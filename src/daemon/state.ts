@@ -44,6 +44,14 @@ function writeAtomic(file: string, data: string, mode = 0o600): void {
   fs.renameSync(tmp, file);
 }
 
+/** The same, off the event loop (files that grow with the node's endpoints). */
+async function writeAtomicAsync(file: string, data: string, mode = 0o600): Promise<void> {
+  await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp`;
+  await fs.promises.writeFile(tmp, data, { mode });
+  await fs.promises.rename(tmp, file);
+}
+
 function readJson<T>(file: string): T | undefined {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
@@ -93,15 +101,15 @@ export class NodeDisk {
   loadEndpoints(): LocalEndpoint[] {
     return readJson<LocalEndpoint[]>(path.join(this.root, 'endpoints.json')) ?? [];
   }
-  saveEndpoints(eps: LocalEndpoint[]): void {
-    writeAtomic(path.join(this.root, 'endpoints.json'), JSON.stringify(eps, null, 2));
+  saveEndpoints(eps: LocalEndpoint[]): Promise<void> {
+    return writeAtomicAsync(path.join(this.root, 'endpoints.json'), JSON.stringify(eps));
   }
 
   loadNetworks<T>(): T[] {
     return readJson<T[]>(path.join(this.root, 'networks.json')) ?? [];
   }
-  saveNetworks<T>(nets: T[]): void {
-    writeAtomic(path.join(this.root, 'networks.json'), JSON.stringify(nets, null, 2));
+  saveNetworks<T>(nets: T[]): Promise<void> {
+    return writeAtomicAsync(path.join(this.root, 'networks.json'), JSON.stringify(nets));
   }
 
   /** Forgets the swarm (leave). Endpoint records go with it. */

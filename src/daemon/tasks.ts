@@ -5,6 +5,7 @@
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
+import { yieldToLoop } from '../core/yield.js';
 import { isTerminal, taskName, type NetworkRecord, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
 import type { ImageRecord, ImageStore } from '../runtime/images.js';
@@ -132,6 +133,7 @@ export class TaskRunner {
       const networks: ContainerNetwork[] = [];
       for (const n of t.networks) {
         const net = await this.host.network(n.networkId);
+        await yieldToLoop();
         await this.host.attach(t, net, n, netns);
         const cfg = net.ipam.configs.find((c) => contains(parseCidr(c.subnet), parseIp(n.ip)));
         networks.push({
@@ -145,6 +147,7 @@ export class TaskRunner {
           aliases: t.spec.networks.find((x) => x.target === n.networkId)?.aliases ?? [],
         });
       }
+      await yieldToLoop();
       await this.host.ensureNetns(netns);
       if (!this.wanted.has(t.id)) throw new Error('task withdrawn while preparing');
       if (networks.length)

@@ -1,8 +1,7 @@
 // The main thread's handle on the embedded resolver: one worker thread serves every container.
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { VxError } from '../core/errors.js';
+import { spawnSibling } from '../core/worker.js';
 import type { Logger } from '../core/log.js';
 import type { DnsRecord } from './records.js';
 
@@ -18,13 +17,7 @@ export class EmbeddedDns {
   constructor(private readonly log: Logger) {}
 
   private spawn(): Worker {
-    const here = fileURLToPath(import.meta.url);
-    const file = path.join(path.dirname(here), here.endsWith('.ts') ? 'worker.ts' : 'worker.js');
-    // Under tsx (tests) a worker needs tsx's loader registered inside it.
-    const w = here.endsWith('.ts')
-      ? new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(file).href)}); });`, { eval: true })
-      : new Worker(file);
-    w.unref();
+    const w = spawnSibling(import.meta.url, 'worker');
     w.on('message', (m: { seq: number; ok: boolean; result?: unknown; error?: string }) => {
       const p = this.waiting.get(m.seq);
       if (!p) return;
@@ -41,6 +34,7 @@ export class EmbeddedDns {
     };
     w.on('error', (e) => died(e.message));
     w.on('exit', (code) => died(`exit ${code}`));
+    w.unref();
     return w;
   }
 

@@ -140,8 +140,8 @@ export async function labDown(name: string): Promise<string[]> {
  *  generation, two malloc arenas. Measured: idle RSS 113 → 96 MB. */
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1'];
 export const DAEMON_ENV = { MALLOC_ARENA_MAX: '2' };
-function daemonCommand(cmd: string[]): string[] {
-  return [cmd[0]!, ...DAEMON_NODE_FLAGS, ...cmd.slice(1)];
+function daemonCommand(cmd: string[], extra: string[] = []): string[] {
+  return [cmd[0]!, ...DAEMON_NODE_FLAGS, ...extra, ...cmd.slice(1)];
 }
 
 export function cliCommand(preferBuild = false): string[] {
@@ -169,6 +169,8 @@ export interface DaemonOptions {
   extraArgs?: string[];
   /** run dist/ (npm run build) even when called from TypeScript, e.g. to measure memory */
   preferBuild?: boolean;
+  /** more node flags for the daemon (e.g. --cpu-prof to profile it) */
+  nodeFlags?: string[];
 }
 
 /** Starts `vxswarm daemon` inside a lab host (its network and UTS namespaces) and waits for its socket. */
@@ -185,7 +187,7 @@ export async function startDaemon(lab: string, host: string, o: DaemonOptions = 
     `--uts=${p.uts}`,
     '--',
     // A daemon's young generation stays small: it is mostly idle, and RSS is what users see.
-    ...daemonCommand(cliCommand(o.preferBuild)),
+    ...daemonCommand(cliCommand(o.preferBuild), o.nodeFlags),
     'daemon',
     '--root',
     p.root,

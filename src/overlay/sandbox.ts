@@ -3,7 +3,8 @@
 // the host namespace. Every step is idempotent so the reconciler can re-run it.
 import { ConflictError, KernelError } from '../core/errors.js';
 import { formatIp } from '../core/ipv4.js';
-import { createNetns, deleteNetns, listNetns, writeSysctl } from '../kernel/netns.js';
+import { deleteNetns, listNetns, writeSysctl } from '../kernel/netns.js';
+import { createNetnsAsync } from '../kernel/thread.js';
 import { destroyNetns } from '../kernel/teardown.js';
 import { Rtnl, type LinkInfo } from '../kernel/rtnl.js';
 import { bridgeName, sandboxPrefix, vxlanName } from './names.js';
@@ -21,7 +22,7 @@ export interface SandboxConfig {
 
 /** Creates the namespace and its devices. On failure everything made so far is removed. */
 export async function buildSandbox(cfg: SandboxConfig, host: Rtnl): Promise<Rtnl> {
-  createNetns(cfg.name);
+  await createNetnsAsync(cfg.name);
   let sbx: Rtnl | undefined;
   try {
     sbx = Rtnl.open(cfg.name);

@@ -9,9 +9,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { mountOverlay, mountsUnder, unmount } from '../kernel/mounts.js';
+import { mountsUnder, unmount } from '../kernel/mounts.js';
+import { mountOverlayAsync } from '../kernel/thread.js';
 import type { ImageRecord, ImageStore } from './images.js';
 import { buildOciSpec, hostsFile, mergeEnv, processSpec, resolvConf } from './spec.js';
+import { Spawner } from './spawner.js';
 
 export const RUNC = process.env.VXSWARM_RUNC ?? '/usr/sbin/runc';
 
@@ -96,6 +98,7 @@ export class ContainerRuntime extends EventEmitter {
   private readonly records = new Map<string, ContainerRecord>();
   private readonly runcRoot: string;
   private timer: NodeJS.Timeout | undefined;
+  private readonly spawner = new Spawner(shimPath);
 
   constructor(
     readonly root: string,
@@ -142,6 +145,7 @@ export class ContainerRuntime extends EventEmitter {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.spawner.close();
   }
 
   list(): ContainerRecord[] {
@@ -209,18 +213,21 @@ export class ContainerRuntime extends EventEmitter {
       finishedAt: ZERO_TIME,
     };
     const d = this.dir(id);
+    // The name is taken now: a second create of the same name while this one awaits is refused.
+    this.records.set(id, rec);
     try {
-      for (const sub of ['rootfs', 'upper', 'work']) fs.mkdirSync(path.join(d, sub), { recursive: true, mode: 0o700 });
-      mountOverlay(path.join(d, 'rootfs'), this.images.layerDirs(o.image), path.join(d, 'upper'), path.join(d, 'work'));
-      fs.writeFileSync(path.join(d, 'hostname'), `${rec.hostname}\n`);
-      fs.writeFileSync(
+      const write = fs.promises.writeFile;
+      for (const sub of ['rootfs', 'upper', 'work']) await fs.promises.mkdir(path.join(d, sub), { recursive: true, mode: 0o700 });
+      await mountOverlayAsync(path.join(d, 'rootfs'), this.images.layerDirs(o.image), path.join(d, 'upper'), path.join(d, 'work'));
+      await write(path.join(d, 'hostname'), `${rec.hostname}\n`);
+      await write(
         path.join(d, 'hosts'),
         hostsFile(
           rec.hostname,
           o.networks.map((n) => n.ip),
         ),
       );
-      fs.writeFileSync(path.join(d, 'resolv.conf'), resolvConf());
+      await write(path.join(d, 'resolv.conf'), resolvConf());
       const spec = buildOciSpec({
         args,
         env: rec.env,
@@ -233,13 +240,13 @@ export class ContainerRuntime extends EventEmitter {
         etc: { hosts: path.join(d, 'hosts'), hostname: path.join(d, 'hostname'), resolvConf: path.join(d, 'resolv.conf') },
         ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
       });
-      fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(spec));
+      await write(path.join(d, 'config.json'), JSON.stringify(spec));
       this.save(rec);
     } catch (e) {
+      this.records.delete(id);
       await this.destroyLeftovers(id);
       throw e;
     }
-    this.records.set(id, rec);
     return rec;
   }
 
@@ -253,21 +260,7 @@ export class ContainerRuntime extends EventEmitter {
       await runc(this.runcRoot, ['delete', '-f', rec.id]);
     }
     for (const f of ['exit', 'exit.tmp', 'init.pid', 'runc.log']) fs.rmSync(path.join(d, f), { force: true });
-    const shim = spawn(shimPath(), ['run', RUNC, this.runcRoot, d, rec.id, path.join(d, 'container-json.log'), path.join(d, 'exit')], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    });
-    const line = await new Promise<string>((resolve) => {
-      let buf = '';
-      const report = shim.stdio[3] as NodeJS.ReadableStream;
-      report.on('data', (c: Buffer) => {
-        buf += c.toString();
-        if (buf.includes('\n')) resolve(buf.split('\n')[0]!);
-      });
-      report.on('end', () => resolve(buf || 'failed 125'));
-      shim.on('error', (e) => resolve(`failed 125 ${e.message}`));
-    });
-    shim.unref();
+    const line = await this.spawner.run(shimPath(), ['run', RUNC, this.runcRoot, d, rec.id, path.join(d, 'container-json.log'), path.join(d, 'exit')]);
     const [word, num] = line.split(' ');
     if (word === 'started') {
       rec.status = 'running';

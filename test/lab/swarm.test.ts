@@ -175,6 +175,12 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       ['a predefined network name', create({ Name: 'host', Driver: 'overlay' }), 403, /host is a pre-defined network and cannot be created/],
       ['another predefined name', create({ Name: 'bridge' }), 403, /pre-defined network/],
       ['a second ingress network', create({ Name: 'ingress2', Driver: 'overlay', Ingress: true }), 400, /second ingress network/],
+      [
+        'encryption we cannot give',
+        create({ Name: 'secure-net', Driver: 'overlay', Options: { encrypted: '' } }),
+        400,
+        /encrypted overlay networks are not supported yet/,
+      ],
       ['an unknown network filter', api('GET', `/networks?filters=${encodeURIComponent('{"nosuch":{"x":true}}')}`), 400, /invalid filter 'nosuch'/],
       ['an unknown node filter', api('GET', `/nodes?filters=${encodeURIComponent('{"colour":{"red":true}}')}`), 400, /invalid filter 'colour'/],
       ['a bad node role filter', api('GET', `/nodes?filters=${encodeURIComponent('{"role":{"boss":true}}')}`), 400, /invalid filter 'role=boss'/],

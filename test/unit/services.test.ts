@@ -397,3 +397,62 @@ describe("a node's whole state when its session starts", () => {
     assert.ok(m.listAttachments({ nodeId: 'n2' }).some((a) => a.id === late.id));
   });
 });
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
+
+describe('no service field accepted and dropped', () => {
+  const base = (): Json => ({
+    // what `docker service create --name test --network uber-net --replicas 2 ubuntu sleep infinity` sends
+    Name: 'test',
+    Labels: {},
+    TaskTemplate: {
+      ContainerSpec: { Image: 'ubuntu:latest', Args: ['sleep', 'infinity'], Init: false, DNSConfig: {} },
+      Resources: { Limits: {}, Reservations: {} },
+      Placement: { Platforms: [{ Architecture: 'amd64', OS: 'linux' }] },
+      Networks: [{ Target: 'zw4xlzuogvma0np7tdfj8ixtu' }],
+      ForceUpdate: 0,
+    },
+    Mode: { Replicated: { Replicas: 2 } },
+    EndpointSpec: { Mode: 'vip' },
+  });
+  it('takes what the docker CLI sends, and our own inspect output back (service update)', () => {
+    const s = parseServiceSpec(base());
+    assert.equal(s.replicas, 2);
+    assert.deepEqual(parseServiceSpec(serviceSpecJson(s)), s);
+  });
+  it('refuses each field it would ignore, naming it', () => {
+    const cases: Array<[string, (b: Json) => void, RegExp]> = [
+      [
+        '--mount',
+        (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'bind', Source: '/x', Target: '/y' }]),
+        /TaskTemplate\.ContainerSpec\.Mounts is not supported yet/,
+      ],
+      ['--health-cmd', (b) => (b.TaskTemplate.ContainerSpec.Healthcheck = { Test: ['CMD', 'true'] }), /ContainerSpec\.Healthcheck/],
+      ['--limit-cpu', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 5e8), /Resources\.Limits\.NanoCPUs/],
+      ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],
+      ['--placement-pref', (b) => (b.TaskTemplate.Placement.Preferences = [{ Spread: { SpreadDescriptor: 'node.labels.zone' } }]), /Placement\.Preferences/],
+      ['--mode replicated-job', (b) => (b.Mode = { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } }), /Mode\.ReplicatedJob/],
+      ['--publish', (b) => (b.EndpointSpec.Ports = [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080 }]), /EndpointSpec\.Ports/],
+      ['--endpoint-mode dnsrr', (b) => (b.EndpointSpec.Mode = 'dnsrr'), /EndpointSpec\.Mode "dnsrr" is not supported yet/],
+      ['--secret', (b) => (b.TaskTemplate.ContainerSpec.Secrets = [{ SecretName: 's' }]), /ContainerSpec\.Secrets/],
+      ['--log-driver', (b) => (b.TaskTemplate.LogDriver = { Name: 'syslog' }), /TaskTemplate\.LogDriver/],
+      ['--rollback-parallelism', (b) => (b.RollbackConfig = { Parallelism: 3 }), /RollbackConfig\.Parallelism is not supported yet/],
+      ['--update-monitor', (b) => (b.UpdateConfig = { Monitor: 1e9 }), /UpdateConfig\.Monitor/],
+      ['another platform', (b) => (b.TaskTemplate.Placement.Platforms = [{ Architecture: 'arm64', OS: 'linux' }]), /no node of this swarm runs linux\/arm64/],
+      ['network driver options', (b) => (b.TaskTemplate.Networks[0].DriverOpts = { a: 'b' }), /Networks\[0\]\.DriverOpts/],
+    ];
+    for (const [what, change, re] of cases) {
+      const b = base();
+      change(b);
+      assert.throws(() => parseServiceSpec(b), re, what);
+    }
+  });
+  it('service update --force redeploys: ForceUpdate is kept and shown', () => {
+    const b = base();
+    b.TaskTemplate.ForceUpdate = 1;
+    const s = parseServiceSpec(b);
+    assert.equal(s.forceUpdate, 1);
+    assert.equal((serviceSpecJson(s).TaskTemplate as Record<string, unknown>).ForceUpdate, 1);
+  });
+});

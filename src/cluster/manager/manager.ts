@@ -433,6 +433,9 @@ export class Manager extends EventEmitter {
     if (this.store.getNetworkByName(req.name)) throw new ConflictError(`network with name ${req.name} already exists`);
     const options = { ...(req.options ?? {}) };
     for (const [k, v] of Object.entries(options)) if (typeof v !== 'string') throw new InvalidArgumentError(`option ${k} must be a string`);
+    // Accepting it would leave the traffic readable on the wire while the user believes it sealed.
+    if ('encrypted' in options)
+      throw new InvalidArgumentError('encrypted overlay networks are not supported yet: --opt encrypted was refused rather than leave the traffic unencrypted');
     if (options[MTU_OPTION] !== undefined) {
       const mtu = Number(options[MTU_OPTION]);
       if (!/^\d+$/.test(options[MTU_OPTION]) || mtu < 68 || mtu > 65535)

@@ -126,6 +126,8 @@ export interface ServiceSpec {
   /** how a spec change rolls out (Docker's UpdateConfig); absent: Docker's defaults */
   update?: UpdatePolicy;
   containerLabels: Record<string, string>;
+  /** bumped by `service update --force`: a different value redeploys every task */
+  forceUpdate?: number;
 }
 
 export interface UpdatePolicy {

@@ -1,0 +1,64 @@
+// Slow syscalls off the event loop. Creating a network namespace (unshare) and mounting an
+// overlay take milliseconds to tens of milliseconds each when many namespaces exist; on the main
+// thread twenty task starts would stall gossip probes and heartbeats for that long. This thread
+// does them instead: a namespace is made in the thread's own netns and it steps back home, as the
+// main thread would. Mounts are process-wide, so it does not matter which thread makes them.
+import type { Worker } from 'node:worker_threads';
+import { KernelError } from '../core/errors.js';
+import { spawnSibling } from '../core/worker.js';
+
+type Op = { op: 'createNetns'; name: string } | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string };
+interface Reply {
+  seq: number;
+  error?: { op: string; object: string; errno: number; code: string; message: string };
+}
+
+let worker: Worker | undefined;
+let seq = 0;
+const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+
+function live(): Worker {
+  if (worker) return worker;
+  const w = spawnSibling(import.meta.url, 'thread-main');
+  w.on('message', (m: Reply) => {
+    const p = waiting.get(m.seq);
+    if (!p) return;
+    waiting.delete(m.seq);
+    if (waiting.size === 0) w.unref();
+    if (m.error) p.reject(new KernelError(m.error.op, m.error.object, m.error.errno, m.error.code, m.error.message));
+    else p.resolve();
+  });
+  const died = (why: string): void => {
+    if (worker !== w) return;
+    worker = undefined;
+    for (const p of waiting.values()) p.reject(new KernelError('kernel thread', why, 5, 'EIO'));
+    waiting.clear();
+  };
+  w.on('error', (e) => died(e.message));
+  w.on('exit', (code) => died(`exit ${code}`));
+  // idle, it must not keep a process alive (a test, a CLI) that has nothing else to do
+  w.unref();
+  worker = w;
+  return w;
+}
+
+function call(op: Op): Promise<void> {
+  const n = ++seq;
+  return new Promise((resolve, reject) => {
+    const w = live();
+    // held while a request is out, so a process waiting for it stays up
+    if (waiting.size === 0) w.ref();
+    waiting.set(n, { resolve, reject });
+    w.postMessage({ seq: n, ...op });
+  });
+}
+
+/** createNetns, on the kernel thread. */
+export function createNetnsAsync(name: string): Promise<void> {
+  return call({ op: 'createNetns', name });
+}
+
+/** mountOverlay, on the kernel thread. */
+export function mountOverlayAsync(target: string, lowers: string[], upper: string, work: string): Promise<void> {
+  return call({ op: 'mountOverlay', target, lowers, upper, work });
+}
