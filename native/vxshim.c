@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -368,6 +369,7 @@ static void spawn_one(char *req, struct pending *slots) {
   pid_t pid = fork();
   if (pid == 0) {
     signal(SIGCHLD, SIG_DFL); /* the program waits for its own children */
+    setpriority(PRIO_PROCESS, 0, 0); /* containers run at the normal priority, not the daemon's */
     signal(SIGPIPE, SIG_DFL);
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);

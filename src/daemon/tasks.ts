@@ -4,7 +4,7 @@
 // removed with everything it had. Progress and failures go back to the manager as task states.
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { Mutex } from '../core/mutex.js';
+import { Mutex, Semaphore } from '../core/mutex.js';
 import { yieldToLoop } from '../core/yield.js';
 import { isTerminal, taskName, type NetworkRecord, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
@@ -36,6 +36,8 @@ export interface TaskHost {
 
 export class TaskRunner {
   private readonly lock = new Mutex();
+  /** task starts at once: each runs runc and a shim; more only queue for the CPU, the event loop's too */
+  private readonly launches = new Semaphore(Number(process.env.VXSWARM_PARALLEL_STARTS ?? 4));
   private readonly starting = new Set<string>();
   private wanted = new Map<string, TaskRecord>();
 
@@ -98,7 +100,8 @@ export class TaskRunner {
         }
         this.starting.add(t.id);
         // Created but never started (the daemon died between runc create and start): made again.
-        const fresh = c ? this.runtime.remove(c.id, true).then(() => this.launch(t)) : this.launch(t);
+        const launch = (): Promise<void> => this.launches.run(() => this.launch(t));
+        const fresh = c ? this.runtime.remove(c.id, true).then(launch) : launch();
         starts.push(fresh.finally(() => this.starting.delete(t.id)));
       }
       await Promise.all([...stops, ...starts]);

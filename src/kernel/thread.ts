@@ -14,6 +14,9 @@ interface Reply {
 }
 
 let worker: Worker | undefined;
+let idleTimer: NodeJS.Timeout | undefined;
+/** an idle thread is let go: it holds a V8 isolate (~8 MB) a quiet node does not need */
+const IDLE_MS = 2000;
 let seq = 0;
 const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
 
@@ -24,7 +27,16 @@ function live(): Worker {
     const p = waiting.get(m.seq);
     if (!p) return;
     waiting.delete(m.seq);
-    if (waiting.size === 0) w.unref();
+    if (waiting.size === 0) {
+      w.unref();
+      idleTimer = setTimeout(() => {
+        if (worker === w && waiting.size === 0) {
+          worker = undefined;
+          void w.terminate();
+        }
+      }, IDLE_MS);
+      idleTimer.unref();
+    }
     if (m.error) p.reject(new KernelError(m.error.op, m.error.object, m.error.errno, m.error.code, m.error.message));
     else p.resolve();
   });
@@ -44,6 +56,7 @@ function live(): Worker {
 
 function call(op: Op): Promise<void> {
   const n = ++seq;
+  clearTimeout(idleTimer);
   return new Promise((resolve, reject) => {
     const w = live();
     // held while a request is out, so a process waiting for it stays up

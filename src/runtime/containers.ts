@@ -174,8 +174,16 @@ export class ContainerRuntime extends EventEmitter {
 
   private save(rec: ContainerRecord): void {
     const f = path.join(this.dir(rec.id), 'container.json');
-    fs.writeFileSync(`${f}.tmp`, JSON.stringify(rec, null, 2));
+    fs.writeFileSync(`${f}.tmp`, JSON.stringify(rec));
     fs.renameSync(`${f}.tmp`, f);
+  }
+  /** The same off the event loop, where the caller waits anyway (create, start). */
+  private async saveAsync(rec: ContainerRecord): Promise<void> {
+    const f = path.join(this.dir(rec.id), 'container.json');
+    // its own temp name: a synchronous save (an exit seen meanwhile) must not share it
+    const tmp = `${f}.${randomBytes(4).toString('hex')}.tmp`;
+    await fs.promises.writeFile(tmp, JSON.stringify(rec));
+    await fs.promises.rename(tmp, f);
   }
 
   /** Builds the bundle (overlayfs root, /etc files, config.json). Nothing is left behind on failure. */
@@ -241,7 +249,7 @@ export class ContainerRuntime extends EventEmitter {
         ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
       });
       await write(path.join(d, 'config.json'), JSON.stringify(spec));
-      this.save(rec);
+      await this.saveAsync(rec);
     } catch (e) {
       this.records.delete(id);
       await this.destroyLeftovers(id);
@@ -269,7 +277,7 @@ export class ContainerRuntime extends EventEmitter {
       rec.finishedAt = ZERO_TIME;
       rec.exitCode = 0;
       rec.error = '';
-      this.save(rec);
+      await this.saveAsync(rec);
       return rec;
     }
     const msg = runcError(d) || `runc failed (${line})`;
@@ -278,7 +286,7 @@ export class ContainerRuntime extends EventEmitter {
     rec.exitCode = /executable file not found|no such file or directory/.test(msg) ? 127 : /permission denied/.test(msg) ? 126 : 128;
     rec.error = msg;
     rec.finishedAt = new Date().toISOString();
-    this.save(rec);
+    await this.saveAsync(rec);
     this.emit('exit', rec);
     throw new VxError(`failed to create task for container: ${msg}`, 400);
   }
