@@ -456,3 +456,23 @@ describe('no service field accepted and dropped', () => {
     assert.equal((serviceSpecJson(s).TaskTemplate as Record<string, unknown>).ForceUpdate, 1);
   });
 });
+
+describe('bad input changes nothing', () => {
+  it('a network a service names cannot be removed, even with no task on it; predefined names are refused', async () => {
+    const { m, o } = await managerOf();
+    m.createNetwork({ name: 'used-net' });
+    o.createService(
+      parseServiceSpec({
+        Name: 'idle',
+        Mode: { Replicated: { Replicas: 0 } },
+        TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: [{ Target: 'used-net' }] },
+      }),
+    );
+    assert.throws(() => m.removeNetwork('used-net'), /network used-net is in use by service idle/);
+    assert.ok(m.findNetwork('used-net'));
+    for (const name of ['host', 'bridge', 'none']) assert.throws(() => m.createNetwork({ name }), /is a pre-defined network and cannot be created/);
+    assert.throws(() => m.createNetwork({ name: 'sec', options: { encrypted: '' } }), /encrypted overlay networks are not supported yet/);
+    assert.throws(() => m.findNetwork('sec'), /not found/);
+    o.close();
+  });
+});
