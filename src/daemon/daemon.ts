@@ -59,6 +59,9 @@ export interface ServiceLogLine {
 /** Lines per container a node sends for `service logs` (the manager API's bodies are bounded). */
 const MAX_SERVICE_LOG_LINES = 1000;
 const LOGS_TIMEOUT_MS = 3000;
+/** task status reports sent to the manager at once */
+const REPORTS_IN_FLIGHT = 8;
+const REPORT_TIMEOUT_MS = 5000;
 /** networks adopted at once after a restart (each has its own netlink socket; the kernel takes them in parallel) */
 const RESTORE_PARALLEL = 8;
 
@@ -894,10 +897,34 @@ export class Daemon {
     });
   }
 
+  /**
+   * A task's state for the manager. Reports queue per task, the newest replacing one not yet sent
+   * (states only move forward), and at most REPORTS_IN_FLIGHT go at once: four hundred task starts
+   * are four hundred reports, not twelve hundred requests at the same moment.
+   */
   private async reportTask(taskId: string, r: TaskStatusReport): Promise<void> {
     if (!this.state) return;
-    if (this.orchestrator) this.orchestrator.reportStatus(this.state.nodeId, taskId, r);
-    else await this.client?.request('POST', `/v1/tasks/${encodeURIComponent(taskId)}/status`, r);
+    if (this.orchestrator) return this.orchestrator.reportStatus(this.state.nodeId, taskId, r);
+    this.reports.set(taskId, r);
+    this.sendReports();
+  }
+  private readonly reports = new Map<string, TaskStatusReport>();
+  private reportsInFlight = 0;
+  private sendReports(): void {
+    while (this.reportsInFlight < REPORTS_IN_FLIGHT && this.reports.size) {
+      const [taskId, r] = this.reports.entries().next().value as [string, TaskStatusReport];
+      this.reports.delete(taskId);
+      const client = this.client;
+      if (!client) continue;
+      this.reportsInFlight++;
+      void client
+        .request('POST', `/v1/tasks/${encodeURIComponent(taskId)}/status`, r, REPORT_TIMEOUT_MS)
+        .catch((e: unknown) => this.log.warn('task status report failed', { task: taskId, state: r.state, error: errorMessage(e) }))
+        .finally(() => {
+          this.reportsInFlight--;
+          this.sendReports();
+        });
+    }
   }
 
   private async releaseRemote(attachmentId: string): Promise<void> {

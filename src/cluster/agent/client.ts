@@ -149,6 +149,11 @@ export class ManagerClient {
     this.dropSession();
   }
 
+  /** Forgets the connection (it may be one the manager is closing); the next call opens another. */
+  reset(): void {
+    this.dropSession();
+  }
+
   private dropSession(): void {
     this.session?.close();
     this.session = undefined;

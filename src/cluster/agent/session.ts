@@ -10,6 +10,7 @@ import { LEADER_HEADER, type ManagerClient } from './client.js';
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 2000;
+const WELCOME_TIMEOUT_MS = 5000;
 
 export class AgentSession extends EventEmitter {
   private stream: http2.ClientHttp2Stream | undefined;
@@ -83,6 +84,13 @@ export class AgentSession extends EventEmitter {
         if (this.connected && Date.now() - heard > HEARTBEAT_TIMEOUT_MS) {
           this.log.warn('no heartbeat from the manager: reconnecting', { manager: this.client.addr });
           this.client.follow(undefined);
+          stream.close();
+          return;
+        }
+        // Never welcomed (a session the manager was closing, a manager too busy to answer): try again.
+        if (!this.connected && Date.now() - heard > WELCOME_TIMEOUT_MS) {
+          this.log.warn('no answer to the session request: reconnecting', { manager: this.client.addr });
+          this.client.reset();
           stream.close();
           return;
         }

@@ -178,6 +178,9 @@ export class ManagerServer {
       // Joiners have no certificate yet; routes that need one check `authorized` themselves.
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      // a node reporting hundreds of task starts has many streams open at once; past the 10 MB
+      // default node answers ENHANCE_YOUR_CALM and drops the node's whole session
+      maxSessionMemory: 64,
     });
     server.on('stream', (stream, headers) => void this.dispatch(stream, headers));
     server.on('session', (sess) => {
