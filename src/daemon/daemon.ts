@@ -376,8 +376,8 @@ export class Daemon {
     });
   }
 
-  leave(force: boolean): Promise<void> {
-    return this.lock.lock(async () => {
+  async leave(force: boolean): Promise<void> {
+    const check = (): void => {
       if (!this.state) throw new VxError('This node is not part of a swarm', 503);
       if (this.state.role === 'manager' && !force) {
         const managers = this.control?.members().length ?? 1;
@@ -388,14 +388,29 @@ export class Daemon {
           503,
         );
       }
-      for (const ep of [...this.endpoints])
-        await this.removeEndpointLocked(ep, true).catch((e: unknown) => this.log.warn('endpoint cleanup on leave failed', { error: errorMessage(e) }));
-      // A leader leaving hands over first, so the others need not wait for an election.
-      await this.control?.handOver().catch(() => undefined);
-      await this.teardownSwarm();
-      this.disk.wipeSwarm();
-    });
+    };
+    await this.lock.lock(async () => check());
+    // The tasks go first, without the node's lock: taking a task's endpoints down takes it (holding
+    // it here is what made `swarm leave` on a worker with a task hang for good). No new work comes in.
+    this.leaving = true;
+    try {
+      this.session?.stop();
+      await this.tasks.apply([]).catch((e: unknown) => this.log.warn('task cleanup failed', { error: errorMessage(e) }));
+      await this.lock.lock(async () => {
+        check();
+        for (const ep of [...this.endpoints])
+          await this.removeEndpointLocked(ep, true).catch((e: unknown) => this.log.warn('endpoint cleanup on leave failed', { error: errorMessage(e) }));
+        // A leader leaving hands over first, so the others need not wait for an election.
+        await this.control?.handOver().catch(() => undefined);
+        await this.teardownSwarm();
+        this.disk.wipeSwarm();
+      });
+    } finally {
+      this.leaving = false;
+    }
   }
+  /** set while leaving: assignments are no longer taken */
+  private leaving = false;
 
   private async teardownSwarm(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
@@ -540,7 +555,7 @@ export class Daemon {
     });
     let last = '';
     const push = (): void => {
-      if (this.control?.leading !== a || !this.state) return;
+      if (this.control?.leading !== a || !this.state || this.leaving) return;
       const set = a.orchestrator.assignments(this.state.nodeId);
       const key = JSON.stringify(set.map((t) => [t.id, t.version]));
       if (key === last) return;
@@ -606,7 +621,7 @@ export class Daemon {
           ?.request('POST', `/v1/logs/${encodeURIComponent(req.reqId)}`, { lines })
           .catch((e: unknown) => this.log.warn('could not send service logs', { error: errorMessage(e) }));
       }
-      if (msg.type === 'assignments' && msg.tasks) {
+      if (msg.type === 'assignments' && msg.tasks && !this.leaving) {
         for (const n of msg.networks ?? []) this.networks.set(n.id, n);
         void this.tasks.apply(msg.tasks);
       }

@@ -395,4 +395,50 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
       .filter((l) => l.includes(hostPaths(lab.name, 'node1').root)).length;
     assert.equal(mounts, (await containerOn('node1', 'test')).length, 'one rootfs mount per live container');
   });
+
+  it('swarm leave on a worker running a task answers, takes its containers down, and the node can join again', async () => {
+    const ids = await nodeIds();
+    const c = await lab.docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'pinned',
+      '--constraint',
+      'node.hostname==node2',
+      'busybox:local',
+      'sleep',
+      'infinity',
+    ]);
+    assert.equal(c.code, 0, c.stderr);
+    await waitFor('the task running on node2', () => running('pinned', 1), 20000);
+    const t0 = Date.now();
+    const leave = await lab.docker('node2', ['swarm', 'leave']);
+    assert.equal(leave.code, 0, leave.stderr);
+    assert.equal(leave.stdout, 'Node left the swarm.\n');
+    console.log(`# swarm leave answered in ${Date.now() - t0} ms`);
+    assert.deepEqual(await containerOn('node2', 'pinned'), [], 'its containers are gone');
+    await waitFor(
+      'node2 Down at the manager',
+      async () => ((await lab.api('node1').get<Json[]>('/nodes')).find((n) => n.ID === ids.node2)?.Status.State === 'down' ? true : undefined),
+      10000,
+      100,
+    );
+    // the task it ran is no longer running anywhere (its only eligible node is gone)
+    await waitFor(
+      'no task of pinned running',
+      async () => ((await tasksOf('pinned')).some((t) => t.Status.State === 'running') ? undefined : true),
+      10000,
+      100,
+    );
+    const token = (await lab.docker('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+    const join = await lab.docker('node2', ['swarm', 'join', '--token', token, `${lab.host('node1').ip}:2377`]);
+    assert.equal(join.code, 0, join.stderr);
+    assert.equal((await lab.docker('node1', ['node', 'rm', ids.node2!])).code, 0);
+    await waitFor('the task back on the joined node2', () => running('pinned', 1), 20000);
+    const scale = await lab.docker('node1', ['service', 'scale', '-d', 'pinned=2']);
+    assert.equal(scale.code, 0, scale.stderr);
+    await waitFor('scaled to 2', () => running('pinned', 2), 20000);
+    await lab.docker('node1', ['service', 'rm', 'pinned']);
+  });
 });
