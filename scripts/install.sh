@@ -12,8 +12,10 @@ fi
 
 # runc runs containers, busybox-static makes the demo and test images, gcc builds the shim,
 # docker-registry serves images on loopback to the pull tests, tmux drives `docker exec -it`.
+# etcd-server is the managers' store (each manager's daemon runs its own etcd; curl drives its
+# gateway in the lab tests).
 pkgs=(iproute2 iputils-ping traceroute iperf3 nftables libnftables1 python3 util-linux procps tar
-  runc busybox-static gcc libc6-dev attr tmux docker-registry)
+  runc busybox-static gcc libc6-dev attr tmux docker-registry etcd-server curl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -21,6 +23,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Debian's own etcd service is never ours to run: the daemon starts its own member.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd.service >/dev/null 2>&1 || true; fi
 
 # Native addons build from source with the machine's compiler: nothing downloads a prebuilt binary.
 export npm_config_build_from_source=true

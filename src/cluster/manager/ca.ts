@@ -82,7 +82,11 @@ export class RootCA {
   }
 
   /** Signs a CSR for a node; the subject comes from us, never from the CSR. */
-  async sign(csrPem: string, nodeId: string, role: Role, clusterId: string, days = DEFAULT_CERT_DAYS): Promise<string> {
+  /**
+   * A node certificate. `ips` become IP SANs: a manager's advertise address and loopback, which
+   * etcd's peers and clients check (Go's TLS verifies an https://<ip> URL against IP SANs only).
+   */
+  async sign(csrPem: string, nodeId: string, role: Role, clusterId: string, days = DEFAULT_CERT_DAYS, ips: string[] = []): Promise<string> {
     let csr: x509.Pkcs10CertificateRequest;
     try {
       csr = new x509.Pkcs10CertificateRequest(csrPem);
@@ -107,6 +111,7 @@ export class RootCA {
         new x509.SubjectAlternativeNameExtension([
           { type: 'dns', value: roleOU(role) },
           { type: 'dns', value: nodeId },
+          ...ips.map((ip) => ({ type: 'ip' as const, value: ip })),
         ]),
       ],
     });

@@ -80,6 +80,11 @@ export interface JoinResult {
 
 export const now = (): string => new Date().toISOString();
 
+/** A manager's certificate names its advertise address and loopback (etcd's peer and client URLs). */
+function managerIps(role: Role, addr: string): string[] {
+  return role === 'manager' ? [...new Set([addr, '127.0.0.1'].filter(Boolean))] : [];
+}
+
 export class Manager extends EventEmitter {
   private readonly lastSeen = new Map<string, number>();
   private readonly sessions = new Map<string, number>();
@@ -254,7 +259,7 @@ export class Manager extends EventEmitter {
     const port = r.managerPort ?? 2377;
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`invalid manager port ${port}`);
     const id = newId();
-    const certPem = await this.ca.sign(r.csrPem, id, role, c.id, c.certDays);
+    const certPem = await this.ca.sign(r.csrPem, id, role, c.id, c.certDays, managerIps(role, r.addr));
     const t = now();
     this.store.tx(() => {
       this.store.putNode({
@@ -282,7 +287,7 @@ export class Manager extends EventEmitter {
   /** Issues a fresh certificate to a known node (renewal); the role comes from the store. */
   async renew(nodeId: string, csrPem: string): Promise<string> {
     const n = this.mustNode(nodeId);
-    return this.ca.sign(csrPem, n.id, n.role, this.cluster().id, this.cluster().certDays);
+    return this.ca.sign(csrPem, n.id, n.role, this.cluster().id, this.cluster().certDays, managerIps(n.role, n.addr));
   }
 
   // ---- nodes ----

@@ -1,0 +1,281 @@
+// One manager's etcd (Debian's etcd-server 3.4), run and supervised by the daemon: peer traffic on
+// the manager's advertise address, clients on loopback only, both over TLS from the swarm CA.
+// Peers must hold a manager certificate (its "swarm-manager" name); a removed member is refused by
+// the others whatever certificate it holds. The daemon talks to it through etcd's JSON gateway
+// (/v3/...), so no gRPC stack is loaded into the daemon.
+//
+// Step 1 of the managers-on-etcd work: the member and its membership calls. The store does not
+// use it yet.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import { VxError, errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+
+export const ETCD_BIN = process.env.VXSWARM_ETCD ?? '/usr/bin/etcd';
+/** Docker uses 2377 for all manager traffic; etcd's raft wants its own listener, so 2380 (etcd's own). */
+export const ETCD_PEER_PORT = 2380;
+export const ETCD_CLIENT_PORT = 2379;
+/** A LAN: beats every 100 ms, an election after 1 s without one (etcd's defaults are 100/1000). */
+export const ETCD_HEARTBEAT_MS = 100;
+export const ETCD_ELECTION_MS = 1000;
+
+export interface EtcdTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+export interface EtcdMemberConfig {
+  /** the member's name: the node ID */
+  name: string;
+  /** <root>/etcd */
+  dir: string;
+  advertiseIp: string;
+  peerPort?: number;
+  clientPort?: number;
+  tls: EtcdTls;
+  /** name → peer URL of every member the cluster starts with (this one included) */
+  initialCluster: Record<string, string>;
+  state: 'new' | 'existing';
+  /** keeps two swarms' etcds from ever joining each other: the cluster ID */
+  clusterToken: string;
+  forceNewCluster?: boolean;
+  /** runs etcd through this prefix (tests: `nsenter --net=...` into a lab host) */
+  commandPrefix?: string[];
+  /** sends gateway calls some other way (tests: from inside the lab host, whose loopback is its own) */
+  transport?: (method: string, url: string, body: unknown, tlsDir: string) => Promise<unknown>;
+  log: Logger;
+}
+
+export interface EtcdMemberInfo {
+  ID: string;
+  name?: string;
+  peerURLs?: string[];
+  clientURLs?: string[];
+  isLearner?: boolean;
+}
+
+export function peerUrl(ip: string, port = ETCD_PEER_PORT): string {
+  return `https://${ip}:${port}`;
+}
+
+export class EtcdMember {
+  private child: ChildProcess | undefined;
+  private stopping = false;
+
+  constructor(readonly cfg: EtcdMemberConfig) {}
+
+  get tlsDir(): string {
+    return path.join(this.cfg.dir, 'tls');
+  }
+  get dataDir(): string {
+    return path.join(this.cfg.dir, 'data');
+  }
+  private get pidFile(): string {
+    return path.join(this.cfg.dir, 'etcd.pid');
+  }
+  get clientUrl(): string {
+    return `https://127.0.0.1:${this.cfg.clientPort ?? ETCD_CLIENT_PORT}`;
+  }
+  get peerUrl(): string {
+    return peerUrl(this.cfg.advertiseIp, this.cfg.peerPort);
+  }
+
+  args(): string[] {
+    const t = this.tlsDir;
+    const cluster = Object.entries(this.cfg.initialCluster)
+      .map(([n, u]) => `${n}=${u}`)
+      .join(',');
+    return [
+      `--name=${this.cfg.name}`,
+      `--data-dir=${this.dataDir}`,
+      `--listen-peer-urls=${this.peerUrl}`,
+      `--initial-advertise-peer-urls=${this.peerUrl}`,
+      `--listen-client-urls=${this.clientUrl}`,
+      `--advertise-client-urls=${this.clientUrl}`,
+      `--initial-cluster=${cluster}`,
+      `--initial-cluster-state=${this.cfg.state}`,
+      `--initial-cluster-token=${this.cfg.clusterToken}`,
+      `--heartbeat-interval=${ETCD_HEARTBEAT_MS}`,
+      `--election-timeout=${ETCD_ELECTION_MS}`,
+      `--cert-file=${t}/cert.pem`,
+      `--key-file=${t}/key.pem`,
+      `--trusted-ca-file=${t}/ca.pem`,
+      '--client-cert-auth',
+      `--peer-cert-file=${t}/cert.pem`,
+      `--peer-key-file=${t}/key.pem`,
+      `--peer-trusted-ca-file=${t}/ca.pem`,
+      '--peer-client-cert-auth',
+      // a worker's certificate is from the same CA: only managers may speak raft
+      '--peer-cert-allowed-hostname=swarm-manager',
+      // memory: etcd keeps this many entries in memory before a snapshot (100,000 by default)
+      '--snapshot-count=10000',
+      '--enable-v2=false',
+      '--logger=zap',
+      '--log-level=warn',
+      ...(this.cfg.forceNewCluster ? ['--force-new-cluster'] : []),
+    ];
+  }
+
+  /** Starts etcd (replacing one a killed daemon left running) and waits until it answers. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    fs.mkdirSync(this.tlsDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(this.tlsDir, 'ca.pem'), this.cfg.tls.caPem, { mode: 0o600 });
+    fs.writeFileSync(path.join(this.tlsDir, 'cert.pem'), this.cfg.tls.certPem, { mode: 0o600 });
+    fs.writeFileSync(path.join(this.tlsDir, 'key.pem'), this.cfg.tls.keyPem, { mode: 0o600 });
+    await this.replaceStale();
+    const log = fs.openSync(path.join(this.cfg.dir, 'etcd.log'), 'a');
+    const cmd = [...(this.cfg.commandPrefix ?? []), ETCD_BIN, ...this.args()];
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', log, log], env: { ...process.env, GOMAXPROCS: '2' } });
+    fs.closeSync(log);
+    this.child = child;
+    this.stopping = false;
+    fs.writeFileSync(this.pidFile, String(child.pid));
+    child.on('exit', (code, sig) => {
+      if (this.child === child) this.child = undefined;
+      if (!this.stopping) this.cfg.log.error('etcd exited', { code, signal: sig, log: path.join(this.cfg.dir, 'etcd.log') });
+    });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.child) throw new VxError(`etcd did not start; see ${path.join(this.cfg.dir, 'etcd.log')}`, 500);
+      if (await this.healthy()) return;
+      if (Date.now() > deadline) throw new VxError(`etcd did not become healthy within ${timeoutMs} ms`, 503);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** A previous daemon's etcd (kill -9 leaves it running) holds our ports and data: end it first. */
+  private async replaceStale(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(this.pidFile, 'utf8'));
+    } catch {
+      return;
+    }
+    if (!isOurEtcd(pid, this.dataDir)) return;
+    this.cfg.log.warn('stopping an etcd a previous run left', { pid });
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && isOurEtcd(pid, this.dataDir); i++) await new Promise((r) => setTimeout(r, 50));
+    if (isOurEtcd(pid, this.dataDir)) process.kill(pid, 'SIGKILL');
+  }
+
+  async stop(): Promise<void> {
+    const c = this.child;
+    this.stopping = true;
+    if (!c) return;
+    const gone = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+    await gone;
+    clearTimeout(t);
+    fs.rmSync(this.pidFile, { force: true });
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** True when this member answers and its cluster has a leader. */
+  async healthy(): Promise<boolean> {
+    try {
+      const r = (await this.call('GET', '/health', undefined, 1000)) as { health?: string };
+      return r.health === 'true';
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- membership ----
+
+  async members(): Promise<EtcdMemberInfo[]> {
+    return ((await this.call('POST', '/v3/cluster/member/list', {})) as { members?: EtcdMemberInfo[] }).members ?? [];
+  }
+  /** Adds a member that learns the log without voting until promoted. */
+  async addLearner(url: string, timeoutMs = 10_000): Promise<EtcdMemberInfo> {
+    // etcd adds a member only once every voter has been connected for its health interval (5 s):
+    // right after a cluster starts, it says "unhealthy cluster" until then.
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return ((await this.call('POST', '/v3/cluster/member/add', { peerURLs: [url], isLearner: true })) as { member: EtcdMemberInfo }).member;
+      } catch (e) {
+        if (!/unhealthy cluster/.test(errorMessage(e)) || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+  /** Makes a caught-up learner a voter (etcd refuses while it lags behind). */
+  async promote(id: string): Promise<void> {
+    await this.call('POST', '/v3/cluster/member/promote', { ID: id });
+  }
+  async remove(id: string): Promise<void> {
+    await this.call('POST', '/v3/cluster/member/remove', { ID: id });
+  }
+
+  // ---- keys (the gateway speaks base64) ----
+
+  async put(key: string, value: string): Promise<{ revision: number }> {
+    const r = (await this.call('POST', '/v3/kv/put', { key: b64(key), value: b64(value) })) as { header: { revision: string } };
+    return { revision: Number(r.header.revision) };
+  }
+  async get(key: string): Promise<{ value: string; modRevision: number } | undefined> {
+    const r = (await this.call('POST', '/v3/kv/range', { key: b64(key) })) as { kvs?: { value?: string; mod_revision: string }[] };
+    const kv = r.kvs?.[0];
+    return kv ? { value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'), modRevision: Number(kv.mod_revision) } : undefined;
+  }
+
+  /** One call to this member's JSON gateway over its client TLS. */
+  call(method: string, p: string, body?: unknown, timeoutMs = 5000): Promise<unknown> {
+    const url = new URL(p, this.clientUrl);
+    if (this.cfg.transport) return this.cfg.transport(method, url.href, body, this.tlsDir);
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        url,
+        {
+          method,
+          ca: this.cfg.tls.caPem,
+          cert: this.cfg.tls.certPem,
+          key: this.cfg.tls.keyPem,
+          headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown;
+            try {
+              parsed = text ? JSON.parse(text) : {};
+            } catch {
+              return reject(new VxError(`etcd ${p}: unreadable answer`, 502));
+            }
+            if ((res.statusCode ?? 500) >= 300) {
+              const m = (parsed as { message?: string; error?: string }).message ?? (parsed as { error?: string }).error ?? text;
+              return reject(new VxError(`etcd ${p}: ${m}`, (res.statusCode ?? 500) >= 500 ? 503 : 400));
+            }
+            resolve(parsed);
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+      req.on('error', (e) => reject(new VxError(`etcd ${p}: ${errorMessage(e)}`, 503)));
+      req.end(data);
+    });
+  }
+}
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+
+/** The process is an etcd of this data directory (never someone else's process). */
+function isOurEtcd(pid: number, dataDir: string): boolean {
+  try {
+    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('etcd') && cmd.includes(`--data-dir=${dataDir}`);
+  } catch {
+    return false;
+  }
+}
