@@ -130,3 +130,16 @@ export function refuseUnknown(o: Record<string, unknown>, where: string, known: 
     throw new BadRequest(`${where}${where ? '.' : ''}${k} is not supported yet: vxswarm refuses it rather than ignore it`);
   }
 }
+
+/**
+ * Refuses a setting that asks for something other than what vxswarm does: every field of `given`
+ * that is set must equal `current` (what GET shows, or Docker's default), recursively.
+ */
+export function refuseChanged(given: unknown, current: unknown, where: string): void {
+  if (isUnset(given) || JSON.stringify(given) === JSON.stringify(current)) return;
+  if (given && typeof given === 'object' && !Array.isArray(given) && current && typeof current === 'object' && !Array.isArray(current)) {
+    for (const [k, v] of Object.entries(given as Record<string, unknown>)) refuseChanged(v, (current as Record<string, unknown>)[k], `${where}.${k}`);
+    return;
+  }
+  throw new BadRequest(`${where} cannot be set to ${JSON.stringify(given)} yet: vxswarm runs with ${JSON.stringify(current ?? null)}`);
+}

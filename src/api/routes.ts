@@ -9,6 +9,8 @@ import type { NetworkRecord } from '../cluster/manager/types.js';
 import {
   BadRequest,
   filterValues,
+  refuseChanged,
+  refuseUnknown,
   requiredVersion,
   labelMatch,
   obj,
@@ -25,7 +27,11 @@ import { CLUSTER_ENGINE_PATH } from '../cluster/wire.js';
 import { forwardToLeader } from './forward.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
-import { clusterJson, networkJson, nodeJson, swarmJson, versionJson, type ManagerView } from './shapes.js';
+import { clusterJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
+import { DEFAULT_CERT_DAYS } from '../cluster/manager/ca.js';
+
+/** what a new swarm runs with */
+const DEFAULT_CLUSTER_SETTINGS = { certDays: DEFAULT_CERT_DAYS };
 
 function swarmHeader(d: Daemon): string {
   const s = d.swarm;
@@ -64,6 +70,10 @@ export function buildRouter(d: Daemon): Router {
   // ---- swarm ----
   r.on('POST', '/swarm/init', async (c) => {
     const b = obj(await c.body(), 'swarm init request');
+    refuseUnknown(b, '', ['ListenAddr', 'AdvertiseAddr', 'DataPathPort', 'DefaultAddrPool', 'SubnetSize', 'ForceNewCluster', 'Spec'], {
+      Availability: 'active',
+    });
+    refuseChanged(b.Spec, swarmSpec(DEFAULT_CLUSTER_SETTINGS), 'Spec');
     const pool = optStrArr(b, 'DefaultAddrPool');
     const id = await d.init({
       listenAddr: optStr(b, 'ListenAddr'),
@@ -77,6 +87,7 @@ export function buildRouter(d: Daemon): Router {
   });
   r.on('POST', '/swarm/join', async (c) => {
     const b = obj(await c.body(), 'swarm join request');
+    refuseUnknown(b, '', ['ListenAddr', 'AdvertiseAddr', 'RemoteAddrs', 'JoinToken', 'Availability']);
     const token = optStr(b, 'JoinToken');
     if (!token) throw new BadRequest('invalid join token: a join token is required');
     await d.join({
@@ -96,11 +107,13 @@ export function buildRouter(d: Daemon): Router {
     const m = d.requireManager();
     return { json: swarmJson(m.cluster(), m.joinTokens()) };
   });
-  r.on('POST', '/swarm/update', (c) => {
+  r.on('POST', '/swarm/update', async (c) => {
     const m = d.requireManager();
-    const version = c.query.get('version');
-    if (version !== null && Number(version) !== m.cluster().version)
-      throw new VxError(`update out of sequence: swarm is at version ${m.cluster().version}`, 409);
+    const version = requiredVersion(c.query, 'swarm');
+    if (version !== m.cluster().version) throw new VxError(`update out of sequence: swarm is at version ${m.cluster().version}`, 409);
+    // Only the join tokens rotate here yet: any other change is refused, not ignored.
+    refuseChanged(await c.body(), swarmSpec(m.cluster()), 'Spec');
+    if (qBool(c.query, 'rotateManagerUnlockKey')) throw new BadRequest('rotateManagerUnlockKey is not supported yet: autolock is not implemented');
     if (qBool(c.query, 'rotateWorkerToken')) m.rotateToken('worker');
     if (qBool(c.query, 'rotateManagerToken')) m.rotateToken('manager');
     return { status: 200 };

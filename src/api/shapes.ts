@@ -44,7 +44,7 @@ export function nodeJson(n: NodeRecord, view: ManagerView, caPem: string): Recor
   return out;
 }
 
-export function swarmSpec(c: ClusterRecord): Record<string, unknown> {
+export function swarmSpec(c: Pick<ClusterRecord, 'certDays'>): Record<string, unknown> {
   return {
     Name: 'default',
     Labels: {},

@@ -192,6 +192,23 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       ],
       ['a service update without version', api('POST', '/services/nosuch/update', '{}'), 400, /invalid service version '': an update must name/],
       ['a node update without version', api('POST', '/nodes/node2/update', '{"Availability":"drain"}'), 400, /invalid node version ''/],
+      [
+        'a swarm setting vxswarm would ignore',
+        lab
+          .api('node1')
+          .get<Json>('/swarm')
+          .then((sw) =>
+            api('POST', `/swarm/update?version=${sw.Version.Index}`, JSON.stringify({ ...sw.Spec, Orchestration: { TaskHistoryRetentionLimit: 3 } })),
+          ),
+        400,
+        /Spec\.Orchestration\.TaskHistoryRetentionLimit cannot be set to 3 yet: vxswarm runs with 5/,
+      ],
+      [
+        'swarm init asking for what it does not do',
+        lab.raw('node3', 'POST', '/v1.50/swarm/init', JSON.stringify({ AdvertiseAddr: lab.host('node3').ip, AutoLockManagers: true })),
+        400,
+        /AutoLockManagers is not supported yet/,
+      ],
       ['unknown API version', lab.raw('node1', 'GET', '/v9.99/info'), 400, /client version 9\.99 is too new/],
       ['ancient API version', lab.raw('node1', 'GET', '/v1.2/info'), 400, /too old/],
       [
@@ -214,6 +231,24 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       const r = await p;
       assert.equal(r.status, status, `${what}: ${r.body}`);
       assert.match((JSON.parse(r.body) as { message: string }).message, re, what);
+    }
+    if (hasDocker) {
+      // the flags issue reports as exiting 0 and doing nothing
+      const hist = await lab.docker('node1', ['swarm', 'update', '--task-history-limit', '3']);
+      assert.notEqual(hist.code, 0);
+      assert.match(hist.stderr, /TaskHistoryRetentionLimit cannot be set to 3 yet/);
+      const lock = await lab.docker('node1', ['swarm', 'update', '--autolock=true']);
+      assert.notEqual(lock.code, 0);
+      assert.match(lock.stderr, /AutoLockManagers cannot be set to true yet/);
+      const rot = await lab.docker('node1', ['swarm', 'ca', '--rotate', '-d']);
+      assert.notEqual(rot.code, 0, rot.stdout);
+      assert.match(rot.stderr, /CAConfig\.ForceRotate cannot be set/);
+      assert.equal((await lab.api('node1').get<Json>('/swarm')).Spec.Orchestration.TaskHistoryRetentionLimit, 5);
+      // what swarm update does carry out: rotating a join token
+      const rotated = await lab.docker('node1', ['swarm', 'join-token', '--rotate', '-q', 'worker']);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      assert.notEqual(rotated.stdout.trim(), workerToken);
+      workerToken = rotated.stdout.trim();
     }
     // Pool exhaustion: 10.99.0.0/22 in /24s holds ingress, uber-net and two more.
     const a = await create({ Name: 'fill1', Driver: 'overlay' });
