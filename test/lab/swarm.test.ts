@@ -176,6 +176,19 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       ['another predefined name', create({ Name: 'bridge' }), 403, /pre-defined network/],
       ['a second ingress network', create({ Name: 'ingress2', Driver: 'overlay', Ingress: true }), 400, /second ingress network/],
       [
+        'a network option nothing carries out',
+        create({ Name: 'x9', Driver: 'overlay', Options: { 'com.example.color': 'blue' } }),
+        400,
+        /network option "com\.example\.color" is not supported yet/,
+      ],
+      ['a config-only network', create({ Name: 'x10', Driver: 'overlay', ConfigOnly: true }), 400, /ConfigOnly is not supported yet/],
+      [
+        'auxiliary addresses',
+        create({ Name: 'x11', IPAM: { Config: [{ Subnet: '10.61.0.0/24', AuxiliaryAddresses: { a: '10.61.0.9' } }] } }),
+        400,
+        /IPAM\.Config\[0\]\.AuxiliaryAddresses/,
+      ],
+      [
         'encryption we cannot give',
         create({ Name: 'secure-net', Driver: 'overlay', Options: { encrypted: '' } }),
         400,
