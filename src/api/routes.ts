@@ -344,14 +344,15 @@ function infoJson(d: Daemon): Record<string, unknown> {
       swarm.Cluster = clusterJson(c);
     }
   }
-  const eps = d.listEndpoints();
+  const containers = d.runtime.list();
+  const running = containers.filter((x) => x.status === 'running').length;
   return {
     ID: s?.nodeId ?? '',
-    Containers: eps.length,
-    ContainersRunning: eps.length,
+    Containers: containers.length,
+    ContainersRunning: running,
     ContainersPaused: 0,
-    ContainersStopped: 0,
-    Images: 0,
+    ContainersStopped: containers.length - running,
+    Images: d.images.list().length,
     Driver: 'overlay',
     DriverStatus: [],
     Plugins: { Volume: [], Network: ['overlay'], Authorization: null, Log: [] },

@@ -48,6 +48,9 @@ describe(
       assert.equal(img.RootFS.Layers[0], `sha256:${sha(fs.readFileSync(rootfs))}`, 'the layer is content-addressed by its diff ID');
       const ls = await lab.docker('node1', ['images', '--format', '{{.Repository}}:{{.Tag}}']);
       assert.deepEqual(ls.stdout.trim().split('\n').sort(), ['bb:imported', 'bb:vx']);
+      // docker info counts what docker images lists
+      const ids = (await lab.api('node1').get<Json[]>('/images/json')).length;
+      assert.equal((await lab.api('node1').get<Json>('/info')).Images, ids);
     });
 
     it('load a docker-save archive and an OCI layout', async () => {
