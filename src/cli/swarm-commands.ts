@@ -310,7 +310,17 @@ export function addSwarmCommands(program: Command): void {
       const i = await apiFrom(cmd).get<Json>('/info');
       if (o.format) return out(`${renderTemplate(o.format, i)}\n`);
       const s = i.Swarm ?? {};
-      const lines = [`Server:`, ` Server Version: ${i.ServerVersion}`, ` Name: ${i.Name}`, ` Endpoints: ${i.Containers}`, ` Swarm: ${s.LocalNodeState}`];
+      const lines = [
+        `Server:`,
+        ` Containers: ${i.Containers}`,
+        `  Running: ${i.ContainersRunning}`,
+        `  Paused: ${i.ContainersPaused}`,
+        `  Stopped: ${i.ContainersStopped}`,
+        ` Images: ${i.Images}`,
+        ` Server Version: ${i.ServerVersion}`,
+        ` Name: ${i.Name}`,
+        ` Swarm: ${s.LocalNodeState}`,
+      ];
       if (s.LocalNodeState !== 'inactive') {
         lines.push(`  NodeID: ${s.NodeID}`, `  Is Manager: ${s.ControlAvailable}`);
         if (s.Cluster)
