@@ -21,8 +21,27 @@ function peerAt(i: number): { ip: string; mac: string; vtep: string } {
   return { ip, mac, vtep: `192.0.2.${1 + (i % 50)}` };
 }
 
+interface Pair {
+  client: string;
+  server: string;
+  serverIp: string;
+}
+
+/** One container on `network` in each of two hosts, each host's VTEP pointed at the other's endpoint. */
+async function containerPair(hosts: OverlayHost[], vteps: string[], network: string, ns: [string, string], ips: [string, string]): Promise<Pair> {
+  const attach = (i: 0 | 1): ReturnType<OverlayHost['attach']> => {
+    createNetns(ns[i]);
+    return hosts[i]!.attach(network, { id: ns[i].slice(ns[i].lastIndexOf('-') + 1), netns: ns[i], ip: ips[i] });
+  };
+  const a = await attach(0);
+  const b = await attach(1);
+  await hosts[0]!.setPeers(network, [{ ip: b.ip, mac: b.mac, vtep: vteps[1]! }]);
+  await hosts[1]!.setPeers(network, [{ ip: a.ip, mac: a.mac, vtep: vteps[0]! }]);
+  return { client: ns[0], server: ns[1], serverIp: b.ip };
+}
+
 /** Two lab hosts on one L2 network, one overlay container on each: the bridged-segment path. */
-async function sharedSegment(lab: string): Promise<{ server: string; serverIp: string; client: string; close: () => Promise<void> }> {
+async function sharedSegment(lab: string): Promise<Pair & { close: () => Promise<void> }> {
   const plan = await labUp(lab, 2, 1);
   const hs = plan.hosts.map((h) => new OverlayHost({ prefix: `${lab}-${h.name}-`, underlayIp: h.ip, hostNetns: h.netns, reconcileMs: 0 }));
   const close = async (): Promise<void> => {
@@ -33,14 +52,14 @@ async function sharedSegment(lab: string): Promise<{ server: string; serverIp: s
     for (const h of hs) await h.start();
     const spec = { id: 'shared', subnets: [{ subnet: '10.2.0.0/24', gateway: '10.2.0.1', vni: 4301 }] };
     await Promise.all(hs.map((h) => h.createNetwork(spec)));
-    const [a, b] = [`${lab}-sa`, `${lab}-sb`];
-    createNetns(a);
-    createNetns(b);
-    const ea = await hs[0]!.attach('shared', { id: 'sa', netns: a, ip: '10.2.0.3' });
-    const eb = await hs[1]!.attach('shared', { id: 'sb', netns: b, ip: '10.2.0.4' });
-    await hs[0]!.setPeers('shared', [{ ip: eb.ip, mac: eb.mac, vtep: plan.hosts[1]!.ip }]);
-    await hs[1]!.setPeers('shared', [{ ip: ea.ip, mac: ea.mac, vtep: plan.hosts[0]!.ip }]);
-    return { server: b, serverIp: eb.ip, client: a, close };
+    const pair = await containerPair(
+      hs,
+      plan.hosts.map((h) => h.ip),
+      'shared',
+      [`${lab}-sa`, `${lab}-sb`],
+      ['10.2.0.3', '10.2.0.4'],
+    );
+    return { ...pair, close };
   } catch (e) {
     await close();
     throw e;
@@ -86,12 +105,8 @@ export async function run(): Promise<void> {
 
     // 3. Throughput and RTT: our overlay against an independent hand-built one (bench/reference.ts,
     // its own router, no bridge on its underlay) and against the bare underlay, in one run.
-    const c1 = `${name}-c1`;
-    const c2 = `${name}-c2`;
-    createNetns(c1);
-    createNetns(c2);
-    const e1 = await hosts[0]!.attach('uber-net', { id: 'c1', netns: c1, ip: '10.0.0.3' });
-    const e2 = await hosts[1]!.attach('uber-net', { id: 'c2', netns: c2, ip: '10.0.0.4' });
+    const vteps = [n1.ip, n2.ip];
+    const overlay = await containerPair(hosts, vteps, 'uber-net', [`${name}-c1`, `${name}-c2`], ['10.0.0.3', '10.0.0.4']);
     // The guard for routing inside the sandbox: one overlay, two subnets, one container in each.
     const routed = {
       id: 'routed',
@@ -101,16 +116,7 @@ export async function run(): Promise<void> {
       ],
     };
     await Promise.all(hosts.map((h) => h.createNetwork(routed)));
-    const r1 = `${name}-r1`;
-    const r2 = `${name}-r2`;
-    createNetns(r1);
-    createNetns(r2);
-    const f1 = await hosts[0]!.attach('routed', { id: 'r1', netns: r1, ip: '10.1.1.3' });
-    const f2 = await hosts[1]!.attach('routed', { id: 'r2', netns: r2, ip: '10.1.2.3' });
-    await hosts[0]!.setPeers('uber-net', [{ ip: e2.ip, mac: e2.mac, vtep: n2.ip }]);
-    await hosts[1]!.setPeers('uber-net', [{ ip: e1.ip, mac: e1.mac, vtep: n1.ip }]);
-    await hosts[0]!.setPeers('routed', [{ ip: f2.ip, mac: f2.mac, vtep: n2.ip }]);
-    await hosts[1]!.setPeers('routed', [{ ip: f1.ip, mac: f1.mac, vtep: n1.ip }]);
+    const routedPair = await containerPair(hosts, vteps, 'routed', [`${name}-r1`, `${name}-r2`], ['10.1.1.3', '10.1.2.3']);
 
     // The guard for a shared segment: a second lab whose two hosts sit on one L2 network.
     const shared = await sharedSegment(`${name}s`);
@@ -119,16 +125,17 @@ export async function run(): Promise<void> {
     const [rc1, rc2] = ref.containers as [Reference['containers'][0], Reference['containers'][0]];
     const [rh1, rh2] = ref.hosts as [Reference['hosts'][0], Reference['hosts'][0]];
 
-    summary.rtt_ms_overlay = await pingAvgMs(c1, '10.0.0.4');
+    summary.rtt_ms_overlay = await pingAvgMs(overlay.client, overlay.serverIp);
     summary.rtt_ms_handbuilt = await pingAvgMs(rc1.netns, rc2.ip);
     summary.rtt_ms_underlay = await pingAvgMs(n1.netns, n2.ip);
+    const across = (p: Pair) => (): Promise<number> => iperfGbps(p.server, p.serverIp, p.client, IPERF_S);
     const paths: Record<string, () => Promise<number>> = {
-      overlay: () => iperfGbps(c2, '10.0.0.4', c1, IPERF_S),
+      overlay: across(overlay),
       handbuilt: () => iperfGbps(rc2.netns, rc2.ip, rc1.netns, IPERF_S),
       underlay: () => iperfGbps(n2.netns, n2.ip, n1.netns, IPERF_S),
       handbuilt_underlay: () => iperfGbps(rh2.netns, rh2.ip, rh1.netns, IPERF_S),
-      routed_subnets: () => iperfGbps(r2, f2.ip, r1, IPERF_S),
-      shared_l2: () => iperfGbps(shared.server, shared.serverIp, shared.client, IPERF_S),
+      routed_subnets: across(routedPair),
+      shared_l2: across(shared),
     };
     // Interleave the paths so drift in machine load hits all of them alike.
     const runs: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((k) => [k, []]));
