@@ -6,7 +6,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessa
 import { newId } from '../core/ids.js';
 import { isIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
-import { Mutex } from '../core/mutex.js';
+import { Mutex, Semaphore } from '../core/mutex.js';
 import { VERSION } from '../core/version.js';
 import { deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
@@ -920,27 +920,21 @@ export class Daemon {
   private async reportTask(taskId: string, r: TaskStatusReport): Promise<void> {
     if (!this.state) return;
     if (this.orchestrator) return this.orchestrator.reportStatus(this.state.nodeId, taskId, r);
+    // One queued send per task: it takes whichever report is newest when its turn comes.
+    const queued = this.reports.has(taskId);
     this.reports.set(taskId, r);
-    this.sendReports();
-  }
-  private readonly reports = new Map<string, TaskStatusReport>();
-  private reportsInFlight = 0;
-  private sendReports(): void {
-    while (this.reportsInFlight < REPORTS_IN_FLIGHT && this.reports.size) {
-      const [taskId, r] = this.reports.entries().next().value as [string, TaskStatusReport];
+    if (queued) return;
+    void this.reportSends.run(async () => {
+      const latest = this.reports.get(taskId)!;
       this.reports.delete(taskId);
-      const client = this.client;
-      if (!client) continue;
-      this.reportsInFlight++;
-      void client
-        .request('POST', `/v1/tasks/${encodeURIComponent(taskId)}/status`, r, REPORT_TIMEOUT_MS)
-        .catch((e: unknown) => this.log.warn('task status report failed', { task: taskId, state: r.state, error: errorMessage(e) }))
-        .finally(() => {
-          this.reportsInFlight--;
-          this.sendReports();
-        });
-    }
+      await this.client
+        ?.request('POST', `/v1/tasks/${encodeURIComponent(taskId)}/status`, latest, REPORT_TIMEOUT_MS)
+        .catch((e: unknown) => this.log.warn('task status report failed', { task: taskId, state: latest.state, error: errorMessage(e) }));
+    });
   }
+  /** reports waiting for their send, newest per task */
+  private readonly reports = new Map<string, TaskStatusReport>();
+  private readonly reportSends = new Semaphore(REPORTS_IN_FLIGHT);
 
   private async releaseRemote(attachmentId: string): Promise<void> {
     if (this.manager) this.manager.detach(attachmentId, this.state?.nodeId);
@@ -1064,30 +1058,30 @@ export class Daemon {
       this.networks.set(net.id, net);
       byNetwork.set(net.id, [...(byNetwork.get(net.id) ?? []), ep]);
     }
-    const queue = [...byNetwork];
-    const worker = async (): Promise<void> => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
-        const [id, eps] = next;
-        try {
-          await this.overlay!.createNetwork(overlaySpec(this.networks.get(id)!));
-        } catch (e) {
-          this.log.error('could not restore a network', { network: id, error: errorMessage(e) });
-          continue;
-        }
-        await Promise.all(
-          eps.map(async (ep) => {
-            try {
-              await this.overlay!.attach(id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
-              this.endpoints.push(ep);
-              this.publish(ep);
-            } catch (e) {
-              this.log.error('could not restore endpoint', { endpoint: ep.id, error: errorMessage(e) });
-            }
-          }),
-        );
-      }
-    };
-    await Promise.all(Array.from({ length: RESTORE_PARALLEL }, worker));
+    const limit = new Semaphore(RESTORE_PARALLEL);
+    await Promise.all(
+      [...byNetwork].map(([id, eps]) =>
+        limit.run(async () => {
+          try {
+            await this.overlay!.createNetwork(overlaySpec(this.networks.get(id)!));
+          } catch (e) {
+            this.log.error('could not restore a network', { network: id, error: errorMessage(e) });
+            return;
+          }
+          await Promise.all(
+            eps.map(async (ep) => {
+              try {
+                await this.overlay!.attach(id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
+                this.endpoints.push(ep);
+                this.publish(ep);
+              } catch (e) {
+                this.log.error('could not restore endpoint', { endpoint: ep.id, error: errorMessage(e) });
+              }
+            }),
+          );
+        }),
+      ),
+    );
     this.saveEndpoints();
   }
 }
