@@ -172,19 +172,22 @@ export class ContainerRuntime extends EventEmitter {
     return [...this.records.values()].some((c) => c.imageId === imageId);
   }
 
-  private save(rec: ContainerRecord): void {
+  /**
+   * Writes the record off the event loop. Saves of one container run one after another (the last
+   * one written is the newest state), and removing a container waits for its save in flight.
+   */
+  private save(rec: ContainerRecord): Promise<void> {
     const f = path.join(this.dir(rec.id), 'container.json');
-    fs.writeFileSync(`${f}.tmp`, JSON.stringify(rec));
-    fs.renameSync(`${f}.tmp`, f);
+    const write = async (): Promise<void> => {
+      await fs.promises.writeFile(`${f}.tmp`, JSON.stringify(rec));
+      await fs.promises.rename(`${f}.tmp`, f);
+    };
+    const next = (this.saves.get(rec.id) ?? Promise.resolve()).catch(() => undefined).then(write);
+    this.saves.set(rec.id, next);
+    void next.finally(() => this.saves.get(rec.id) === next && this.saves.delete(rec.id)).catch(() => undefined);
+    return next;
   }
-  /** The same off the event loop, where the caller waits anyway (create, start). */
-  private async saveAsync(rec: ContainerRecord): Promise<void> {
-    const f = path.join(this.dir(rec.id), 'container.json');
-    // its own temp name: a synchronous save (an exit seen meanwhile) must not share it
-    const tmp = `${f}.${randomBytes(4).toString('hex')}.tmp`;
-    await fs.promises.writeFile(tmp, JSON.stringify(rec));
-    await fs.promises.rename(tmp, f);
-  }
+  private readonly saves = new Map<string, Promise<void>>();
 
   /** Builds the bundle (overlayfs root, /etc files, config.json). Nothing is left behind on failure. */
   async create(o: CreateOptions): Promise<ContainerRecord> {
@@ -249,7 +252,7 @@ export class ContainerRuntime extends EventEmitter {
         ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
       });
       await write(path.join(d, 'config.json'), JSON.stringify(spec));
-      await this.saveAsync(rec);
+      await this.save(rec);
     } catch (e) {
       this.records.delete(id);
       await this.destroyLeftovers(id);
@@ -277,7 +280,7 @@ export class ContainerRuntime extends EventEmitter {
       rec.finishedAt = ZERO_TIME;
       rec.exitCode = 0;
       rec.error = '';
-      await this.saveAsync(rec);
+      await this.save(rec);
       return rec;
     }
     const msg = runcError(d) || `runc failed (${line})`;
@@ -286,7 +289,7 @@ export class ContainerRuntime extends EventEmitter {
     rec.exitCode = /executable file not found|no such file or directory/.test(msg) ? 127 : /permission denied/.test(msg) ? 126 : 128;
     rec.error = msg;
     rec.finishedAt = new Date().toISOString();
-    await this.saveAsync(rec);
+    await this.save(rec);
     this.emit('exit', rec);
     throw new VxError(`failed to create task for container: ${msg}`, 400);
   }
@@ -334,6 +337,7 @@ export class ContainerRuntime extends EventEmitter {
   }
 
   private async destroyLeftovers(id: string): Promise<void> {
+    await this.saves.get(id)?.catch(() => undefined);
     await runc(this.runcRoot, ['delete', '-f', id]);
     const d = this.dir(id);
     for (const m of mountsUnder(d)) unmount(m);
@@ -358,7 +362,7 @@ export class ContainerRuntime extends EventEmitter {
     rec.exitCode = code;
     rec.finishedAt = new Date().toISOString();
     rec.pid = 0;
-    this.save(rec);
+    void this.save(rec).catch((e: unknown) => this.log.error('could not save a container record', { container: rec.id, error: errorMessage(e) }));
     this.emit('exit', rec);
   }
 
