@@ -121,18 +121,17 @@ export class EtcdMember {
 
   /** Starts etcd (replacing one a killed daemon left running) and waits until it answers. */
   async start(timeoutMs = 20_000): Promise<void> {
-    fs.mkdirSync(this.tlsDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(this.tlsDir, 'ca.pem'), this.cfg.tls.caPem, { mode: 0o600 });
-    fs.writeFileSync(path.join(this.tlsDir, 'cert.pem'), this.cfg.tls.certPem, { mode: 0o600 });
-    fs.writeFileSync(path.join(this.tlsDir, 'key.pem'), this.cfg.tls.keyPem, { mode: 0o600 });
+    await fs.promises.mkdir(this.tlsDir, { recursive: true, mode: 0o700 });
+    const files = { 'ca.pem': this.cfg.tls.caPem, 'cert.pem': this.cfg.tls.certPem, 'key.pem': this.cfg.tls.keyPem };
+    for (const [f, pem] of Object.entries(files)) await fs.promises.writeFile(path.join(this.tlsDir, f), pem, { mode: 0o600 });
     await this.replaceStale();
-    const log = fs.openSync(path.join(this.cfg.dir, 'etcd.log'), 'a');
+    const log = await fs.promises.open(path.join(this.cfg.dir, 'etcd.log'), 'a');
     const cmd = [...(this.cfg.commandPrefix ?? []), ETCD_BIN, ...this.args()];
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', log, log], env: { ...process.env, GOMAXPROCS: '2' } });
-    fs.closeSync(log);
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', log.fd, log.fd], env: { ...process.env, GOMAXPROCS: '2' } });
+    await log.close();
     this.child = child;
     this.stopping = false;
-    fs.writeFileSync(this.pidFile, String(child.pid));
+    await fs.promises.writeFile(this.pidFile, String(child.pid));
     child.on('exit', (code, sig) => {
       if (this.child === child) this.child = undefined;
       if (!this.stopping) this.cfg.log.error('etcd exited', { code, signal: sig, log: path.join(this.cfg.dir, 'etcd.log') });
@@ -150,15 +149,15 @@ export class EtcdMember {
   private async replaceStale(): Promise<void> {
     let pid: number;
     try {
-      pid = Number(fs.readFileSync(this.pidFile, 'utf8'));
+      pid = Number(await fs.promises.readFile(this.pidFile, 'utf8'));
     } catch {
       return;
     }
-    if (!isOurEtcd(pid, this.dataDir)) return;
+    if (!(await isOurEtcd(pid, this.dataDir))) return;
     this.cfg.log.warn('stopping an etcd a previous run left', { pid });
     process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 100 && isOurEtcd(pid, this.dataDir); i++) await new Promise((r) => setTimeout(r, 50));
-    if (isOurEtcd(pid, this.dataDir)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && (await isOurEtcd(pid, this.dataDir)); i++) await new Promise((r) => setTimeout(r, 50));
+    if (await isOurEtcd(pid, this.dataDir)) process.kill(pid, 'SIGKILL');
   }
 
   async stop(): Promise<void> {
@@ -170,7 +169,7 @@ export class EtcdMember {
     const t = setTimeout(() => c.kill('SIGKILL'), 5000);
     await gone;
     clearTimeout(t);
-    fs.rmSync(this.pidFile, { force: true });
+    await fs.promises.rm(this.pidFile, { force: true });
   }
 
   get pid(): number | undefined {
@@ -271,9 +270,9 @@ export class EtcdMember {
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 /** The process is an etcd of this data directory (never someone else's process). */
-function isOurEtcd(pid: number, dataDir: string): boolean {
+async function isOurEtcd(pid: number, dataDir: string): Promise<boolean> {
   try {
-    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const cmd = await fs.promises.readFile(`/proc/${pid}/cmdline`, 'utf8');
     return cmd.includes('etcd') && cmd.includes(`--data-dir=${dataDir}`);
   } catch {
     return false;
