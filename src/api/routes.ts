@@ -29,7 +29,6 @@ import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
 import { clusterJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
 import { DEFAULT_CERT_DAYS } from '../cluster/manager/ca.js';
-import { MTU_OPTION, VXLANID_OPTION } from '../cluster/manager/manager.js';
 
 /** what a new swarm runs with */
 const DEFAULT_CLUSTER_SETTINGS = { certDays: DEFAULT_CERT_DAYS };
@@ -204,10 +203,6 @@ export function buildRouter(d: Daemon): Router {
     refuseUnknown(ipamIn, 'IPAM', ['Driver', 'Config']);
     for (const [i, x] of (optArr(ipamIn, 'Config') ?? []).entries())
       refuseUnknown(obj(x, `IPAM.Config[${i}]`), `IPAM.Config[${i}]`, ['Subnet', 'Gateway', 'IPRange']);
-    // driver options the overlay driver carries out; any other would be stored and ignored
-    for (const k of Object.keys(optStrMap(b, 'Options') ?? {}))
-      if (![MTU_OPTION, VXLANID_OPTION, 'encrypted'].includes(k))
-        throw new BadRequest(`network option "${k}" is not supported yet: vxswarm refuses it rather than ignore it`);
     const name = optStr(b, 'Name');
     if (!name) throw new BadRequest('network name is required');
     const ipam = obj(b.IPAM, 'field IPAM');

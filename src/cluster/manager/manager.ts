@@ -441,6 +441,10 @@ export class Manager extends EventEmitter {
     // Accepting it would leave the traffic readable on the wire while the user believes it sealed.
     if ('encrypted' in options)
       throw new InvalidArgumentError('encrypted overlay networks are not supported yet: --opt encrypted was refused rather than leave the traffic unencrypted');
+    // any other driver option would be stored and ignored
+    for (const k of Object.keys(options))
+      if (k !== MTU_OPTION && k !== VXLANID_OPTION)
+        throw new InvalidArgumentError(`network option "${k}" is not supported yet: vxswarm refuses it rather than ignore it`);
     if (options[MTU_OPTION] !== undefined) {
       const mtu = Number(options[MTU_OPTION]);
       if (!/^\d+$/.test(options[MTU_OPTION]) || mtu < 68 || mtu > 65535)
