@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
-import os from 'node:os';
-import path from 'node:path';
 import { ApiClient } from '../src/cli/client.js';
-import { buildBusyboxRootfs } from '../src/lab/image.js';
-import { rawUpload } from '../test/lab/swarm-helpers.js';
 import { daemonSocket, hostPaths, startDaemon } from '../src/lab/lab.js';
+
+/** the test image, as the lab tests import it */
+export { importBusybox } from '../test/lab/swarm-helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -71,20 +70,6 @@ export const anonMb = (pid: number): number => memKb(pid, 'RssAnon') / 1024;
 export const startBuilt = (lab: string, host: string): Promise<number> => startDaemon(lab, host, { preferBuild: true, logLevel: 'warn' });
 export const apiOf = (lab: string, host: string): ApiClient => new ApiClient(`unix://${daemonSocket(lab, host)}`);
 export const daemonPid = (lab: string, host: string): number => Number(fs.readFileSync(hostPaths(lab, host).pid, 'utf8'));
-
-/** Imports the busybox test image (busybox:local) on each of the lab's hosts. */
-export async function importBusybox(lab: string, hosts: string[]): Promise<void> {
-  const tar = path.join(os.tmpdir(), `${lab}-rootfs.tar`);
-  try {
-    buildBusyboxRootfs(tar);
-    for (const h of hosts) {
-      const r = await rawUpload(daemonSocket(lab, h), '/images/create?fromSrc=-&repo=busybox&tag=local', fs.readFileSync(tar));
-      if (r.status !== 200) throw new Error(`image import on ${h}: ${r.status} ${r.body}`);
-    }
-  } finally {
-    fs.rmSync(tar, { force: true });
-  }
-}
 
 /** A replicated service of `sleep infinity` tasks that stop at once (busybox's sleep ignores SIGTERM). */
 export function sleeperSpec(name: string, replicas: number, network?: string, constraints: string[] = []): Record<string, unknown> {

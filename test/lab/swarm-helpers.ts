@@ -119,21 +119,32 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>,
 
 /** init on node1, join every other host as a worker, import the busybox image everywhere. */
 export async function formSwarm(lab: SwarmLab, image = 'busybox:local'): Promise<void> {
-  const { buildBusyboxRootfs } = await import('../../src/lab/image.js');
   const init = await lab.vx('node1', ['swarm', 'init', '--advertise-addr', lab.host('node1').ip]);
   if (init.code !== 0) throw new Error(`swarm init: ${init.stderr}`);
   const token = (await lab.vx('node1', ['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
-  const tar = `/tmp/${lab.name}-rootfs.tar`;
+  for (const h of lab.plan.hosts) {
+    if (h.name === 'node1') continue;
+    const j = await lab.vx(h.name, ['swarm', 'join', '--token', token, `${lab.host('node1').ip}:2377`]);
+    if (j.code !== 0) throw new Error(`swarm join ${h.name}: ${j.stderr}`);
+  }
+  await importBusybox(
+    lab.name,
+    lab.plan.hosts.map((h) => h.name),
+    image,
+  );
+}
+
+/** Imports the busybox test image (as `image`) on each of a lab's hosts. */
+export async function importBusybox(labName: string, hosts: string[], image = 'busybox:local'): Promise<void> {
+  const { buildBusyboxRootfs } = await import('../../src/lab/image.js');
+  const tar = `/tmp/${labName}-rootfs.tar`;
   buildBusyboxRootfs(tar);
   try {
-    for (const h of lab.plan.hosts) {
-      if (h.name !== 'node1') {
-        const j = await lab.vx(h.name, ['swarm', 'join', '--token', token, `${lab.host('node1').ip}:2377`]);
-        if (j.code !== 0) throw new Error(`swarm join ${h.name}: ${j.stderr}`);
-      }
-      const body = fs.readFileSync(tar);
-      const imp = await rawUpload(lab.socket(h.name), `/images/create?fromSrc=-&repo=${image.split(':')[0]}&tag=${image.split(':')[1]}`, body);
-      if (imp.status !== 200) throw new Error(`import on ${h.name}: ${imp.status} ${imp.body}`);
+    const body = fs.readFileSync(tar);
+    const [repo, tag] = image.split(':') as [string, string];
+    for (const h of hosts) {
+      const imp = await rawUpload(daemonSocket(labName, h), `/images/create?fromSrc=-&repo=${repo}&tag=${tag}`, body);
+      if (imp.status !== 200) throw new Error(`import on ${h}: ${imp.status} ${imp.body}`);
     }
   } finally {
     fs.rmSync(tar, { force: true });
