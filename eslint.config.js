@@ -13,6 +13,17 @@ export default tseslint.config(
     },
   },
   {
+    // A promise nobody awaits loses its error: the store's writes are all asynchronous.
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'before', 'after', 'beforeEach', 'afterEach'] }] },
+      ],
+    },
+  },
+  {
     // The daemon's event loop runs gossip probes, heartbeats and elections: nothing there may block it.
     files: ['src/**/*.ts'],
     ignores: ['src/cli/**', 'src/lab/**'],

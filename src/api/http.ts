@@ -79,8 +79,6 @@ export type UpgradeHandler = (ctx: { params: string[]; query: URLSearchParams; r
 export interface RouterHooks {
   /** Serves the call elsewhere (a follower manager's cluster calls go to the leader); true if it did. */
   forward?: (path: string, req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
-  /** Awaited after a successful change, before answering (the leader waits for a raft commit). */
-  settle?: (path: string) => Promise<void>;
 }
 
 export class Router {
@@ -168,7 +166,6 @@ export class Router {
         res,
       };
       const reply = (await route.handler(ctx)) ?? { status: 204 };
-      if (method !== 'GET' && this.hooks.settle) await this.hooks.settle(p);
       if (res.headersSent || res.writableEnded) return;
       send(res, req.method === 'HEAD', reply);
     } catch (e) {

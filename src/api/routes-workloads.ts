@@ -25,7 +25,7 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   r.on('POST', '/services/create', async (c) => {
     const o = orch();
     const spec = parseServiceSpec(await c.body());
-    const s = o.createService(spec);
+    const s = await o.createService(spec);
     return { status: 201, json: { ID: s.id, Warnings: null } };
   });
   r.on('GET', '/services', (c) => {
@@ -55,12 +55,12 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     const rollback = c.query.get('rollback');
     if (rollback !== null && rollback !== '' && rollback !== 'previous') throw new BadRequest(`invalid rollback "${rollback}": only "previous"`);
     // A rollback ignores the spec sent along (as Docker's API says).
-    if (rollback === 'previous') o.rollbackService(c.params[0]!, v);
-    else o.updateService(c.params[0]!, v, parseServiceSpec(await c.body()));
+    if (rollback === 'previous') await o.rollbackService(c.params[0]!, v);
+    else await o.updateService(c.params[0]!, v, parseServiceSpec(await c.body()));
     return { json: { Warnings: null } };
   });
-  r.on('DELETE', '/services/:id', (c) => {
-    orch().removeService(c.params[0]!);
+  r.on('DELETE', '/services/:id', async (c) => {
+    await orch().removeService(c.params[0]!);
     return { status: 200 };
   });
   r.on('GET', '/services/:id/logs', async (c) => {

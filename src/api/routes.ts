@@ -23,7 +23,6 @@ import {
   parseFilters,
   qBool,
 } from './check.js';
-import { CLUSTER_ENGINE_PATH } from '../cluster/wire.js';
 import { forwardToLeader } from './forward.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
@@ -51,15 +50,14 @@ export function buildRouter(d: Daemon): Router {
     }),
     {
       forward: (p, req, res) => forwardToLeader(d, p, req, res),
-      // Only cluster changes wait for the managers; a container's exec or stop never does.
-      settle: (p) => (CLUSTER_ENGINE_PATH.test(p) ? d.settle() : Promise.resolve()),
     },
   );
 
   const view = (): ManagerView => {
-    const st = d.raftStatus();
-    const peers = new Map(st?.peers.map((p) => [p.id, p.reachable]));
-    return { leader: st?.leader ?? '', reachable: (id) => id === st?.id || peers.get(id) === true };
+    const st = d.controlStatus();
+    const store = d.control?.store;
+    // Reachable: the node's session is up (the leader sees it) or it is this manager.
+    return { leader: st?.leader ?? '', reachable: (id) => id === st?.id || store?.getNode(id)?.state === 'ready' };
   };
 
   // ---- system ----
@@ -114,8 +112,8 @@ export function buildRouter(d: Daemon): Router {
     // Only the join tokens rotate here yet: any other change is refused, not ignored.
     refuseChanged(await c.body(), swarmSpec(m.cluster()), 'Spec');
     if (qBool(c.query, 'rotateManagerUnlockKey')) throw new BadRequest('rotateManagerUnlockKey is not supported yet: autolock is not implemented');
-    if (qBool(c.query, 'rotateWorkerToken')) m.rotateToken('worker');
-    if (qBool(c.query, 'rotateManagerToken')) m.rotateToken('manager');
+    if (qBool(c.query, 'rotateWorkerToken')) await m.rotateToken('worker');
+    if (qBool(c.query, 'rotateManagerToken')) await m.rotateToken('manager');
     return { status: 200 };
   });
 
@@ -143,14 +141,14 @@ export function buildRouter(d: Daemon): Router {
     const m = d.requireManager();
     return { json: nodeJson(m.findNode(c.params[0]!), view(), m.ca.certPem) };
   });
-  r.on('DELETE', '/nodes/:id', (c) => {
-    d.requireManager().removeNode(c.params[0]!, qBool(c.query, 'force'));
+  r.on('DELETE', '/nodes/:id', async (c) => {
+    await d.requireManager().removeNode(c.params[0]!, qBool(c.query, 'force'));
     return { status: 200 };
   });
   r.on('POST', '/nodes/:id/update', async (c) => {
     const m = d.requireManager();
     const b = obj(await c.body(), 'node spec');
-    m.updateNode(c.params[0]!, requiredVersion(c.query, 'node'), {
+    await m.updateNode(c.params[0]!, requiredVersion(c.query, 'node'), {
       availability: optStr(b, 'Availability'),
       role: optStr(b, 'Role'),
       labels: optStrMap(b, 'Labels'),
@@ -218,7 +216,7 @@ export function buildRouter(d: Daemon): Router {
     // Checked before anything is written: a refused request changes nothing.
     if (optBool(b, 'Ingress')) throw new BadRequest('a second ingress network is not supported');
     const m = d.requireManager();
-    const net = m.createNetwork({
+    const net = await m.createNetwork({
       name,
       driver: optStr(b, 'Driver'),
       attachable: optBool(b, 'Attachable'),
@@ -230,8 +228,8 @@ export function buildRouter(d: Daemon): Router {
     });
     return { status: 201, json: { Id: net.id, Warning: '' } };
   });
-  r.on('DELETE', '/networks/:id', (c) => {
-    d.requireManager().removeNetwork(c.params[0]!);
+  r.on('DELETE', '/networks/:id', async (c) => {
+    await d.requireManager().removeNetwork(c.params[0]!);
     return { status: 204 };
   });
 
@@ -240,16 +238,16 @@ export function buildRouter(d: Daemon): Router {
     if (!d.gossip) throw new VxError('gossip is not running on this node', 503);
     return { json: d.gossip.stats() };
   });
-  r.on('POST', '/vxswarm/gossip/rotate-key', (c) => {
+  r.on('POST', '/vxswarm/gossip/rotate-key', async (c) => {
     const step = c.query.get('step');
     if (step !== 'stage' && step !== 'switch') throw new BadRequest('step must be "stage" (add the new key) or "switch" (send with it)');
-    return { json: { Keys: d.requireManager().rotateGossipKey(step).length } };
+    return { json: { Keys: (await d.requireManager().rotateGossipKey(step)).length } };
   });
 
   // ---- vxswarm extension: endpoints attached through the control plane ----
-  // Diagnosis: this manager's raft member (role, term, leader, commit and applied indexes, peers).
-  r.on('GET', '/vxswarm/raft', () => {
-    const st = d.raftStatus();
+  // Diagnosis: this manager's view of the control plane (leader, cache revision, etcd members).
+  r.on('GET', '/vxswarm/control', () => {
+    const st = d.controlStatus();
     if (!st) throw new VxError('this node is not a swarm manager', 404);
     return { json: st };
   });

@@ -1,8 +1,14 @@
 /** Serializes async critical sections (FIFO). */
 export class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
+  private held = 0;
+  /** a section runs or waits */
+  get locked(): boolean {
+    return this.held > 0;
+  }
   lock<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
+    this.held++;
+    const run = this.tail.then(fn, fn).finally(() => this.held--);
     this.tail = run.catch(() => undefined);
     return run;
   }

@@ -13,17 +13,18 @@ import { Rtnl } from '../kernel/rtnl.js';
 import { createNetnsAsync } from '../kernel/thread.js';
 import { OverlayHost } from '../overlay/host.js';
 import type { NetworkSpec } from '../overlay/spec.js';
-import { certInfo, createCsr, renewalDelayMs } from '../cluster/manager/ca.js';
-import { ControlPlane, type Active } from '../cluster/manager/control.js';
-import { MTU_OPTION, type Manager, type InitOptions } from '../cluster/manager/manager.js';
+import { DEFAULT_CERT_DAYS, RootCA, certInfo, createCsr, createRootCA, renewalDelayMs } from '../cluster/manager/ca.js';
+import { ControlPlane, NotLeaderError, type Active, type ControlStatus } from '../cluster/manager/control.js';
+import { MTU_OPTION, managerIps, type Manager, type InitOptions } from '../cluster/manager/manager.js';
 import { ManagerServer } from '../cluster/manager/server.js';
 import { Store } from '../cluster/manager/store.js';
+import { EtcdKv } from '../cluster/etcd/kv.js';
+import { EtcdMember, peerUrl } from '../cluster/etcd/member.js';
 import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
 import { ManagerClient, fetchPinnedCa } from '../cluster/agent/client.js';
 import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
-import { NotLeaderError, type RaftStatus } from '../cluster/raft/raft.js';
 import { taskName, type NodeReport, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import { ContainerRuntime } from '../runtime/containers.js';
 import { ImageStore } from '../runtime/images.js';
@@ -96,6 +97,19 @@ export interface JoinRequestLocal {
   advertiseAddr?: string;
   listenAddr?: string;
   availability?: string;
+}
+
+/** The store over etcd; a member that just started may need a moment before it serves reads. */
+async function openStore(kv: EtcdKv): Promise<Store> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await Store.open(kv);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 export function overlaySpec(n: NetworkRecord): NetworkSpec {
@@ -172,9 +186,9 @@ export class Daemon {
   get orchestrator(): Orchestrator | undefined {
     return this.control?.leading?.orchestrator;
   }
-  /** Raft's view, on a manager node. */
-  raftStatus(): RaftStatus | undefined {
-    return this.control?.raft.status();
+  /** The control plane's view (leader, cache revision, etcd members), on a manager node. */
+  controlStatus(): ControlStatus | undefined {
+    return this.control?.status();
   }
   /** A follower manager forwards cluster calls to the leader. */
   get forwardsToLeader(): boolean {
@@ -183,15 +197,11 @@ export class Daemon {
   /** Sends an Engine API call to the leader (a follower manager's cluster calls). */
   async forwardEngine(method: string, url: string, contentType: string, body: NodeJS.ReadableStream): ReturnType<ManagerClient['forward']> {
     const leader = this.control?.leaderAddr();
-    if (!leader) throw new NotLeaderError(undefined);
+    // Our own address as the leader: the key is stale here (this manager stepped down, or is cut off).
+    if (!leader || leader === this.control?.ownAddr) throw new NotLeaderError(undefined);
     if (!this.client) throw new VxError('this manager has no connection to the leader yet', 503);
     return this.client.forward(leader, method, url, contentType, body);
   }
-  /** Resolves once this leader's writes so far are on a majority of managers. */
-  settle(): Promise<void> {
-    return this.control?.committed() ?? Promise.resolve();
-  }
-
   /**
    * Resumes a swarm membership found on disk. Returns once the node can serve its API; its
    * sandboxes and endpoints are adopted in the background (`restored`), so a node with hundreds
@@ -209,9 +219,9 @@ export class Daemon {
     // Taken before anything can hand this node work: assignments wait for adoption.
     let adopted!: () => void;
     this.restored = new Promise((r) => (adopted = r));
-    if (st.role === 'manager') {
-      await this.startControl(new Store(this.disk.managerDb), certs);
-    }
+    // A restarted member serves nothing until a quorum of managers is back (etcd publishes itself
+    // through raft first): the node comes up now and its manager side when etcd is ready.
+    if (st.role === 'manager') this.controlStarting = this.resumeControl(certs);
     if (!this.manager) this.startAgent(certs);
     await this.startOverlay(true);
     this.scheduleRenewal(certs);
@@ -226,6 +236,33 @@ export class Daemon {
       })
       .catch((e: unknown) => this.log.error('restoring endpoints failed', { error: errorMessage(e) }))
       .finally(adopted);
+  }
+
+  /** A restarted manager's control plane coming up in the background. */
+  private controlStarting: Promise<void> | undefined;
+  /** the etcd member openControl() is starting (stop() ends it) */
+  private etcdStarting: EtcdMember | undefined;
+
+  private async resumeControl(certs: CertFiles): Promise<void> {
+    try {
+      const control = await this.openControl(certs, 'restart');
+      if (this.controlStarting === undefined || !this.state) {
+        await this.closeControl(control);
+        return;
+      }
+      await this.startControl(control);
+      this.log.info('manager ready');
+    } catch (e) {
+      if (this.controlStarting) this.log.error('the manager could not start', { error: errorMessage(e) });
+    }
+  }
+
+  /** Ends a control plane still coming up (stop, leave, role change). */
+  private async abortControlStart(): Promise<void> {
+    const p = this.controlStarting;
+    this.controlStarting = undefined;
+    await this.etcdStarting?.stop();
+    await p;
   }
 
   /** Settles when a restart's background adoption is done (tests and benchmarks wait on it). */
@@ -252,6 +289,7 @@ export class Daemon {
     await this.control?.handOver().catch((e: unknown) => this.log.warn('leadership hand-over failed', { error: errorMessage(e) }));
     this.runtime.close();
     await this.dns?.close();
+    await this.abortControlStart();
     await this.stopControl();
     if (this.renewTimer) clearTimeout(this.renewTimer);
     // No leave announcement: a restart is back before long, and a crash is detected anyway.
@@ -269,7 +307,7 @@ export class Daemon {
     return this.lock.lock(async () => {
       if (this.state && req.forceNewCluster) {
         if (!this.control) throw new ConflictError('--force-new-cluster can only be used on a manager: this node is a worker');
-        this.control.forceNewCluster();
+        await this.forceNewCluster();
         return this.state.nodeId;
       }
       if (this.state) throw new ConflictError('This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
@@ -277,40 +315,30 @@ export class Daemon {
       const listen = req.listenAddr || `0.0.0.0:${MANAGER_PORT}`;
       const { port } = splitHostPort(listen);
       const nodeId = newId();
-      const store = new Store(this.disk.managerDb);
-      // Certificates come from the new CA; raft needs none until a second manager joins.
-      const control = new ControlPlane({ nodeId, clusterId: '', store, tls: { caPem: '' }, log: this.log.child({ component: 'control' }) });
-      let manager: Manager;
+      const clusterId = newId();
+      const managerAddr = `${advertise}:${port}`;
+      // The CA first: this manager's etcd speaks TLS with a certificate from it before any state exists.
+      const ca = await createRootCA();
+      const { csrPem, keyPem } = await createCsr();
+      const certPem = await (await RootCA.load(ca)).sign(csrPem, nodeId, 'manager', clusterId, DEFAULT_CERT_DAYS, managerIps('manager', advertise));
+      const certs: CertFiles = { caPem: ca.certPem, certPem, keyPem };
+      this.state = { nodeId, clusterId, role: 'manager', managerAddr, advertiseAddr: advertise, listenAddr: listen, dataPathPort: 4789 };
+      let control: ControlPlane | undefined;
       try {
-        const opts: InitOptions = { nodeId, hostname: this.hostname, advertiseAddr: advertise, managerAddr: `${advertise}:${port}`, engineVersion: VERSION };
+        control = await this.openControl(certs, 'new');
+        const opts: InitOptions = { nodeId, clusterId, hostname: this.hostname, advertiseAddr: advertise, managerAddr, engineVersion: VERSION, ca };
         if (req.defaultAddrPool?.length) opts.defaultAddrPool = req.defaultAddrPool;
         if (req.subnetSize) opts.subnetSize = req.subnetSize;
         if (req.dataPathPort) opts.dataPathPort = req.dataPathPort;
-        manager = await control.init(opts);
-      } catch (e) {
-        control.close();
-        store.close();
-        this.disk.wipeSwarm();
-        throw e;
-      }
-      const { csrPem, keyPem } = await createCsr();
-      const certs: CertFiles = { caPem: manager.ca.certPem, certPem: await manager.renew(nodeId, csrPem), keyPem };
-      const c = manager.cluster();
-      this.state = {
-        nodeId,
-        clusterId: c.id,
-        role: 'manager',
-        managerAddr: `${advertise}:${port}`,
-        advertiseAddr: advertise,
-        listenAddr: listen,
-        dataPathPort: c.dataPathPort,
-      };
-      try {
-        await this.startControl(store, certs, control);
+        const manager = await control.init(opts);
+        this.state.dataPathPort = manager.cluster().dataPathPort;
+        await this.startControl(control);
         await this.startOverlay();
         await this.startGossip(manager.gossipKeys());
       } catch (e) {
+        if (!this.control && control) await this.closeControl(control);
         await this.teardownSwarm();
+        this.disk.wipeSwarm();
         throw e;
       }
       this.disk.saveCerts(certs);
@@ -362,11 +390,9 @@ export class Daemon {
         };
         this.disk.saveCerts(certs);
         this.disk.saveState(this.state);
-        if (r.role === 'manager') {
-          // A joining manager starts empty; the leader sends it a snapshot of the whole state.
-          await this.startControl(new Store(this.disk.managerDb), certs);
-        }
         this.startAgent(certs);
+        // A joining manager's etcd starts as a learner and catches up from the others.
+        if (r.role === 'manager') await this.startControl(await this.openControl(certs, 'join'));
         await this.startOverlay();
         this.scheduleRenewal(certs);
         await this.waitConnected(5000);
@@ -400,7 +426,8 @@ export class Daemon {
         check();
         for (const ep of [...this.endpoints])
           await this.removeEndpointLocked(ep, true).catch((e: unknown) => this.log.warn('endpoint cleanup on leave failed', { error: errorMessage(e) }));
-        // A leader leaving hands over first, so the others need not wait for an election.
+        // A manager leaves etcd first: the others stop counting it for their quorum at once.
+        await this.control?.leaveMembers().catch((e: unknown) => this.log.warn('could not leave etcd', { error: errorMessage(e) }));
         await this.control?.handOver().catch(() => undefined);
         await this.teardownSwarm();
         this.disk.wipeSwarm();
@@ -414,6 +441,7 @@ export class Daemon {
 
   private async teardownSwarm(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
+    await this.abortControlStart();
     await this.stopControl();
     await this.tasks.apply([]).catch((e: unknown) => this.log.warn('task cleanup failed', { error: errorMessage(e) }));
     await this.gossip?.stop(true).catch(() => undefined);
@@ -513,31 +541,100 @@ export class Daemon {
   }
 
   /**
-   * A manager node: raft, the manager API, and the hand-over between leading and following.
-   * `made` is a control plane already running (a new swarm's); any other starts as a follower.
+   * This manager's etcd member and the store over it. `new`: the first member of a new swarm;
+   * `join`: a learner the leader just added, promoted once caught up; `restart`: the member of
+   * a previous run (its data directory knows the cluster; a quorum need not be there yet).
    */
-  private async startControl(store: Store, certs: CertFiles, made?: ControlPlane): Promise<void> {
+  private async openControl(certs: CertFiles, how: 'new' | 'join' | 'restart', forceNewCluster = false): Promise<ControlPlane> {
     const st = this.state!;
-    const control = made ?? new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, tls: certs, log: this.log.child({ component: 'control' }) });
-    control.setTls(certs);
+    const own = `${st.advertiseAddr}:${splitHostPort(st.listenAddr).port}`;
+    let initialCluster: Record<string, string> = { [st.nodeId]: peerUrl(st.advertiseAddr) };
+    if (how === 'join') {
+      const client = this.client ?? new ManagerClient(st.managers ?? [st.managerAddr], certs);
+      initialCluster = (await client.request<{ initialCluster: Record<string, string> }>('POST', '/v1/etcd/join', {})).initialCluster;
+    }
+    const etcd = new EtcdMember({
+      name: st.nodeId,
+      dir: this.disk.etcdDir,
+      advertiseIp: st.advertiseAddr,
+      tls: certs,
+      initialCluster,
+      state: how === 'new' ? 'new' : 'existing',
+      clusterToken: st.clusterId,
+      forceNewCluster,
+      log: this.log.child({ component: 'etcd' }),
+    });
+    this.etcdStarting = etcd;
+    try {
+      // A restart waits as long as the other managers take to come back.
+      await etcd.start(how === 'new' ? 'healthy' : 'listening', how === 'restart' ? Infinity : 20_000);
+    } finally {
+      this.etcdStarting = undefined;
+    }
+    const kv = new EtcdKv({ url: etcd.clientUrl, ...certs });
+    try {
+      // A learner serves no watch: it must vote first.
+      if (how === 'join') await etcd.waitVoter();
+      const store = await openStore(kv);
+      return new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, kv, etcd, managerAddr: own, log: this.log.child({ component: 'control' }) });
+    } catch (e) {
+      kv.close();
+      await etcd.stop();
+      throw e;
+    }
+  }
+
+  private async closeControl(control: ControlPlane): Promise<void> {
+    control.removeAllListeners();
+    control.close();
+    control.store.close();
+    control.store.kv.close();
+    await control.etcd.stop();
+  }
+
+  /** A manager node: the control plane, the manager API, and the hand-over between leading and following. */
+  private async startControl(control: ControlPlane): Promise<void> {
+    const st = this.state!;
+    const certs = this.disk.loadCerts() ?? (control.etcd.cfg.tls as CertFiles);
     this.control = control;
     this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }), this.cfg.engineSocket);
     control.on('leading', (a: Active) => this.onLeading(a));
     control.on('following', () => this.onFollowing());
     if (control.leading) this.onLeading(control.leading);
     await this.server.listen(st.listenAddr);
-    if (!made) control.start();
+    control.start();
   }
 
-  /** Stops this node's raft member and manager API and closes its store (no hand-over to the agent). */
+  /** Stops this node's control plane, manager API and etcd member (no hand-over to the agent). */
   private async stopControl(): Promise<void> {
     const control = this.control;
     this.control = undefined;
-    control?.removeAllListeners();
-    control?.close();
     await this.server?.close();
     this.server = undefined;
-    control?.store.close();
+    if (control) await this.closeControl(control);
+  }
+
+  /**
+   * `swarm init --force-new-cluster`: etcd restarts as a one-member cluster with this member's
+   * data (etcd's own --force-new-cluster), and every other manager becomes a worker that may
+   * rejoin or be promoted again.
+   */
+  private async forceNewCluster(): Promise<void> {
+    const certs = this.disk.loadCerts()!;
+    await this.stopControl();
+    const control = await this.openControl(certs, 'restart', true);
+    await control.store.tx(() => {
+      for (const n of control.store.listNodes()) {
+        if (n.role !== 'manager' || n.id === control.nodeId) continue;
+        n.role = 'worker';
+        n.state = 'down';
+        n.message = 'removed from the managers by --force-new-cluster';
+        n.updatedAt = new Date().toISOString();
+        control.store.putNode(n);
+      }
+    });
+    await this.startControl(control);
+    this.log.warn('forced a new cluster: this node is the only manager');
   }
 
   private onLeading(a: Active): void {
@@ -568,7 +665,10 @@ export class Daemon {
     // The leader's own node reports its state as every other node does over its session.
     const since = Date.now();
     void this.restored.then(() => {
-      if (this.control?.leading === a && this.state) a.orchestrator.nodeReport(this.state.nodeId, this.nodeReport(), since);
+      if (this.control?.leading === a && this.state)
+        a.orchestrator
+          .nodeReport(this.state.nodeId, this.nodeReport(), since)
+          .catch((e: unknown) => this.log.warn("could not apply this node's report", { error: errorMessage(e) }));
     });
     if (this.gossip) this.gossip.setKeys(m.gossipKeys());
     else void this.startGossip(m.gossipKeys()).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
@@ -651,24 +751,27 @@ export class Daemon {
       const st = this.state;
       const old = this.disk.loadCerts();
       if (!st || !old || !this.client || st.role === role) return;
+      await this.abortControlStart();
       const { csrPem, keyPem } = await createCsr();
       const { cert } = await this.client.request<{ cert: string }>('POST', '/v1/renew', { csr: csrPem });
       if (certInfo(cert).role !== role)
         throw new VxError(`the manager issued a ${String(certInfo(cert).role)} certificate, not a ${role} one: will retry on the next session`, 503);
       const certs = { caPem: old.caPem, certPem: cert, keyPem };
       this.disk.saveCerts(certs);
+      this.client.setTls(certs);
       if (role === 'manager') {
-        this.disk.wipeManagerDb();
+        await this.stopControl();
+        this.disk.wipeEtcd();
         st.role = 'manager';
         this.disk.saveState(st);
-        await this.startControl(new Store(this.disk.managerDb), certs);
+        await this.startControl(await this.openControl(certs, 'join'));
       } else {
+        // The leader has removed this member from etcd (or will: it matches members to roles).
         await this.stopControl();
-        this.disk.wipeManagerDb();
+        this.disk.wipeEtcd();
         st.role = 'worker';
         this.disk.saveState(st);
       }
-      this.client.setTls(certs);
       this.log.info('node role changed', { role });
     });
   }
@@ -715,7 +818,6 @@ export class Daemon {
     const certs = { caPem: old.caPem, certPem, keyPem };
     this.disk.saveCerts(certs);
     this.client?.setTls(certs);
-    this.control?.setTls(certs);
     this.log.info('node certificate renewed', { notAfter: certInfo(certPem).notAfter.toISOString() });
     this.scheduleRenewal(certs);
   }
@@ -752,6 +854,8 @@ export class Daemon {
 
   requireManager(): Manager {
     if (!this.state) throw new NotInSwarmError();
+    if (!this.manager && this.state.role === 'manager' && !this.control)
+      throw new VxError("this manager is starting: its etcd member waits for a quorum of the swarm's managers to be back", 503);
     if (!this.manager) throw new NotManagerError();
     return this.manager;
   }
@@ -793,7 +897,7 @@ export class Daemon {
       const epName = name || `ep-${newId().slice(0, 12)}`;
       if (this.endpoints.some((e) => e.name === epName)) throw new ConflictError(`endpoint ${epName} already exists on this node`);
       const { attachment, network } = this.manager
-        ? this.manager.attachLocal(networkRef, this.state.nodeId, epName)
+        ? await this.manager.attachLocal(networkRef, this.state.nodeId, epName)
         : await this.client!.request<{ attachment: AttachmentRecord; network: NetworkRecord }>('POST', '/v1/attachments', {
             network: networkRef,
             name: epName,
@@ -937,7 +1041,7 @@ export class Daemon {
   private readonly reportSends = new Semaphore(REPORTS_IN_FLIGHT);
 
   private async releaseRemote(attachmentId: string): Promise<void> {
-    if (this.manager) this.manager.detach(attachmentId, this.state?.nodeId);
+    if (this.manager) await this.manager.detach(attachmentId, this.state?.nodeId);
     else await this.client?.request('DELETE', `/v1/attachments/${encodeURIComponent(attachmentId)}`);
   }
 

@@ -67,8 +67,9 @@ export class NodeDisk {
   get swarmDir(): string {
     return path.join(this.root, 'swarm');
   }
-  get managerDb(): string {
-    return path.join(this.swarmDir, 'manager.db');
+  /** a manager's etcd member: its data, TLS files, pid file and log */
+  get etcdDir(): string {
+    return path.join(this.root, 'etcd');
   }
   private get certDir(): string {
     return path.join(this.swarmDir, 'certificates');
@@ -112,14 +113,15 @@ export class NodeDisk {
     return writeAtomicAsync(path.join(this.root, 'networks.json'), JSON.stringify(nets));
   }
 
-  /** Forgets the swarm (leave). Endpoint records go with it. */
-  /** A demoted manager's copy of the cluster state (with its WAL files). */
-  wipeManagerDb(): void {
-    for (const f of ['', '-wal', '-shm']) fs.rmSync(`${this.managerDb}${f}`, { force: true });
+  /** A demoted manager's etcd member (removed from the cluster already). */
+  wipeEtcd(): void {
+    fs.rmSync(this.etcdDir, { recursive: true, force: true });
   }
 
+  /** Forgets the swarm (leave). Endpoint records go with it. */
   wipeSwarm(): void {
     fs.rmSync(this.swarmDir, { recursive: true, force: true });
+    this.wipeEtcd();
     fs.rmSync(path.join(this.root, 'endpoints.json'), { force: true });
     fs.rmSync(path.join(this.root, 'networks.json'), { force: true });
   }

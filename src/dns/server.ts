@@ -43,7 +43,7 @@ export class EmbeddedDns {
     if (this.worker) return this.worker;
     const w = this.spawn();
     this.worker = w;
-    this.post(w, { op: 'records', records: this.records, overlays: this.overlays });
+    this.post(w, { op: 'records', records: this.records, overlays: this.overlays }).catch(() => undefined);
     for (const [netns, networks] of this.sandboxes) this.post(w, { op: 'add', netns, networks }).catch(() => undefined);
     return w;
   }

@@ -11,6 +11,7 @@ import { MNT_DETACH, SyscallError, umount2 } from '../kernel/libc.js';
 import { createNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
 import { destroyNetns } from '../kernel/teardown.js';
+import { stopStaleEtcd } from '../cluster/etcd/member.js';
 import { planLab, type LabPlan } from './plan.js';
 
 export const LAB_STATE_DIR = '/run/vxswarm/labs';
@@ -113,6 +114,8 @@ export async function labDown(name: string): Promise<string[]> {
   const removed: string[] = [];
   const labDir = path.join(LAB_STATE_DIR, name);
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) await stopDaemon(name, host, 'SIGKILL');
+  // A killed daemon's etcd runs on (the next daemon replaces it); a lab ends it.
+  for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) await stopStaleEtcd(path.join(hostPaths(name, host).root, 'etcd'));
   // Containers outlive their daemon by design; a lab takes them down with it.
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) {
     const p = hostPaths(name, host);

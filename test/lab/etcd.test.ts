@@ -122,7 +122,7 @@ describe('etcd members in lab hosts', { skip: skipUnlessRoot || (!hasEtcd && 'ne
     const added = await m1.addLearner(peerUrl(ip));
     const cluster = Object.fromEntries((await m1.members()).filter((x) => x.name).map((x) => [x.name!, x.peerURLs![0]!]));
     const w = await member('node4', 'worker', { ...cluster, node4: peerUrl(ip) }, 'existing');
-    await assert.rejects(w.start(8000));
+    await assert.rejects(w.start('healthy', 8000));
     await w.stop();
     await m1.remove(added.ID);
     assert.equal((await m1.members()).length, 3);

@@ -3,7 +3,9 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { ApiClient } from '../../src/cli/client.js';
-import { daemonSocket, labDown, labUp, startDaemon, stopDaemon } from '../../src/lab/lab.js';
+import path from 'node:path';
+import { stopStaleEtcd } from '../../src/cluster/etcd/member.js';
+import { daemonSocket, hostPaths, labDown, labUp, startDaemon, stopDaemon } from '../../src/lab/lab.js';
 import type { LabPlan } from '../../src/lab/plan.js';
 import { uniqueLabName } from './helpers.js';
 
@@ -53,6 +55,11 @@ export class SwarmLab {
   }
   stop(host: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
     return stopDaemon(this.name, host, signal);
+  }
+  /** The host dies: its daemon and the etcd member a kill -9 of the daemon alone leaves running. */
+  async crash(host: string): Promise<void> {
+    await stopDaemon(this.name, host, 'SIGKILL');
+    await stopStaleEtcd(path.join(hostPaths(this.name, host).root, 'etcd'), 'SIGKILL');
   }
 
   async docker(host: string, args: string[]): Promise<RunResult> {

@@ -4,16 +4,17 @@ import { ConflictError, InvalidArgumentError, NotFoundError } from '../../src/co
 import { createLogger } from '../../src/core/log.js';
 import { formatIp, parseIp } from '../../src/core/ipv4.js';
 import { nextFitIp, planSubnets, planVnis } from '../../src/cluster/manager/allocator.js';
-import { certInfo, createCsr, renewalDelayMs } from '../../src/cluster/manager/ca.js';
+import { certInfo, createCsr, createRootCA, renewalDelayMs } from '../../src/cluster/manager/ca.js';
 import { ForbiddenError, Manager } from '../../src/cluster/manager/manager.js';
 import { Store } from '../../src/cluster/manager/store.js';
+import { MemKv } from '../../src/cluster/etcd/memkv.js';
 import { caDigest, formatToken, parseToken } from '../../src/cluster/manager/tokens.js';
 
 const log = createLogger();
 async function newManager(extra: Partial<Parameters<typeof Manager.init>[1]> = {}): Promise<Manager> {
   const m = await Manager.init(
-    new Store(':memory:'),
-    { nodeId: 'self0000000000000000000000', hostname: 'node1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test', ...extra },
+    await Store.open(new MemKv()),
+    { nodeId: 'self0000000000000000000000', hostname: 'node1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test', ca: await createRootCA(), ...extra },
     log,
   );
   return m;
@@ -76,7 +77,7 @@ test('init: cluster, self node, ingress; tokens differ by role and pin the CA', 
   assert.notEqual(t.worker, t.manager);
   assert.equal(parseToken(t.worker).caDigest, m.caDigest);
   const before = t.worker;
-  m.rotateToken('worker');
+  await m.rotateToken('worker');
   assert.notEqual(m.joinTokens().worker, before);
   assert.equal(m.joinTokens().manager, t.manager);
   m.close();
@@ -106,7 +107,7 @@ test('join: wrong secret is refused, right one yields a worker certificate', asy
 
 test('networks: create, lookup, duplicate, bad input changes nothing, in-use and ingress removal refused', async () => {
   const m = await newManager();
-  const n = m.createNetwork({ name: 'uber-net', driver: 'overlay' });
+  const n = await m.createNetwork({ name: 'uber-net', driver: 'overlay' });
   assert.deepEqual(n.ipam.configs, [{ subnet: '10.0.0.0/24', gateway: '10.0.0.1' }]);
   assert.equal(n.options['com.docker.network.driver.overlay.vxlanid_list'], '4097');
   assert.equal(m.findNetwork(n.id.slice(0, 5)).name, 'uber-net');
@@ -121,34 +122,34 @@ test('networks: create, lookup, duplicate, bad input changes nothing, in-use and
     [{ name: 'x', options: { 'com.docker.network.driver.mtu': '20' } }, InvalidArgumentError],
     [{ name: 'x', options: { 'com.docker.network.driver.overlay.vxlanid_list': '4097' } }, InvalidArgumentError],
   ];
-  for (const [req, cls] of bad) assert.throws(() => m.createNetwork(req), cls, JSON.stringify(req));
+  for (const [req, cls] of bad) await assert.rejects(m.createNetwork(req), cls, JSON.stringify(req));
   assert.equal(m.listNetworks().length, count);
-  const multi = m.createNetwork({ name: 'prod-net', subnets: [{ subnet: '10.1.1.0/24' }, { subnet: '10.2.1.0/24' }] });
+  const multi = await m.createNetwork({ name: 'prod-net', subnets: [{ subnet: '10.1.1.0/24' }, { subnet: '10.2.1.0/24' }] });
   assert.deepEqual(multi.vnis, [4098, 4099]);
-  const { attachment } = m.attach('uber-net', m.selfId, 'ep1');
+  const { attachment } = await m.attach('uber-net', m.selfId, 'ep1');
   assert.equal(attachment.ip, '10.0.0.2');
-  assert.throws(() => m.removeNetwork('uber-net'), /in use by 1 endpoint/);
-  assert.throws(() => m.removeNetwork('ingress'), ForbiddenError);
-  m.detach(attachment.id);
-  m.removeNetwork('uber-net');
+  await assert.rejects(m.removeNetwork('uber-net'), /in use by 1 endpoint/);
+  await assert.rejects(m.removeNetwork('ingress'), ForbiddenError);
+  await m.detach(attachment.id);
+  await m.removeNetwork('uber-net');
   assert.throws(() => m.findNetwork('uber-net'), NotFoundError);
   // its VNI and subnet are free again
-  assert.equal(m.createNetwork({ name: 'again' }).ipam.configs[0]!.subnet, '10.0.0.0/24');
+  assert.equal((await m.createNetwork({ name: 'again' })).ipam.configs[0]!.subnet, '10.0.0.0/24');
   m.close();
 });
 
 test('attachments: next-fit addresses, exhaustion is a clear error', async () => {
   const m = await newManager();
-  m.createNetwork({ name: 'tiny', subnets: [{ subnet: '10.9.0.0/29' }] });
+  await m.createNetwork({ name: 'tiny', subnets: [{ subnet: '10.9.0.0/29' }] });
   const ips = [];
-  for (let i = 0; i < 5; i++) ips.push(m.attach('tiny', m.selfId, `e${i}`).attachment);
+  for (let i = 0; i < 5; i++) ips.push((await m.attach('tiny', m.selfId, `e${i}`)).attachment);
   assert.deepEqual(
     ips.map((a) => a.ip),
     ['10.9.0.2', '10.9.0.3', '10.9.0.4', '10.9.0.5', '10.9.0.6'],
   );
-  assert.throws(() => m.attach('tiny', m.selfId, 'e5'), /could not find an available IP address on network tiny/);
-  m.detach(ips[1]!.id);
-  assert.equal(m.attach('tiny', m.selfId, 'e6').attachment.ip, '10.9.0.3');
+  await assert.rejects(m.attach('tiny', m.selfId, 'e5'), /could not find an available IP address on network tiny/);
+  await m.detach(ips[1]!.id);
+  assert.equal((await m.attach('tiny', m.selfId, 'e6')).attachment.ip, '10.9.0.3');
   assert.equal(new Set(ips.map((a) => a.mac)).size, 5);
   m.close();
 });
@@ -156,7 +157,7 @@ test('attachments: next-fit addresses, exhaustion is a clear error', async () =>
 test('a custom default pool and subnet size drive ingress and user networks', async () => {
   const m = await newManager({ defaultAddrPool: ['10.20.0.0/16'], subnetSize: 26 });
   assert.equal(m.findNetwork('ingress').ipam.configs[0]!.subnet, '10.20.0.0/26');
-  assert.equal(m.createNetwork({ name: 'n' }).ipam.configs[0]!.subnet, '10.20.0.64/26');
+  assert.equal((await m.createNetwork({ name: 'n' })).ipam.configs[0]!.subnet, '10.20.0.64/26');
   m.close();
   await assert.rejects(newManager({ defaultAddrPool: ['10.20.0.0/16'], subnetSize: 8 }), /smaller than the subnet size/);
 });

@@ -6,6 +6,8 @@ import { createLogger } from '../../src/core/log.js';
 import { MAX_LOCAL_ATTACHMENTS, Manager } from '../../src/cluster/manager/manager.js';
 import { Orchestrator } from '../../src/cluster/manager/orchestrator.js';
 import { Store } from '../../src/cluster/manager/store.js';
+import { MemKv } from '../../src/cluster/etcd/memkv.js';
+import { createRootCA } from '../../src/cluster/manager/ca.js';
 import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
 import type { NodeRecord } from '../../src/cluster/manager/types.js';
 import { parseRef } from '../../src/runtime/reference.js';
@@ -133,28 +135,31 @@ describe('runtime pieces', () => {
   });
 });
 
-/** A manager on an in-memory store (node n1, no raft) and its orchestrator; add nodes with store.putNode. */
+/** A manager on an in-memory etcd (node n1) and its orchestrator; add nodes with store.putNode in a store.tx. */
 async function managerOf() {
-  const store = new Store(':memory:');
+  const store = await Store.open(new MemKv());
   const m = await Manager.init(
     store,
-    { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test' },
+    { nodeId: 'n1', hostname: 'n1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test', ca: await createRootCA() },
     createLogger(),
   );
   m.close();
-  return { m, store, o: new Orchestrator(m, createLogger()) };
+  const o = new Orchestrator(m, createLogger());
+  // No passes of its own: each test runs them where it says (o.reconcile), so every run is the same.
+  o.close();
+  return { m, store, o };
 }
 
 describe('global services', () => {
   it('one task per eligible node, placed on it from the start; drained nodes lose theirs, new nodes get one', async () => {
     const { m, store, o } = await managerOf();
-    store.putNode(node('n2'));
-    store.putNode(node('n3', { labels: { gpu: 'no' } }));
+    await store.tx(() => store.putNode(node('n2')));
+    await store.tx(() => store.putNode(node('n3', { labels: { gpu: 'no' } })));
     const spec = parseServiceSpec({ Name: 'agent', Mode: { Global: {} }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } });
     assert.equal(spec.mode, 'global');
     assert.deepEqual(serviceSpecJson(spec).Mode, { Global: {} });
-    const s = o.createService(spec);
-    o.reconcile();
+    const s = await o.createService(spec);
+    await o.reconcile();
     const live = (): string[] =>
       o
         .listTasks({ serviceId: s.id })
@@ -167,31 +172,31 @@ describe('global services', () => {
       assert.equal(t.state, 'assigned');
     }
     assert.equal(o.desiredTasks(s), 3);
-    m.updateNode('n2', undefined, { availability: 'drain' });
-    o.reconcile();
+    await m.updateNode('n2', undefined, { availability: 'drain' });
+    await o.reconcile();
     assert.deepEqual(live(), ['n1', 'n3']);
     assert.equal(o.desiredTasks(s), 2);
-    store.putNode(node('n4'));
-    o.reconcile();
-    o.reconcile();
+    await store.tx(() => store.putNode(node('n4')));
+    await o.reconcile();
+    await o.reconcile();
     assert.deepEqual(live(), ['n1', 'n3', 'n4']);
-    assert.throws(() => o.updateService(s.id, undefined, { ...spec, mode: 'replicated', replicas: 2 }), /service mode change is not allowed/);
+    await assert.rejects(o.updateService(s.id, undefined, { ...spec, mode: 'replicated', replicas: 2 }), /service mode change is not allowed/);
     o.close();
   });
   it('a replicated task on a node being drained is moved: stopped there, then started elsewhere', async () => {
     const { m, store, o } = await managerOf();
-    store.putNode(node('n2'));
-    const s = o.createService(
+    await store.tx(() => store.putNode(node('n2')));
+    const s = await o.createService(
       parseServiceSpec({ Name: 'web', Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }),
     );
-    o.reconcile();
+    await o.reconcile();
     const [first] = o.listTasks({ serviceId: s.id });
     const other = first!.nodeId === 'n1' ? 'n2' : 'n1';
-    m.updateNode(first!.nodeId, undefined, { availability: 'drain' });
-    o.reconcile();
+    await m.updateNode(first!.nodeId, undefined, { availability: 'drain' });
+    await o.reconcile();
     assert.equal(o.listTasks({ serviceId: s.id }).find((t) => t.id === first!.id)!.desiredState, 'shutdown');
-    o.reportStatus(first!.nodeId, first!.id, { state: 'shutdown', message: 'stopped' });
-    o.reconcile();
+    await o.reportStatus(first!.nodeId, first!.id, { state: 'shutdown', message: 'stopped' });
+    await o.reconcile();
     const live = o.listTasks({ serviceId: s.id }).filter((t) => t.desiredState === 'running');
     assert.deepEqual(
       live.map((t) => [t.slot, t.nodeId]),
@@ -204,26 +209,26 @@ describe('global services', () => {
 describe('rolling updates (UpdateConfig)', () => {
   async function setup(updateConfig: Record<string, unknown>, replicas: number) {
     const { store, o } = await managerOf();
-    store.putNode(node('n2'));
+    await store.tx(() => store.putNode(node('n2')));
     const body = (image: string) => ({
       Name: 'web',
       Mode: { Replicated: { Replicas: replicas } },
       UpdateConfig: updateConfig,
       TaskTemplate: { ContainerSpec: { Image: image } },
     });
-    const s = o.createService(parseServiceSpec(body('img:1')));
+    const s = await o.createService(parseServiceSpec(body('img:1')));
     /** Nodes do what they are told: assigned tasks run, tasks told to stop stop. */
-    const nodesAct = (fail = false): void => {
+    const nodesAct = async (fail = false): Promise<void> => {
       for (const t of o.listTasks({ serviceId: s.id })) {
         if (t.desiredState === 'running' && t.state === 'assigned')
-          o.reportStatus(t.nodeId, t.id, { state: fail && t.spec.image === 'img:2' ? 'failed' : 'running', message: '' });
+          await o.reportStatus(t.nodeId, t.id, { state: fail && t.spec.image === 'img:2' ? 'failed' : 'running', message: '' });
         else if (t.desiredState !== 'running' && !['shutdown', 'failed', 'complete'].includes(t.state))
-          o.reportStatus(t.nodeId, t.id, { state: 'shutdown', message: '' });
+          await o.reportStatus(t.nodeId, t.id, { state: 'shutdown', message: '' });
       }
-      o.reconcile();
+      await o.reconcile();
     };
-    o.reconcile();
-    nodesAct();
+    await o.reconcile();
+    await nodesAct();
     const live = (image: string) => o.listTasks({ serviceId: s.id }).filter((t) => t.desiredState === 'running' && t.spec.image === image);
     const update = () => o.updateService(s.id, undefined, parseServiceSpec(body('img:2')));
     return { o, s, nodesAct, live, update, status: () => o.findService(s.id).updateStatus };
@@ -232,26 +237,26 @@ describe('rolling updates (UpdateConfig)', () => {
   it('stop-first, parallelism 2: two slots at a time, never more than two replicas short, then completed', async () => {
     const x = await setup({ Parallelism: 2 }, 4);
     assert.equal(x.live('img:1').length, 4);
-    x.update();
-    x.o.reconcile();
+    await x.update();
+    await x.o.reconcile();
     assert.equal(x.live('img:1').length, 2, 'two old tasks told to stop');
     for (let i = 0; i < 10 && x.live('img:2').filter((t) => t.state === 'running').length < 4; i++) {
-      x.nodesAct();
+      await x.nodesAct();
       assert.ok(x.live('img:1').length + x.live('img:2').length >= 2);
     }
     assert.equal(x.live('img:2').filter((t) => t.state === 'running').length, 4);
-    x.o.reconcile();
+    await x.o.reconcile();
     assert.equal(x.status()?.state, 'completed');
     x.o.close();
   });
 
   it('start-first: the new task runs before the old one stops', async () => {
     const x = await setup({ Order: 'start-first' }, 1);
-    x.update();
-    x.o.reconcile();
+    await x.update();
+    await x.o.reconcile();
     assert.equal(x.live('img:1').length, 1, 'the old task keeps running');
     assert.equal(x.live('img:2').length, 1, 'next to its replacement');
-    x.nodesAct(); // the new one runs...
+    await x.nodesAct(); // the new one runs...
     assert.equal(x.live('img:1').length, 0, '...then the old one is stopped');
     assert.equal(x.live('img:2')[0]!.state, 'running');
     x.o.close();
@@ -259,15 +264,15 @@ describe('rolling updates (UpdateConfig)', () => {
 
   it('a failing new task pauses the update (FailureAction pause); continue goes on', async () => {
     const x = await setup({ Parallelism: 1 }, 3);
-    x.update();
-    for (let i = 0; i < 6; i++) x.nodesAct(true);
+    await x.update();
+    for (let i = 0; i < 6; i++) await x.nodesAct(true);
     assert.equal(x.status()?.state, 'paused');
     assert.match(x.status()!.message, /update paused due to failure or early termination of task/);
     assert.equal(x.live('img:1').length, 2, 'the other two slots keep the old spec');
     x.o.close();
     const y = await setup({ Parallelism: 1, FailureAction: 'continue' }, 3);
-    y.update();
-    for (let i = 0; i < 12; i++) y.nodesAct(true);
+    await y.update();
+    for (let i = 0; i < 12; i++) await y.nodesAct(true);
     assert.equal(y.live('img:1').length, 0, 'every slot was replaced');
     assert.notEqual(y.status()?.state, 'paused');
     y.o.close();
@@ -282,26 +287,26 @@ describe('rolling updates (UpdateConfig)', () => {
       UpdateConfig: { Parallelism: 2, Order: 'start-first' },
       TaskTemplate: { ContainerSpec: { Image: 'img:1' } },
     });
-    x.o.updateService(x.s.id, undefined, spec);
+    await x.o.updateService(x.s.id, undefined, spec);
     assert.equal(x.o.findService(x.s.id).specVersion, before);
     x.o.close();
   });
 
   it('rollback: by hand, and as the failure action of an update whose new tasks fail', async () => {
     const x = await setup({ Parallelism: 0 }, 2);
-    x.update();
-    for (let i = 0; i < 6; i++) x.nodesAct();
+    await x.update();
+    for (let i = 0; i < 6; i++) await x.nodesAct();
     assert.equal(x.live('img:2').filter((t) => t.state === 'running').length, 2);
-    x.o.rollbackService(x.s.id, undefined);
-    for (let i = 0; i < 8; i++) x.nodesAct();
+    await x.o.rollbackService(x.s.id, undefined);
+    for (let i = 0; i < 8; i++) await x.nodesAct();
     assert.equal(x.live('img:1').filter((t) => t.state === 'running').length, 2);
     assert.equal(x.status()?.state, 'rollback_completed');
-    assert.throws(() => x.o.rollbackService(x.s.id, 1), /update out of sequence/);
+    await assert.rejects(x.o.rollbackService(x.s.id, 1), /update out of sequence/);
     x.o.close();
 
     const y = await setup({ Parallelism: 1, FailureAction: 'rollback' }, 2);
-    y.update();
-    for (let i = 0; i < 10; i++) y.nodesAct(true);
+    await y.update();
+    for (let i = 0; i < 10; i++) await y.nodesAct(true);
     assert.equal(y.live('img:1').filter((t) => t.state === 'running').length, 2, 'back on the old image');
     assert.equal(y.live('img:2').length, 0);
     assert.equal(y.status()?.state, 'rollback_completed');
@@ -328,47 +333,47 @@ describe("a node's whole state when its session starts", () => {
 
   it('finishes every task its node no longer has and gives their addresses back; leaves newer and merely assigned ones', async () => {
     const { m, store, o } = await managerOf();
-    m.createNetwork({ name: 'uber-net' });
-    store.putNode(node('n2'));
-    const s = o.createService(spec('web', 4, ['uber-net']));
-    o.reconcile();
+    await m.createNetwork({ name: 'uber-net' });
+    await store.tx(() => store.putNode(node('n2')));
+    const s = await o.createService(spec('web', 4, ['uber-net']));
+    await o.reconcile();
     const mine = (): ReturnType<typeof o.listTasks> => o.listTasks({ serviceId: s.id }).filter((t) => t.nodeId === 'n2');
     const [a, b] = mine();
     assert.ok(a && b, 'two tasks on n2');
-    o.reportStatus('n2', a.id, { state: 'running', message: 'started' });
+    await o.reportStatus('n2', a.id, { state: 'running', message: 'started' });
     // scaled down while n2 was gone: b is told to stop, but n2 never heard
-    o.reportStatus('n2', b.id, { state: 'running', message: 'started' });
-    o.updateService(s.id, undefined, { ...s.spec, replicas: 4 });
+    await o.reportStatus('n2', b.id, { state: 'running', message: 'started' });
+    await o.updateService(s.id, undefined, { ...s.spec, replicas: 4 });
     const bRec = store.getTask(b.id)!;
     bRec.desiredState = 'shutdown';
-    store.putTask(bRec);
+    await store.tx(() => store.putTask(bRec));
     const ipsBefore = store.countIps(m.findNetwork('uber-net').id);
     await new Promise((r) => setTimeout(r, 5));
-    const r = o.nodeReport('n2', none, Date.now());
+    const r = await o.nodeReport('n2', none, Date.now());
     assert.deepEqual(r, { finished: 2, released: 0 });
     assert.equal(store.getTask(a.id)!.state, 'failed');
     assert.match(store.getTask(a.id)!.err, /task lost/);
     assert.equal(store.getTask(b.id)!.state, 'shutdown');
-    o.reconcile();
+    await o.reconcile();
     assert.equal(store.getTask(a.id)!.networks.length, 0, 'addresses released');
     assert.ok(store.countIps(m.findNetwork('uber-net').id) < ipsBefore + 1);
     // a task that changed after the session began, or one still only assigned, stays
     const fresh = o.listTasks({ serviceId: s.id }).filter((t) => t.nodeId === 'n2' && t.state === 'assigned');
     assert.ok(fresh.length > 0);
-    assert.deepEqual(o.nodeReport('n2', none, 0), { finished: 0, released: 0 });
+    assert.deepEqual(await o.nodeReport('n2', none, 0), { finished: 0, released: 0 });
     for (const t of fresh) assert.equal(store.getTask(t.id)!.state, 'assigned');
     o.close();
   });
 
   it('a container that exited while its daemon was down reports its exit', async () => {
     const { store, o } = await managerOf();
-    store.putNode(node('n2'));
-    const s = o.createService(spec('job', 1));
-    o.reconcile();
+    await store.tx(() => store.putNode(node('n2')));
+    const s = await o.createService(spec('job', 1));
+    await o.reconcile();
     const [t] = o.listTasks({ serviceId: s.id });
-    o.reportStatus(t!.nodeId, t!.id, { state: 'running', message: 'started' });
+    await o.reportStatus(t!.nodeId, t!.id, { state: 'running', message: 'started' });
     await new Promise((r) => setTimeout(r, 5));
-    o.nodeReport(t!.nodeId, { tasks: [{ id: t!.id, status: 'exited', exitCode: 3, containerId: 'c1' }], starting: [], attachments: [] }, Date.now());
+    await o.nodeReport(t!.nodeId, { tasks: [{ id: t!.id, status: 'exited', exitCode: 3, containerId: 'c1' }], starting: [], attachments: [] }, Date.now());
     assert.equal(store.getTask(t!.id)!.state, 'failed');
     assert.equal(store.getTask(t!.id)!.exitCode, 3);
     o.close();
@@ -376,24 +381,25 @@ describe("a node's whole state when its session starts", () => {
 
   it('node-local endpoints: only on attachable networks, bounded per node, released when the node no longer has them, and only by it', async () => {
     const { m, store } = await managerOf();
-    store.putNode(node('n2'));
-    m.createNetwork({ name: 'plain' });
-    m.createNetwork({ name: 'att', attachable: true, subnets: [{ subnet: '10.50.0.0/24' }] });
-    assert.throws(() => m.attachLocal('plain', 'n2', 'e'), /not manually attachable/);
-    const held = Array.from({ length: MAX_LOCAL_ATTACHMENTS }, (_, i) => m.attachLocal('att', 'n2', `e${i}`).attachment);
-    assert.throws(() => m.attachLocal('att', 'n2', 'one-more'), /limit per node is 64/);
+    await store.tx(() => store.putNode(node('n2')));
+    await m.createNetwork({ name: 'plain' });
+    await m.createNetwork({ name: 'att', attachable: true, subnets: [{ subnet: '10.50.0.0/24' }] });
+    await assert.rejects(m.attachLocal('plain', 'n2', 'e'), /not manually attachable/);
+    const held = [];
+    for (let i = 0; i < MAX_LOCAL_ATTACHMENTS; i++) held.push((await m.attachLocal('att', 'n2', `e${i}`)).attachment);
+    await assert.rejects(m.attachLocal('att', 'n2', 'one-more'), /limit per node is 64/);
     // the manager's own node can still allocate on the network
-    assert.ok(m.attachLocal('att', 'n1', 'mine').attachment.ip);
-    assert.throws(() => m.detach(held[0]!.id, 'n1'), /not one of this node's own/);
+    assert.ok((await m.attachLocal('att', 'n1', 'mine')).attachment.ip);
+    await assert.rejects(m.detach(held[0]!.id, 'n1'), /not one of this node's own/);
     await new Promise((r) => setTimeout(r, 5));
-    assert.equal(m.releaseLostAttachments('n2', [held[0]!.id], Date.now()), MAX_LOCAL_ATTACHMENTS - 1);
+    assert.equal(await m.releaseLostAttachments('n2', [held[0]!.id], Date.now()), MAX_LOCAL_ATTACHMENTS - 1);
     assert.deepEqual(
       m.listAttachments({ nodeId: 'n2' }).map((a) => a.id),
       [held[0]!.id],
     );
     // what was made after the session began is newer than the report: kept
-    const late = m.attachLocal('att', 'n2', 'late').attachment;
-    assert.equal(m.releaseLostAttachments('n2', [], Date.parse(late.createdAt) - 1), 1);
+    const late = (await m.attachLocal('att', 'n2', 'late')).attachment;
+    assert.equal(await m.releaseLostAttachments('n2', [], Date.parse(late.createdAt) - 1), 1);
     assert.ok(m.listAttachments({ nodeId: 'n2' }).some((a) => a.id === late.id));
   });
 });
@@ -460,18 +466,18 @@ describe('no service field accepted and dropped', () => {
 describe('bad input changes nothing', () => {
   it('a network a service names cannot be removed, even with no task on it; predefined names are refused', async () => {
     const { m, o } = await managerOf();
-    m.createNetwork({ name: 'used-net' });
-    o.createService(
+    await m.createNetwork({ name: 'used-net' });
+    await o.createService(
       parseServiceSpec({
         Name: 'idle',
         Mode: { Replicated: { Replicas: 0 } },
         TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: [{ Target: 'used-net' }] },
       }),
     );
-    assert.throws(() => m.removeNetwork('used-net'), /network used-net is in use by service idle/);
+    await assert.rejects(m.removeNetwork('used-net'), /network used-net is in use by service idle/);
     assert.ok(m.findNetwork('used-net'));
-    for (const name of ['host', 'bridge', 'none']) assert.throws(() => m.createNetwork({ name }), /is a pre-defined network and cannot be created/);
-    assert.throws(() => m.createNetwork({ name: 'sec', options: { encrypted: '' } }), /encrypted overlay networks are not supported yet/);
+    for (const name of ['host', 'bridge', 'none']) await assert.rejects(m.createNetwork({ name }), /is a pre-defined network and cannot be created/);
+    await assert.rejects(m.createNetwork({ name: 'sec', options: { encrypted: '' } }), /encrypted overlay networks are not supported yet/);
     assert.throws(() => m.findNetwork('sec'), /not found/);
     o.close();
   });

@@ -12,6 +12,8 @@ export interface ClientTls {
 }
 
 const CONNECT_TIMEOUT_MS = 5000;
+/** a forwarded Engine API call answers within this, whatever the leader does (a write answers within 5 s) */
+const FORWARD_TIMEOUT_MS = 4500;
 /** A follower names the leader in this header when it refuses a leader-only call. */
 export const LEADER_HEADER = 'x-vxswarm-leader';
 
@@ -213,7 +215,14 @@ export class ManagerClient {
     body: NodeJS.ReadableStream,
   ): Promise<{ status: number; contentType: string | undefined; body: http2.ClientHttp2Stream }> {
     this.follow(leader);
-    const req = (await this.open()).request({
+    const deadline = Date.now() + FORWARD_TIMEOUT_MS;
+    const session = await Promise.race([
+      this.open(),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new VxError(`no connection to the leader at ${leader} within ${FORWARD_TIMEOUT_MS} ms`, 503)), FORWARD_TIMEOUT_MS).unref(),
+      ),
+    ]);
+    const req = session.request({
       ':method': 'POST',
       ':path': '/v1/engine',
       'x-engine-method': method,
@@ -222,8 +231,19 @@ export class ManagerClient {
     });
     body.pipe(req);
     return new Promise((resolve, reject) => {
+      // A leader cut off answers nothing: the caller hears within the deadline, not never.
+      const timer = setTimeout(
+        () => {
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          this.dropSession();
+          reject(new VxError(`the leader at ${leader} did not answer within ${FORWARD_TIMEOUT_MS} ms: the outcome of the call is unknown`, 503));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      req.once('close', () => clearTimeout(timer));
       req.once('error', (e) => reject(new VxError(`forwarding to the leader at ${leader}: ${errorMessage(e)}`, 503)));
       req.once('response', (h) => {
+        clearTimeout(timer);
         const status = Number(h[':status']);
         if (status === 200) {
           const ct = h['content-type'];

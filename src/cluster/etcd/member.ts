@@ -3,9 +3,6 @@
 // Peers must hold a manager certificate (its "swarm-manager" name); a removed member is refused by
 // the others whatever certificate it holds. The daemon talks to it through etcd's JSON gateway
 // (/v3/...), so no gRPC stack is loaded into the daemon.
-//
-// Step 1 of the managers-on-etcd work: the member and its membership calls. The store does not
-// use it yet.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -113,14 +110,23 @@ export class EtcdMember {
       // memory: etcd keeps this many entries in memory before a snapshot (100,000 by default)
       '--snapshot-count=10000',
       '--enable-v2=false',
+      // one store transaction may write a whole service's tasks and their addresses
+      '--max-txn-ops=10000',
+      '--max-request-bytes=8388608',
+      // old revisions are history nobody reads after the watch has passed them
+      '--auto-compaction-mode=revision',
+      '--auto-compaction-retention=10000',
       '--logger=zap',
       '--log-level=warn',
       ...(this.cfg.forceNewCluster ? ['--force-new-cluster'] : []),
     ];
   }
 
-  /** Starts etcd (replacing one a killed daemon left running) and waits until it answers. */
-  async start(timeoutMs = 20_000): Promise<void> {
+  /**
+   * Starts etcd (replacing one a killed daemon left running) and waits until it answers: with a
+   * leader (`healthy`, a new cluster), or merely listening (a restart may find no quorum yet).
+   */
+  async start(waitFor: 'healthy' | 'listening' = 'healthy', timeoutMs = 20_000): Promise<void> {
     await fs.promises.mkdir(this.tlsDir, { recursive: true, mode: 0o700 });
     const files = { 'ca.pem': this.cfg.tls.caPem, 'cert.pem': this.cfg.tls.certPem, 'key.pem': this.cfg.tls.keyPem };
     for (const [f, pem] of Object.entries(files)) await fs.promises.writeFile(path.join(this.tlsDir, f), pem, { mode: 0o600 });
@@ -139,25 +145,15 @@ export class EtcdMember {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.child) throw new VxError(`etcd did not start; see ${path.join(this.cfg.dir, 'etcd.log')}`, 500);
-      if (await this.healthy()) return;
-      if (Date.now() > deadline) throw new VxError(`etcd did not become healthy within ${timeoutMs} ms`, 503);
+      if (waitFor === 'healthy' ? await this.healthy() : await this.listening()) return;
+      if (Date.now() > deadline) throw new VxError(`etcd did not become ${waitFor} within ${timeoutMs} ms`, 503);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
 
   /** A previous daemon's etcd (kill -9 leaves it running) holds our ports and data: end it first. */
   private async replaceStale(): Promise<void> {
-    let pid: number;
-    try {
-      pid = Number(await fs.promises.readFile(this.pidFile, 'utf8'));
-    } catch {
-      return;
-    }
-    if (!(await isOurEtcd(pid, this.dataDir))) return;
-    this.cfg.log.warn('stopping an etcd a previous run left', { pid });
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 100 && (await isOurEtcd(pid, this.dataDir)); i++) await new Promise((r) => setTimeout(r, 50));
-    if (await isOurEtcd(pid, this.dataDir)) process.kill(pid, 'SIGKILL');
+    if (await stopStaleEtcd(this.cfg.dir)) this.cfg.log.warn('stopped an etcd a previous run left');
   }
 
   async stop(): Promise<void> {
@@ -174,6 +170,35 @@ export class EtcdMember {
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  /** True when this member answers, leader or not. */
+  async listening(): Promise<boolean> {
+    try {
+      return typeof ((await this.call('GET', '/version', undefined, 1000)) as { etcdserver?: string }).etcdserver === 'string';
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Waits until this member votes: a learner asks to be promoted (its own etcd forwards the call
+   * to the leader, which refuses until the learner has caught up).
+   */
+  async waitVoter(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      try {
+        const me = (await this.members()).find((m) => m.peerURLs?.includes(this.peerUrl));
+        if (me && !me.isLearner) return;
+        if (me) await this.promote(me.ID);
+      } catch (e) {
+        last = errorMessage(e);
+      }
+      if (Date.now() > deadline) throw new VxError(`this manager's etcd member was not promoted within ${timeoutMs} ms: ${last}`, 503);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** True when this member answers and its cluster has a leader. */
@@ -268,6 +293,25 @@ export class EtcdMember {
 }
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+
+/**
+ * Ends the etcd a killed daemon left running on `dir` (<root>/etcd), found by its pid file and
+ * checked to be an etcd of that data directory. True if there was one.
+ */
+export async function stopStaleEtcd(dir: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
+  const dataDir = path.join(dir, 'data');
+  let pid: number;
+  try {
+    pid = Number(await fs.promises.readFile(path.join(dir, 'etcd.pid'), 'utf8'));
+  } catch {
+    return false;
+  }
+  if (!pid || !(await isOurEtcd(pid, dataDir))) return false;
+  process.kill(pid, signal);
+  for (let i = 0; i < 100 && (await isOurEtcd(pid, dataDir)); i++) await new Promise((r) => setTimeout(r, 50));
+  if (await isOurEtcd(pid, dataDir)) process.kill(pid, 'SIGKILL');
+  return true;
+}
 
 /** The process is an etcd of this data directory (never someone else's process). */
 async function isOurEtcd(pid: number, dataDir: string): Promise<boolean> {

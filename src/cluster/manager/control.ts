@@ -1,46 +1,38 @@
-// One manager node's share of the control plane: the replicated store, its raft member, and
-// the control loops (Manager: liveness, allocation; Orchestrator: services) that run only
-// while this member leads, as swarmkit runs its allocator, scheduler and dispatcher.
+// One manager node's share of the control plane: its etcd member, the store that caches etcd,
+// and the control loops (Manager: liveness, allocation; Orchestrator: services) that run only on
+// the manager holding the election key, as swarmkit runs its allocator, scheduler and dispatcher
+// on the raft leader. The key lives on a lease this manager keeps alive; its create revision
+// fences every write the loops make, so a deposed leader's writes fail.
 import { EventEmitter } from 'node:events';
-import { realClock } from '../../core/clock.js';
-import { errorMessage } from '../../core/errors.js';
-import { newId } from '../../core/ids.js';
+import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { ManagerClient, type ClientTls } from '../agent/client.js';
-import { NotLeaderError, Raft, quorum, type Member, type RaftTransport } from '../raft/raft.js';
+import { Mutex } from '../../core/mutex.js';
+import type { Kv } from '../etcd/kv.js';
+import { peerUrl, type EtcdMember, type EtcdMemberInfo } from '../etcd/member.js';
 import { ForbiddenError, Manager, type InitOptions } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
-import { StoreRaftLog } from './raftlog.js';
-import type { Store } from './store.js';
+import { KEY_PREFIX, type Store, type StoreChange } from './store.js';
 
-/** Raft's calls: short, since a missed heartbeat is retried on the next one; snapshots get longer. */
-const VOTE_TIMEOUT_MS = 1000;
-const APPEND_TIMEOUT_MS = 2000;
-const SNAPSHOT_TIMEOUT_MS = 20_000;
+export const LEADER_KEY = `${KEY_PREFIX}leader`;
+/**
+ * The election lease. etcd's floor is 1.5 × its election timeout (1.5 s here); 2 s lets a leader
+ * miss three keep-alives (every 500 ms) before it is deposed, and keeps failover under 2.5 s.
+ */
+export const LEADER_TTL_S = 2;
+const KEEPALIVE_MS = 500;
+/** how often the leader matches etcd's membership to the manager nodes in the store */
+const MEMBERSHIP_MS = 1000;
 
-/** Raft's messages over the manager API, one mTLS HTTP/2 connection per peer. */
-class PeerTransport implements RaftTransport {
-  private readonly clients = new Map<string, ManagerClient>();
-  constructor(private tls: ClientTls) {}
-  setTls(tls: ClientTls): void {
-    this.tls = tls;
-    for (const c of this.clients.values()) c.setTls(tls);
-  }
-  private client(m: Member): ManagerClient {
-    let c = this.clients.get(m.addr);
-    if (!c) {
-      c = new ManagerClient(m.addr, this.tls);
-      this.clients.set(m.addr, c);
-    }
-    return c;
-  }
-  vote = (to: Member, req: unknown) => this.client(to).direct<never>('POST', '/v1/raft/vote', req, VOTE_TIMEOUT_MS);
-  append = (to: Member, req: unknown) => this.client(to).direct<never>('POST', '/v1/raft/append', req, APPEND_TIMEOUT_MS);
-  snapshot = (to: Member, req: unknown) => this.client(to).direct<never>('POST', '/v1/raft/snapshot', req, SNAPSHOT_TIMEOUT_MS);
-  timeoutNow = (to: Member, req: unknown) => this.client(to).direct<unknown>('POST', '/v1/raft/timeout-now', req, VOTE_TIMEOUT_MS);
-  close(): void {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
+export const quorum = (n: number): number => Math.floor(n / 2) + 1;
+
+export class NotLeaderError extends VxError {
+  constructor(readonly leaderAddr: string | undefined) {
+    super(
+      leaderAddr
+        ? `this manager is not the leader (the leader is ${leaderAddr})`
+        : "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.",
+      503,
+    );
   }
 }
 
@@ -48,7 +40,11 @@ export interface ControlPlaneOptions {
   nodeId: string;
   clusterId: string;
   store: Store;
-  tls: ClientTls;
+  kv: Kv;
+  /** this member of etcd (membership calls) */
+  etcd: EtcdMember;
+  /** this manager's API address, host:port: what the leader key names */
+  managerAddr: string;
   log: Logger;
 }
 
@@ -58,71 +54,166 @@ export interface Active {
   orchestrator: Orchestrator;
 }
 
+export interface ControlStatus {
+  id: string;
+  leader: string;
+  leading: boolean;
+  /** the etcd revision this manager's cache shows */
+  revision: number;
+  members: EtcdMemberInfo[];
+}
+
+interface LeaderValue {
+  node: string;
+  addr: string;
+}
+
 export class ControlPlane extends EventEmitter {
   readonly store: Store;
-  readonly raft: Raft;
   readonly nodeId: string;
   clusterId: string;
-  private readonly transport: PeerTransport;
+  readonly etcd: EtcdMember;
+  private readonly kv: Kv;
   private readonly log: Logger;
+  /** this manager's API address, host:port */
+  readonly ownAddr: string;
   private active: Active | undefined;
-  private activating: Promise<void> | undefined;
+  private lease: string | undefined;
+  /** when the last keep-alive that succeeded was sent */
+  private renewedAt = 0;
+  /** the campaign in flight */
+  private campaigning: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private membershipTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** etcd changes membership one member at a time */
+  readonly membership = new Mutex();
+  private lastMembers: EtcdMemberInfo[] = [];
 
   constructor(o: ControlPlaneOptions) {
     super();
     this.setMaxListeners(0);
     this.store = o.store;
+    this.kv = o.kv;
+    this.etcd = o.etcd;
     this.nodeId = o.nodeId;
     this.clusterId = o.clusterId;
+    this.ownAddr = o.managerAddr;
     this.log = o.log;
-    this.transport = new PeerTransport(o.tls);
-    const raftLog = new StoreRaftLog(o.store);
-    this.raft = new Raft({
-      id: o.nodeId,
-      store: raftLog,
-      transport: this.transport,
-      clock: realClock,
-      members: () => this.members(),
-      log: o.log.child({ component: 'raft' }),
-    });
-    raftLog.attach(this.raft);
-    this.raft.on('role', (role: string) => {
-      if (role === 'leader') void this.lead();
-      else this.follow();
-    });
+    this.store.on('change', (changes: StoreChange[]) => this.onChange(changes));
+    this.store.on('reset', () => this.onChange([]));
   }
 
-  /** The node certificate raft's connections present (renewed certificates included). */
-  setTls(tls: ClientTls): void {
-    this.transport.setTls(tls);
-  }
-
-  /** The voting members: every manager node in the replicated store. */
-  members(): Member[] {
+  /** The managers by the store: every manager node and its API address. */
+  members(): { id: string; addr: string }[] {
     return this.store
       .listNodes()
       .filter((n) => n.role === 'manager' && n.managerAddr)
       .map((n) => ({ id: n.id, addr: n.managerAddr! }));
   }
 
-  /** Creates the cluster: this member leads term 1 alone, then writes the first state. */
-  async init(o: InitOptions): Promise<Manager> {
-    this.raft.bootstrap();
-    const m = await Manager.init(this.store, o, this.log.child({ component: 'manager' }));
-    this.clusterId = m.cluster().id;
-    this.activate(m);
-    return m;
+  private leaderValue(): LeaderValue | undefined {
+    const c = this.store.raw(LEADER_KEY);
+    if (!c) return undefined;
+    try {
+      return JSON.parse(c.value) as LeaderValue;
+    } catch {
+      return undefined;
+    }
   }
 
-  /** Resumes (after a restart) or starts (a joining manager, empty until its snapshot) as a follower. */
+  /** Creates the cluster's first state, then takes the election. */
+  async init(o: InitOptions): Promise<Manager> {
+    await Manager.init(this.store, o, this.log.child({ component: 'manager' })).then((m) => m.close());
+    this.clusterId = this.store.getCluster()!.id;
+    this.start();
+    await this.campaign();
+    if (!this.active) throw new VxError('could not take the leadership of the new swarm', 503);
+    return this.active.manager;
+  }
+
+  /** Campaigns whenever the leader key is free and keeps this manager's lease alive. */
   start(): void {
-    this.raft.start();
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), KEEPALIVE_MS);
+    this.timer.unref();
+    this.membershipTimer = setInterval(() => void this.reconcileMembers(), MEMBERSHIP_MS);
+    this.membershipTimer.unref();
+    void this.tick();
+  }
+
+  /** Only a manager by the store leads (a demoted leader hands over at once). */
+  private eligible(): boolean {
+    return this.store.getNode(this.nodeId)?.role === 'manager';
+  }
+
+  private onChange(changes: StoreChange[]): void {
+    if (!this.store.raw(LEADER_KEY) && !this.campaigning && !this.closed) void this.campaign();
+    const a = this.active;
+    if (!a || !changes.length) return;
+    if (!this.eligible()) return this.stepDown('this node is no longer a manager');
+    // Writes from other managers reach the loops here; this manager's own too (harmless).
+    if (changes.some((c) => c.coll === 'tasks')) a.manager.emit('tasks-changed');
+    if (changes.some((c) => c.coll !== 'ips' && c.coll !== 'cursors')) a.orchestrator.kick();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closed) return;
+    if (!this.active) {
+      if (!this.store.raw(LEADER_KEY)) await this.campaign();
+      return;
+    }
+    const lease = this.lease!;
+    const sent = Date.now();
+    try {
+      const ttl = await this.kv.leaseKeepAlive(lease);
+      if (ttl > 0) this.renewedAt = sent;
+      else return this.stepDown('the election lease expired');
+    } catch (e) {
+      this.log.debug('election keep-alive failed', { error: errorMessage(e) });
+    }
+    // No renewal for a lease's lifetime: another manager may hold the key by now.
+    if (Date.now() - this.renewedAt > LEADER_TTL_S * 1000 - KEEPALIVE_MS) this.stepDown('could not renew the election lease');
+  }
+
+  private campaign(): Promise<void> {
+    if (this.active || this.closed || !this.eligible()) return Promise.resolve();
+    this.campaigning ??= this.runCampaign().finally(() => (this.campaigning = undefined));
+    return this.campaigning;
+  }
+
+  private async runCampaign(): Promise<void> {
+    let lease: string | undefined;
+    try {
+      lease = await this.kv.leaseGrant(LEADER_TTL_S);
+      const sent = Date.now();
+      const value: LeaderValue = { node: this.nodeId, addr: this.ownAddr };
+      const r = await this.kv.txn([{ key: LEADER_KEY, target: 'CREATE', result: 'EQUAL', rev: 0 }], [{ put: LEADER_KEY, value: JSON.stringify(value), lease }]);
+      if (!r.ok) {
+        void this.kv.leaseRevoke(lease);
+        return;
+      }
+      this.lease = lease;
+      this.renewedAt = sent;
+      await this.store.caughtUp(r.rev);
+      this.store.fence = { key: LEADER_KEY, target: 'CREATE', result: 'EQUAL', rev: r.rev };
+      const m = await Manager.load(this.store, this.nodeId, this.log.child({ component: 'manager' }));
+      if (this.closed || this.lease !== lease) {
+        m.close();
+        return;
+      }
+      this.activate(m);
+    } catch (e) {
+      if (lease && !this.active) void this.kv.leaseRevoke(lease);
+      if (lease === this.lease) this.lease = undefined;
+      this.store.fence = undefined;
+      this.log.debug('campaign failed', { error: errorMessage(e) });
+    }
   }
 
   /** The leader's control loops, or a NotLeaderError naming the leader (thrown). */
   mustLead(): Active {
-    if (!this.active) throw new NotLeaderError(this.raft.leader());
+    if (!this.active) throw new NotLeaderError(this.leaderAddr());
     return this.active;
   }
 
@@ -131,41 +222,22 @@ export class ControlPlane extends EventEmitter {
   }
 
   leaderAddr(): string | undefined {
-    return this.raft.leader()?.addr;
+    return this.leaderValue()?.addr;
   }
 
-  /** Waits until this leader's writes so far are on a majority of managers. */
-  committed(): Promise<void> {
-    return this.raft.isLeader() ? this.raft.waitCommitted() : Promise.resolve();
+  leaderId(): string {
+    return this.leaderValue()?.node ?? '';
   }
 
-  private async lead(): Promise<void> {
-    if (this.activating || this.active || this.closed) return;
-    const term = this.raft.term;
-    this.activating = (async () => {
-      try {
-        const m = await Manager.load(this.store, this.nodeId, this.log.child({ component: 'manager' }));
-        if (!this.raft.isLeader() || this.raft.term !== term || this.closed) {
-          m.close();
-          return;
-        }
-        this.activate(m);
-      } catch (e) {
-        this.log.error('could not take over as leader', { error: errorMessage(e) });
-      }
-    })();
-    await this.activating;
-    this.activating = undefined;
+  status(): ControlStatus {
+    return { id: this.nodeId, leader: this.leaderId(), leading: !!this.active, revision: this.store.rev, members: this.lastMembers };
   }
 
   private activate(m: Manager): void {
     // Docker refuses a demotion that would leave the reachable managers short of a majority.
     m.quorumGuard = (nodeId) => {
-      const st = this.raft.status();
       const left = this.members().filter((x) => x.id !== nodeId);
-      // Reachable: raft heard from it lately and its session has not closed (which is faster to tell).
-      const up = (id: string): boolean => this.store.getNode(id)?.state !== 'down' && st.peers.some((p) => p.id === id && p.reachable);
-      const reachable = left.filter((x) => x.id === this.nodeId || up(x.id)).length;
+      const reachable = left.filter((x) => x.id === this.nodeId || this.store.getNode(x.id)?.state === 'ready').length;
       if (reachable < quorum(left.length))
         throw new ForbiddenError(
           `can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`,
@@ -173,60 +245,104 @@ export class ControlPlane extends EventEmitter {
     };
     const orchestrator = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
     this.active = { manager: m, orchestrator };
-    this.log.info('leading the swarm', { term: this.raft.term });
+    this.log.info('leading the swarm', { fence: this.store.fence?.rev });
     this.emit('leading', this.active);
     orchestrator.kick();
+    void this.reconcileMembers();
   }
 
-  private follow(): void {
+  private stepDown(why: string): void {
     const a = this.active;
+    this.store.fence = undefined;
+    const lease = this.lease;
+    this.lease = undefined;
+    if (lease) void this.kv.leaseRevoke(lease);
     if (!a) return;
     this.active = undefined;
     a.orchestrator.close();
     a.manager.close();
-    this.log.info('no longer leading the swarm', { term: this.raft.term, leader: this.raft.leaderId });
+    this.log.info('no longer leading the swarm', { why, leader: this.leaderId() });
     this.emit('following', a);
   }
 
+  // ---- etcd membership ----
+
   /**
-   * `swarm init --force-new-cluster`: with no quorum there is no way to write through raft, so
-   * this node rewrites its own state to be the only manager (the others become workers and may
-   * rejoin or be promoted again), then starts a new raft incarnation alone.
+   * Adds a manager node's etcd as a learner (it votes once promoted, when caught up) and answers
+   * with the cluster it must start in: name → peer URL of every member.
    */
-  forceNewCluster(): void {
-    const journal = this.store.journal;
-    this.store.journal = undefined;
-    try {
-      this.store.tx(() => {
-        for (const n of this.store.listNodes()) {
-          if (n.role !== 'manager' || n.id === this.nodeId) continue;
-          n.role = 'worker';
-          n.state = 'down';
-          n.message = 'removed from the managers by --force-new-cluster';
-          n.updatedAt = new Date().toISOString();
-          n.version = this.store.bump();
-          this.store.putNode(n);
-        }
-      });
-    } finally {
-      this.store.journal = journal;
-    }
-    this.raft.forceNewCluster(newId());
-    this.log.warn('forced a new cluster: this node is the only manager', { term: this.raft.term });
+  addMember(nodeId: string): Promise<Record<string, string>> {
+    return this.membership.lock(async () => {
+      const n = this.store.getNode(nodeId);
+      if (!n || n.role !== 'manager') throw new ForbiddenError(`node ${nodeId} is not a manager`);
+      const url = peerUrl(n.addr);
+      let members = await this.etcd.members();
+      if (!members.some((m) => m.peerURLs?.includes(url))) {
+        await this.etcd.addLearner(url);
+        members = await this.etcd.members();
+      }
+      this.lastMembers = members;
+      return initialCluster(members, url, nodeId, this.store.listNodes());
+    });
   }
 
-  /** Before a planned stop: hand leadership to another manager so the swarm does not wait for an election. */
+  /** Removes this manager's own member (swarm leave): the others no longer count or hear it. */
+  async leaveMembers(): Promise<void> {
+    const url = this.etcd.peerUrl;
+    const members = await this.etcd.members();
+    const me = members.find((m) => m.peerURLs?.includes(url));
+    if (!me || members.length < 2) return;
+    await this.etcd.remove(me.ID);
+    this.log.info('removed this manager from etcd');
+  }
+
+  /** The leader keeps etcd's members equal to the manager nodes: promote learners, remove the demoted. */
+  private reconcileMembers(): Promise<void> {
+    if (!this.active || this.closed || this.membership.locked) return Promise.resolve();
+    return this.membership
+      .lock(async () => {
+        const members = await this.etcd.members();
+        this.lastMembers = members;
+        const managers = new Set(this.store.listNodes().flatMap((n) => (n.role === 'manager' ? [peerUrl(n.addr)] : [])));
+        for (const m of members) {
+          const url = m.peerURLs?.[0] ?? '';
+          if (!managers.has(url)) {
+            if (url === this.etcd.peerUrl) continue;
+            await this.etcd.remove(m.ID);
+            this.log.info('removed a member that is no longer a manager from etcd', { member: m.name ?? m.ID, url });
+          } else if (m.isLearner) {
+            await this.etcd.promote(m.ID).then(
+              () => this.log.info('promoted an etcd learner', { url }),
+              () => undefined, // not caught up yet
+            );
+          }
+        }
+      })
+      .catch((e: unknown) => this.log.debug('etcd membership pass failed', { error: errorMessage(e) }));
+  }
+
+  /** Before a planned stop: free the election key so another manager takes over at once. */
   async handOver(): Promise<void> {
-    if (!this.raft.isLeader() || this.members().length < 2) return;
-    const t0 = Date.now();
-    const ok = await this.raft.transferLeadership();
-    this.log.info(ok ? 'handed leadership over' : 'could not hand leadership over', { ms: Date.now() - t0, leader: this.raft.leaderId });
+    if (!this.active) return;
+    this.stepDown('handing over');
+    await Promise.resolve();
   }
 
   close(): void {
     this.closed = true;
-    this.follow();
-    this.raft.stop();
-    this.transport.close();
+    if (this.timer) clearInterval(this.timer);
+    if (this.membershipTimer) clearInterval(this.membershipTimer);
+    this.stepDown('stopping');
   }
+}
+
+/** etcd's --initial-cluster for a member joining an existing cluster. */
+export function initialCluster(members: EtcdMemberInfo[], selfUrl: string, selfName: string, nodes: { id: string; addr: string }[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of members)
+    for (const u of m.peerURLs ?? []) {
+      const name = u === selfUrl ? selfName : m.name || nodes.find((n) => peerUrl(n.addr) === u)?.id || `m${m.ID}`;
+      out[name] = u;
+    }
+  return out;
 }

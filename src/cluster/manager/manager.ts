@@ -6,7 +6,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError, VxError } from '../
 import { newId, randomMac } from '../../core/ids.js';
 import { formatIp, parseCidr, parseIp } from '../../core/ipv4.js';
 import type { Logger } from '../../core/log.js';
-import { DEFAULT_CERT_DAYS, RootCA, createRootCA, type Role } from './ca.js';
+import { DEFAULT_CERT_DAYS, RootCA, type Role } from './ca.js';
 import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniList, planSubnets, planVnis, type SubnetRequest } from './allocator.js';
 import type { Store } from './store.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
@@ -46,6 +46,9 @@ export interface InitOptions {
   subnetSize?: number;
   dataPathPort?: number;
   certDays?: number;
+  clusterId?: string;
+  /** the swarm's root CA (made first: the manager's etcd needs its certificate before the store opens) */
+  ca: { certPem: string; keyPem: string };
 }
 
 export interface NetworkCreate {
@@ -81,7 +84,7 @@ export interface JoinResult {
 export const now = (): string => new Date().toISOString();
 
 /** A manager's certificate names its advertise address and loopback (etcd's peer and client URLs). */
-function managerIps(role: Role, addr: string): string[] {
+export function managerIps(role: Role, addr: string): string[] {
   return role === 'manager' ? [...new Set([addr, '127.0.0.1'].filter(Boolean))] : [];
 }
 
@@ -109,11 +112,11 @@ export class Manager extends EventEmitter {
     checkPool(pool, size);
     const port = o.dataPathPort || DEFAULT_DATA_PATH_PORT;
     if (!Number.isInteger(port) || port < 1024 || port > 49151) throw new InvalidArgumentError(`invalid data path port ${port}: must be 1024..49151`);
-    const pair = await createRootCA();
+    const pair = o.ca;
     const ca = await RootCA.load(pair);
     const t = now();
     const cluster: ClusterRecord = {
-      id: newId(),
+      id: o.clusterId ?? newId(),
       createdAt: t,
       updatedAt: t,
       version: 1,
@@ -128,7 +131,7 @@ export class Manager extends EventEmitter {
       gossipKeys: [randomBytes(32).toString('base64')],
     };
     const m = new Manager(store, ca, o.nodeId, log);
-    store.tx(() => {
+    await store.tx(() => {
       store.putCluster({ ...cluster, version: store.bump() });
       store.putNode({
         id: o.nodeId,
@@ -162,7 +165,7 @@ export class Manager extends EventEmitter {
     // Until their sessions come back, other nodes' state is unknown; the timer marks them down.
     // They get a grace period to find this (possibly new) leader: a lost session backs off up to 2 s.
     const t = Date.now() + TAKEOVER_GRACE_MS;
-    store.tx(() => {
+    await store.tx(() => {
       for (const n of store.listNodes()) {
         if (n.id === selfId) m.setState(n, 'ready', '');
         else {
@@ -204,19 +207,14 @@ export class Manager extends EventEmitter {
 
   /** The gossip keyring nodes get over their sessions: primary first. */
   gossipKeys(): string[] {
-    const c = this.cluster();
-    if (c.gossipKeys?.length) return c.gossipKeys;
-    // A cluster made before gossip existed gets its first key now.
-    c.gossipKeys = [randomBytes(32).toString('base64')];
-    this.store.tx(() => this.store.putCluster(c));
-    return c.gossipKeys;
+    return this.cluster().gossipKeys ?? [];
   }
 
   /**
    * Rotates the gossip key in two steps so no message is lost: every node first accepts the new
    * key (`stage`), then sends with it (`switch`); the oldest of more than three keys is dropped.
    */
-  rotateGossipKey(step: 'stage' | 'switch'): string[] {
+  rotateGossipKey(step: 'stage' | 'switch'): Promise<string[]> {
     return this.store.tx(() => {
       const c = this.cluster();
       const keys = [...this.gossipKeys()];
@@ -225,13 +223,13 @@ export class Manager extends EventEmitter {
       c.gossipKeys = keys.slice(0, 3);
       c.version = this.store.bump();
       this.store.putCluster(c);
-      this.emit('gossip-keys', c.gossipKeys);
+      this.store.afterCommit(() => this.emit('gossip-keys', c.gossipKeys));
       return c.gossipKeys;
     });
   }
 
-  rotateToken(role: Role): void {
-    this.store.tx(() => {
+  rotateToken(role: Role): Promise<void> {
+    return this.store.tx(() => {
       const c = this.cluster();
       if (role === 'worker') c.workerSecret = newSecret();
       else c.managerSecret = newSecret();
@@ -261,7 +259,7 @@ export class Manager extends EventEmitter {
     const id = newId();
     const certPem = await this.ca.sign(r.csrPem, id, role, c.id, c.certDays, managerIps(role, r.addr));
     const t = now();
-    this.store.tx(() => {
+    await this.store.tx(() => {
       this.store.putNode({
         id,
         hostname: r.hostname,
@@ -319,9 +317,9 @@ export class Manager extends EventEmitter {
   /** Set by the control plane: throws if taking this manager out of raft would lose the quorum. */
   quorumGuard: ((nodeId: string) => void) | undefined;
 
-  updateNode(ref: string, version: number | undefined, spec: { availability?: string; role?: string; labels?: Record<string, string> }): NodeRecord {
+  async updateNode(ref: string, version: number | undefined, spec: { availability?: string; role?: string; labels?: Record<string, string> }): Promise<NodeRecord> {
     let roleChanged = false;
-    const out = this.store.tx(() => {
+    const out = await this.store.tx(() => {
       const n = this.findNode(ref);
       if (version !== undefined && version !== n.version)
         throw new ConflictError(`update out of sequence: node ${n.id} is at version ${n.version}, not ${version}`);
@@ -357,9 +355,9 @@ export class Manager extends EventEmitter {
     return out;
   }
 
-  removeNode(ref: string, force: boolean): void {
+  async removeNode(ref: string, force: boolean): Promise<void> {
     let removed = '';
-    this.store.tx(() => {
+    await this.store.tx(() => {
       const n = this.findNode(ref);
       removed = n.id;
       if (n.id === this.selfId || n.role === 'manager')
@@ -378,7 +376,7 @@ export class Manager extends EventEmitter {
     const n = this.mustNode(nodeId);
     this.sessions.set(nodeId, (this.sessions.get(nodeId) ?? 0) + 1);
     this.lastSeen.set(nodeId, Date.now());
-    this.store.tx(() => this.setState(n, 'ready', ''));
+    this.mark(nodeId, 'ready', '');
     return n;
   }
 
@@ -394,8 +392,7 @@ export class Manager extends EventEmitter {
       return;
     }
     this.sessions.delete(nodeId);
-    const n = this.store.getNode(nodeId);
-    if (n) this.store.tx(() => this.setState(n, 'down', 'heartbeat failure: session closed'));
+    this.mark(nodeId, 'down', 'heartbeat failure: session closed');
   }
 
   private expireSessions(): void {
@@ -407,8 +404,23 @@ export class Manager extends EventEmitter {
         this.lastSeen.delete(id);
         continue;
       }
-      if (n.state !== 'down') this.store.tx(() => this.setState(n, 'down', 'heartbeat failure'));
+      if (n.state !== 'down' && !this.marking.has(id)) this.mark(id, 'down', 'heartbeat failure');
     }
+  }
+
+  /** nodes whose state write is in flight */
+  private readonly marking = new Set<string>();
+
+  /** Writes a node's liveness in the background (the session or timer that saw it goes on). */
+  private mark(nodeId: string, state: NodeRecord['state'], message: string): void {
+    this.marking.add(nodeId);
+    this.store
+      .tx(() => {
+        const n = this.store.getNode(nodeId);
+        if (n) this.setState(n, state, message);
+      })
+      .catch((e: unknown) => this.log.warn('could not record a node state', { node: nodeId, state, error: (e as Error).message }))
+      .finally(() => this.marking.delete(nodeId));
   }
 
   private setState(n: NodeRecord, state: NodeRecord['state'], message: string): void {
@@ -418,13 +430,15 @@ export class Manager extends EventEmitter {
     n.updatedAt = now();
     n.version = this.store.bump();
     this.store.putNode(n);
-    this.emit('node-state', n);
-    this.log.info('node state', { node: n.id, hostname: n.hostname, state, message });
+    this.store.afterCommit(() => {
+      this.emit('node-state', n);
+      this.log.info('node state', { node: n.id, hostname: n.hostname, state, message });
+    });
   }
 
   // ---- networks ----
 
-  createNetwork(req: NetworkCreate): NetworkRecord {
+  createNetwork(req: NetworkCreate): Promise<NetworkRecord> {
     return this.store.tx(() => this.createNetworkTx(req));
   }
 
@@ -492,7 +506,7 @@ export class Manager extends EventEmitter {
     throw new NotFoundError(`network ${ref} not found`);
   }
 
-  removeNetwork(ref: string): NetworkRecord {
+  removeNetwork(ref: string): Promise<NetworkRecord> {
     return this.store.tx(() => {
       const n = this.findNetwork(ref);
       if (n.ingress) throw new ForbiddenError(`${n.name} is the ingress network and cannot be removed while this swarm uses it`);
@@ -513,7 +527,7 @@ export class Manager extends EventEmitter {
    * attachments for standalone containers: only on attachable networks, at most
    * MAX_LOCAL_ATTACHMENTS per node and network, released when the node no longer reports it.
    */
-  attachLocal(networkRef: string, nodeId: string, name: string): { attachment: AttachmentRecord; network: NetworkRecord } {
+  attachLocal(networkRef: string, nodeId: string, name: string): Promise<{ attachment: AttachmentRecord; network: NetworkRecord }> {
     return this.store.tx(() => {
       const net = this.findNetwork(networkRef);
       if (!net.attachable) throw new ForbiddenError(`network ${net.name} is not manually attachable: create it with --attachable`);
@@ -522,13 +536,18 @@ export class Manager extends EventEmitter {
         throw new ConflictError(
           `node ${nodeId} already holds ${held} endpoints of its own on network ${net.name} (the limit per node is ${MAX_LOCAL_ATTACHMENTS})`,
         );
-      return this.attach(net.id, nodeId, name, true);
+      return this.attachTx(net.id, nodeId, name, true);
     });
   }
 
-  /** Allocates an address on the network for `name` (a task's ID when the scheduler places it). */
-  attach(networkRef: string, nodeId: string, name: string, local = false): { attachment: AttachmentRecord; network: NetworkRecord } {
-    return this.store.tx(() => {
+  /** Allocates an address on the network for `name`, in a transaction of its own. */
+  attach(networkRef: string, nodeId: string, name: string): Promise<{ attachment: AttachmentRecord; network: NetworkRecord }> {
+    return this.store.tx(() => this.attachTx(networkRef, nodeId, name));
+  }
+
+  /** Allocates an address on the network for `name` (a task's ID when the scheduler places it); inside a transaction. */
+  attachTx(networkRef: string, nodeId: string, name: string, local = false): { attachment: AttachmentRecord; network: NetworkRecord } {
+    {
       const net = this.findNetwork(networkRef);
       this.mustNode(nodeId);
       if (typeof name !== 'string' || !NAME_RE.test(name)) throw new InvalidArgumentError(`invalid endpoint name "${name}"`);
@@ -558,31 +577,33 @@ export class Manager extends EventEmitter {
         ...(local ? { local } : {}),
       };
       this.store.putAttachment(attachment);
-      this.store.bump();
       return { attachment, network: net };
-    });
+    }
   }
 
   /** Releases an attachment; a node (`nodeId` given) may release only its own node-local ones. */
-  detach(attachmentId: string, nodeId?: string): AttachmentRecord {
-    return this.store.tx(() => {
+  detach(attachmentId: string, nodeId?: string): Promise<AttachmentRecord> {
+    return this.store.tx(() => this.detachTx(attachmentId, nodeId));
+  }
+
+  /** detach(), inside a transaction */
+  detachTx(attachmentId: string, nodeId?: string): AttachmentRecord {
+    {
       const a = this.store.getAttachment(attachmentId);
       if (!a) throw new NotFoundError(`endpoint ${attachmentId} not found`);
       if (nodeId !== undefined && (a.nodeId !== nodeId || !a.local)) throw new ForbiddenError(`endpoint ${attachmentId} is not one of this node's own`);
       this.releaseTx(a);
-      this.store.bump();
       return a;
-    });
+    }
   }
 
   /** A node's session started: node-local attachments it no longer has (made before `since`) are released. */
-  releaseLostAttachments(nodeId: string, held: string[], since: number): number {
+  releaseLostAttachments(nodeId: string, held: string[], since: number): Promise<number> {
     const keep = new Set(held);
     return this.store.tx(() => {
       const lost = this.store.listAttachments({ nodeId }).filter((a) => a.local && !keep.has(a.id) && Date.parse(a.createdAt) < since);
       for (const a of lost) this.releaseTx(a);
       if (lost.length) {
-        this.store.bump();
         this.log.info('released endpoints a node no longer has', { node: nodeId, count: lost.length });
       }
       return lost.length;

@@ -25,6 +25,7 @@ export const TASK_HISTORY = 5;
 
 export class Orchestrator {
   private pending = false;
+  private running = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
 
@@ -50,15 +51,33 @@ export class Orchestrator {
   kick(): void {
     if (this.pending) return;
     this.pending = true;
-    setImmediate(() => {
-      this.pending = false;
-      if (this.closed) return;
-      try {
-        this.reconcile();
-      } catch (e) {
+    setImmediate(() => void this.pass());
+  }
+
+  /** One pass at a time; a kick during a pass runs another after it. */
+  private async pass(): Promise<void> {
+    if (this.running) return;
+    this.pending = false;
+    if (this.closed) return;
+    this.running = true;
+    try {
+      await this.reconcile();
+    } catch (e) {
+      if (!this.closed) {
         this.log.error('orchestrator pass failed', { error: (e as Error).message });
+        // The store was unreachable or the write lost a race: look again shortly.
+        this.wake(Date.now() + 500);
       }
-    });
+    } finally {
+      this.running = false;
+      if (this.pending) setImmediate(() => void this.pass());
+    }
+  }
+
+  private wake(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.kick(), Math.max(10, at - Date.now()));
+    this.timer.unref();
   }
 
   // ---- services ----
@@ -81,8 +100,8 @@ export class Orchestrator {
     return { ...spec, networks };
   }
 
-  createService(input: ServiceSpec): ServiceRecord {
-    const rec = this.store.tx(() => {
+  async createService(input: ServiceSpec): Promise<ServiceRecord> {
+    const rec = await this.store.tx(() => {
       const spec = this.validate(input);
       if (this.store.listServices().some((s) => s.spec.name === spec.name))
         throw new ConflictError(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${spec.name} already exists`);
@@ -110,8 +129,8 @@ export class Orchestrator {
   }
 
   /** `version` must be the one the caller read (optimistic concurrency, as Docker's Version.Index). */
-  updateService(ref: string, version: number | undefined, input: ServiceSpec): ServiceRecord {
-    const rec = this.store.tx(() => {
+  async updateService(ref: string, version: number | undefined, input: ServiceSpec): Promise<ServiceRecord> {
+    const rec = await this.store.tx(() => {
       const s = this.findService(ref);
       if (version !== undefined && version !== s.version)
         throw new ConflictError(`update out of sequence: service ${s.spec.name} is at version ${s.version}, not ${version}`);
@@ -141,8 +160,8 @@ export class Orchestrator {
    * `service rollback` / `service update --rollback`: the previous spec comes back, rolled out
    * as an update (Docker's default RollbackConfig: one at a time, stop-first, pause on failure).
    */
-  rollbackService(ref: string, version: number | undefined, reason = 'manually requested rollback'): ServiceRecord {
-    const rec = this.store.tx(() => {
+  async rollbackService(ref: string, version: number | undefined, reason = 'manually requested rollback'): Promise<ServiceRecord> {
+    const rec = await this.store.tx(() => {
       const s = this.findService(ref);
       if (version !== undefined && version !== s.version)
         throw new ConflictError(`update out of sequence: service ${s.spec.name} is at version ${s.version}, not ${version}`);
@@ -171,15 +190,14 @@ export class Orchestrator {
       }
   }
 
-  removeService(ref: string): void {
-    this.store.tx(() => {
+  async removeService(ref: string): Promise<void> {
+    await this.store.tx(() => {
       const s = this.findService(ref);
       this.store.deleteService(s.id);
       for (const t of this.store.listTasks({ serviceId: s.id })) {
         t.desiredState = 'remove';
         this.touch(t);
       }
-      this.store.bump();
     });
     this.kick();
   }
@@ -195,8 +213,8 @@ export class Orchestrator {
   }
 
   /** A node reports what its task is doing; states only move forward. */
-  reportStatus(nodeId: string, taskId: string, r: TaskStatusReport): void {
-    this.store.tx(() => {
+  async reportStatus(nodeId: string, taskId: string, r: TaskStatusReport): Promise<void> {
+    await this.store.tx(() => {
       const t = this.store.getTask(taskId);
       if (!t || t.nodeId !== nodeId) return;
       if (!TASK_STATE_ORDER.includes(r.state)) throw new InvalidArgumentError(`unknown task state ${r.state}`);
@@ -222,32 +240,34 @@ export class Orchestrator {
    * A container that exited while nobody listened reports its exit. Tasks whose state changed
    * after `since` (the session's start) are newer than the report and left alone.
    */
-  nodeReport(nodeId: string, r: NodeReport, since: number): { finished: number; released: number } {
+  async nodeReport(nodeId: string, r: NodeReport, since: number): Promise<{ finished: number; released: number }> {
     const have = new Map(r.tasks.map((t) => [t.id, t]));
     const starting = new Set(r.starting);
     let finished = 0;
+    const reports: Promise<void>[] = [];
     for (const t of this.store.listTasks({ nodeId })) {
       if (isTerminal(t.state) || Date.parse(t.timestamp) >= since || starting.has(t.id)) continue;
       const c = have.get(t.id);
       if (c?.status === 'exited' || c?.status === 'dead') {
         const ok = c.exitCode === 0;
-        this.reportStatus(nodeId, t.id, {
+        reports.push(this.reportStatus(nodeId, t.id, {
           state: ok ? 'complete' : 'failed',
           message: ok ? 'finished' : 'started',
           err: ok ? '' : `task: non-zero exit (${c.exitCode})`,
           containerId: c.containerId,
           exitCode: c.exitCode,
-        });
+        }));
         finished++;
       } else if (!c && t.desiredState !== 'running') {
-        this.reportStatus(nodeId, t.id, { state: 'shutdown', message: 'not on its node when its session started' });
+        reports.push(this.reportStatus(nodeId, t.id, { state: 'shutdown', message: 'not on its node when its session started' }));
         finished++;
       } else if (!c && TASK_STATE_ORDER.indexOf(t.state) > TASK_STATE_ORDER.indexOf('accepted')) {
-        this.reportStatus(nodeId, t.id, { state: 'failed', message: 'lost', err: 'task lost: its node no longer has it' });
+        reports.push(this.reportStatus(nodeId, t.id, { state: 'failed', message: 'lost', err: 'task lost: its node no longer has it' }));
         finished++;
       }
     }
-    const released = this.m.releaseLostAttachments(nodeId, r.attachments, since);
+    const released = await this.m.releaseLostAttachments(nodeId, r.attachments, since);
+    await Promise.all(reports);
     if (finished || released) this.log.info('node state reconciled', { node: nodeId, finished, released });
     this.kick();
     return { finished, released };
@@ -266,7 +286,7 @@ export class Orchestrator {
 
   private release(t: TaskRecord): void {
     for (const n of t.networks) {
-      if (this.store.getAttachment(n.attachmentId)) this.m.detach(n.attachmentId);
+      if (this.store.getAttachment(n.attachmentId)) this.m.detachTx(n.attachmentId);
     }
     t.networks = [];
   }
@@ -278,10 +298,10 @@ export class Orchestrator {
 
   // ---- the pass ----
 
-  reconcile(): void {
+  async reconcile(): Promise<void> {
     let wakeAt = Infinity;
-    let changed = false;
-    this.store.tx(() => {
+    await this.store.tx(() => {
+      wakeAt = Infinity;
       const nodes = new Map(this.m.listNodes().map((n) => [n.id, n]));
       // 'unknown' (a manager restart, waiting for sessions) is not down: its tasks stay.
       const isDown = (id: string): boolean => !!id && (!nodes.has(id) || nodes.get(id)!.state === 'down');
@@ -290,7 +310,6 @@ export class Orchestrator {
       const live = (t: TaskRecord): boolean => t.desiredState === 'running' && !isTerminal(t.state);
       const save = (t: TaskRecord): void => {
         this.touch(t);
-        changed = true;
       };
 
       // What each service wants: slots 1..replicas, or (global) one task per eligible node.
@@ -320,7 +339,6 @@ export class Orchestrator {
         const pick = this.nextBatch(s, slotTasks, wanted.get(s.id)!, inFlight.get(s.id) ?? 0, live);
         toUpdate.set(s.id, pick.slots);
         if (pick.wakeAt) wakeAt = Math.min(wakeAt, pick.wakeAt);
-        if (pick.changed) changed = true;
       }
 
       for (const t of tasks) {
@@ -329,7 +347,6 @@ export class Orchestrator {
           if (isTerminal(t.state) || !t.nodeId || isDown(t.nodeId) || !nodes.has(t.nodeId)) {
             this.release(t);
             this.store.deleteTask(t.id);
-            changed = true;
           } else if (t.desiredState !== 'remove') {
             t.desiredState = 'remove';
             save(t);
@@ -380,7 +397,6 @@ export class Orchestrator {
           if (alive.length === 1 && newest!.specVersion < s.specVersion && toUpdate.get(s.id)!.has(slot) && updateOrder(s) === 'start-first') {
             const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
             this.store.putTask(t);
-            changed = true;
             history.push(t);
             continue;
           }
@@ -409,14 +425,14 @@ export class Orchestrator {
               continue;
             }
           }
-          // The finished task it replaces is no longer wanted running (docker service ps: Shutdown).
-          if (last && isTerminal(last.state) && last.desiredState === 'running') {
-            last.desiredState = 'shutdown';
-            save(last);
-          }
+          // The finished tasks it replaces are no longer wanted running (docker service ps: Shutdown).
+          for (const old of history)
+            if (isTerminal(old.state) && old.desiredState === 'running') {
+              old.desiredState = 'shutdown';
+              save(old);
+            }
           const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
           this.store.putTask(t);
-          changed = true;
           history.push(t);
           bySlot.set(slot, history);
         }
@@ -437,7 +453,7 @@ export class Orchestrator {
           }
           try {
             t.networks = s.spec.networks.map((n) => {
-              const { attachment } = this.m.attach(n.target, p.nodeId, t.id);
+              const { attachment } = this.m.attachTx(n.target, p.nodeId, t.id);
               return { networkId: attachment.networkId, attachmentId: attachment.id, ip: attachment.ip, mac: attachment.mac };
             });
           } catch (e) {
@@ -464,20 +480,14 @@ export class Orchestrator {
           for (const old of done.slice(0, Math.max(0, done.length - TASK_HISTORY))) {
             this.release(old);
             this.store.deleteTask(old.id);
-            changed = true;
           }
         }
       }
-      if (changed) this.store.bump();
     });
     // Always: the change that kicked this pass (a removal, a status report) may be one the
     // pass itself did not need to touch; the dispatcher sends only sets that differ.
     this.m.emit('tasks-changed');
-    if (wakeAt !== Infinity) {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.kick(), Math.max(10, wakeAt - Date.now()));
-      this.timer.unref();
-    }
+    if (wakeAt !== Infinity) this.wake(wakeAt);
   }
 
   /**

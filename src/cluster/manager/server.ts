@@ -1,8 +1,8 @@
 // The manager API on 2377: HTTP/2 + JSON over mutual TLS. Joining (fetching the CA, sending
 // a CSR with a token) needs no client certificate; every other call does, and each route
-// checks the caller's role from its certificate, on this side. Raft's messages between
-// managers come here too. A follower answers leader-only calls with 503 and the leader's
-// address, which clients follow.
+// checks the caller's role from its certificate, on this side. A follower answers leader-only
+// calls with 503 and the leader's address, which clients follow. (etcd's own traffic between
+// managers has its own port, 2380.)
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -11,10 +11,9 @@ import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { Mutex } from '../../core/mutex.js';
 import { LEADER_HEADER } from '../agent/client.js';
-import { NotLeaderError, type AppendRequest, type SnapshotRequest, type TimeoutNowRequest, type VoteRequest } from '../raft/raft.js';
 import { CLUSTER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
-import type { ControlPlane } from './control.js';
+import { NotLeaderError, type ControlPlane } from './control.js';
 import { ForbiddenError, HEARTBEAT_PERIOD_MS } from './manager.js';
 import type { NodeReport, TaskStatusReport } from './types.js';
 
@@ -34,19 +33,13 @@ type Handler = (ctx: {
 interface Route {
   method: string;
   re: RegExp;
-  /** peer: any manager certificate of this cluster, whatever this member's store says yet */
-  auth: 'none' | 'node' | 'manager' | 'peer';
+  auth: 'none' | 'node' | 'manager';
   handler: Handler;
   /** the handler writes its own response (long-lived session) */
   raw?: boolean;
   /** body limit, if not MAX_BODY */
   maxBody?: number;
-  /** changes nothing in the store: answered without waiting for a raft commit */
-  readOnly?: boolean;
 }
-
-/** A snapshot carries the whole replicated state. */
-const MAX_SNAPSHOT_BODY = 256 << 20;
 
 export class ManagerServer {
   private server: http2.Http2SecureServer | undefined;
@@ -54,8 +47,8 @@ export class ManagerServer {
   private readonly liveStreams = new Set<http2.ServerHttp2Stream>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
-  /** manager joins one at a time: raft changes membership by one member per committed entry */
-  private readonly membership = new Mutex();
+  /** joins one at a time: a manager's join adds an etcd member, and etcd adds one at a time */
+  private readonly joins = new Mutex();
 
   constructor(
     private readonly ctl: ControlPlane,
@@ -65,18 +58,18 @@ export class ManagerServer {
     private readonly engineSocket: string | undefined,
   ) {
     const lead = (): NonNullable<ControlPlane['leading']> => ctl.mustLead();
-    const raft = ctl.raft;
     this.routes = [
       { method: 'GET', re: /^\/v1\/ca$/, auth: 'none', handler: () => ({ ca: this.tls.caPem }) },
-      { method: 'POST', re: /^\/v1\/raft\/vote$/, auth: 'peer', handler: ({ body }) => raft.handleVote(body as VoteRequest) },
-      { method: 'POST', re: /^\/v1\/raft\/timeout-now$/, auth: 'peer', handler: ({ body }) => raft.handleTimeoutNow(body as TimeoutNowRequest) },
-      { method: 'POST', re: /^\/v1\/raft\/append$/, auth: 'peer', handler: ({ body }) => raft.handleAppend(body as AppendRequest), maxBody: 4 << 20 },
+      // A manager node (joined or promoted, holding its manager certificate) asks to become an
+      // etcd member: it is added as a learner and told the cluster to start its etcd in.
       {
         method: 'POST',
-        re: /^\/v1\/raft\/snapshot$/,
-        auth: 'peer',
-        handler: ({ body }) => raft.handleSnapshot(body as SnapshotRequest),
-        maxBody: MAX_SNAPSHOT_BODY,
+        re: /^\/v1\/etcd\/join$/,
+        auth: 'manager',
+        handler: async ({ caller }) => {
+          lead();
+          return { initialCluster: await ctl.addMember(caller!.nodeId) };
+        },
       },
       { method: 'POST', re: /^\/v1\/engine$/, auth: 'manager', raw: true, handler: ({ stream, headers }) => this.engine(stream, headers) },
       {
@@ -94,12 +87,7 @@ export class ManagerServer {
             engineVersion: typeof b.engineVersion === 'string' ? b.engineVersion : '',
             ...(typeof b.managerPort === 'number' ? { managerPort: b.managerPort } : {}),
           };
-          return this.membership.lock(async () => {
-            const r = await lead().manager.join(req);
-            // Answer only once the new node is on a majority: a joining manager counts at once.
-            await ctl.committed();
-            return r;
-          });
+          return this.joins.lock(() => lead().manager.join(req));
         },
       },
       {
@@ -107,8 +95,6 @@ export class ManagerServer {
         re: /^\/v1\/renew$/,
         auth: 'node',
         handler: async ({ caller, body }) => ({ cert: await lead().manager.renew(caller!.nodeId, str((body as Record<string, unknown>).csr, 'csr')) }),
-        // A promoted node renews before its raft member runs; its ack may be what a commit waits for.
-        readOnly: true,
       },
       { method: 'POST', re: /^\/v1\/session$/, auth: 'node', raw: true, handler: ({ caller, stream }) => this.session(caller!, stream) },
       { method: 'GET', re: /^\/v1\/networks\/([^/]+)$/, auth: 'node', handler: ({ params }) => lead().manager.findNetwork(decodeURIComponent(params[0]!)) },
@@ -133,7 +119,6 @@ export class ManagerServer {
         method: 'POST',
         re: /^\/v1\/logs\/([^/]+)$/,
         auth: 'node',
-        readOnly: true,
         handler: ({ caller, params, body }) => {
           const lines = (body as { lines?: unknown }).lines;
           if (!Array.isArray(lines)) throw new VxError('missing field "lines"', 400);
@@ -145,9 +130,9 @@ export class ManagerServer {
         method: 'POST',
         re: /^\/v1\/tasks\/([^/]+)\/status$/,
         auth: 'node',
-        handler: ({ caller, params, body }) => {
+        handler: async ({ caller, params, body }) => {
           const b = body as Partial<TaskStatusReport>;
-          lead().orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
+          await lead().orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
             state: str(b.state, 'state') as TaskStatusReport['state'],
             message: typeof b.message === 'string' ? b.message : '',
             ...(typeof b.err === 'string' ? { err: b.err } : {}),
@@ -209,8 +194,8 @@ export class ManagerServer {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
-  /** Who calls, from the certificate alone (`member` adds: and the store still lists it so). */
-  private caller(stream: http2.ServerHttp2Stream, member: boolean): Caller | undefined {
+  /** Who calls: the certificate, and the store still listing the node in that role. */
+  private caller(stream: http2.ServerHttp2Stream): Caller | undefined {
     const sock = stream.session?.socket as TLSSocket | undefined;
     if (!sock?.authorized) return undefined;
     const subject = sock.getPeerCertificate()?.subject;
@@ -218,7 +203,6 @@ export class ManagerServer {
     const nodeId = one(subject?.CN);
     const role = ouRole(one(subject?.OU));
     if (!nodeId || !role || one(subject?.O) !== this.ctl.clusterId) return undefined;
-    if (!member) return { nodeId, role };
     // A removed node keeps a valid certificate; the store says it is no longer a member.
     const rec = this.ctl.store.getNode(nodeId);
     if (!rec) return undefined;
@@ -233,9 +217,9 @@ export class ManagerServer {
     try {
       const route = this.routes.find((r) => r.method === method && r.re.test(path));
       if (!route) throw new VxError(`no route ${method} ${path}`, 404);
-      const caller = this.caller(stream, route.auth !== 'peer');
+      const caller = this.caller(stream);
       if (route.auth !== 'none' && !caller) throw new VxError('a valid node certificate of this swarm is required', 401);
-      if ((route.auth === 'manager' || route.auth === 'peer') && caller?.role !== 'manager')
+      if (route.auth === 'manager' && caller?.role !== 'manager')
         throw new ForbiddenError("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.");
       const params = route.re.exec(path)!.slice(1);
       if (route.raw) {
@@ -244,13 +228,11 @@ export class ManagerServer {
       }
       const body = method === 'POST' ? await readJson(stream, route.maxBody ?? MAX_BODY) : undefined;
       const result = await route.handler({ caller, body, params, stream, headers });
-      // A change is answered once a majority of managers holds it.
-      if (method !== 'GET' && route.auth !== 'peer' && !route.readOnly) await this.ctl.committed();
       respond(stream, 200, result ?? {});
     } catch (e) {
       const status = e instanceof VxError ? e.status : 500;
       if (e instanceof NotLeaderError) {
-        respond(stream, status, { message: errorMessage(e) }, { [LEADER_HEADER]: e.leader?.addr ?? '' });
+        respond(stream, status, { message: errorMessage(e) }, { [LEADER_HEADER]: e.leaderAddr ?? '' });
         return;
       }
       if (status >= 500) this.log.error('manager api error', { path, error: errorMessage(e) });
@@ -292,7 +274,10 @@ export class ManagerServer {
       const msg = JSON.parse(line) as { type?: unknown };
       if (msg.type !== 'state') return;
       const r = parseNodeReport(msg);
-      this.ctl.mustLead().orchestrator.nodeReport(nodeId, r, openedAt);
+      void this.ctl
+        .mustLead()
+        .orchestrator.nodeReport(nodeId, r, openedAt)
+        .catch((e: unknown) => this.log.warn('could not apply a node report', { node: nodeId, error: errorMessage(e) }));
     } catch (e) {
       this.log.warn('bad session message from a node', { node: nodeId, error: errorMessage(e) });
     }
@@ -366,7 +351,7 @@ export class ManagerServer {
     stream.once('close', () => manager.off('node-removed', onRemoved));
     // A new role: end the session; the node reconnects, reads its role in the welcome and switches.
     const onRole = (id: string): void => {
-      if (id === caller.nodeId) void this.ctl.committed().finally(() => stream.close());
+      if (id === caller.nodeId) stream.close();
     };
     manager.on('node-role', onRole);
     stream.once('close', () => manager.off('node-role', onRole));

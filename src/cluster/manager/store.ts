@@ -1,277 +1,508 @@
-// The manager's state in SQLite. Every write is one transaction; a version counter gives
-// each written object its Version.Index, as raft indexes do in swarmkit. Each write is also
-// recorded as an operation, so a transaction's write set can go into the raft log and be
-// replayed, unchanged, on the other managers.
-import Database from 'better-sqlite3';
-import fs from 'node:fs';
-import path from 'node:path';
+// The manager's view of the cluster: every object is one etcd key under /vxswarm/, and this is
+// an in-memory cache of them fed only by an etcd watch, so nothing is visible here before etcd
+// has committed it. `Version.Index` is the key's mod_revision.
+//
+// A write is a transaction function run against the cache (plus its own writes); the keys it
+// read become compares (a key's mod_revision, or for a listing, no key of the collection newer
+// than the cache and no insert or delete since), its writes become one etcd txn. A compare that
+// fails means someone else wrote first: the function runs again on the newer cache. Functions
+// queued while a txn is in flight commit together in the next one (group commit), each still
+// all-or-nothing against the others' failures in its own body.
+import { EventEmitter } from 'node:events';
+import { VxError, errorMessage } from '../../core/errors.js';
+import { prefixEnd, type Compare, type Kv, type Op, type Watch, type WatchEvent } from '../etcd/kv.js';
 import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord, ServiceRecord, TaskRecord } from './types.js';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS vnis (vni INTEGER PRIMARY KEY, network_id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ips (network_id TEXT NOT NULL, ip INTEGER NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (network_id, ip));
-CREATE TABLE IF NOT EXISTS cursors (network_id TEXT NOT NULL, subnet TEXT NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (network_id, subnet));
-CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, network_id TEXT NOT NULL, node_id TEXT NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS attachments_by_network ON attachments (network_id);
-CREATE INDEX IF NOT EXISTS attachments_by_node ON attachments (node_id);
-CREATE TABLE IF NOT EXISTS services (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, service_id TEXT NOT NULL, node_id TEXT NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS tasks_by_service ON tasks (service_id);
-CREATE INDEX IF NOT EXISTS tasks_by_node ON tasks (node_id);
-CREATE TABLE IF NOT EXISTS raft_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, data TEXT);
-CREATE TABLE IF NOT EXISTS raft_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-`;
+export const COLLECTIONS = ['cluster', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks'] as const;
+export type Collection = (typeof COLLECTIONS)[number];
+/** collections whose records carry `version` (the key's mod_revision) */
+const VERSIONED = new Set<Collection>(['cluster', 'nodes', 'networks', 'services', 'tasks']);
+export const KEY_PREFIX = '/vxswarm/';
+/** written with every insert into or delete from a collection: a listing compares it */
+const GEN_PREFIX = `${KEY_PREFIX}gen/`;
+/** attempts of one transaction function against writes from other managers */
+const MAX_ATTEMPTS = 8;
+/** how many queued functions share one etcd txn */
+const MAX_BATCH = 64;
+/** a committed write waits this long for the watch to show it here (read-your-writes) */
+const CATCH_UP_MS = 3000;
 
-/** The replicated tables (raft_log and raft_state are each manager's own). */
-export const STATE_TABLES = ['meta', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks'] as const;
-
-type Db = Database.Database;
-
-/** Every way the state changes. A recorded op is [name, ...args], replayed with the same function. */
-const WRITES = {
-  setMeta: (db: Db, key: string, value: string) =>
-    db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value),
-  putNode: (db: Db, n: NodeRecord) =>
-    db.prepare('INSERT INTO nodes (id, data) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data').run(n.id, JSON.stringify(n)),
-  deleteNode: (db: Db, id: string) => db.prepare('DELETE FROM nodes WHERE id = ?').run(id),
-  putNetwork: (db: Db, n: NetworkRecord) =>
-    db
-      .prepare('INSERT INTO networks (id, name, data) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data')
-      .run(n.id, n.name, JSON.stringify(n)),
-  deleteNetwork: (db: Db, id: string) => {
-    for (const t of ['networks WHERE id', 'vnis WHERE network_id', 'ips WHERE network_id', 'cursors WHERE network_id'])
-      db.prepare(`DELETE FROM ${t} = ?`).run(id);
-  },
-  takeVni: (db: Db, vni: number, networkId: string) => db.prepare('INSERT INTO vnis (vni, network_id) VALUES (?, ?)').run(vni, networkId),
-  takeIp: (db: Db, networkId: string, ip: number, owner: string) =>
-    db.prepare('INSERT INTO ips (network_id, ip, owner) VALUES (?, ?, ?)').run(networkId, ip, owner),
-  releaseIp: (db: Db, networkId: string, ip: number) => db.prepare('DELETE FROM ips WHERE network_id = ? AND ip = ?').run(networkId, ip),
-  setCursor: (db: Db, networkId: string, subnet: string, last: number) =>
-    db
-      .prepare('INSERT INTO cursors (network_id, subnet, last) VALUES (?, ?, ?) ON CONFLICT(network_id, subnet) DO UPDATE SET last = excluded.last')
-      .run(networkId, subnet, last),
-  putAttachment: (db: Db, a: AttachmentRecord) =>
-    db
-      .prepare('INSERT INTO attachments (id, network_id, node_id, data) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data')
-      .run(a.id, a.networkId, a.nodeId, JSON.stringify(a)),
-  deleteAttachment: (db: Db, id: string) => db.prepare('DELETE FROM attachments WHERE id = ?').run(id),
-  putService: (db: Db, s: ServiceRecord) =>
-    db
-      .prepare('INSERT INTO services (id, name, data) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, data = excluded.data')
-      .run(s.id, s.spec.name, JSON.stringify(s)),
-  deleteService: (db: Db, id: string) => db.prepare('DELETE FROM services WHERE id = ?').run(id),
-  putTask: (db: Db, t: TaskRecord) =>
-    db
-      .prepare(
-        'INSERT INTO tasks (id, service_id, node_id, data) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET node_id = excluded.node_id, data = excluded.data',
-      )
-      .run(t.id, t.serviceId, t.nodeId, JSON.stringify(t)),
-  deleteTask: (db: Db, id: string) => db.prepare('DELETE FROM tasks WHERE id = ?').run(id),
-};
-
-export type WriteOp = { [K in keyof typeof WRITES]: [K, ...(Parameters<(typeof WRITES)[K]> extends [Db, ...infer A] ? A : never)] }[keyof typeof WRITES];
-
-/**
- * Sees every transaction's write set before it commits (and may refuse it, rolling it back:
- * a manager that is not the raft leader must not write), then hears that it committed.
- */
-export interface Journal {
-  record(ops: WriteOp[]): void;
-  committed(): void;
+interface Cached {
+  value: string;
+  mod: number;
+  create: number;
 }
 
-export class Store {
-  /** raft's log and the snapshot code work on the same database, in the same transactions */
-  readonly db: Db;
-  private ops: WriteOp[] | undefined;
-  journal: Journal | undefined;
+interface Written {
+  value: string | undefined;
+  /** the caller's object, whose version is set once the write commits */
+  obj?: { version: number };
+  coll: Collection;
+}
 
-  constructor(file: string) {
-    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
+interface Scope {
+  reads: Map<string, number>;
+  lists: Set<Collection>;
+  writes: Map<string, Written>;
+  after: (() => void)[];
+}
+
+interface Queued {
+  fn: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  attempts: number;
+}
+
+const newScope = (): Scope => ({ reads: new Map(), lists: new Set(), writes: new Map(), after: [] });
+
+export const collKey = (coll: Collection, id: string): string => `${KEY_PREFIX}${coll}/${id}`;
+const collPrefix = (coll: Collection): string => `${KEY_PREFIX}${coll}/`;
+
+function splitKey(key: string): { coll: Collection; id: string } | undefined {
+  if (!key.startsWith(KEY_PREFIX)) return undefined;
+  const rest = key.slice(KEY_PREFIX.length);
+  const i = rest.indexOf('/');
+  const coll = rest.slice(0, i) as Collection;
+  return i > 0 && COLLECTIONS.includes(coll) ? { coll, id: rest.slice(i + 1) } : undefined;
+}
+
+export interface StoreChange {
+  coll: Collection;
+  id: string;
+  deleted: boolean;
+}
+
+export class Store extends EventEmitter {
+  private readonly data = new Map<Collection, Map<string, Cached>>(COLLECTIONS.map((c) => [c, new Map()]));
+  /** other keys under the prefix (generations, the leader key) */
+  private readonly other = new Map<string, Cached>();
+  /** the etcd revision this cache shows */
+  rev = 0;
+  private watch: Watch | undefined;
+  private closed = false;
+  private scope: Scope | undefined;
+  private batch: Scope | undefined;
+  private readonly queue: Queued[] = [];
+  private committing = false;
+  private readonly revWaiters = new Set<{ rev: number; done: () => void }>();
+  /** set while this manager leads: every write also requires its election key to be unchanged */
+  fence: Compare | undefined;
+
+  private constructor(readonly kv: Kv) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Loads every key and follows the watch from there. */
+  static async open(kv: Kv): Promise<Store> {
+    const s = new Store(kv);
+    await s.load();
+    return s;
+  }
+
+  private async load(): Promise<void> {
+    const { rev, kvs } = await this.kv.range(KEY_PREFIX);
+    for (const m of this.data.values()) m.clear();
+    this.other.clear();
+    for (const e of kvs) this.set(e.key, { value: e.value, mod: e.mod, create: e.create });
+    this.rev = rev;
+    this.follow();
+    this.emit('reset');
+    this.wakeWaiters();
+  }
+
+  private follow(): void {
+    if (this.closed) return;
+    this.watch = this.kv.watch(KEY_PREFIX, this.rev + 1, {
+      events: (events) => this.apply(events),
+      ended: (why, compacted) => {
+        this.watch = undefined;
+        if (this.closed) return;
+        this.emit('watch-lost', why);
+        // Compacted history cannot be replayed: read everything again.
+        setTimeout(() => (compacted ? this.load().catch(() => this.retryLoad()) : this.follow()), 200).unref();
+      },
+    });
+  }
+
+  private retryLoad(): void {
+    if (!this.closed) setTimeout(() => void this.load().catch(() => this.retryLoad()), 500).unref();
+  }
+
+  private set(key: string, c: Cached | undefined): StoreChange | undefined {
+    const k = splitKey(key);
+    const m = k ? this.data.get(k.coll)! : this.other;
+    const id = k ? k.id : key;
+    if (c) m.set(id, c);
+    else m.delete(id);
+    return k ? { coll: k.coll, id: k.id, deleted: !c } : undefined;
+  }
+
+  /**
+   * One watch response. Its header revision is etcd's current one, which a watch still catching
+   * up passes before it has sent the events in between: only the events say how far we are.
+   */
+  private apply(events: WatchEvent[]): void {
+    const changes: StoreChange[] = [];
+    // One transaction's events share its revision: skip only what an earlier response brought.
+    const seen = this.rev;
+    for (const e of events) {
+      if (e.mod <= seen) continue;
+      const ch = this.set(e.key, e.type === 'put' ? { value: e.value, mod: e.mod, create: e.create } : undefined);
+      if (ch) changes.push(ch);
+      this.rev = e.mod;
+    }
+    if (changes.length) this.emit('change', changes);
+    this.wakeWaiters();
+  }
+
+  private wakeWaiters(): void {
+    for (const w of this.revWaiters) if (this.rev >= w.rev) w.done();
+  }
+
+  /** Resolves true once the cache shows revision `rev`, false after `ms`. */
+  caughtUp(rev: number, ms = CATCH_UP_MS): Promise<boolean> {
+    if (this.rev >= rev) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        rev,
+        done: () => {
+          clearTimeout(t);
+          this.revWaiters.delete(w);
+          resolve(true);
+        },
+      };
+      const t = setTimeout(() => {
+        this.revWaiters.delete(w);
+        resolve(false);
+      }, ms);
+      this.revWaiters.add(w);
+    });
   }
 
   close(): void {
-    this.db.close();
+    this.closed = true;
+    this.watch?.close();
+    this.watch = undefined;
+    for (const q of this.queue.splice(0)) q.reject(new VxError('the manager store is closed', 503));
+    for (const w of this.revWaiters) w.done();
   }
 
-  /** One JSON record (the `data` column) or undefined. */
-  private one<T>(sql: string, ...args: unknown[]): T | undefined {
-    const r = this.db.prepare(sql).get(...args) as { data: string } | undefined;
-    return r ? (JSON.parse(r.data) as T) : undefined;
-  }
-  private all<T>(sql: string, ...args: unknown[]): T[] {
-    return (this.db.prepare(sql).all(...args) as { data: string }[]).map((r) => JSON.parse(r.data) as T);
+  /** A key outside the collections (the leader key), as cached. */
+  raw(key: string): Cached | undefined {
+    return this.other.get(key);
   }
 
-  /** Runs `fn` as one transaction; a throw rolls every write back. Nested calls join the outer one. */
-  tx<T>(fn: () => T): T {
-    if (this.ops) return fn();
-    this.ops = [];
-    let wrote = false;
+  // ---- transactions ----
+
+  /**
+   * Runs `fn` as one transaction against etcd and resolves with its result once committed and
+   * shown here. A throw in `fn` rolls its writes back. Nested calls join the outer one.
+   */
+  tx<T>(fn: () => T): Promise<T> {
+    if (this.scope) return Promise.resolve(fn());
+    if (this.closed) return Promise.reject(new VxError('the manager store is closed', 503));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, attempts: 0 });
+      if (!this.committing) void this.commitLoop();
+    });
+  }
+
+  /** Runs `cb` once the current transaction commits (never if it fails). */
+  afterCommit(cb: () => void): void {
+    if (this.scope) this.scope.after.push(cb);
+    else cb();
+  }
+
+  private async commitLoop(): Promise<void> {
+    this.committing = true;
     try {
-      const r = this.db.transaction(() => {
-        const out = fn();
-        const ops = this.ops!;
-        if (ops.length) {
-          this.journal?.record(ops);
-          wrote = true;
-        }
-        return out;
-      })();
-      if (wrote) this.journal?.committed();
-      return r;
+      while (this.queue.length && !this.closed) await this.commitBatch(this.queue.splice(0, MAX_BATCH));
     } finally {
-      this.ops = undefined;
+      this.committing = false;
     }
   }
 
-  private write(...op: WriteOp): void {
-    if (!this.ops) return this.tx(() => this.write(...op));
-    this.ops.push(structuredClone(op));
-    (WRITES[op[0]] as (db: Db, ...a: unknown[]) => unknown)(this.db, ...op.slice(1));
+  private async commitBatch(items: Queued[]): Promise<void> {
+    const batch = newScope();
+    const ran: { q: Queued; result: unknown; scope: Scope }[] = [];
+    const listedAt = this.rev;
+    this.batch = batch;
+    try {
+      for (const q of items) {
+        const scope = newScope();
+        this.scope = scope;
+        try {
+          const result = q.fn();
+          for (const [k, v] of scope.reads) if (!batch.writes.has(k) && !batch.reads.has(k)) batch.reads.set(k, v);
+          for (const c of scope.lists) batch.lists.add(c);
+          for (const [k, w] of scope.writes) batch.writes.set(k, w);
+          ran.push({ q, result, scope });
+        } catch (e) {
+          q.reject(e);
+        } finally {
+          this.scope = undefined;
+        }
+      }
+    } finally {
+      this.batch = undefined;
+    }
+    if (!ran.length) return;
+    if (!batch.writes.size) {
+      for (const r of ran) this.finish(r.q, r.result, r.scope);
+      return;
+    }
+    const { compares, ops } = this.plan(batch, listedAt);
+    let res: { ok: boolean; rev: number };
+    try {
+      res = await this.kv.txn(compares, ops);
+    } catch (e) {
+      const err = e instanceof VxError ? e : new VxError(`the cluster store is unavailable: ${errorMessage(e)}`, 503);
+      for (const r of ran) r.q.reject(err);
+      return;
+    }
+    if (!res.ok) {
+      // Someone else wrote first (or the fence moved): look again at the newer state.
+      await this.caughtUp(res.rev, 1000);
+      for (const r of ran) {
+        if (this.fence && !this.fenceHolds()) r.q.reject(new VxError('this manager is no longer the leader: the write was not made', 503));
+        else if (++r.q.attempts >= MAX_ATTEMPTS) r.q.reject(new VxError(`the write conflicted with others ${MAX_ATTEMPTS} times: try again`, 503));
+        else this.queue.unshift(r.q);
+      }
+      return;
+    }
+    await this.caughtUp(res.rev);
+    for (const w of batch.writes.values()) if (w.obj && VERSIONED.has(w.coll)) w.obj.version = res.rev;
+    for (const r of ran) this.finish(r.q, r.result, r.scope);
   }
 
-  /** Replays another manager's write set (call inside a transaction). */
-  replay(ops: WriteOp[]): void {
-    for (const op of ops) (WRITES[op[0]] as (db: Db, ...a: unknown[]) => unknown)(this.db, ...op.slice(1));
+  private fenceHolds(): boolean {
+    const f = this.fence!;
+    const c = this.other.get(f.key);
+    return !!c && (f.target === 'CREATE' ? c.create : c.mod) === f.rev;
   }
 
-  /** Next version index; call inside a transaction. */
+  private finish(q: Queued, result: unknown, scope: Scope): void {
+    for (const cb of scope.after) {
+      try {
+        cb();
+      } catch {
+        // a listener's failure is not the write's
+      }
+    }
+    q.resolve(result);
+  }
+
+  private plan(batch: Scope, listedAt: number): { compares: Compare[]; ops: Op[] } {
+    const compares: Compare[] = [];
+    for (const [key, mod] of batch.reads) compares.push({ key, target: 'MOD', result: 'EQUAL', rev: mod });
+    for (const c of batch.lists) {
+      compares.push({ key: collPrefix(c), rangeEnd: prefixEnd(collPrefix(c)), target: 'MOD', result: 'LESS', rev: listedAt + 1 });
+      compares.push({ key: GEN_PREFIX + c, target: 'MOD', result: 'EQUAL', rev: this.other.get(GEN_PREFIX + c)?.mod ?? 0 });
+    }
+    if (this.fence) compares.push(this.fence);
+    const ops: Op[] = [];
+    const gens = new Set<Collection>();
+    for (const [key, w] of batch.writes) {
+      const existed = this.data.get(w.coll)!.has(splitKey(key)!.id);
+      if (w.value === undefined) {
+        if (!existed) continue;
+        ops.push({ del: key });
+        gens.add(w.coll);
+      } else {
+        ops.push({ put: key, value: w.value });
+        if (!existed) gens.add(w.coll);
+      }
+    }
+    for (const c of gens) ops.push({ put: GEN_PREFIX + c, value: '' });
+    return { compares, ops };
+  }
+
+  // ---- reads and writes of the view ----
+
+  private decode<T>(coll: Collection, value: string, mod: number): T {
+    const o = JSON.parse(value) as T;
+    if (VERSIONED.has(coll)) (o as { version: number }).version = mod;
+    return o;
+  }
+
+  /** The value a key has in the running transaction (or the cache), recording the read. */
+  private read(coll: Collection, id: string): string | undefined {
+    const key = collKey(coll, id);
+    const mine = this.scope?.writes.get(key) ?? this.batch?.writes.get(key);
+    if (mine) return mine.value;
+    const c = this.data.get(coll)!.get(id);
+    if (this.scope && !this.scope.reads.has(key)) this.scope.reads.set(key, c?.mod ?? 0);
+    return c?.value;
+  }
+
+  private one<T>(coll: Collection, id: string): T | undefined {
+    const key = collKey(coll, id);
+    const mine = this.scope?.writes.get(key) ?? this.batch?.writes.get(key);
+    if (mine) return mine.value === undefined ? undefined : (JSON.parse(mine.value) as T);
+    this.read(coll, id);
+    const c = this.data.get(coll)!.get(id);
+    return c ? this.decode<T>(coll, c.value, c.mod) : undefined;
+  }
+
+  private all<T>(coll: Collection, keep: (id: string) => boolean = () => true): T[] {
+    this.scope?.lists.add(coll);
+    const out = new Map<string, T>();
+    for (const [id, c] of this.data.get(coll)!) if (keep(id)) out.set(id, this.decode<T>(coll, c.value, c.mod));
+    for (const s of [this.batch, this.scope]) {
+      if (!s) continue;
+      for (const [key, w] of s.writes) {
+        if (w.coll !== coll) continue;
+        const id = splitKey(key)!.id;
+        if (!keep(id)) continue;
+        if (w.value === undefined) out.delete(id);
+        else out.set(id, JSON.parse(w.value) as T);
+      }
+    }
+    return [...out.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+  }
+
+  private write(coll: Collection, id: string, obj: object | undefined): void {
+    if (!this.scope) throw new Error(`store write outside a transaction (${coll}/${id})`);
+    const w: Written = { coll, value: obj === undefined ? undefined : JSON.stringify(obj) };
+    if (obj && 'version' in obj) w.obj = obj as { version: number };
+    this.scope.writes.set(collKey(coll, id), w);
+  }
+
+  /** The version a record written now will have: known once it commits (its mod_revision). */
   bump(): number {
-    const v = Number(this.getMeta('version') ?? '0') + 1;
-    this.setMeta('version', String(v));
-    return v;
-  }
-
-  getMeta(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
-  }
-  setMeta(key: string, value: string): void {
-    this.write('setMeta', key, value);
+    return 0;
   }
 
   // cluster
   getCluster(): ClusterRecord | undefined {
-    const v = this.getMeta('cluster');
-    return v ? (JSON.parse(v) as ClusterRecord) : undefined;
+    return this.one<ClusterRecord>('cluster', 'cluster');
   }
   putCluster(c: ClusterRecord): void {
-    this.setMeta('cluster', JSON.stringify(c));
+    this.write('cluster', 'cluster', c);
   }
 
   // nodes
   getNode(id: string): NodeRecord | undefined {
-    return this.one<NodeRecord>('SELECT data FROM nodes WHERE id = ?', id);
+    return this.one<NodeRecord>('nodes', id);
   }
   listNodes(): NodeRecord[] {
-    return this.all<NodeRecord>('SELECT data FROM nodes ORDER BY id');
+    return this.all<NodeRecord>('nodes');
   }
   putNode(n: NodeRecord): void {
-    this.write('putNode', n);
+    this.write('nodes', n.id, n);
   }
   deleteNode(id: string): void {
-    this.write('deleteNode', id);
+    this.write('nodes', id, undefined);
   }
 
   // networks
   getNetwork(id: string): NetworkRecord | undefined {
-    return this.one<NetworkRecord>('SELECT data FROM networks WHERE id = ?', id);
+    return this.one<NetworkRecord>('networks', id);
   }
   getNetworkByName(name: string): NetworkRecord | undefined {
-    return this.one<NetworkRecord>('SELECT data FROM networks WHERE name = ?', name);
+    return this.listNetworks().find((n) => n.name === name);
   }
   listNetworks(): NetworkRecord[] {
-    return this.all<NetworkRecord>('SELECT data FROM networks ORDER BY name');
+    return this.all<NetworkRecord>('networks').sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
   putNetwork(n: NetworkRecord): void {
-    this.write('putNetwork', n);
+    this.write('networks', n.id, n);
   }
+  /** The network with its VNIs, addresses and allocation cursors. */
   deleteNetwork(id: string): void {
-    this.write('deleteNetwork', id);
+    this.write('networks', id, undefined);
+    for (const v of this.all<{ networkId: string; vni: number }>('vnis')) if (v.networkId === id) this.write('vnis', String(v.vni), undefined);
+    for (const coll of ['ips', 'cursors'] as const) for (const sub of this.idsUnder(coll, `${id}/`)) this.write(coll, sub, undefined);
+  }
+
+  private idsUnder(coll: Collection, start: string): string[] {
+    this.scope?.lists.add(coll);
+    const ids = new Set([...this.data.get(coll)!.keys()].filter((k) => k.startsWith(start)));
+    for (const s of [this.batch, this.scope])
+      for (const [key, w] of s?.writes ?? []) {
+        const id = splitKey(key)!.id;
+        if (w.coll !== coll || !id.startsWith(start)) continue;
+        if (w.value === undefined) ids.delete(id);
+        else ids.add(id);
+      }
+    return [...ids];
   }
 
   // VNIs
   usedVnis(): Set<number> {
-    return new Set((this.db.prepare('SELECT vni FROM vnis').all() as { vni: number }[]).map((r) => r.vni));
+    return new Set(this.all<{ vni: number }>('vnis').map((v) => v.vni));
   }
   takeVni(vni: number, networkId: string): void {
-    this.write('takeVni', vni, networkId);
+    this.write('vnis', String(vni), { vni, networkId });
   }
 
   // IPs (as unsigned 32-bit integers)
   ipTaken(networkId: string, ip: number): boolean {
-    return this.db.prepare('SELECT 1 FROM ips WHERE network_id = ? AND ip = ?').get(networkId, ip) !== undefined;
+    return this.read('ips', `${networkId}/${ip}`) !== undefined;
   }
   takeIp(networkId: string, ip: number, owner: string): void {
-    this.write('takeIp', networkId, ip, owner);
+    this.write('ips', `${networkId}/${ip}`, { owner });
   }
   releaseIp(networkId: string, ip: number): void {
-    this.write('releaseIp', networkId, ip);
+    this.write('ips', `${networkId}/${ip}`, undefined);
   }
   countIps(networkId: string): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM ips WHERE network_id = ?').get(networkId) as { n: number }).n;
+    return this.idsUnder('ips', `${networkId}/`).length;
   }
   getCursor(networkId: string, subnet: string): number | undefined {
-    return (this.db.prepare('SELECT last FROM cursors WHERE network_id = ? AND subnet = ?').get(networkId, subnet) as { last: number } | undefined)?.last;
+    const v = this.read('cursors', `${networkId}/${subnet}`);
+    return v === undefined ? undefined : (JSON.parse(v) as { last: number }).last;
   }
   setCursor(networkId: string, subnet: string, last: number): void {
-    this.write('setCursor', networkId, subnet, last);
+    this.write('cursors', `${networkId}/${subnet}`, { last });
   }
 
   // attachments
   getAttachment(id: string): AttachmentRecord | undefined {
-    return this.one<AttachmentRecord>('SELECT data FROM attachments WHERE id = ?', id);
+    return this.one<AttachmentRecord>('attachments', id);
   }
   listAttachments(filter: { networkId?: string; nodeId?: string } = {}): AttachmentRecord[] {
-    const [n, node] = [filter.networkId ?? null, filter.nodeId ?? null];
-    return this.all<AttachmentRecord>(
-      'SELECT data FROM attachments WHERE (? IS NULL OR network_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id',
-      n,
-      n,
-      node,
-      node,
+    return this.all<AttachmentRecord>('attachments').filter(
+      (a) => (filter.networkId === undefined || a.networkId === filter.networkId) && (filter.nodeId === undefined || a.nodeId === filter.nodeId),
     );
   }
   putAttachment(a: AttachmentRecord): void {
-    this.write('putAttachment', a);
+    this.write('attachments', a.id, a);
   }
   deleteAttachment(id: string): void {
-    this.write('deleteAttachment', id);
+    this.write('attachments', id, undefined);
   }
 
   // services
   getService(id: string): ServiceRecord | undefined {
-    return this.one<ServiceRecord>('SELECT data FROM services WHERE id = ?', id);
+    return this.one<ServiceRecord>('services', id);
   }
   listServices(): ServiceRecord[] {
-    return this.all<ServiceRecord>('SELECT data FROM services ORDER BY name');
+    return this.all<ServiceRecord>('services').sort((a, b) => (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0));
   }
   putService(s: ServiceRecord): void {
-    this.write('putService', s);
+    this.write('services', s.id, s);
   }
   deleteService(id: string): void {
-    this.write('deleteService', id);
+    this.write('services', id, undefined);
   }
 
   // tasks
   getTask(id: string): TaskRecord | undefined {
-    return this.one<TaskRecord>('SELECT data FROM tasks WHERE id = ?', id);
+    return this.one<TaskRecord>('tasks', id);
   }
   listTasks(filter: { serviceId?: string; nodeId?: string } = {}): TaskRecord[] {
-    const [svc, node] = [filter.serviceId ?? null, filter.nodeId ?? null];
-    return this.all<TaskRecord>('SELECT data FROM tasks WHERE (? IS NULL OR service_id = ?) AND (? IS NULL OR node_id = ?) ORDER BY id', svc, svc, node, node);
+    return this.all<TaskRecord>('tasks').filter(
+      (t) => (filter.serviceId === undefined || t.serviceId === filter.serviceId) && (filter.nodeId === undefined || t.nodeId === filter.nodeId),
+    );
   }
   putTask(t: TaskRecord): void {
-    this.write('putTask', t);
+    this.write('tasks', t.id, t);
   }
   deleteTask(id: string): void {
-    this.write('deleteTask', id);
+    this.write('tasks', id, undefined);
   }
 }
+
