@@ -254,6 +254,7 @@ export class Daemon {
       this.log.info('manager ready');
     } catch (e) {
       if (this.controlStarting) this.log.error('the manager could not start', { error: errorMessage(e) });
+      else this.log.info('the manager start was called off', { error: errorMessage(e) });
     }
   }
 
@@ -633,6 +634,7 @@ export class Daemon {
         control.store.putNode(n);
       }
     });
+    await control.takeOver();
     await this.startControl(control);
     this.log.warn('forced a new cluster: this node is the only manager');
   }
@@ -751,6 +753,7 @@ export class Daemon {
       const st = this.state;
       const old = this.disk.loadCerts();
       if (!st || !old || !this.client || st.role === role) return;
+      this.log.info('changing role', { from: st.role, to: role });
       await this.abortControlStart();
       const { csrPem, keyPem } = await createCsr();
       const { cert } = await this.client.request<{ cert: string }>('POST', '/v1/renew', { csr: csrPem });

@@ -212,12 +212,7 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     assert.equal(rm.code, 0, rm.stderr);
     const after = await nodeTable(lab, 'node1');
     assert.deepEqual([...after.keys()].sort(), ['node1', newLeader, 'node4'].sort());
-    await waitFor(
-      'etcd to have two members left',
-      async () => ((await control(lab, newLeader))?.members.length === 2 ? true : undefined),
-      10_000,
-      200,
-    );
+    await waitFor('etcd to have two members left', async () => ((await control(lab, newLeader))?.members.length === 2 ? true : undefined), 10_000, 200);
     // Two managers still make a quorum: changes commit.
     assert.equal((await lab.vx('node1', ['network', 'create', '-d', 'overlay', 'last-net'])).code, 0);
   } finally {
@@ -281,17 +276,22 @@ test(
       await cut(false);
       // A write on the cut-off leader cannot commit: it fails within 5 s instead of hanging, and
       // no manager ever shows it (no dirty read). A write to a follower answers within 5 s too.
-      const t0 = Date.now();
-      const [stranded, onFollower] = await Promise.all([
-        lab.vx('node1', ['network', 'create', '-d', 'overlay', 'stranded']),
-        lab.vx('node2', ['network', 'create', '-d', 'overlay', 'early-net']),
-      ]);
-      const took = Date.now() - t0;
-      console.log(`# writes right after the cut answered in ${took} ms: leader ${stranded.code}, follower ${onFollower.code}`);
-      assert.ok(took < 5500, `answered in ${took} ms`);
-      assert.notEqual(stranded.code, 0);
-      assert.match(stranded.stderr, NO_QUORUM);
-      assert.ok(!(await networkNames(lab, 'node1')).includes('stranded'), 'the cut-off leader does not show its failed write');
+      // Timed on the Engine API itself (the CLI's own start-up is not the daemon's answer).
+      const create = async (h: string, name: string): Promise<{ status: number; body: string; ms: number }> => {
+        const t0 = Date.now();
+        const r = await lab.raw(h, 'POST', '/networks/create', JSON.stringify({ Name: name, Driver: 'overlay' }), { 'Content-Type': 'application/json' });
+        return { ...r, ms: Date.now() - t0 };
+      };
+      const [stranded, onFollower] = await Promise.all([create('node1', 'stranded'), create('node2', 'early-net')]);
+      console.log(`# writes right after the cut: leader ${stranded.status} in ${stranded.ms} ms, follower ${onFollower.status} in ${onFollower.ms} ms`);
+      for (const w of [stranded, onFollower]) assert.ok(w.ms < 5000, `answered in ${w.ms} ms: ${w.body}`);
+      assert.equal(stranded.status, 503);
+      assert.match(stranded.body, NO_QUORUM);
+      // A read there either fails as Docker's does without a leader, or does not show the failed write.
+      const seen = await lab.vx('node1', ['network', 'ls', '--format', '{{.Name}}']);
+      if (seen.code === 0) assert.ok(!seen.stdout.split('\n').includes('stranded'), 'the cut-off leader does not show its failed write');
+      else assert.match(seen.stderr, NO_QUORUM);
+      for (const h of ['node2', 'node3']) assert.ok(!(await networkNames(lab, h).catch((): string[] => [])).includes('stranded'), `${h} does not show it`);
       const leader = await leaderAmong(lab, ['node2', 'node3']);
       await waitFor('the cut-off leader to step down', async () => ((await control(lab, 'node1'))?.leading === false ? true : undefined), 10_000, 100);
       const t = await tableWhen(

@@ -14,7 +14,15 @@ const log = createLogger();
 async function newManager(extra: Partial<Parameters<typeof Manager.init>[1]> = {}): Promise<Manager> {
   const m = await Manager.init(
     await Store.open(new MemKv()),
-    { nodeId: 'self0000000000000000000000', hostname: 'node1', advertiseAddr: '172.31.1.5', managerAddr: '172.31.1.5:2377', engineVersion: 'test', ca: await createRootCA(), ...extra },
+    {
+      nodeId: 'self0000000000000000000000',
+      hostname: 'node1',
+      advertiseAddr: '172.31.1.5',
+      managerAddr: '172.31.1.5:2377',
+      engineVersion: 'test',
+      ca: await createRootCA(),
+      ...extra,
+    },
     log,
   );
   return m;

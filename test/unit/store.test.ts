@@ -129,10 +129,7 @@ describe('store on etcd', () => {
     });
     await s2.caughtUp(kv.rev);
     // Both start on the same state; s1 commits first; s2 wrote a count of what it listed.
-    await Promise.all([
-      s1.tx(() => s1.deleteNode('a')),
-      s2.tx(() => s2.putNetwork(net('summary', `nodes-${s2.listNodes().length}`))),
-    ]);
+    await Promise.all([s1.tx(() => s1.deleteNode('a')), s2.tx(() => s2.putNetwork(net('summary', `nodes-${s2.listNodes().length}`)))]);
     await s2.caughtUp(kv.rev);
     assert.equal(s2.getNetwork('summary')!.name, 'nodes-1', 'the count was made again after the delete');
     s1.close();

@@ -147,7 +147,9 @@ export class EtcdKv implements Kv {
       const timer = setTimeout(
         () =>
           req.destroy(
-            new OutcomeUnknownError(`the cluster store gave no answer within ${timeoutMs} ms (the managers may have lost their quorum): the outcome is unknown`),
+            new OutcomeUnknownError(
+              `the cluster store gave no answer within ${timeoutMs} ms (the managers may have lost their quorum): the outcome is unknown`,
+            ),
           ),
         timeoutMs,
       );
@@ -163,7 +165,11 @@ export class EtcdKv implements Kv {
   }
 
   async range(prefix: string): Promise<{ rev: number; kvs: KvEntry[] }> {
-    const r = await this.call<{ header: { revision: string }; kvs?: RawKv[] }>('/v3/kv/range', { key: b64(prefix), range_end: b64(prefixEnd(prefix)), serializable: true }, 20_000);
+    const r = await this.call<{ header: { revision: string }; kvs?: RawKv[] }>(
+      '/v3/kv/range',
+      { key: b64(prefix), range_end: b64(prefixEnd(prefix)), serializable: true },
+      20_000,
+    );
     return { rev: Number(r.header.revision), kvs: (r.kvs ?? []).map(entry) };
   }
 

@@ -97,6 +97,9 @@ export class EtcdMember {
       `--initial-cluster-token=${this.cfg.clusterToken}`,
       `--heartbeat-interval=${ETCD_HEARTBEAT_MS}`,
       `--election-timeout=${ETCD_ELECTION_MS}`,
+      // A member back from a partition must not depose a healthy leader with its higher term
+      // (the default from etcd 3.5 on; 3.4 has it off).
+      '--pre-vote=true',
       `--cert-file=${t}/cert.pem`,
       `--key-file=${t}/key.pem`,
       `--trusted-ca-file=${t}/ca.pem`,
@@ -217,15 +220,16 @@ export class EtcdMember {
     return ((await this.call('POST', '/v3/cluster/member/list', {})) as { members?: EtcdMemberInfo[] }).members ?? [];
   }
   /** Adds a member that learns the log without voting until promoted. */
-  async addLearner(url: string, timeoutMs = 10_000): Promise<EtcdMemberInfo> {
-    // etcd adds a member only once every voter has been connected for its health interval (5 s):
-    // right after a cluster starts, it says "unhealthy cluster" until then.
+  async addLearner(url: string, timeoutMs = 30_000): Promise<EtcdMemberInfo> {
+    // etcd adds a member only once every voter has been connected for its health interval (5 s),
+    // and holds one learner at a time: until then it says "unhealthy cluster" or "too many
+    // learner members" (two workers promoted at once join one after the other).
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
         return ((await this.call('POST', '/v3/cluster/member/add', { peerURLs: [url], isLearner: true })) as { member: EtcdMemberInfo }).member;
       } catch (e) {
-        if (!/unhealthy cluster/.test(errorMessage(e)) || Date.now() > deadline) throw e;
+        if (!/unhealthy cluster|too many learner/.test(errorMessage(e)) || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, 200));
       }
     }

@@ -86,8 +86,8 @@ export class ControlPlane extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private membershipTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** etcd changes membership one member at a time */
-  readonly membership = new Mutex();
+  /** one membership pass at a time */
+  private readonly membership = new Mutex();
   private lastMembers: EtcdMemberInfo[] = [];
 
   constructor(o: ControlPlaneOptions) {
@@ -130,6 +130,22 @@ export class ControlPlane extends EventEmitter {
     await this.campaign();
     if (!this.active) throw new VxError('could not take the leadership of the new swarm', 503);
     return this.active.manager;
+  }
+
+  /**
+   * After etcd's --force-new-cluster this is the only member: the election key of the old
+   * cluster (its lease would run out only after a TTL) goes, and this manager takes over now.
+   */
+  async takeOver(timeoutMs = 10_000): Promise<void> {
+    const r = await this.kv.txn([], [{ del: LEADER_KEY }]);
+    await this.store.caughtUp(r.rev);
+    this.start();
+    const deadline = Date.now() + timeoutMs;
+    while (!this.active && Date.now() < deadline) {
+      await this.campaign();
+      if (!this.active) await new Promise((res) => setTimeout(res, 100));
+    }
+    if (!this.active) throw new VxError('could not take the leadership after forcing a new cluster', 503);
   }
 
   /** Campaigns whenever the leader key is free and keeps this manager's lease alive. */
@@ -271,8 +287,10 @@ export class ControlPlane extends EventEmitter {
    * Adds a manager node's etcd as a learner (it votes once promoted, when caught up) and answers
    * with the cluster it must start in: name → peer URL of every member.
    */
-  addMember(nodeId: string): Promise<Record<string, string>> {
-    return this.membership.lock(async () => {
+  async addMember(nodeId: string): Promise<Record<string, string>> {
+    // Not under the membership lock: etcd orders its own changes, and the membership pass
+    // must go on promoting the learner ahead of this one meanwhile.
+    {
       const n = this.store.getNode(nodeId);
       if (!n || n.role !== 'manager') throw new ForbiddenError(`node ${nodeId} is not a manager`);
       const url = peerUrl(n.addr);
@@ -283,7 +301,7 @@ export class ControlPlane extends EventEmitter {
       }
       this.lastMembers = members;
       return initialCluster(members, url, nodeId, this.store.listNodes());
-    });
+    }
   }
 
   /** Removes this manager's own member (swarm leave): the others no longer count or hear it. */

@@ -317,7 +317,11 @@ export class Manager extends EventEmitter {
   /** Set by the control plane: throws if taking this manager out of raft would lose the quorum. */
   quorumGuard: ((nodeId: string) => void) | undefined;
 
-  async updateNode(ref: string, version: number | undefined, spec: { availability?: string; role?: string; labels?: Record<string, string> }): Promise<NodeRecord> {
+  async updateNode(
+    ref: string,
+    version: number | undefined,
+    spec: { availability?: string; role?: string; labels?: Record<string, string> },
+  ): Promise<NodeRecord> {
     let roleChanged = false;
     const out = await this.store.tx(() => {
       const n = this.findNode(ref);

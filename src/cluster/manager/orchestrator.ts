@@ -250,13 +250,15 @@ export class Orchestrator {
       const c = have.get(t.id);
       if (c?.status === 'exited' || c?.status === 'dead') {
         const ok = c.exitCode === 0;
-        reports.push(this.reportStatus(nodeId, t.id, {
-          state: ok ? 'complete' : 'failed',
-          message: ok ? 'finished' : 'started',
-          err: ok ? '' : `task: non-zero exit (${c.exitCode})`,
-          containerId: c.containerId,
-          exitCode: c.exitCode,
-        }));
+        reports.push(
+          this.reportStatus(nodeId, t.id, {
+            state: ok ? 'complete' : 'failed',
+            message: ok ? 'finished' : 'started',
+            err: ok ? '' : `task: non-zero exit (${c.exitCode})`,
+            containerId: c.containerId,
+            exitCode: c.exitCode,
+          }),
+        );
         finished++;
       } else if (!c && t.desiredState !== 'running') {
         reports.push(this.reportStatus(nodeId, t.id, { state: 'shutdown', message: 'not on its node when its session started' }));

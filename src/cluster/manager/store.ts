@@ -505,4 +505,3 @@ export class Store extends EventEmitter {
     this.write('tasks', id, undefined);
   }
 }
-
