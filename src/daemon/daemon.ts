@@ -63,6 +63,8 @@ const LOGS_TIMEOUT_MS = 3000;
 /** task status reports sent to the manager at once */
 const REPORTS_IN_FLIGHT = 8;
 const REPORT_TIMEOUT_MS = 5000;
+/** how long a restarted manager's API waits for its etcd member before it serves without it */
+const MANAGER_START_WAIT_MS = 10_000;
 /** networks adopted at once after a restart (each has its own netlink socket; the kernel takes them in parallel) */
 const RESTORE_PARALLEL = 8;
 
@@ -221,7 +223,12 @@ export class Daemon {
     this.restored = new Promise((r) => (adopted = r));
     // A restarted member serves nothing until a quorum of managers is back (etcd publishes itself
     // through raft first): the node comes up now and its manager side when etcd is ready.
-    if (st.role === 'manager') this.controlStarting = this.resumeControl(certs);
+    if (st.role === 'manager') {
+      this.controlStarting = this.resumeControl(certs);
+      // As dockerd does (20 s there): the API waits a while for the manager side, then goes on
+      // without it. A lone manager is back within a second; one of several waits for the others.
+      await Promise.race([this.controlStarting, new Promise((r) => setTimeout(r, MANAGER_START_WAIT_MS).unref())]);
+    }
     if (!this.manager) this.startAgent(certs);
     await this.startOverlay(true);
     this.scheduleRenewal(certs);
@@ -603,7 +610,7 @@ export class Daemon {
     control.on('following', () => this.onFollowing());
     if (control.leading) this.onLeading(control.leading);
     await this.server.listen(st.listenAddr);
-    control.start();
+    await control.start();
   }
 
   /** Stops this node's control plane, manager API and etcd member (no hand-over to the agent). */

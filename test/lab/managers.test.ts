@@ -200,7 +200,7 @@ test('three managers: join, replicate, forward to the leader, elect a new one wh
     const live = await lab.vx(newLeader, ['node', 'rm', '--force', 'node1']);
     assert.notEqual(live.code, 0);
     assert.match(live.stderr, /is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal/);
-    await lab.stop(other, 'SIGKILL');
+    await lab.crash(other);
     await waitFor(`${other} Down`, async () => ((await nodeTable(lab, newLeader)).get(other)?.[0] === 'Down' ? true : undefined), 15_000, 200);
     // With one of three down, demoting a live one would leave one reachable of two: refused.
     const lose = await lab.vx('node1', ['node', 'demote', 'node1']);

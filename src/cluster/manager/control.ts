@@ -148,14 +148,28 @@ export class ControlPlane extends EventEmitter {
     if (!this.active) throw new VxError('could not take the leadership after forcing a new cluster', 503);
   }
 
-  /** Campaigns whenever the leader key is free and keeps this manager's lease alive. */
-  start(): void {
-    if (this.timer) return;
+  /** Campaigns whenever the leader key is free and keeps this manager's lease alive; resolves after the first try. */
+  start(): Promise<void> {
+    if (this.timer) return Promise.resolve();
     this.timer = setInterval(() => void this.tick(), KEEPALIVE_MS);
     this.timer.unref();
     this.membershipTimer = setInterval(() => void this.reconcileMembers(), MEMBERSHIP_MS);
     this.membershipTimer.unref();
-    void this.tick();
+    return this.tick();
+  }
+
+  /**
+   * The key names this node but not our lease: a previous run of this daemon (killed, its etcd
+   * alive) held it. Nobody else can be acting on it, so it goes now instead of after its TTL.
+   */
+  private async reclaim(): Promise<void> {
+    const c = this.store.raw(LEADER_KEY);
+    if (!c || this.leaderValue()?.node !== this.nodeId || this.active || this.campaigning) return;
+    const r = await this.kv.txn([{ key: LEADER_KEY, target: 'MOD', result: 'EQUAL', rev: c.mod }], [{ del: LEADER_KEY }]);
+    if (r.ok) {
+      this.log.info("took back the election key of this node's previous run");
+      await this.store.caughtUp(r.rev, 1000);
+    }
   }
 
   /** Only a manager by the store leads (a demoted leader hands over at once). */
@@ -176,6 +190,7 @@ export class ControlPlane extends EventEmitter {
   private async tick(): Promise<void> {
     if (this.closed) return;
     if (!this.active) {
+      await this.reclaim().catch(() => undefined);
       if (!this.store.raw(LEADER_KEY)) await this.campaign();
       return;
     }
@@ -259,6 +274,7 @@ export class ControlPlane extends EventEmitter {
           `can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`,
         );
     };
+    m.demoted = () => this.settleMembers();
     const orchestrator = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
     this.active = { manager: m, orchestrator };
     this.log.info('leading the swarm', { fence: this.store.fence?.rev });
@@ -312,6 +328,17 @@ export class ControlPlane extends EventEmitter {
     if (!me || members.length < 2) return;
     await this.etcd.remove(me.ID);
     this.log.info('removed this manager from etcd');
+  }
+
+  /**
+   * Removes demoted members now and waits (up to 5 s) until etcd has a leader again: removing the
+   * member that led etcd costs an election, and writes sent meanwhile would wait it out.
+   */
+  private async settleMembers(): Promise<void> {
+    await this.membership.lock(() => Promise.resolve());
+    await this.reconcileMembers();
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && !(await this.etcd.healthy())) await new Promise((r) => setTimeout(r, 100));
   }
 
   /** The leader keeps etcd's members equal to the manager nodes: promote learners, remove the demoted. */

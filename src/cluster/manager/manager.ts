@@ -314,8 +314,10 @@ export class Manager extends EventEmitter {
     return n;
   }
 
-  /** Set by the control plane: throws if taking this manager out of raft would lose the quorum. */
+  /** Set by the control plane: throws if taking this manager out of etcd would lose the quorum. */
   quorumGuard: ((nodeId: string) => void) | undefined;
+  /** Set by the control plane: a demotion answers once etcd's membership follows and has a leader again. */
+  demoted: ((nodeId: string) => Promise<void>) | undefined;
 
   async updateNode(
     ref: string,
@@ -353,6 +355,7 @@ export class Manager extends EventEmitter {
     if (roleChanged) {
       this.log.info('node role changed', { node: out.id, role: out.role });
       this.emit('node-role', out.id);
+      if (out.role === 'worker') await this.demoted?.(out.id);
     }
     // Availability and labels decide placement: the orchestrator looks again.
     this.emit('node-updated', out);
