@@ -126,7 +126,7 @@ export class ControlPlane extends EventEmitter {
   async init(o: InitOptions): Promise<Manager> {
     await Manager.init(this.store, o, this.log.child({ component: 'manager' })).then((m) => m.close());
     this.clusterId = this.store.getCluster()!.id;
-    this.start();
+    void this.start();
     await this.campaign();
     if (!this.active) throw new VxError('could not take the leadership of the new swarm', 503);
     return this.active.manager;
@@ -139,7 +139,7 @@ export class ControlPlane extends EventEmitter {
   async takeOver(timeoutMs = 10_000): Promise<void> {
     const r = await this.kv.txn([], [{ del: LEADER_KEY }]);
     await this.store.caughtUp(r.rev);
-    this.start();
+    void this.start();
     const deadline = Date.now() + timeoutMs;
     while (!this.active && Date.now() < deadline) {
       await this.campaign();
