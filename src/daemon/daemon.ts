@@ -333,8 +333,17 @@ export class Daemon {
       this.state = { nodeId, clusterId, role: 'manager', managerAddr, advertiseAddr: advertise, listenAddr: listen, dataPathPort: 4789 };
       let control: ControlPlane | undefined;
       try {
-        control = await this.openControl(certs, 'new');
-        const opts: InitOptions = { nodeId, clusterId, hostname: this.hostname, advertiseAddr: advertise, managerAddr, engineVersion: VERSION, ca };
+        control = await this.openControl(certs, 'new', false, await (await RootCA.load(ca)).crl([]));
+        const opts: InitOptions = {
+          nodeId,
+          clusterId,
+          hostname: this.hostname,
+          advertiseAddr: advertise,
+          managerAddr,
+          engineVersion: VERSION,
+          ca,
+          certSerial: certInfo(certPem).serial,
+        };
         if (req.defaultAddrPool?.length) opts.defaultAddrPool = req.defaultAddrPool;
         if (req.subnetSize) opts.subnetSize = req.subnetSize;
         if (req.dataPathPort) opts.dataPathPort = req.dataPathPort;
@@ -485,6 +494,8 @@ export class Daemon {
       this.gossip.db.on('event', (e: { table: string }) => {
         if (e.table === ENDPOINT_TABLE) this.refreshDns();
       });
+      // Gossip tells a dead leader within a few hundred ms: the managers need not wait for its lease.
+      this.gossip.ml.on('dead', (m: { name: string }) => void this.control?.peerDead(m.name));
       for (const ep of this.endpoints) this.publish(ep);
     })();
     return this.gossipStarting;
@@ -553,19 +564,21 @@ export class Daemon {
    * `join`: a learner the leader just added, promoted once caught up; `restart`: the member of
    * a previous run (its data directory knows the cluster; a quorum need not be there yet).
    */
-  private async openControl(certs: CertFiles, how: 'new' | 'join' | 'restart', forceNewCluster = false): Promise<ControlPlane> {
+  private async openControl(certs: CertFiles, how: 'new' | 'join' | 'restart', forceNewCluster = false, crlPem?: string): Promise<ControlPlane> {
     const st = this.state!;
     const own = `${st.advertiseAddr}:${splitHostPort(st.listenAddr).port}`;
     let initialCluster: Record<string, string> = { [st.nodeId]: peerUrl(st.advertiseAddr) };
     if (how === 'join') {
       const client = this.client ?? new ManagerClient(st.managers ?? [st.managerAddr], certs);
-      initialCluster = (await client.request<{ initialCluster: Record<string, string> }>('POST', '/v1/etcd/join', {})).initialCluster;
+      const r = await client.request<{ initialCluster: Record<string, string>; crl: string }>('POST', '/v1/etcd/join', {});
+      initialCluster = r.initialCluster;
+      crlPem = r.crl;
     }
     const etcd = new EtcdMember({
       name: st.nodeId,
       dir: this.disk.etcdDir,
       advertiseIp: st.advertiseAddr,
-      tls: certs,
+      tls: { ...certs, ...(crlPem ? { crlPem } : {}) },
       initialCluster,
       state: how === 'new' ? 'new' : 'existing',
       clusterToken: st.clusterId,

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/core/log.js';
-import { RootCA, createCsr, createRootCA } from '../../src/cluster/manager/ca.js';
+import { RootCA, certInfo, createCsr, createRootCA } from '../../src/cluster/manager/ca.js';
 import { EtcdMember, ETCD_BIN, peerUrl, type EtcdMemberConfig } from '../../src/cluster/etcd/member.js';
 import { hostPaths, labDown, labUp } from '../../src/lab/lab.js';
 import type { LabPlan } from '../../src/lab/plan.js';
@@ -57,7 +57,7 @@ describe('etcd members in lab hosts', { skip: skipUnlessRoot || (!hasEtcd && 'ne
       name: host,
       dir: `${hostPaths(name, host).root}/etcd`,
       advertiseIp: h.ip,
-      tls: { caPem: ca.certPem, certPem, keyPem },
+      tls: { caPem: ca.certPem, certPem, keyPem, crlPem: await ca.crl([]) },
       initialCluster: cluster,
       state,
       clusterToken: 'cluster1',
@@ -126,6 +126,48 @@ describe('etcd members in lab hosts', { skip: skipUnlessRoot || (!hasEtcd && 'ne
     await w.stop();
     await m1.remove(added.ID);
     assert.equal((await m1.members()).length, 3);
+  });
+
+  it("a demoted manager's certificate, once in the revocation list, gets no connection to a member's peer port", { timeout: 60_000 }, async () => {
+    const h4 = plan.hosts.find((x) => x.name === 'node4')!;
+    const { csrPem, keyPem } = await createCsr();
+    const certPem = await ca.sign(csrPem, 'old-manager', 'manager', 'cluster1', 90, [h4.ip, '127.0.0.1']);
+    const dir = `${hostPaths(name, 'node4').root}/old-cert`;
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(`${dir}/ca.pem`, ca.certPem);
+    fs.writeFileSync(`${dir}/cert.pem`, certPem);
+    fs.writeFileSync(`${dir}/key.pem`, keyPem);
+    const m1 = members.get('node1')!;
+    const peerVersion = (): Promise<boolean> =>
+      execFileP('ip', [
+        ...[
+          'netns',
+          'exec',
+          h4.netns,
+          'curl',
+          '-sS',
+          '--http1.1',
+          '-m',
+          '5',
+          '--cacert',
+          `${dir}/ca.pem`,
+          '--cert',
+          `${dir}/cert.pem`,
+          '--key',
+          `${dir}/key.pem`,
+        ],
+        `${m1.peerUrl}/version`,
+      ]).then(
+        (r) => /etcdserver/.test(r.stdout),
+        (e: unknown) => {
+          console.log(`# peer port refused: ${(e as { stderr?: string }).stderr ?? String(e)}`);
+          return false;
+        },
+      );
+    assert.equal(await peerVersion(), true, 'a valid manager certificate is let in');
+    await m1.writeCrl(await ca.crl([certInfo(certPem).serial]));
+    assert.equal(await peerVersion(), false, 'the revoked certificate is refused at the handshake');
+    await m1.writeCrl(await ca.crl([]));
   });
 
   it('a removed member gets nothing from the others, and the rest keep a quorum', { timeout: 60_000 }, async () => {

@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import fs from 'node:fs';
+import path from 'node:path';
+import { hostPaths } from '../../src/lab/lab.js';
 import { SwarmLab, hasDocker, waitFor } from './swarm-helpers.js';
 
 const execFileP = promisify(execFile);
@@ -235,6 +238,21 @@ test('promote two workers, then demote the leader itself: a new leader takes ove
     const t = await tableWhen(lab, 'node3', 'two Reachable managers', (t) => [...t.values()].filter((x) => x[1] === 'Reachable').length === 2, 10_000);
     assert.equal(t.get('node1')![1], 'Leader');
 
+    // node1's manager certificate, kept as someone who later holds it would: it reaches node2's etcd now.
+    const certDir = path.join(hostPaths(lab.name, 'node1').root, 'swarm', 'certificates');
+    const keep = path.join(hostPaths(lab.name, 'node1').dir, 'old-manager-cert');
+    fs.mkdirSync(keep, { recursive: true });
+    for (const f of ['swarm-root-ca.crt', 'swarm-node.crt', 'swarm-node.key']) fs.copyFileSync(path.join(certDir, f), path.join(keep, f));
+    const peerPort = (): Promise<boolean> =>
+      execFileP('ip', [
+        ...['netns', 'exec', lab.host('node1').netns, 'curl', '-sS', '--http1.1', '-m', '5', '--cacert', path.join(keep, 'swarm-root-ca.crt')],
+        ...['--cert', path.join(keep, 'swarm-node.crt'), '--key', path.join(keep, 'swarm-node.key'), `https://${lab.host('node2').ip}:2380/version`],
+      ]).then(
+        (r) => /etcdserver/.test(r.stdout),
+        () => false,
+      );
+    assert.equal(await peerPort(), true, "a manager's certificate reaches another manager's etcd");
+
     // Demoting the leader: the change commits, it steps down, the others elect a new leader.
     const dm = await cli('node1', ['node', 'demote', 'node1']);
     assert.equal(dm.code, 0, dm.stderr);
@@ -243,6 +261,8 @@ test('promote two workers, then demote the leader itself: a new leader takes ove
     // node1 becomes a worker: no etcd member, no cluster view, still Ready in the swarm.
     await waitFor('node1 to drop its etcd member', async () => ((await control(lab, 'node1')) === undefined ? true : undefined), 15_000, 100);
     await waitFor('etcd to have two members', async () => ((await control(lab, leader))?.members.length === 2 ? true : undefined), 10_000, 200);
+    // Its old manager certificate is revoked: the remaining members' etcd refuses it at the handshake.
+    await waitFor('the demoted certificate refused', async () => ((await peerPort()) ? undefined : true), 5000, 200);
     const ls1 = await lab.vx('node1', ['node', 'ls']);
     assert.notEqual(ls1.code, 0);
     assert.match(ls1.stderr, /This node is not a swarm manager/);

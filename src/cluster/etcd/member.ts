@@ -22,6 +22,8 @@ export interface EtcdTls {
   caPem: string;
   certPem: string;
   keyPem: string;
+  /** revoked certificates (demoted managers'); kept from the last run when not given */
+  crlPem?: string;
 }
 
 export interface EtcdMemberConfig {
@@ -110,6 +112,10 @@ export class EtcdMember {
       '--peer-client-cert-auth',
       // a worker's certificate is from the same CA: only managers may speak raft
       '--peer-cert-allowed-hostname=swarm-manager',
+      // a demoted manager's certificate is still valid and still says swarm-manager: etcd reads
+      // this list of revoked serials on every connection it accepts
+      `--peer-crl-file=${t}/crl.pem`,
+      `--client-crl-file=${t}/crl.pem`,
       // memory: etcd keeps this many entries in memory before a snapshot (100,000 by default)
       '--snapshot-count=10000',
       '--enable-v2=false',
@@ -133,6 +139,8 @@ export class EtcdMember {
     await fs.promises.mkdir(this.tlsDir, { recursive: true, mode: 0o700 });
     const files = { 'ca.pem': this.cfg.tls.caPem, 'cert.pem': this.cfg.tls.certPem, 'key.pem': this.cfg.tls.keyPem };
     for (const [f, pem] of Object.entries(files)) await fs.promises.writeFile(path.join(this.tlsDir, f), pem, { mode: 0o600 });
+    if (this.cfg.tls.crlPem) await this.writeCrl(this.cfg.tls.crlPem);
+    if (!fs.existsSync(this.crlFile)) throw new VxError(`no certificate revocation list at ${this.crlFile}`, 500);
     await this.replaceStale();
     const log = await fs.promises.open(path.join(this.cfg.dir, 'etcd.log'), 'a');
     const cmd = [...(this.cfg.commandPrefix ?? []), ETCD_BIN, ...this.args()];
@@ -152,6 +160,18 @@ export class EtcdMember {
       if (Date.now() > deadline) throw new VxError(`etcd did not become ${waitFor} within ${timeoutMs} ms`, 503);
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  get crlFile(): string {
+    return path.join(this.tlsDir, 'crl.pem');
+  }
+
+  /** Replaces the revocation list (atomically: etcd may be reading it for a connection). */
+  async writeCrl(pem: string): Promise<void> {
+    await fs.promises.mkdir(this.tlsDir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.crlFile}.tmp`;
+    await fs.promises.writeFile(tmp, pem, { mode: 0o600 });
+    await fs.promises.rename(tmp, this.crlFile);
   }
 
   /** A previous daemon's etcd (kill -9 leaves it running) holds our ports and data: end it first. */

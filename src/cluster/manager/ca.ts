@@ -117,9 +117,26 @@ export class RootCA {
     });
     return cert.toString('pem');
   }
+
+  /** A CRL naming these certificate serials (hex): etcd reads it on every connection it accepts. */
+  async crl(serials: string[]): Promise<string> {
+    const now = Date.now();
+    const crl = await x509.X509CrlGenerator.create({
+      issuer: this.cert.subject,
+      thisUpdate: new Date(now - HOUR),
+      signingAlgorithm: ALG,
+      signingKey: this.key,
+      // with a reason: an entry without extensions gets an empty list, which parsers refuse
+      entries: serials.map((serialNumber) => ({ serialNumber, revocationDate: new Date(now), reason: x509.X509CrlReason.cessationOfOperation })),
+    });
+    // Go (etcd) takes PEM only under the "X509 CRL" label, and reads anything else as DER.
+    return crl.toString('pem').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----');
+  }
 }
 
 export interface CertInfo {
+  /** hex, as a CRL names it */
+  serial: string;
   nodeId: string;
   role: Role | undefined;
   clusterId: string;
@@ -139,6 +156,7 @@ function subjectField(subject: string, key: string): string {
 export function certInfo(pem: string): CertInfo {
   const c = new X509Certificate(pem);
   return {
+    serial: c.serialNumber.toUpperCase(),
     nodeId: subjectField(c.subject, 'CN'),
     role: ouRole(subjectField(c.subject, 'OU')),
     clusterId: subjectField(c.subject, 'O'),

@@ -9,6 +9,7 @@ import type { Logger } from '../../core/log.js';
 import { Mutex } from '../../core/mutex.js';
 import type { Kv } from '../etcd/kv.js';
 import { peerUrl, type EtcdMember, type EtcdMemberInfo } from '../etcd/member.js';
+import { RootCA } from './ca.js';
 import { ForbiddenError, Manager, type InitOptions } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
 import { KEY_PREFIX, type Store, type StoreChange } from './store.js';
@@ -100,8 +101,36 @@ export class ControlPlane extends EventEmitter {
     this.clusterId = o.clusterId;
     this.ownAddr = o.managerAddr;
     this.log = o.log;
-    this.store.on('change', (changes: StoreChange[]) => this.onChange(changes));
+    this.store.on('change', (changes: StoreChange[]) => {
+      this.onChange(changes);
+      if (changes.some((c) => c.coll === 'cluster')) void this.syncCrl();
+    });
     this.store.on('reset', () => this.onChange([]));
+  }
+
+  private crlWritten = '';
+  /** Every manager's etcd refuses the certificates the cluster record says are revoked. */
+  private async syncCrl(): Promise<void> {
+    const c = this.store.getCluster();
+    if (!c) return;
+    const serials = c.revokedCerts ?? [];
+    const key = serials.join(',');
+    if (key === this.crlWritten) return;
+    this.crlWritten = key;
+    try {
+      const ca = await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem });
+      await this.etcd.writeCrl(await ca.crl(serials));
+      if (serials.length) this.log.info('certificate revocation list updated', { revoked: serials.length });
+    } catch (e) {
+      this.crlWritten = '';
+      this.log.error('could not write the certificate revocation list', { error: errorMessage(e) });
+    }
+  }
+
+  /** The revocation list a joining member starts with. */
+  async currentCrl(): Promise<string> {
+    const c = this.store.getCluster()!;
+    return (await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem })).crl(c.revokedCerts ?? []);
   }
 
   /** The managers by the store: every manager node and its API address. */
@@ -151,6 +180,7 @@ export class ControlPlane extends EventEmitter {
   /** Campaigns whenever the leader key is free and keeps this manager's lease alive; resolves after the first try. */
   start(): Promise<void> {
     if (this.timer) return Promise.resolve();
+    void this.syncCrl();
     this.timer = setInterval(() => void this.tick(), KEEPALIVE_MS);
     this.timer.unref();
     this.membershipTimer = setInterval(() => void this.reconcileMembers(), MEMBERSHIP_MS);
@@ -180,6 +210,8 @@ export class ControlPlane extends EventEmitter {
   private onChange(changes: StoreChange[]): void {
     if (!this.store.raw(LEADER_KEY) && !this.campaigning && !this.closed) void this.campaign();
     const a = this.active;
+    // The key is gone or someone else's (another manager took it when gossip said we were dead).
+    if (a && this.store.raw(LEADER_KEY)?.create !== this.store.fence?.rev) return this.stepDown('another manager holds the election key');
     if (!a || !changes.length) return;
     if (!this.eligible()) return this.stepDown('this node is no longer a manager');
     // Writes from other managers reach the loops here; this manager's own too (harmless).
@@ -240,6 +272,22 @@ export class ControlPlane extends EventEmitter {
       this.store.fence = undefined;
       this.log.debug('campaign failed', { error: errorMessage(e) });
     }
+  }
+
+  /**
+   * Gossip says a node died. If it held the election, its key goes now rather than when its lease
+   * runs out (up to 2 s, more if etcd elects a new leader meanwhile, which extends every lease).
+   * Safe if gossip is wrong: the key's create revision fences every write its holder makes, and a
+   * live holder sees the key change and steps down.
+   */
+  async peerDead(nodeId: string): Promise<void> {
+    const c = this.store.raw(LEADER_KEY);
+    if (!c || this.active || this.closed || this.leaderValue()?.node !== nodeId || nodeId === this.nodeId) return;
+    const r = await this.kv.txn([{ key: LEADER_KEY, target: 'MOD', result: 'EQUAL', rev: c.mod }], [{ del: LEADER_KEY }]).catch(() => undefined);
+    if (!r?.ok) return;
+    this.log.info('the leader died (gossip): freed its election key', { leader: nodeId });
+    await this.store.caughtUp(r.rev, 1000);
+    await this.campaign();
   }
 
   /** The leader's control loops, or a NotLeaderError naming the leader (thrown). */

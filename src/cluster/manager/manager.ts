@@ -6,7 +6,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError, VxError } from '../
 import { newId, randomMac } from '../../core/ids.js';
 import { formatIp, parseCidr, parseIp } from '../../core/ipv4.js';
 import type { Logger } from '../../core/log.js';
-import { DEFAULT_CERT_DAYS, RootCA, type Role } from './ca.js';
+import { DEFAULT_CERT_DAYS, RootCA, certInfo, type Role } from './ca.js';
 import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniList, planSubnets, planVnis, type SubnetRequest } from './allocator.js';
 import type { Store } from './store.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
@@ -21,6 +21,10 @@ export const HEARTBEAT_TIMEOUT_MS = 2500;
 export const HEARTBEAT_PERIOD_MS = 500;
 /** Extra time nodes get to reconnect when a manager (re)starts leading. */
 export const TAKEOVER_GRACE_MS = 3000;
+/** manager certificates remembered per node (renewals add one each) */
+const MAX_MANAGER_CERTS = 8;
+/** serials the CRL keeps (certificates live 90 days; the oldest entries have long expired) */
+const MAX_REVOKED_CERTS = 1000;
 /** endpoints of its own (not tasks') a node may hold on one network */
 export const MAX_LOCAL_ATTACHMENTS = 64;
 
@@ -47,6 +51,8 @@ export interface InitOptions {
   dataPathPort?: number;
   certDays?: number;
   clusterId?: string;
+  /** the serial of the first manager's own certificate (revoked if it is ever demoted) */
+  certSerial?: string;
   /** the swarm's root CA (made first: the manager's etcd needs its certificate before the store opens) */
   ca: { certPem: string; keyPem: string };
 }
@@ -134,6 +140,7 @@ export class Manager extends EventEmitter {
     await store.tx(() => {
       store.putCluster({ ...cluster, version: store.bump() });
       store.putNode({
+        ...(o.certSerial ? { managerCerts: [o.certSerial] } : {}),
         id: o.nodeId,
         hostname: o.hostname,
         role: 'manager',
@@ -261,6 +268,7 @@ export class Manager extends EventEmitter {
     const t = now();
     await this.store.tx(() => {
       this.store.putNode({
+        ...(role === 'manager' ? { managerCerts: [certInfo(certPem).serial] } : {}),
         id,
         hostname: r.hostname,
         role,
@@ -285,7 +293,25 @@ export class Manager extends EventEmitter {
   /** Issues a fresh certificate to a known node (renewal); the role comes from the store. */
   async renew(nodeId: string, csrPem: string): Promise<string> {
     const n = this.mustNode(nodeId);
-    return this.ca.sign(csrPem, n.id, n.role, this.cluster().id, this.cluster().certDays, managerIps(n.role, n.addr));
+    const pem = await this.ca.sign(csrPem, n.id, n.role, this.cluster().id, this.cluster().certDays, managerIps(n.role, n.addr));
+    // A manager certificate is remembered, so a demotion can revoke it.
+    if (n.role === 'manager')
+      await this.store.tx(() => {
+        const cur = this.mustNode(nodeId);
+        cur.managerCerts = [...(cur.managerCerts ?? []), certInfo(pem).serial].slice(-MAX_MANAGER_CERTS);
+        this.store.putNode(cur);
+      });
+    return pem;
+  }
+
+  /** A demoted node's manager certificates go into the CRL the managers' etcd members check. */
+  private revokeManagerCerts(n: NodeRecord): void {
+    if (!n.managerCerts?.length) return;
+    const c = this.cluster();
+    c.revokedCerts = [...new Set([...(c.revokedCerts ?? []), ...n.managerCerts])].slice(-MAX_REVOKED_CERTS);
+    c.updatedAt = now();
+    this.store.putCluster(c);
+    n.managerCerts = [];
   }
 
   // ---- nodes ----
@@ -342,6 +368,7 @@ export class Manager extends EventEmitter {
           const managers = this.store.listNodes().filter((x) => x.role === 'manager');
           if (managers.length <= 1) throw new ForbiddenError(`attempting to demote the last manager of the swarm`);
           this.quorumGuard?.(n.id);
+          this.revokeManagerCerts(n);
         } else if (!n.managerAddr) n.managerAddr = `${n.addr}:2377`;
         n.role = spec.role as NodeRecord['role'];
         roleChanged = true;

@@ -68,7 +68,7 @@ export class ManagerServer {
         auth: 'manager',
         handler: async ({ caller }) => {
           lead();
-          return { initialCluster: await ctl.addMember(caller!.nodeId) };
+          return { initialCluster: await ctl.addMember(caller!.nodeId), crl: await ctl.currentCrl() };
         },
       },
       { method: 'POST', re: /^\/v1\/engine$/, auth: 'manager', raw: true, handler: ({ stream, headers }) => this.engine(stream, headers) },

@@ -23,8 +23,10 @@ export interface NodeRecord extends Meta {
   labels: Record<string, string>;
   /** cert expiry, for inspect */
   certNotAfter?: string;
-  /** a manager's API address (host:port), where the other managers reach its raft member */
+  /** a manager's API address (host:port) */
   managerAddr?: string;
+  /** serials (hex) of the manager certificates issued to this node, revoked when it is demoted or removed */
+  managerCerts?: string[];
 }
 
 export interface IpamConfig {
@@ -76,6 +78,8 @@ export interface ClusterRecord {
   certDays: number;
   /** gossip encryption keys (base64); the first is the one nodes send with */
   gossipKeys?: string[];
+  /** serials (hex) of manager certificates of nodes since demoted or removed: etcd's peers refuse them */
+  revokedCerts?: string[];
 }
 
 export type TaskState =
