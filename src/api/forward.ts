@@ -10,5 +10,9 @@ export async function forwardToLeader(d: Daemon, path: string, req: http.Incomin
   res.writeHead(r.status, r.contentType ? { 'Content-Type': r.contentType } : {});
   r.body.pipe(res);
   res.on('close', () => r.body.destroy());
+  // The leader's stream dropped before its end: the caller's connection goes too (outcome unknown).
+  r.body.on('close', () => {
+    if (!res.writableEnded) res.destroy();
+  });
   return true;
 }

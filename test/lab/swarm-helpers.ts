@@ -72,8 +72,15 @@ export class SwarmLab {
   }
 
   /** Raw Engine API request (status and body), for bad-input checks. */
-  raw(host: string, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-    return rawRequest(this.socket(host), method, path, body, headers);
+  raw(
+    host: string,
+    method: string,
+    path: string,
+    body?: string,
+    headers: Record<string, string> = {},
+    timeoutMs?: number,
+  ): Promise<{ status: number; body: string }> {
+    return rawRequest(this.socket(host), method, path, body, headers, timeoutMs);
   }
 }
 
@@ -93,6 +100,7 @@ async function rawRequest(
   path: string,
   body?: string | Buffer,
   headers: Record<string, string> = {},
+  timeoutMs?: number,
 ): Promise<{ status: number; body: string }> {
   const http = await import('node:http');
   return new Promise((resolve, reject) => {
@@ -110,6 +118,7 @@ async function rawRequest(
       },
     );
     req.on('error', reject);
+    if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.end(body);
   });
 }

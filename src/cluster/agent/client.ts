@@ -244,6 +244,12 @@ export class ManagerClient {
       req.once('error', (e) => reject(new VxError(`forwarding to the leader at ${leader}: ${errorMessage(e)}`, 503)));
       req.once('response', (h) => {
         clearTimeout(timer);
+        // A leader cut off in the middle of its answer sends nothing more, and no TCP reset comes:
+        // a stream idle that long is dropped (cluster calls are requests, not streams).
+        req.setTimeout(FORWARD_TIMEOUT_MS, () => {
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          this.dropSession();
+        });
         const status = Number(h[':status']);
         if (status === 200) {
           const ct = h['content-type'];
