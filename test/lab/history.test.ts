@@ -62,20 +62,23 @@ test(`history: concurrent writes and reads on every manager across ${FAULTS} lea
     const unknown = new Set<string>();
     const seen = new Map<string, string>(); // name → which read saw it
     const hung: string[] = [];
+    let slowest = 0;
     let reads = 0;
     const client = async (h: string): Promise<void> => {
       for (let i = 0; running; i++) {
         const name = `${h}-w${i}`;
         let r: { status: number; body: string } | undefined;
+        const t1 = Date.now();
         try {
           r = await lab.raw(h, 'POST', '/networks/create', JSON.stringify({ Name: name, Driver: 'overlay' }), {}, 15_000);
         } catch (e) {
           // The daemon is down (nothing was sent), or the answer never came (that is a finding).
-          if (/no answer within/.test(String(e))) hung.push(name);
+          if (/no answer within/.test(String(e))) hung.push(`${name} sent ${new Date(t1).toISOString()}`);
           unknown.add(name);
           await new Promise((res) => setTimeout(res, 200));
           continue;
         }
+        slowest = Math.max(slowest, Date.now() - t1);
         if (r.status === 201) acked.add(name);
         else if (r.status >= 400 && r.status < 500) refused.add(name);
         else unknown.add(name);
@@ -131,7 +134,7 @@ test(`history: concurrent writes and reads on every manager across ${FAULTS} lea
       }),
     );
     console.log(
-      `# ${acked.size} acknowledged, ${unknown.size} outcome unknown, ${refused.size} refused; ${reads} reads saw ${seen.size} names; ${finals[0]!.size} networks at the end`,
+      `# ${acked.size} acknowledged, ${unknown.size} outcome unknown, ${refused.size} refused; ${reads} reads saw ${seen.size} names; ${finals[0]!.size} networks at the end; slowest answer ${slowest} ms`,
     );
     assert.ok(acked.size > 50, `enough writes got through (${acked.size})`);
     assert.deepEqual(hung, [], 'every write was answered (within 15 s here; the daemon promises 5 s)');

@@ -69,6 +69,8 @@ function call(session: http2.ClientHttp2Session, method: string, path: string, b
     });
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('error', (e) => reject(new VxError(`manager API ${method} ${path}: ${errorMessage(e)}`, 503)));
+    // closed without an end or an error (its session went): no answer is coming (after 'end' this does nothing)
+    req.on('close', () => reject(new VxError(`manager API ${method} ${path}: the connection closed before the answer`, 503)));
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
       let parsed: unknown = {};
@@ -240,9 +242,16 @@ export class ManagerClient {
         },
         Math.max(0, deadline - Date.now()),
       );
-      req.once('close', () => clearTimeout(timer));
+      // A stream can close with no error and no answer (the leader's daemon died and took the
+      // session with it): that is an answer too, or the caller would wait for ever.
+      let answered = false;
+      req.once('close', () => {
+        clearTimeout(timer);
+        if (!answered) reject(new VxError(`the leader at ${leader} went away before answering: the outcome of the call is unknown`, 503));
+      });
       req.once('error', (e) => reject(new VxError(`forwarding to the leader at ${leader}: ${errorMessage(e)}`, 503)));
       req.once('response', (h) => {
+        answered = true;
         clearTimeout(timer);
         // A leader cut off in the middle of its answer sends nothing more, and no TCP reset comes:
         // a stream idle that long is dropped (cluster calls are requests, not streams).

@@ -46,7 +46,7 @@ export interface Kv {
   /** This member's committed keys (a serializable read: answered without a quorum, maybe behind). */
   range(prefix: string): Promise<{ rev: number; kvs: KvEntry[] }>;
   /** All compares hold → all ops apply at one new revision. `rev` is that revision, or the store's now. */
-  txn(compares: Compare[], ops: Op[]): Promise<{ ok: boolean; rev: number }>;
+  txn(compares: Compare[], ops: Op[], timeoutMs?: number): Promise<{ ok: boolean; rev: number }>;
   watch(prefix: string, fromRev: number, h: WatchHandlers): Watch;
   leaseGrant(ttlSeconds: number): Promise<string>;
   /** The lease's remaining TTL in seconds, 0 if it is gone. */
@@ -173,21 +173,25 @@ export class EtcdKv implements Kv {
     return { rev: Number(r.header.revision), kvs: (r.kvs ?? []).map(entry) };
   }
 
-  async txn(compares: Compare[], ops: Op[]): Promise<{ ok: boolean; rev: number }> {
-    const r = await this.call<{ header: { revision: string }; succeeded?: boolean }>('/v3/kv/txn', {
-      compare: compares.map((c) => ({
-        key: b64(c.key),
-        ...(c.rangeEnd !== undefined ? { range_end: b64(c.rangeEnd) } : {}),
-        target: c.target,
-        result: c.result,
-        [c.target === 'MOD' ? 'mod_revision' : 'create_revision']: String(c.rev),
-      })),
-      success: ops.map((op) =>
-        'put' in op
-          ? { request_put: { key: b64(op.put), value: b64(op.value), ...(op.lease ? { lease: op.lease } : {}) } }
-          : { request_delete_range: { key: b64(op.del) } },
-      ),
-    });
+  async txn(compares: Compare[], ops: Op[], timeoutMs?: number): Promise<{ ok: boolean; rev: number }> {
+    const r = await this.call<{ header: { revision: string }; succeeded?: boolean }>(
+      '/v3/kv/txn',
+      {
+        compare: compares.map((c) => ({
+          key: b64(c.key),
+          ...(c.rangeEnd !== undefined ? { range_end: b64(c.rangeEnd) } : {}),
+          target: c.target,
+          result: c.result,
+          [c.target === 'MOD' ? 'mod_revision' : 'create_revision']: String(c.rev),
+        })),
+        success: ops.map((op) =>
+          'put' in op
+            ? { request_put: { key: b64(op.put), value: b64(op.value), ...(op.lease ? { lease: op.lease } : {}) } }
+            : { request_delete_range: { key: b64(op.del) } },
+        ),
+      },
+      timeoutMs,
+    );
     return { ok: r.succeeded === true, rev: Number(r.header.revision) };
   }
 

@@ -36,7 +36,7 @@ export class MemKv implements Kv {
     return values.every((v) => (c.result === 'EQUAL' ? v === c.rev : v < c.rev));
   }
 
-  txn(compares: Compare[], ops: Op[]): Promise<{ ok: boolean; rev: number }> {
+  txn(compares: Compare[], ops: Op[], _timeoutMs?: number): Promise<{ ok: boolean; rev: number }> {
     this.check();
     if (!compares.every((c) => this.holds(c))) return Promise.resolve({ ok: false, rev: this.rev });
     if (ops.length) this.apply(ops);

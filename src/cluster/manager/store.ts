@@ -26,6 +26,11 @@ const MAX_ATTEMPTS = 8;
 const MAX_BATCH = 64;
 /** a committed write waits this long for the watch to show it here (read-your-writes) */
 const CATCH_UP_MS = 3000;
+/**
+ * A write is answered within this, committed or not: queued behind others that wait on an etcd
+ * without quorum, it fails ("not made") rather than wait its turn for ever.
+ */
+export const TX_DEADLINE_MS = 4500;
 
 interface Cached {
   value: string;
@@ -52,6 +57,7 @@ interface Queued {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   attempts: number;
+  deadline: number;
 }
 
 const newScope = (): Scope => ({ reads: new Map(), lists: new Set(), writes: new Map(), after: [] });
@@ -204,7 +210,7 @@ export class Store extends EventEmitter {
     if (this.scope) return Promise.resolve(fn());
     if (this.closed) return Promise.reject(new VxError('the manager store is closed', 503));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, attempts: 0 });
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, attempts: 0, deadline: Date.now() + TX_DEADLINE_MS });
       if (!this.committing) void this.commitLoop();
     });
   }
@@ -224,7 +230,15 @@ export class Store extends EventEmitter {
     }
   }
 
-  private async commitBatch(items: Queued[]): Promise<void> {
+  private async commitBatch(all: Queued[]): Promise<void> {
+    const t = Date.now();
+    const items = all.filter((q) => {
+      if (q.deadline > t + 200) return true;
+      q.reject(
+        new VxError(`the cluster store did not take the write within ${TX_DEADLINE_MS} ms (busy, or the managers lost their quorum): it was not made`, 503),
+      );
+      return false;
+    });
     const batch = newScope();
     const ran: { q: Queued; result: unknown; scope: Scope }[] = [];
     const listedAt = this.rev;
@@ -256,7 +270,7 @@ export class Store extends EventEmitter {
     const { compares, ops } = this.plan(batch, listedAt);
     let res: { ok: boolean; rev: number };
     try {
-      res = await this.kv.txn(compares, ops);
+      res = await this.kv.txn(compares, ops, Math.max(200, Math.min(...ran.map((r) => r.q.deadline)) - Date.now()));
     } catch (e) {
       const err = e instanceof VxError ? e : new VxError(`the cluster store is unavailable: ${errorMessage(e)}`, 503);
       for (const r of ran) r.q.reject(err);
