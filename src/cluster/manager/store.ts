@@ -163,6 +163,17 @@ export class Store extends EventEmitter {
     this.wakeWaiters();
   }
 
+  /** Our committed transaction, all of it at revision `rev`, the one after the cache's. */
+  private applyOwn(ops: Op[], rev: number): void {
+    const events: WatchEvent[] = ops.map((op) => {
+      if ('del' in op) return { type: 'delete', key: op.del, value: '', mod: rev, create: 0 };
+      const k = splitKey(op.put);
+      const old = k ? this.data.get(k.coll)!.get(k.id) : this.other.get(op.put);
+      return { type: 'put', key: op.put, value: op.value, mod: rev, create: old?.create ?? rev };
+    });
+    this.apply(events);
+  }
+
   private wakeWaiters(): void {
     for (const w of this.revWaiters) if (this.rev >= w.rev) w.done();
   }
@@ -286,7 +297,11 @@ export class Store extends EventEmitter {
       }
       return;
     }
-    await this.caughtUp(res.rev);
+    // Nothing else happened between what the cache shows and our commit: the cache can take our
+    // own writes now, exactly as the watch will bring them (which it then skips). Otherwise the
+    // watch brings the writes in between first.
+    if (this.rev === res.rev - 1) this.applyOwn(ops, res.rev);
+    else await this.caughtUp(res.rev);
     for (const w of batch.writes.values()) if (w.obj && VERSIONED.has(w.coll)) w.obj.version = res.rev;
     for (const r of ran) this.finish(r.q, r.result, r.scope);
   }
