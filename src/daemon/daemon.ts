@@ -21,7 +21,7 @@ import { Store } from '../cluster/manager/store.js';
 import { EtcdKv } from '../cluster/etcd/kv.js';
 import { EtcdMember, peerUrl } from '../cluster/etcd/member.js';
 import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
-import { ManagerClient, fetchPinnedCa } from '../cluster/agent/client.js';
+import { ManagerClient, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
 import { AgentSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
@@ -495,7 +495,7 @@ export class Daemon {
         if (e.table === ENDPOINT_TABLE) this.refreshDns();
       });
       // Gossip tells a dead leader within a few hundred ms: the managers need not wait for its lease.
-      this.gossip.ml.on('dead', (m: { name: string }) => void this.control?.peerDead(m.name));
+      this.gossip.ml.on('dead', (m: { name: string }) => void this.control?.holderGone(m.name, 'gossip'));
       for (const ep of this.endpoints) this.publish(ep);
     })();
     return this.gossipStarting;
@@ -726,6 +726,8 @@ export class Daemon {
         } else void this.startGossip(msg.gossipKeys).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
       }
     });
+    // The session to the leader dropped: nothing listening on its port any more means its daemon died.
+    this.session.on('disconnected', () => void this.probeLeader());
     this.session.on('refused', () => {
       if (!this.gossip) return;
       this.log.warn('removed from the swarm by its manager: leaving gossip');
@@ -762,6 +764,14 @@ export class Daemon {
         .catch((e: unknown) => this.log.warn('could not fetch the ingress network', { error: errorMessage(e) }));
     });
     this.session.start();
+  }
+
+  private async probeLeader(): Promise<void> {
+    const c = this.control;
+    const addr = c?.leaderAddr();
+    const id = c?.leaderId();
+    if (!c || c.leading || !addr || !id || id === this.state?.nodeId) return;
+    if (await portRefuses(addr)) await c.holderGone(id, 'its manager port refuses connections');
   }
 
   /**

@@ -1,5 +1,6 @@
 // Client of the manager API (HTTP/2 + JSON over mutual TLS).
 import http2 from 'node:http2';
+import net from 'node:net';
 import { InvalidArgumentError, VxError, errorMessage } from '../../core/errors.js';
 import { pemToDer } from '../manager/ca.js';
 import { caDigest, parseToken } from '../manager/tokens.js';
@@ -84,6 +85,21 @@ function call(session: http2.ClientHttp2Session, method: string, path: string, b
       else reject(new VxError((parsed as { message?: string }).message ?? `manager API error ${status}`, status || 502));
     });
     req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/** True if a TCP connection to host:port is refused (nothing listens; the host answered). */
+export function portRefuses(addr: string, timeoutMs = 500): Promise<boolean> {
+  const { host, port } = splitHostPort(addr);
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: timeoutMs });
+    const done = (v: boolean): void => {
+      s.destroy();
+      resolve(v);
+    };
+    s.once('connect', () => done(false));
+    s.once('timeout', () => done(false));
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED'));
   });
 }
 

@@ -16,10 +16,12 @@ import { KEY_PREFIX, type Store, type StoreChange } from './store.js';
 
 export const LEADER_KEY = `${KEY_PREFIX}leader`;
 /**
- * The election lease. etcd's floor is 1.5 × its election timeout (1.5 s here); 2 s lets a leader
- * miss three keep-alives (every 500 ms) before it is deposed, and keeps failover under 2.5 s.
+ * The election lease. A dead leader is rarely waited out: its manager port refusing connections
+ * (its daemon died) or gossip declaring it dead frees its key at once. The lease is for what those
+ * cannot see (a leader cut off): 4 s rides out a loaded etcd (400 task starts on two cores delayed
+ * keep-alives past 1.5 s, and a lone manager lost its own leadership).
  */
-export const LEADER_TTL_S = 2;
+export const LEADER_TTL_S = 4;
 const KEEPALIVE_MS = 500;
 /** how often the leader matches etcd's membership to the manager nodes in the store */
 const MEMBERSHIP_MS = 1000;
@@ -275,17 +277,18 @@ export class ControlPlane extends EventEmitter {
   }
 
   /**
-   * Gossip says a node died. If it held the election, its key goes now rather than when its lease
+   * A node is gone: gossip declared it dead, or its manager port refuses connections (its daemon
+   * died, its host is up). If it held the election, its key goes now rather than when its lease
    * runs out (up to 2 s, more if etcd elects a new leader meanwhile, which extends every lease).
    * Safe if gossip is wrong: the key's create revision fences every write its holder makes, and a
    * live holder sees the key change and steps down.
    */
-  async peerDead(nodeId: string): Promise<void> {
+  async holderGone(nodeId: string, how: string): Promise<void> {
     const c = this.store.raw(LEADER_KEY);
     if (!c || this.active || this.closed || this.leaderValue()?.node !== nodeId || nodeId === this.nodeId) return;
     const r = await this.kv.txn([{ key: LEADER_KEY, target: 'MOD', result: 'EQUAL', rev: c.mod }], [{ del: LEADER_KEY }]).catch(() => undefined);
     if (!r?.ok) return;
-    this.log.info('the leader died (gossip): freed its election key', { leader: nodeId });
+    this.log.info('the leader is gone: freed its election key', { leader: nodeId, how });
     await this.store.caughtUp(r.rev, 1000);
     await this.campaign();
   }
