@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemKv } from '../../src/cluster/etcd/memkv.js';
 import { Store } from '../../src/cluster/manager/store.js';
-import type { NetworkRecord, NodeRecord } from '../../src/cluster/manager/types.js';
+import type { NetworkRecord, NodeRecord, TaskRecord } from '../../src/cluster/manager/types.js';
 import { ConflictError } from '../../src/core/errors.js';
 
 const node = (id: string, labels: Record<string, string> = {}): NodeRecord => ({
@@ -166,6 +166,29 @@ describe('store on etcd', () => {
     );
     kv.down = false;
     assert.equal(s.getNode('a'), undefined);
+    s.close();
+  });
+
+  it("listing a node's or a service's tasks follows each task's moves, inside a transaction too", async () => {
+    const s = await Store.open(new MemKv());
+    const task = (id: string, serviceId: string, nodeId: string): TaskRecord => ({ id, serviceId, nodeId }) as unknown as TaskRecord;
+    await s.tx(() => {
+      s.putTask(task('t1', 's1', ''));
+      s.putTask(task('t2', 's1', 'n1'));
+      s.putTask(task('t3', 's2', 'n1'));
+    });
+    const ids = (l: TaskRecord[]): string[] => l.map((t) => t.id);
+    assert.deepEqual(ids(s.listTasks({ nodeId: 'n1' })), ['t2', 't3']);
+    assert.deepEqual(ids(s.listTasks({ serviceId: 's1' })), ['t1', 't2']);
+    await s.tx(() => {
+      s.putTask(task('t1', 's1', 'n1'));
+      s.deleteTask('t3');
+      // the transaction sees its own moves
+      assert.deepEqual(ids(s.listTasks({ nodeId: 'n1' })), ['t1', 't2']);
+    });
+    assert.deepEqual(ids(s.listTasks({ nodeId: 'n1' })), ['t1', 't2']);
+    assert.deepEqual(ids(s.listTasks({ serviceId: 's2' })), []);
+    assert.deepEqual(ids(s.listTasks({ nodeId: '' })), []);
     s.close();
   });
 

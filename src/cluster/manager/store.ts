@@ -20,6 +20,8 @@ const VERSIONED = new Set<Collection>(['cluster', 'nodes', 'networks', 'services
 export const KEY_PREFIX = '/vxswarm/';
 /** written with every insert into or delete from a collection: a listing compares it */
 const GEN_PREFIX = `${KEY_PREFIX}gen/`;
+/** fields the cache indexes (their listings decode only the records that match) */
+const INDEXED: Partial<Record<Collection, string[]>> = { tasks: ['serviceId', 'nodeId'], attachments: ['networkId', 'nodeId'] };
 /** attempts of one transaction function against writes from other managers */
 const MAX_ATTEMPTS = 8;
 /** how many queued functions share one etcd txn */
@@ -111,6 +113,7 @@ export class Store extends EventEmitter {
     const { rev, kvs } = await this.kv.range(KEY_PREFIX);
     for (const m of this.data.values()) m.clear();
     this.other.clear();
+    this.index.clear();
     for (const e of kvs) this.set(e.key, { value: e.value, mod: e.mod, create: e.create });
     this.rev = rev;
     this.follow();
@@ -140,9 +143,27 @@ export class Store extends EventEmitter {
     const k = splitKey(key);
     const m = k ? this.data.get(k.coll)! : this.other;
     const id = k ? k.id : key;
+    if (k && INDEXED[k.coll]) this.reindex(k.coll, id, m.get(id), c);
     if (c) m.set(id, c);
     else m.delete(id);
     return k ? { coll: k.coll, id: k.id, deleted: !c } : undefined;
+  }
+
+  /** field=value → ids, for the collections listed by a field (a service's tasks, a node's). */
+  private readonly index = new Map<string, Set<string>>();
+
+  private reindex(coll: Collection, id: string, old: Cached | undefined, next: Cached | undefined): void {
+    for (const f of INDEXED[coll]!) {
+      const at = (c: Cached | undefined): string | undefined => (c ? String((JSON.parse(c.value) as Record<string, unknown>)[f]) : undefined);
+      const [was, now] = [at(old), at(next)];
+      if (was === now) continue;
+      if (was !== undefined) this.index.get(`${coll}:${f}:${was}`)?.delete(id);
+      if (now !== undefined) {
+        const k = `${coll}:${f}:${now}`;
+        if (!this.index.has(k)) this.index.set(k, new Set());
+        this.index.get(k)!.add(id);
+      }
+    }
   }
 
   /**
@@ -375,10 +396,16 @@ export class Store extends EventEmitter {
     return c ? this.decode<T>(coll, c.value, c.mod) : undefined;
   }
 
-  private all<T>(coll: Collection, keep: (id: string) => boolean = () => true): T[] {
+  private all<T>(coll: Collection, keep: (id: string) => boolean = () => true, only?: Set<string>): T[] {
     this.scope?.lists.add(coll);
     const out = new Map<string, T>();
-    for (const [id, c] of this.data.get(coll)!) if (keep(id)) out.set(id, this.decode<T>(coll, c.value, c.mod));
+    const cached = this.data.get(coll)!;
+    if (only) {
+      for (const id of only) {
+        const c = cached.get(id);
+        if (c && keep(id)) out.set(id, this.decode<T>(coll, c.value, c.mod));
+      }
+    } else for (const [id, c] of cached) if (keep(id)) out.set(id, this.decode<T>(coll, c.value, c.mod));
     for (const s of [this.batch, this.scope]) {
       if (!s) continue;
       for (const [key, w] of s.writes) {
@@ -492,8 +519,14 @@ export class Store extends EventEmitter {
   getAttachment(id: string): AttachmentRecord | undefined {
     return this.one<AttachmentRecord>('attachments', id);
   }
+  /** Records whose `field` is `value` by the index (the caller filters again: this transaction's own writes may differ). */
+  private where<T>(coll: Collection, filter: Record<string, string | undefined>): T[] {
+    const [f, v] = Object.entries(filter).find(([k, x]) => x !== undefined && INDEXED[coll]?.includes(k)) ?? [];
+    return this.all<T>(coll, undefined, f === undefined ? undefined : (this.index.get(`${coll}:${f}:${v}`) ?? new Set()));
+  }
+
   listAttachments(filter: { networkId?: string; nodeId?: string } = {}): AttachmentRecord[] {
-    return this.all<AttachmentRecord>('attachments').filter(
+    return this.where<AttachmentRecord>('attachments', filter).filter(
       (a) => (filter.networkId === undefined || a.networkId === filter.networkId) && (filter.nodeId === undefined || a.nodeId === filter.nodeId),
     );
   }
@@ -523,7 +556,7 @@ export class Store extends EventEmitter {
     return this.one<TaskRecord>('tasks', id);
   }
   listTasks(filter: { serviceId?: string; nodeId?: string } = {}): TaskRecord[] {
-    return this.all<TaskRecord>('tasks').filter(
+    return this.where<TaskRecord>('tasks', filter).filter(
       (t) => (filter.serviceId === undefined || t.serviceId === filter.serviceId) && (filter.nodeId === undefined || t.nodeId === filter.nodeId),
     );
   }
