@@ -279,7 +279,7 @@ export class ControlPlane extends EventEmitter {
   /**
    * A node is gone: gossip declared it dead, or its manager port refuses connections (its daemon
    * died, its host is up). If it held the election, its key goes now rather than when its lease
-   * runs out (up to 2 s, more if etcd elects a new leader meanwhile, which extends every lease).
+   * runs out (up to 4 s, more if etcd elects a new leader meanwhile, which extends every lease).
    * Safe if gossip is wrong: the key's create revision fences every write its holder makes, and a
    * live holder sees the key change and steps down.
    */
