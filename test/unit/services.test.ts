@@ -365,6 +365,23 @@ describe("a node's whole state when its session starts", () => {
     o.close();
   });
 
+  it('a task withdrawn before its node heard of it is finished by the manager after a grace', async () => {
+    const { store, o } = await managerOf();
+    await store.tx(() => store.putNode(node('n2')));
+    const s = await o.createService(spec('brief', 2));
+    await o.reconcile();
+    await o.removeService(s.id);
+    await o.reconcile();
+    assert.equal(o.listTasks({ serviceId: s.id }).length, 2, 'within the grace its node may still report');
+    // The nodes never said a word: 'assigned' long enough ago.
+    await store.tx(() => {
+      for (const t of store.listTasks({ serviceId: s.id })) store.putTask({ ...t, timestamp: new Date(Date.now() - 6000).toISOString() });
+    });
+    await o.reconcile();
+    assert.deepEqual(o.listTasks({ serviceId: s.id }), [], 'finished and gone');
+    o.close();
+  });
+
   it('a container that exited while its daemon was down reports its exit', async () => {
     const { store, o } = await managerOf();
     await store.tx(() => store.putNode(node('n2')));

@@ -20,6 +20,8 @@ import {
 } from './types.js';
 
 export const MAX_REPLICAS = 1000;
+/** a node reports 'preparing' as soon as it takes a task; one still 'assigned' this long after being withdrawn never got it */
+export const UNHEARD_GRACE_MS = 5000;
 /** Terminal tasks kept per slot for `service ps` history, as Docker's TaskHistoryRetentionLimit. */
 export const TASK_HISTORY = 5;
 
@@ -343,10 +345,19 @@ export class Orchestrator {
         if (pick.wakeAt) wakeAt = Math.min(wakeAt, pick.wakeAt);
       }
 
+      // Assigned and withdrawn before its node heard of it (a service removed right after it was
+      // made): the node never reports on it, so after a grace the manager finishes it itself. A
+      // node that did start it meanwhile retires the container on its next assignment set.
+      const unheard = (t: TaskRecord): boolean => {
+        if (t.state !== 'assigned') return false;
+        const due = Date.parse(t.timestamp) + UNHEARD_GRACE_MS;
+        if (due > Date.now()) wakeAt = Math.min(wakeAt, due);
+        return due <= Date.now();
+      };
       for (const t of tasks) {
         // Tasks of removed services go once their node has stopped them (or cannot).
         if (!services.has(t.serviceId) || t.desiredState === 'remove') {
-          if (isTerminal(t.state) || !t.nodeId || isDown(t.nodeId) || !nodes.has(t.nodeId)) {
+          if (isTerminal(t.state) || !t.nodeId || isDown(t.nodeId) || !nodes.has(t.nodeId) || unheard(t)) {
             this.release(t);
             this.store.deleteTask(t.id);
           } else if (t.desiredState !== 'remove') {
