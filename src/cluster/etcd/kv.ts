@@ -74,6 +74,64 @@ export class OutcomeUnknownError extends VxError {
   }
 }
 
+/**
+ * One call to an etcd member's JSON gateway: the parsed answer, or a VxError (etcd's refusals
+ * 400, its failures 503). A call that timed out or broke after it was sent is an
+ * OutcomeUnknownError: a write may or may not have committed.
+ */
+export function gatewayCall<T>(
+  url: URL,
+  method: string,
+  body: unknown,
+  timeoutMs: number,
+  conn: { agent?: https.Agent; ca?: string; cert?: string; key?: string },
+): Promise<T> {
+  const data = body === undefined ? undefined : JSON.stringify(body);
+  const path = url.pathname;
+  return new Promise((resolve, reject) => {
+    let sent = false;
+    const req = https.request(
+      url,
+      { method, ...conn, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          clearTimeout(timer);
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: Record<string, unknown>;
+          try {
+            parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+          } catch {
+            return reject(new VxError(`etcd ${path}: unreadable answer`, 502));
+          }
+          if ((res.statusCode ?? 500) >= 300) {
+            const m = String(parsed.message ?? parsed.error ?? text);
+            return reject(new VxError(`etcd ${path}: ${m}`, (res.statusCode ?? 500) >= 500 ? 503 : 400));
+          }
+          resolve(parsed as T);
+        });
+        res.on('error', (e) => reject(new OutcomeUnknownError(`etcd ${path}: ${errorMessage(e)}`)));
+      },
+    );
+    const timer = setTimeout(
+      () =>
+        req.destroy(
+          new OutcomeUnknownError(`the cluster store gave no answer within ${timeoutMs} ms (the managers may have lost their quorum): the outcome is unknown`),
+        ),
+      timeoutMs,
+    );
+    req.on('finish', () => (sent = true));
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      if (e instanceof OutcomeUnknownError) reject(e);
+      else if (sent) reject(new OutcomeUnknownError(`etcd ${path}: ${errorMessage(e)}`));
+      else reject(new VxError(`etcd ${path}: ${errorMessage(e)}`, 503));
+    });
+    req.end(data);
+  });
+}
+
 const b64 = (s: string): string => Buffer.from(s, 'latin1').toString('base64');
 const unb64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64').toString('latin1');
 
@@ -117,51 +175,7 @@ export class EtcdKv implements Kv {
   }
 
   private call<T>(path: string, body: unknown, timeoutMs = this.o.timeoutMs ?? 4000): Promise<T> {
-    const data = JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      let sent = false;
-      const req = https.request(
-        new URL(path, this.o.url),
-        { method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            clearTimeout(timer);
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: Record<string, unknown>;
-            try {
-              parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
-            } catch {
-              return reject(new VxError(`etcd ${path}: unreadable answer`, 502));
-            }
-            if ((res.statusCode ?? 500) >= 300) {
-              const m = String(parsed.message ?? parsed.error ?? text);
-              return reject(new VxError(`etcd ${path}: ${m}`, (res.statusCode ?? 500) >= 500 ? 503 : 400));
-            }
-            resolve(parsed as T);
-          });
-          res.on('error', (e) => reject(new OutcomeUnknownError(`etcd ${path}: ${errorMessage(e)}`)));
-        },
-      );
-      const timer = setTimeout(
-        () =>
-          req.destroy(
-            new OutcomeUnknownError(
-              `the cluster store gave no answer within ${timeoutMs} ms (the managers may have lost their quorum): the outcome is unknown`,
-            ),
-          ),
-        timeoutMs,
-      );
-      req.on('finish', () => (sent = true));
-      req.on('error', (e) => {
-        clearTimeout(timer);
-        if (e instanceof OutcomeUnknownError) reject(e);
-        else if (sent) reject(new OutcomeUnknownError(`etcd ${path}: ${errorMessage(e)}`));
-        else reject(new VxError(`etcd ${path}: ${errorMessage(e)}`, 503));
-      });
-      req.end(data);
-    });
+    return gatewayCall<T>(new URL(path, this.o.url), 'POST', body, timeoutMs, { agent: this.agent });
   }
 
   async range(prefix: string): Promise<{ rev: number; kvs: KvEntry[] }> {

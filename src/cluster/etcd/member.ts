@@ -5,10 +5,10 @@
 // (/v3/...), so no gRPC stack is loaded into the daemon.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { gatewayCall } from './kv.js';
 
 export const ETCD_BIN = process.env.VXSWARM_ETCD ?? '/usr/bin/etcd';
 /** Docker uses 2377 for all manager traffic; etcd's raft wants its own listener, so 2380 (etcd's own). */
@@ -278,41 +278,7 @@ export class EtcdMember {
   call(method: string, p: string, body?: unknown, timeoutMs = 5000): Promise<unknown> {
     const url = new URL(p, this.clientUrl);
     if (this.cfg.transport) return this.cfg.transport(method, url.href, body, this.tlsDir);
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        url,
-        {
-          method,
-          ca: this.cfg.tls.caPem,
-          cert: this.cfg.tls.certPem,
-          key: this.cfg.tls.keyPem,
-          headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
-          timeout: timeoutMs,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown;
-            try {
-              parsed = text ? JSON.parse(text) : {};
-            } catch {
-              return reject(new VxError(`etcd ${p}: unreadable answer`, 502));
-            }
-            if ((res.statusCode ?? 500) >= 300) {
-              const m = (parsed as { message?: string; error?: string }).message ?? (parsed as { error?: string }).error ?? text;
-              return reject(new VxError(`etcd ${p}: ${m}`, (res.statusCode ?? 500) >= 500 ? 503 : 400));
-            }
-            resolve(parsed);
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-      req.on('error', (e) => reject(new VxError(`etcd ${p}: ${errorMessage(e)}`, 503)));
-      req.end(data);
-    });
+    return gatewayCall(url, method, body, timeoutMs, { ca: this.cfg.tls.caPem, cert: this.cfg.tls.certPem, key: this.cfg.tls.keyPem });
   }
 }
 
