@@ -153,9 +153,10 @@ export class Store extends EventEmitter {
   private readonly index = new Map<string, Set<string>>();
 
   private reindex(coll: Collection, id: string, old: Cached | undefined, next: Cached | undefined): void {
+    const parse = (c: Cached | undefined): Record<string, unknown> | undefined => (c ? (JSON.parse(c.value) as Record<string, unknown>) : undefined);
+    const [before, after] = [parse(old), parse(next)];
     for (const f of INDEXED[coll]!) {
-      const at = (c: Cached | undefined): string | undefined => (c ? String((JSON.parse(c.value) as Record<string, unknown>)[f]) : undefined);
-      const [was, now] = [at(old), at(next)];
+      const [was, now] = [before && String(before[f]), after && String(after[f])];
       if (was === now) continue;
       if (was !== undefined) this.index.get(`${coll}:${f}:${was}`)?.delete(id);
       if (now !== undefined) {
@@ -377,41 +378,45 @@ export class Store extends EventEmitter {
     return o;
   }
 
-  /** The value a key has in the running transaction (or the cache), recording the read. */
-  private read(coll: Collection, id: string): string | undefined {
+  /**
+   * A key as the running transaction sees it: its own (or its batch's) write, else the cache,
+   * recording the read. `mod` is set for a cached value only (a written one has no version yet).
+   */
+  private lookup(coll: Collection, id: string): { value: string | undefined; mod?: number } {
     const key = collKey(coll, id);
     const mine = this.scope?.writes.get(key) ?? this.batch?.writes.get(key);
-    if (mine) return mine.value;
+    if (mine) return { value: mine.value };
     const c = this.data.get(coll)!.get(id);
     if (this.scope && !this.scope.reads.has(key)) this.scope.reads.set(key, c?.mod ?? 0);
-    return c?.value;
+    return c ? { value: c.value, mod: c.mod } : { value: undefined };
+  }
+
+  private read(coll: Collection, id: string): string | undefined {
+    return this.lookup(coll, id).value;
   }
 
   private one<T>(coll: Collection, id: string): T | undefined {
-    const key = collKey(coll, id);
-    const mine = this.scope?.writes.get(key) ?? this.batch?.writes.get(key);
-    if (mine) return mine.value === undefined ? undefined : (JSON.parse(mine.value) as T);
-    this.read(coll, id);
-    const c = this.data.get(coll)!.get(id);
-    return c ? this.decode<T>(coll, c.value, c.mod) : undefined;
+    const { value, mod } = this.lookup(coll, id);
+    if (value === undefined) return undefined;
+    return mod === undefined ? (JSON.parse(value) as T) : this.decode<T>(coll, value, mod);
   }
 
-  private all<T>(coll: Collection, keep: (id: string) => boolean = () => true, only?: Set<string>): T[] {
+  /** Every record of `coll` (or those of `only`, an index's ids) as the running transaction sees them. */
+  private all<T>(coll: Collection, only?: Set<string>): T[] {
     this.scope?.lists.add(coll);
     const out = new Map<string, T>();
     const cached = this.data.get(coll)!;
     if (only) {
       for (const id of only) {
         const c = cached.get(id);
-        if (c && keep(id)) out.set(id, this.decode<T>(coll, c.value, c.mod));
+        if (c) out.set(id, this.decode<T>(coll, c.value, c.mod));
       }
-    } else for (const [id, c] of cached) if (keep(id)) out.set(id, this.decode<T>(coll, c.value, c.mod));
+    } else for (const [id, c] of cached) out.set(id, this.decode<T>(coll, c.value, c.mod));
     for (const s of [this.batch, this.scope]) {
       if (!s) continue;
       for (const [key, w] of s.writes) {
         if (w.coll !== coll) continue;
         const id = splitKey(key)!.id;
-        if (!keep(id)) continue;
         if (w.value === undefined) out.delete(id);
         else out.set(id, JSON.parse(w.value) as T);
       }
@@ -522,7 +527,7 @@ export class Store extends EventEmitter {
   /** Records whose `field` is `value` by the index (the caller filters again: this transaction's own writes may differ). */
   private where<T>(coll: Collection, filter: Record<string, string | undefined>): T[] {
     const [f, v] = Object.entries(filter).find(([k, x]) => x !== undefined && INDEXED[coll]?.includes(k)) ?? [];
-    return this.all<T>(coll, undefined, f === undefined ? undefined : (this.index.get(`${coll}:${f}:${v}`) ?? new Set()));
+    return this.all<T>(coll, f === undefined ? undefined : (this.index.get(`${coll}:${f}:${v}`) ?? new Set()));
   }
 
   listAttachments(filter: { networkId?: string; nodeId?: string } = {}): AttachmentRecord[] {
