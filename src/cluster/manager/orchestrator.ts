@@ -312,10 +312,6 @@ export class Orchestrator {
       const services = new Map(this.store.listServices().map((s) => [s.id, s]));
       const tasks = this.store.listTasks();
       const live = (t: TaskRecord): boolean => t.desiredState === 'running' && !isTerminal(t.state);
-      const save = (t: TaskRecord): void => {
-        this.touch(t);
-      };
-
       // What each service wants: slots 1..replicas, or (global) one task per eligible node.
       const wanted = new Map([...services.values()].map((s) => [s.id, wantedSlots(s, [...nodes.values()])]));
 
@@ -362,7 +358,7 @@ export class Orchestrator {
             this.store.deleteTask(t.id);
           } else if (t.desiredState !== 'remove') {
             t.desiredState = 'remove';
-            save(t);
+            this.touch(t);
           }
           continue;
         }
@@ -370,24 +366,24 @@ export class Orchestrator {
         if (live(t) && t.nodeId && isDown(t.nodeId)) {
           t.desiredState = 'shutdown';
           t.message = 'node is down: task rescheduled';
-          save(t);
+          this.touch(t);
         } else if (live(t) && t.nodeId && nodes.get(t.nodeId)?.availability === 'drain') {
           // Drain moves tasks away, as Docker does (pause only stops new ones).
           t.desiredState = 'shutdown';
           t.message = 'node is drained: task rescheduled';
-          save(t);
+          this.touch(t);
         } else if (live(t) && !wanted.get(s.id)!.has(slotOf(t))) {
           t.desiredState = 'shutdown';
-          save(t);
+          this.touch(t);
         } else if (live(t) && t.specVersion < s.specVersion && toUpdate.get(s.id)!.has(slotOf(t)) && updateOrder(s) === 'stop-first') {
           t.desiredState = 'shutdown';
           t.message = 'updating';
-          save(t);
+          this.touch(t);
         }
         // Addresses go back once the task is done with them, or is stopped where nothing runs it.
         if (t.networks.length && (isTerminal(t.state) || (t.desiredState !== 'running' && (isDown(t.nodeId) || !t.nodeId)))) {
           this.release(t);
-          save(t);
+          this.touch(t);
         }
       }
 
@@ -419,7 +415,7 @@ export class Orchestrator {
             for (const extra of alive.slice(0, -1)) {
               extra.desiredState = 'shutdown';
               extra.message = extra.specVersion < s.specVersion ? 'updating' : extra.message;
-              save(extra);
+              this.touch(extra);
             }
           if (alive.length) continue;
           const last = history[history.length - 1];
@@ -442,7 +438,7 @@ export class Orchestrator {
           for (const old of history)
             if (isTerminal(old.state) && old.desiredState === 'running') {
               old.desiredState = 'shutdown';
-              save(old);
+              this.touch(old);
             }
           const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
           this.store.putTask(t);
@@ -460,7 +456,7 @@ export class Orchestrator {
               t.message = 'pending task scheduling';
               t.err = p.error;
               t.timestamp = now();
-              save(t);
+              this.touch(t);
             }
             continue;
           }
@@ -474,7 +470,7 @@ export class Orchestrator {
             t.state = 'pending';
             t.err = `allocation failed: ${(e as Error).message}`;
             t.timestamp = now();
-            save(t);
+            this.touch(t);
             continue;
           }
           t.nodeId = p.nodeId;
@@ -482,7 +478,7 @@ export class Orchestrator {
           t.message = 'assigned';
           t.err = '';
           t.timestamp = now();
-          save(t);
+          this.touch(t);
           load.service.set(p.nodeId, (load.service.get(p.nodeId) ?? 0) + 1);
           load.total.set(p.nodeId, (load.total.get(p.nodeId) ?? 0) + 1);
         }
