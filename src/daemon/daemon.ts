@@ -257,7 +257,7 @@ export class Daemon {
         await this.closeControl(control);
         return;
       }
-      await this.startControl(control);
+      await this.startControl(control, certs);
       this.log.info('manager ready');
     } catch (e) {
       if (this.controlStarting) this.log.error('the manager could not start', { error: errorMessage(e) });
@@ -349,7 +349,7 @@ export class Daemon {
         if (req.dataPathPort) opts.dataPathPort = req.dataPathPort;
         const manager = await control.init(opts);
         this.state.dataPathPort = manager.cluster().dataPathPort;
-        await this.startControl(control);
+        await this.startControl(control, certs);
         await this.startOverlay();
         await this.startGossip(manager.gossipKeys());
       } catch (e) {
@@ -409,7 +409,7 @@ export class Daemon {
         this.disk.saveState(this.state);
         this.startAgent(certs);
         // A joining manager's etcd starts as a learner and catches up from the others.
-        if (r.role === 'manager') await this.startControl(await this.openControl(certs, 'join'));
+        if (r.role === 'manager') await this.startControl(await this.openControl(certs, 'join'), certs);
         await this.startOverlay();
         this.scheduleRenewal(certs);
         await this.waitConnected(5000);
@@ -614,9 +614,8 @@ export class Daemon {
   }
 
   /** A manager node: the control plane, the manager API, and the hand-over between leading and following. */
-  private async startControl(control: ControlPlane): Promise<void> {
+  private async startControl(control: ControlPlane, certs: CertFiles): Promise<void> {
     const st = this.state!;
-    const certs = this.disk.loadCerts() ?? (control.etcd.cfg.tls as CertFiles);
     this.control = control;
     this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }), this.cfg.engineSocket);
     control.on('leading', (a: Active) => this.onLeading(a));
@@ -655,7 +654,7 @@ export class Daemon {
       }
     });
     await control.takeOver();
-    await this.startControl(control);
+    await this.startControl(control, certs);
     this.log.warn('forced a new cluster: this node is the only manager');
   }
 
@@ -797,7 +796,7 @@ export class Daemon {
         this.disk.wipeEtcd();
         st.role = 'manager';
         this.disk.saveState(st);
-        await this.startControl(await this.openControl(certs, 'join'));
+        await this.startControl(await this.openControl(certs, 'join'), certs);
       } else {
         // The leader has removed this member from etcd (or will: it matches members to roles).
         await this.stopControl();

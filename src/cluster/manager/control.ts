@@ -418,10 +418,9 @@ export class ControlPlane extends EventEmitter {
   }
 
   /** Before a planned stop: free the election key so another manager takes over at once. */
-  async handOver(): Promise<void> {
-    if (!this.active) return;
-    this.stepDown('handing over');
-    await Promise.resolve();
+  handOver(): Promise<void> {
+    if (this.active) this.stepDown('handing over');
+    return Promise.resolve();
   }
 
   close(): void {
