@@ -15,6 +15,12 @@ import { skipUnlessRoot, uniqueLabName } from './helpers.js';
 const execFileP = promisify(execFile);
 const hasEtcd = fs.existsSync(ETCD_BIN);
 
+/** `ip` arguments for curl inside a lab host, with the ca.pem, cert.pem and key.pem of a TLS directory. */
+const curlIn = (netns: string, tls: string, ...args: string[]): string[] => [
+  ...['netns', 'exec', netns, 'curl', '-sS', '-m', '5', ...args],
+  ...['--cacert', `${tls}/ca.pem`, '--cert', `${tls}/cert.pem`, '--key', `${tls}/key.pem`],
+];
+
 describe('etcd members in lab hosts', { skip: skipUnlessRoot || (!hasEtcd && 'needs etcd-server') }, () => {
   const name = uniqueLabName('etcd');
   let plan: LabPlan;
@@ -25,23 +31,7 @@ describe('etcd members in lab hosts', { skip: skipUnlessRoot || (!hasEtcd && 'ne
   const viaHost =
     (netns: string) =>
     async (method: string, url: string, body: unknown, tls: string): Promise<unknown> => {
-      const args = [
-        'netns',
-        'exec',
-        netns,
-        'curl',
-        '-sS',
-        '-m',
-        '5',
-        '-X',
-        method,
-        '--cacert',
-        `${tls}/ca.pem`,
-        '--cert',
-        `${tls}/cert.pem`,
-        '--key',
-        `${tls}/key.pem`,
-      ];
+      const args = curlIn(netns, tls, '-X', method);
       if (body !== undefined) args.push('-H', 'content-type: application/json', '-d', JSON.stringify(body));
       const { stdout } = await execFileP('ip', [...args, url]);
       const r = JSON.parse(stdout || '{}') as { error?: string; message?: string };
@@ -139,25 +129,7 @@ describe('etcd members in lab hosts', { skip: skipUnlessRoot || (!hasEtcd && 'ne
     fs.writeFileSync(`${dir}/key.pem`, keyPem);
     const m1 = members.get('node1')!;
     const peerVersion = (): Promise<boolean> =>
-      execFileP('ip', [
-        ...[
-          'netns',
-          'exec',
-          h4.netns,
-          'curl',
-          '-sS',
-          '--http1.1',
-          '-m',
-          '5',
-          '--cacert',
-          `${dir}/ca.pem`,
-          '--cert',
-          `${dir}/cert.pem`,
-          '--key',
-          `${dir}/key.pem`,
-        ],
-        `${m1.peerUrl}/version`,
-      ]).then(
+      execFileP('ip', [...curlIn(h4.netns, dir, '--http1.1'), `${m1.peerUrl}/version`]).then(
         (r) => /etcdserver/.test(r.stdout),
         (e: unknown) => {
           console.log(`# peer port refused: ${(e as { stderr?: string }).stderr ?? String(e)}`);
