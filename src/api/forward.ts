@@ -1,11 +1,11 @@
-// A follower manager serves cluster calls by forwarding them to the leader, as swarmkit's
-// managers proxy their control API: the answer is the leader's, byte for byte.
+// The few cluster calls only the leader can answer (service logs travel over the nodes' sessions)
+// a follower manager forwards to it: the answer is the leader's, byte for byte.
 import type http from 'node:http';
-import { CLUSTER_ENGINE_PATH } from '../cluster/wire.js';
+import { LEADER_ENGINE_PATH } from '../cluster/wire.js';
 import type { Daemon } from '../daemon/daemon.js';
 
 export async function forwardToLeader(d: Daemon, path: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> {
-  if (!d.forwardsToLeader || !CLUSTER_ENGINE_PATH.test(path)) return false;
+  if (!d.forwardsToLeader || !LEADER_ENGINE_PATH.test(path)) return false;
   const r = await d.forwardEngine(req.method ?? 'GET', req.url ?? path, req.headers['content-type'] ?? '', req);
   res.writeHead(r.status, r.contentType ? { 'Content-Type': r.contentType } : {});
   r.body.pipe(res);

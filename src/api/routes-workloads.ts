@@ -14,11 +14,7 @@ import type { Router } from './http.js';
 import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parseServiceSpec, serviceJson, taskJson } from './shapes-workloads.js';
 
 export function addWorkloadRoutes(r: Router, d: Daemon): void {
-  const orch = (): Orchestrator => {
-    d.requireManager();
-    if (!d.orchestrator) throw new VxError('the orchestrator is not running', 503);
-    return d.orchestrator;
-  };
+  const orch = (): Orchestrator => d.requireOrchestrator();
   const execs = new Execs(d.runtime);
 
   // ---- services ----

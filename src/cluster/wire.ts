@@ -16,8 +16,8 @@ export function splitHostPort(addr: string, defaultPort = MANAGER_PORT): { host:
 }
 
 /**
- * Engine API paths (without the version prefix) that read or change cluster state: a follower
- * manager forwards them to the leader, and the leader replays only these.
+ * Engine API paths (without the version prefix) only the leader can answer: a service's logs come
+ * over the nodes' sessions, which the leader serves. A follower manager forwards these, and the
+ * leader replays only these; every other cluster call any manager answers from its own store.
  */
-export const CLUSTER_ENGINE_PATH =
-  /^\/(swarm|swarm\/update|swarm\/unlockkey|nodes(\/.*)?|networks(\/.*)?|services(\/.*)?|tasks(\/.*)?|vxswarm\/gossip\/rotate-key)$/;
+export const LEADER_ENGINE_PATH = /^\/services\/[^/]+\/logs$/;

@@ -102,11 +102,11 @@ export interface JoinRequestLocal {
 }
 
 /** The store over etcd; a member that just started may need a moment before it serves reads. */
-async function openStore(kv: EtcdKv): Promise<Store> {
+async function openStore(kv: EtcdKv, writer: string): Promise<Store> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
-      return await Store.open(kv);
+      return await Store.open(kv, writer);
     } catch (e) {
       if (Date.now() > deadline) throw e;
       await new Promise((r) => setTimeout(r, 200));
@@ -185,14 +185,20 @@ export class Daemon {
   get manager(): Manager | undefined {
     return this.control?.leading?.manager;
   }
-  get orchestrator(): Orchestrator | undefined {
-    return this.control?.leading?.orchestrator;
+  /** The cluster API this manager serves from its own store (leading or not). */
+  private get api(): Active | undefined {
+    const c = this.control;
+    try {
+      return c?.api;
+    } catch {
+      return undefined;
+    }
   }
   /** The control plane's view (leader, cache revision, etcd members), on a manager node. */
   controlStatus(): ControlStatus | undefined {
     return this.control?.status();
   }
-  /** A follower manager forwards cluster calls to the leader. */
+  /** A follower manager forwards the calls only the leader answers (service logs). */
   get forwardsToLeader(): boolean {
     return this.control !== undefined && !this.control.leading;
   }
@@ -596,8 +602,19 @@ export class Daemon {
     try {
       // A learner serves no watch: it must vote first.
       if (how === 'join') await etcd.waitVoter();
-      const store = await openStore(kv);
-      return new ControlPlane({ nodeId: st.nodeId, clusterId: st.clusterId, store, kv, etcd, managerAddr: own, log: this.log.child({ component: 'control' }) });
+      const store = await openStore(kv, st.nodeId);
+      const control = new ControlPlane({
+        nodeId: st.nodeId,
+        clusterId: st.clusterId,
+        store,
+        kv,
+        etcd,
+        managerAddr: own,
+        log: this.log.child({ component: 'control' }),
+      });
+      // A new swarm's store is empty until init() writes its first state.
+      if (how !== 'new') await control.openApi();
+      return control;
     } catch (e) {
       kv.close();
       await etcd.stop();
@@ -620,6 +637,10 @@ export class Daemon {
     this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }), this.cfg.engineSocket);
     control.on('leading', (a: Active) => this.onLeading(a));
     control.on('following', () => this.onFollowing());
+    // Whichever manager changed them, every manager's watch brings these.
+    control.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
+    // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
+    control.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
     if (control.leading) this.onLeading(control.leading);
     await this.server.listen(st.listenAddr);
     await control.start();
@@ -663,11 +684,8 @@ export class Daemon {
     // The leader runs its own tasks in-process, fed straight from the store.
     this.session?.stop();
     this.session = undefined;
-    m.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
     // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
     // once instead of waiting for probes and suspicion (a live node refutes).
-    // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
-    m.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
     m.on('node-state', (n: NodeRecord) => {
       if (n.state === 'down' && n.message.includes('session closed')) this.gossip?.ml.markDead(n.id);
     });
@@ -844,8 +862,8 @@ export class Daemon {
     const old = this.disk.loadCerts();
     if (!old || !this.state) return;
     const { csrPem, keyPem } = await createCsr();
-    const certPem = this.manager
-      ? await this.manager.renew(this.state.nodeId, csrPem)
+    const certPem = this.api
+      ? await this.api.manager.renew(this.state.nodeId, csrPem)
       : (await this.client!.request<{ cert: string }>('POST', '/v1/renew', { csr: csrPem })).cert;
     const certs = { caPem: old.caPem, certPem, keyPem };
     this.disk.saveCerts(certs);
@@ -884,28 +902,37 @@ export class Daemon {
 
   // ---- cluster state access ----
 
+  /** The cluster API of this manager node: any manager serves it, writing straight to etcd. */
   requireManager(): Manager {
+    return this.requireApi().manager;
+  }
+
+  requireOrchestrator(): Orchestrator {
+    return this.requireApi().orchestrator;
+  }
+
+  private requireApi(): Active {
     if (!this.state) throw new NotInSwarmError();
-    if (!this.manager && this.state.role === 'manager' && !this.control)
+    if (this.state.role === 'manager' && !this.control)
       throw new VxError("this manager is starting: its etcd member waits for a quorum of the swarm's managers to be back", 503);
-    if (!this.manager) throw new NotManagerError();
-    return this.manager;
+    if (!this.control) throw new NotManagerError();
+    return this.control.api;
   }
 
   localNode(): NodeRecord | undefined {
-    return this.manager && this.state ? this.manager.store.getNode(this.state.nodeId) : undefined;
+    return this.control && this.state ? this.control.store.getNode(this.state.nodeId) : undefined;
   }
 
   /** Networks this node lists: all of them on a manager; ingress and those in local use on a worker. */
   listNetworks(): NetworkRecord[] {
     if (!this.state) return [];
-    if (this.manager) return this.manager.listNetworks();
+    if (this.api) return this.api.manager.listNetworks();
     const used = new Set(this.endpoints.map((e) => e.networkId));
     return [...this.networks.values()].filter((n) => n.ingress || used.has(n.id));
   }
 
   findNetwork(ref: string): NetworkRecord {
-    if (this.manager) return this.manager.findNetwork(ref);
+    if (this.api) return this.api.manager.findNetwork(ref);
     const list = this.listNetworks();
     const n = list.find((x) => x.id === ref) ?? list.find((x) => x.name === ref) ?? list.find((x) => ref.length > 0 && x.id.startsWith(ref));
     if (!n) throw new NotFoundError(`network ${ref} not found`);
@@ -928,8 +955,8 @@ export class Daemon {
       if (!this.state || !this.overlay) throw new NotInSwarmError();
       const epName = name || `ep-${newId().slice(0, 12)}`;
       if (this.endpoints.some((e) => e.name === epName)) throw new ConflictError(`endpoint ${epName} already exists on this node`);
-      const { attachment, network } = this.manager
-        ? await this.manager.attachLocal(networkRef, this.state.nodeId, epName)
+      const { attachment, network } = this.api
+        ? await this.api.manager.attachLocal(networkRef, this.state.nodeId, epName)
         : await this.client!.request<{ attachment: AttachmentRecord; network: NetworkRecord }>('POST', '/v1/attachments', {
             network: networkRef,
             name: epName,
@@ -1002,7 +1029,7 @@ export class Daemon {
 
   /** A network's record: from the store on a manager, from the manager (once) on a worker. */
   private async networkRecord(id: string): Promise<NetworkRecord> {
-    if (this.manager) return this.manager.store.getNetwork(id) ?? this.manager.findNetwork(id);
+    if (this.api) return this.api.manager.store.getNetwork(id) ?? this.api.manager.findNetwork(id);
     const known = this.networks.get(id) ?? this.control?.store.getNetwork(id);
     if (known) return known;
     const n = await this.client!.request<NetworkRecord>('GET', `/v1/networks/${encodeURIComponent(id)}`);
@@ -1055,7 +1082,8 @@ export class Daemon {
    */
   private async reportTask(taskId: string, r: TaskStatusReport): Promise<void> {
     if (!this.state) return;
-    if (this.orchestrator) return this.orchestrator.reportStatus(this.state.nodeId, taskId, r);
+    const leading = this.control?.leading;
+    if (leading) return leading.orchestrator.reportStatus(this.state.nodeId, taskId, r);
     // One queued send per task: it takes whichever report is newest when its turn comes.
     const queued = this.reports.has(taskId);
     this.reports.set(taskId, r);
@@ -1073,7 +1101,7 @@ export class Daemon {
   private readonly reportSends = new Semaphore(REPORTS_IN_FLIGHT);
 
   private async releaseRemote(attachmentId: string): Promise<void> {
-    if (this.manager) await this.manager.detach(attachmentId, this.state?.nodeId);
+    if (this.api) await this.api.manager.detach(attachmentId, this.state?.nodeId);
     else await this.client?.request('DELETE', `/v1/attachments/${encodeURIComponent(attachmentId)}`);
   }
 
@@ -1081,7 +1109,7 @@ export class Daemon {
   private async dropNetworkIfUnused(networkId: string): Promise<void> {
     if (this.endpoints.some((e) => e.networkId === networkId)) return;
     if (this.overlay?.hasNetwork(networkId)) await this.overlay.deleteNetwork(networkId);
-    if (!this.manager) this.networks.delete(networkId);
+    if (!this.api) this.networks.delete(networkId);
   }
 
   /**
@@ -1135,10 +1163,15 @@ export class Daemon {
 
   /** A service's logs from every node that runs its tasks (managers only), oldest first. */
   async collectServiceLogs(serviceId: string): Promise<ServiceLogLine[]> {
-    const m = this.requireManager();
+    this.requireManager();
+    // The nodes' sessions are the leader's: a follower forwards this call there.
+    const { manager: m, orchestrator } = this.control!.mustLead();
     const self = this.state!.nodeId;
     const nodes = new Set(
-      (this.orchestrator?.listTasks({ serviceId }) ?? []).map((t) => t.nodeId).filter((n) => n && n !== self && m.store.getNode(n)?.state === 'ready'),
+      orchestrator
+        .listTasks({ serviceId })
+        .map((t) => t.nodeId)
+        .filter((n) => n && n !== self && m.store.getNode(n)?.state === 'ready'),
     );
     const lines = this.serviceLogLines(serviceId);
     await Promise.all(

@@ -169,6 +169,50 @@ describe('store on etcd', () => {
     s.close();
   });
 
+  it('a txn whose answer was lost, or whose request was lost, is sent again and commits exactly once', async () => {
+    const kv = new MemKv();
+    const s = await Store.open(kv, 'm1');
+    // Committed, answer lost: the second send fails its compares and the writer key says it was ours.
+    kv.faults = ['lost'];
+    const a = await createNet(s, 'n1', 'alpha');
+    assert.equal(a.id, 'n1');
+    assert.deepEqual(
+      s.listNetworks().map((n) => n.name),
+      ['alpha'],
+    );
+    // Lost twice and refused once: nothing committed until the fourth send.
+    kv.faults = ['dropped', 'refused', 'dropped'];
+    await createNet(s, 'n2', 'beta');
+    assert.deepEqual(
+      s
+        .listNetworks()
+        .map((n) => n.name)
+        .sort(),
+      ['alpha', 'beta'],
+    );
+    assert.equal(kv.faults.length, 0);
+    // A lost answer while another manager wrote the same name: exactly one of them has it.
+    const other = await Store.open(kv, 'm2');
+    kv.faults = ['lost'];
+    const [mine, theirs] = await Promise.allSettled([createNet(s, 'n3', 'gamma'), createNet(other, 'n4', 'gamma')]);
+    assert.equal([mine, theirs].filter((r) => r.status === 'fulfilled').length, 1);
+    assert.equal(s.listNetworks().filter((n) => n.name === 'gamma').length, 1);
+    s.close();
+    other.close();
+  });
+
+  it('etcd never answers: the write fails within its deadline as "outcome unknown", and a later read shows what happened', async () => {
+    const kv = new MemKv();
+    const s = await Store.open(kv, 'm1');
+    kv.faults = Array<'dropped'>(100).fill('dropped');
+    const t0 = Date.now();
+    await assert.rejects(createNet(s, 'n1', 'alpha'), /outcome is unknown/);
+    assert.ok(Date.now() - t0 < 5000);
+    kv.faults = [];
+    assert.equal(s.getNetwork('n1'), undefined, 'dropped requests changed nothing');
+    s.close();
+  });
+
   it("listing a node's or a service's tasks follows each task's moves, inside a transaction too", async () => {
     const s = await Store.open(new MemKv());
     const task = (id: string, serviceId: string, nodeId: string): TaskRecord => ({ id, serviceId, nodeId }) as unknown as TaskRecord;

@@ -74,6 +74,13 @@ export class OutcomeUnknownError extends VxError {
   }
 }
 
+/** A call that never reached etcd (refused, unreachable): nothing it asked for was done. */
+export class NotSentError extends VxError {
+  constructor(message: string) {
+    super(message, 503);
+  }
+}
+
 /**
  * One call to an etcd member's JSON gateway: the parsed answer, or a VxError (etcd's refusals
  * 400, its failures 503). A call that timed out or broke after it was sent is an
@@ -126,7 +133,7 @@ export function gatewayCall<T>(
       clearTimeout(timer);
       if (e instanceof OutcomeUnknownError) reject(e);
       else if (sent) reject(new OutcomeUnknownError(`etcd ${path}: ${errorMessage(e)}`));
-      else reject(new VxError(`etcd ${path}: ${errorMessage(e)}`, 503));
+      else reject(new NotSentError(`etcd ${path}: ${errorMessage(e)}`));
     });
     req.end(data);
   });

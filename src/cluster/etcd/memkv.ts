@@ -1,7 +1,18 @@
 // etcd's contract in memory, for deterministic tests of the store and the control loops: one
 // revision counter, compares on MOD and CREATE revisions (of a key or a range), watches that
 // deliver each revision's events in order, and leases that expire when a test says so.
-import { prefixEnd, type Compare, type Kv, type KvEntry, type Op, type Watch, type WatchEvent, type WatchHandlers } from './kv.js';
+import {
+  NotSentError,
+  OutcomeUnknownError,
+  prefixEnd,
+  type Compare,
+  type Kv,
+  type KvEntry,
+  type Op,
+  type Watch,
+  type WatchEvent,
+  type WatchHandlers,
+} from './kv.js';
 
 interface Watcher {
   prefix: string;
@@ -36,10 +47,20 @@ export class MemKv implements Kv {
     return values.every((v) => (c.result === 'EQUAL' ? v === c.rev : v < c.rev));
   }
 
+  /**
+   * What the next txns meet, one entry each: `lost` commits it and loses the answer, `dropped`
+   * loses the request (etcd's leader vanished), `refused` never reaches etcd.
+   */
+  faults: ('lost' | 'dropped' | 'refused')[] = [];
+
   txn(compares: Compare[], ops: Op[], _timeoutMs?: number): Promise<{ ok: boolean; rev: number }> {
     this.check();
+    const fault = this.faults.shift();
+    if (fault === 'refused') return Promise.reject(new NotSentError('etcd refused the connection (test)'));
+    if (fault === 'dropped') return Promise.reject(new OutcomeUnknownError('no answer (test): the outcome is unknown'));
     if (!compares.every((c) => this.holds(c))) return Promise.resolve({ ok: false, rev: this.rev });
     if (ops.length) this.apply(ops);
+    if (fault === 'lost') return Promise.reject(new OutcomeUnknownError('answer lost (test): the outcome is unknown'));
     return Promise.resolve({ ok: true, rev: this.rev });
   }
 

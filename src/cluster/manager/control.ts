@@ -92,6 +92,11 @@ export class ControlPlane extends EventEmitter {
   /** one membership pass at a time */
   private readonly membership = new Mutex();
   private lastMembers: EtcdMemberInfo[] = [];
+  /** the cluster API this manager serves (openApi) */
+  private facade: Active | undefined;
+  /** node roles and gossip keys as last seen, for the events the watch gives */
+  private readonly roles = new Map<string, string>();
+  private keysSeen = '';
 
   constructor(o: ControlPlaneOptions) {
     super();
@@ -103,11 +108,71 @@ export class ControlPlane extends EventEmitter {
     this.clusterId = o.clusterId;
     this.ownAddr = o.managerAddr;
     this.log = o.log;
+    for (const n of this.store.listNodes()) this.roles.set(n.id, n.role);
+    this.keysSeen = (this.store.getCluster()?.gossipKeys ?? []).join(',');
     this.store.on('change', (changes: StoreChange[]) => {
       this.onChange(changes);
+      this.watchEvents(changes);
       if (changes.some((c) => c.coll === 'cluster')) void this.syncCrl();
     });
-    this.store.on('reset', () => this.onChange([]));
+    this.store.on('reset', () => {
+      this.onChange([]);
+      this.watchEvents(undefined);
+    });
+  }
+
+  /**
+   * The cluster API every manager serves from its own cache, writing straight to etcd (swarmkit
+   * forwards to the leader instead). Opens once the store holds a cluster.
+   */
+  async openApi(): Promise<void> {
+    if (this.facade) return;
+    const m = await Manager.view(this.store, this.nodeId, this.log.child({ component: 'manager' }));
+    // Docker refuses a demotion that would leave the reachable managers short of a majority.
+    m.quorumGuard = (nodeId) => {
+      const left = this.members().filter((x) => x.id !== nodeId);
+      const reachable = left.filter((x) => x.id === this.nodeId || this.store.getNode(x.id)?.state === 'ready').length;
+      if (reachable < quorum(left.length))
+        throw new ForbiddenError(
+          `can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`,
+        );
+    };
+    m.demoted = () => this.settleMembers();
+    this.facade = { manager: m, orchestrator: new Orchestrator(m, this.log.child({ component: 'orchestrator' }), false) };
+  }
+
+  /** The cluster API (any manager, leading or not). */
+  get api(): Active {
+    if (!this.facade) throw new VxError('this manager is starting: its store is not open yet', 503);
+    return this.facade;
+  }
+
+  /**
+   * What other parts hear about from the watch, whichever manager made the change: a node's new
+   * role (its session ends so it switches), a node removed, the gossip keyring. `undefined`: the
+   * cache was reloaded, compare everything.
+   */
+  private watchEvents(changes: StoreChange[] | undefined): void {
+    const ids = changes
+      ? [...new Set(changes.filter((c) => c.coll === 'nodes').map((c) => c.id))]
+      : [...new Set([...this.roles.keys(), ...this.store.listNodes().map((n) => n.id)])];
+    for (const id of ids) {
+      const n = this.store.getNode(id);
+      const was = this.roles.get(id);
+      if (!n) {
+        if (was === undefined) continue;
+        this.roles.delete(id);
+        this.emit('node-removed', id);
+        continue;
+      }
+      this.roles.set(id, n.role);
+      if (was !== undefined && was !== n.role) this.emit('node-role', id, n.role);
+    }
+    if (changes && !changes.some((c) => c.coll === 'cluster')) return;
+    const keys = this.store.getCluster()?.gossipKeys ?? [];
+    if (keys.join(',') === this.keysSeen) return;
+    this.keysSeen = keys.join(',');
+    if (keys.length) this.emit('gossip-keys', keys);
   }
 
   private crlWritten = '';
@@ -157,6 +222,7 @@ export class ControlPlane extends EventEmitter {
   async init(o: InitOptions): Promise<Manager> {
     await Manager.init(this.store, o, this.log.child({ component: 'manager' })).then((m) => m.close());
     this.clusterId = this.store.getCluster()!.id;
+    await this.openApi();
     void this.start();
     await this.campaign();
     if (!this.active) throw new VxError('could not take the leadership of the new swarm', 503);
@@ -216,9 +282,6 @@ export class ControlPlane extends EventEmitter {
     if (a && this.store.raw(LEADER_KEY)?.create !== this.store.fence?.rev) return this.stepDown('another manager holds the election key');
     if (!a || !changes.length) return;
     if (!this.eligible()) return this.stepDown('this node is no longer a manager');
-    // Writes from other managers reach the loops here; this manager's own too (harmless).
-    if (changes.some((c) => c.coll === 'tasks')) a.manager.emit('tasks-changed');
-    if (changes.some((c) => c.coll !== 'ips' && c.coll !== 'cursors')) a.orchestrator.kick();
   }
 
   private async tick(): Promise<void> {
@@ -316,16 +379,6 @@ export class ControlPlane extends EventEmitter {
   }
 
   private activate(m: Manager): void {
-    // Docker refuses a demotion that would leave the reachable managers short of a majority.
-    m.quorumGuard = (nodeId) => {
-      const left = this.members().filter((x) => x.id !== nodeId);
-      const reachable = left.filter((x) => x.id === this.nodeId || this.store.getNode(x.id)?.state === 'ready').length;
-      if (reachable < quorum(left.length))
-        throw new ForbiddenError(
-          `can't remove node ${nodeId} from the managers: the remaining reachable managers (${reachable} of ${left.length}) would not make a quorum`,
-        );
-    };
-    m.demoted = () => this.settleMembers();
     const orchestrator = new Orchestrator(m, this.log.child({ component: 'orchestrator' }));
     this.active = { manager: m, orchestrator };
     this.log.info('leading the swarm', { fence: this.store.fence?.rev });
@@ -387,14 +440,16 @@ export class ControlPlane extends EventEmitter {
    */
   private async settleMembers(): Promise<void> {
     await this.membership.lock(() => Promise.resolve());
-    await this.reconcileMembers();
+    // Whichever manager made the demotion removes the member (the leader's pass may too: etcd
+    // refuses the second removal, which changes nothing).
+    await this.reconcileMembers(true);
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && !(await this.etcd.healthy())) await new Promise((r) => setTimeout(r, 100));
   }
 
   /** The leader keeps etcd's members equal to the manager nodes: promote learners, remove the demoted. */
-  private reconcileMembers(): Promise<void> {
-    if (!this.active || this.closed || this.membership.locked) return Promise.resolve();
+  private reconcileMembers(evenFollowing = false): Promise<void> {
+    if ((!this.active && !evenFollowing) || this.closed || this.membership.locked) return Promise.resolve();
     return this.membership
       .lock(async () => {
         const members = await this.etcd.members();

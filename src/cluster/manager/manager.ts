@@ -164,7 +164,19 @@ export class Manager extends EventEmitter {
     return m;
   }
 
-  /** Reopens the manager of an existing cluster (after a restart). */
+  /**
+   * The cluster API over a store, as every manager serves it: reads from its cache, writes as
+   * etcd transactions. No liveness timer and no sessions: those are the leader's (load()).
+   */
+  static async view(store: Store, selfId: string, log: Logger): Promise<Manager> {
+    const c = store.getCluster();
+    if (!c) throw new NotFoundError('no swarm state in this store');
+    const m = new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
+    m.closing = true;
+    return m;
+  }
+
+  /** The leader's manager of an existing cluster: it tracks every node's session from now on. */
   static async load(store: Store, selfId: string, log: Logger): Promise<Manager> {
     const c = store.getCluster();
     if (!c) throw new NotFoundError('no swarm state in this store');
@@ -230,7 +242,6 @@ export class Manager extends EventEmitter {
       c.gossipKeys = keys.slice(0, 3);
       c.version = this.store.bump();
       this.store.putCluster(c);
-      this.store.afterCommit(() => this.emit('gossip-keys', c.gossipKeys));
       return c.gossipKeys;
     });
   }
@@ -381,19 +392,14 @@ export class Manager extends EventEmitter {
     });
     if (roleChanged) {
       this.log.info('node role changed', { node: out.id, role: out.role });
-      this.emit('node-role', out.id);
       if (out.role === 'worker') await this.demoted?.(out.id);
     }
-    // Availability and labels decide placement: the orchestrator looks again.
-    this.emit('node-updated', out);
     return out;
   }
 
   async removeNode(ref: string, force: boolean): Promise<void> {
-    let removed = '';
     await this.store.tx(() => {
       const n = this.findNode(ref);
-      removed = n.id;
       if (n.id === this.selfId || n.role === 'manager')
         throw new ForbiddenError(`node ${n.id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`);
       if (n.state === 'ready' && !force) throw new ForbiddenError(`node ${n.id} is not down and can't be removed`);
@@ -401,7 +407,6 @@ export class Manager extends EventEmitter {
       this.store.deleteNode(n.id);
       this.store.bump();
     });
-    this.emit('node-removed', removed);
   }
 
   // ---- liveness ----

@@ -7,6 +7,7 @@ import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
 import { matches, parseConstraint, place, type Load } from './scheduler.js';
+import type { StoreChange } from './store.js';
 import type { NodeRecord } from './types.js';
 import {
   DEFAULT_UPDATE_POLICY,
@@ -31,18 +32,35 @@ export class Orchestrator {
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
 
+  /**
+   * `loops`: this instance runs the passes (the leader's). Without, it is the service API every
+   * manager serves from its own store: its writes reach the leader's loops through etcd's watch.
+   */
   constructor(
     private readonly m: Manager,
     private readonly log: Logger,
+    loops = true,
   ) {
-    m.on('node-state', () => this.kick());
-    m.on('node-removed', () => this.kick());
-    m.on('node-updated', () => this.kick());
+    if (!loops) {
+      this.closed = true;
+      return;
+    }
+    m.on('node-state', this.onNodeState);
+    m.store.on('change', this.onStoreChange);
   }
+
+  private readonly onNodeState = (): void => this.kick();
+  /** Writes from any manager reach the loops here; the leader's own too (harmless). */
+  private readonly onStoreChange = (changes: StoreChange[]): void => {
+    if (changes.some((c) => c.coll === 'tasks')) this.m.emit('tasks-changed');
+    if (changes.some((c) => c.coll !== 'ips' && c.coll !== 'cursors')) this.kick();
+  };
 
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    this.m.off('node-state', this.onNodeState);
+    this.m.store.off('change', this.onStoreChange);
   }
 
   private get store(): Manager['store'] {

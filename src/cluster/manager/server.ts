@@ -11,7 +11,7 @@ import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { Mutex } from '../../core/mutex.js';
 import { LEADER_HEADER } from '../agent/client.js';
-import { CLUSTER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
+import { LEADER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
 import { NotLeaderError, type ControlPlane } from './control.js';
 import { ForbiddenError, HEARTBEAT_PERIOD_MS } from './manager.js';
@@ -58,6 +58,8 @@ export class ManagerServer {
     private readonly engineSocket: string | undefined,
   ) {
     const lead = (): NonNullable<ControlPlane['leading']> => ctl.mustLead();
+    // What any manager answers from its own store (writes go straight to etcd).
+    const api = (): ControlPlane['api'] => ctl.api;
     this.routes = [
       { method: 'GET', re: /^\/v1\/ca$/, auth: 'none', handler: () => ({ ca: this.tls.caPem }) },
       // A manager node (joined or promoted, holding its manager certificate) asks to become an
@@ -94,26 +96,26 @@ export class ManagerServer {
         method: 'POST',
         re: /^\/v1\/renew$/,
         auth: 'node',
-        handler: async ({ caller, body }) => ({ cert: await lead().manager.renew(caller!.nodeId, str((body as Record<string, unknown>).csr, 'csr')) }),
+        handler: async ({ caller, body }) => ({ cert: await api().manager.renew(caller!.nodeId, str((body as Record<string, unknown>).csr, 'csr')) }),
       },
       { method: 'POST', re: /^\/v1\/session$/, auth: 'node', raw: true, handler: ({ caller, stream }) => this.session(caller!, stream) },
-      { method: 'GET', re: /^\/v1\/networks\/([^/]+)$/, auth: 'node', handler: ({ params }) => lead().manager.findNetwork(decodeURIComponent(params[0]!)) },
+      { method: 'GET', re: /^\/v1\/networks\/([^/]+)$/, auth: 'node', handler: ({ params }) => api().manager.findNetwork(decodeURIComponent(params[0]!)) },
       {
         method: 'POST',
         re: /^\/v1\/attachments$/,
         auth: 'node',
         handler: ({ caller, body }) => {
           const b = body as Record<string, unknown>;
-          return lead().manager.attachLocal(str(b.network, 'network'), caller!.nodeId, str(b.name, 'name'));
+          return api().manager.attachLocal(str(b.network, 'network'), caller!.nodeId, str(b.name, 'name'));
         },
       },
       {
         method: 'DELETE',
         re: /^\/v1\/attachments\/([^/]+)$/,
         auth: 'node',
-        handler: ({ caller, params }) => lead().manager.detach(decodeURIComponent(params[0]!), caller!.nodeId),
+        handler: ({ caller, params }) => api().manager.detach(decodeURIComponent(params[0]!), caller!.nodeId),
       },
-      { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => lead().manager.listAttachments({ nodeId: caller!.nodeId }) },
+      { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => api().manager.listAttachments({ nodeId: caller!.nodeId }) },
       {
         // A node's answer to a logs request sent over its session.
         method: 'POST',
@@ -132,7 +134,7 @@ export class ManagerServer {
         auth: 'node',
         handler: async ({ caller, params, body }) => {
           const b = body as Partial<TaskStatusReport>;
-          await lead().orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
+          await api().orchestrator.reportStatus(caller!.nodeId, decodeURIComponent(params[0]!), {
             state: str(b.state, 'state') as TaskStatusReport['state'],
             message: typeof b.message === 'string' ? b.message : '',
             ...(typeof b.err === 'string' ? { err: b.err } : {}),
@@ -143,12 +145,12 @@ export class ManagerServer {
         },
       },
       // Cluster changes: managers only.
-      { method: 'GET', re: /^\/v1\/nodes$/, auth: 'manager', handler: () => lead().manager.listNodes() },
+      { method: 'GET', re: /^\/v1\/nodes$/, auth: 'manager', handler: () => api().manager.listNodes() },
       {
         method: 'POST',
         re: /^\/v1\/networks$/,
         auth: 'manager',
-        handler: ({ body }) => lead().manager.createNetwork(body as never),
+        handler: ({ body }) => api().manager.createNetwork(body as never),
       },
     ];
   }
@@ -250,7 +252,7 @@ export class ManagerServer {
     const path = String(headers['x-engine-path'] ?? '');
     if (!this.engineSocket) throw new VxError('this manager cannot serve forwarded Engine API calls', 501);
     const bare = new URL(path, 'http://x').pathname.replace(/^\/v[\d.]+\//, '/');
-    if (!/^[A-Z]+$/.test(method) || !path.startsWith('/') || !CLUSTER_ENGINE_PATH.test(bare)) throw new VxError(`not a cluster call: ${method} ${path}`, 403);
+    if (!/^[A-Z]+$/.test(method) || !path.startsWith('/') || !LEADER_ENGINE_PATH.test(bare)) throw new VxError(`not a cluster call: ${method} ${path}`, 403);
     const req = http.request({
       socketPath: this.engineSocket,
       method,
@@ -312,8 +314,8 @@ export class ManagerServer {
     stream.once('close', () => manager.off('logs-request', onLogs));
     stream.once('close', () => manager.off('tasks-changed', sendAssignments));
     setImmediate(sendAssignments);
-    manager.on('gossip-keys', onKeys);
-    stream.once('close', () => manager.off('gossip-keys', onKeys));
+    this.ctl.on('gossip-keys', onKeys);
+    stream.once('close', () => this.ctl.off('gossip-keys', onKeys));
     // Up the stream: heartbeats ("{}") and, once per session, the node's whole state.
     const openedAt = Date.now();
     let up = '';
@@ -344,17 +346,17 @@ export class ManagerServer {
     };
     stream.on('close', done);
     stream.on('error', done);
-    const onRemoved = (): void => {
-      if (!manager.store.getNode(caller.nodeId)) stream.close(http2.constants.NGHTTP2_CANCEL);
+    const onRemoved = (id: string): void => {
+      if (id === caller.nodeId) stream.close(http2.constants.NGHTTP2_CANCEL);
     };
-    manager.on('node-removed', onRemoved);
-    stream.once('close', () => manager.off('node-removed', onRemoved));
+    this.ctl.on('node-removed', onRemoved);
+    stream.once('close', () => this.ctl.off('node-removed', onRemoved));
     // A new role: end the session; the node reconnects, reads its role in the welcome and switches.
     const onRole = (id: string): void => {
       if (id === caller.nodeId) stream.close();
     };
-    manager.on('node-role', onRole);
-    stream.once('close', () => manager.off('node-role', onRole));
+    this.ctl.on('node-role', onRole);
+    stream.once('close', () => this.ctl.off('node-role', onRole));
   }
 }
 

@@ -10,7 +10,8 @@
 // all-or-nothing against the others' failures in its own body.
 import { EventEmitter } from 'node:events';
 import { VxError, errorMessage } from '../../core/errors.js';
-import { prefixEnd, type Compare, type Kv, type Op, type Watch, type WatchEvent } from '../etcd/kv.js';
+import { newId } from '../../core/ids.js';
+import { NotSentError, OutcomeUnknownError, prefixEnd, type Compare, type Kv, type Op, type Watch, type WatchEvent } from '../etcd/kv.js';
 import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord, ServiceRecord, TaskRecord } from './types.js';
 
 export const COLLECTIONS = ['cluster', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks'] as const;
@@ -33,6 +34,14 @@ const CATCH_UP_MS = 3000;
  * without quorum, it fails ("not made") rather than wait its turn for ever.
  */
 export const TX_DEADLINE_MS = 4500;
+/**
+ * One send of a txn waits this long before it is sent again. A member whose etcd leader just
+ * vanished forwards a proposal into the void and would hold it until its own request timeout
+ * (7 s); sent again, it reaches the new leader (elected in 1-2 s) and commits.
+ */
+const SEND_MS = 1500;
+/** a manager's own key, put by each of its txns (resending one is safe: see send()) */
+const WRITER_PREFIX = `${KEY_PREFIX}writers/`;
 
 interface Cached {
   value: string;
@@ -97,14 +106,21 @@ export class Store extends EventEmitter {
   /** set while this manager leads: every write also requires its election key to be unchanged */
   fence: Compare | undefined;
 
-  private constructor(readonly kv: Kv) {
+  private readonly writerKey: string;
+  private txnSeq = 0;
+
+  private constructor(
+    readonly kv: Kv,
+    writer: string,
+  ) {
     super();
     this.setMaxListeners(0);
+    this.writerKey = WRITER_PREFIX + writer;
   }
 
-  /** Loads every key and follows the watch from there. */
-  static async open(kv: Kv): Promise<Store> {
-    const s = new Store(kv);
+  /** Loads every key and follows the watch from there. `writer`: this manager's node ID. */
+  static async open(kv: Kv, writer = newId()): Promise<Store> {
+    const s = new Store(kv, writer);
     await s.load();
     return s;
   }
@@ -300,10 +316,10 @@ export class Store extends EventEmitter {
       for (const r of ran) this.finish(r.q, r.result, r.scope);
       return;
     }
-    const { compares, ops } = this.plan(batch, listedAt);
+    const { compares, ops, nonce } = this.plan(batch, listedAt);
     let res: { ok: boolean; rev: number };
     try {
-      res = await this.kv.txn(compares, ops, Math.max(200, Math.min(...ran.map((r) => r.q.deadline)) - Date.now()));
+      res = await this.send(compares, ops, nonce, Math.min(...ran.map((r) => r.q.deadline)));
     } catch (e) {
       const err = e instanceof VxError ? e : new VxError(`the cluster store is unavailable: ${errorMessage(e)}`, 503);
       for (const r of ran) r.q.reject(err);
@@ -328,6 +344,35 @@ export class Store extends EventEmitter {
     for (const r of ran) this.finish(r.q, r.result, r.scope);
   }
 
+  /**
+   * Sends one txn until it is answered or the deadline passes. Every txn compares this manager's
+   * writer key and puts a new value (`nonce`) there, so of all the sends of one txn at most one can
+   * commit, and a later send that fails its compares tells from that key whether an earlier one did.
+   * A send that timed out, broke, or found etcd without a leader is therefore simply sent again.
+   */
+  private async send(compares: Compare[], ops: Op[], nonce: string, deadline: number): Promise<{ ok: boolean; rev: number }> {
+    let unsure: VxError | undefined;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left < 100 && unsure) throw unsure;
+      try {
+        const r = await this.kv.txn(compares, ops, Math.max(100, Math.min(left, SEND_MS)));
+        if (r.ok || !unsure) return r;
+        // Without the cache at etcd's revision the writer key cannot tell: still unsure.
+        if (!(await this.caughtUp(r.rev, Math.max(100, deadline - Date.now())))) throw unsure;
+        const w = this.other.get(this.writerKey);
+        return w?.value === nonce ? { ok: true, rev: w.mod } : r;
+      } catch (e) {
+        // etcd's own refusals (a bad request) are final.
+        if (!(e instanceof VxError) || e.status < 500) throw e;
+        // Not sent at all (etcd down): nothing committed. Anything else may have.
+        if (!(e instanceof NotSentError)) unsure ??= e instanceof OutcomeUnknownError ? e : new OutcomeUnknownError(`${e.message}: the outcome is unknown`);
+        if (deadline - Date.now() < 150) throw unsure ?? e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
   private fenceHolds(): boolean {
     const f = this.fence!;
     const c = this.other.get(f.key);
@@ -345,7 +390,7 @@ export class Store extends EventEmitter {
     q.resolve(result);
   }
 
-  private plan(batch: Scope, listedAt: number): { compares: Compare[]; ops: Op[] } {
+  private plan(batch: Scope, listedAt: number): { compares: Compare[]; ops: Op[]; nonce: string } {
     const compares: Compare[] = [];
     for (const [key, mod] of batch.reads) compares.push({ key, target: 'MOD', result: 'EQUAL', rev: mod });
     for (const c of batch.lists) {
@@ -367,7 +412,10 @@ export class Store extends EventEmitter {
       }
     }
     for (const c of gens) ops.push({ put: GEN_PREFIX + c, value: '' });
-    return { compares, ops };
+    const nonce = `${Date.now()}-${++this.txnSeq}`;
+    compares.push({ key: this.writerKey, target: 'MOD', result: 'EQUAL', rev: this.other.get(this.writerKey)?.mod ?? 0 });
+    ops.push({ put: this.writerKey, value: nonce });
+    return { compares, ops, nonce };
   }
 
   // ---- reads and writes of the view ----
