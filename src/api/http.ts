@@ -76,18 +76,10 @@ function versionLess(a: string, b: string): boolean {
 /** A hijacked connection (exec/attach): the handler owns the socket after the 101. */
 export type UpgradeHandler = (ctx: { params: string[]; query: URLSearchParams; req: http.IncomingMessage; socket: Duplex; head: Buffer }) => Promise<void>;
 
-export interface RouterHooks {
-  /** Serves the call elsewhere (a follower manager's cluster calls go to the leader); true if it did. */
-  forward?: (path: string, req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
-}
-
 export class Router {
   private readonly routes: Route[] = [];
   private readonly upgrades: { re: RegExp; handler: UpgradeHandler }[] = [];
-  constructor(
-    private readonly headers: () => Record<string, string>,
-    private readonly hooks: RouterHooks = {},
-  ) {}
+  constructor(private readonly headers: () => Record<string, string>) {}
 
   on(method: string, pattern: string | RegExp, handler: Handler): void {
     // "/networks/:id" → /^\/networks\/([^/]+)$/; a RegExp is taken as is (image names hold slashes)
@@ -147,7 +139,6 @@ export class Router {
         throw new VxError(`invalid API version in path ${p}`, 400);
       }
       const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
-      if (this.hooks.forward && (await this.hooks.forward(p, req, res))) return;
       const candidates = this.routes.filter((r) => r.re.test(p));
       const route = candidates.find((r) => r.method === method);
       if (!route) throw new VxError(candidates.length ? `method ${req.method} not allowed on ${p}` : 'page not found', candidates.length ? 405 : 404);

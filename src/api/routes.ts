@@ -23,7 +23,6 @@ import {
   parseFilters,
   qBool,
 } from './check.js';
-import { forwardToLeader } from './forward.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
 import { clusterJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
@@ -38,20 +37,15 @@ function swarmHeader(d: Daemon): string {
 }
 
 export function buildRouter(d: Daemon): Router {
-  const r = new Router(
-    () => ({
-      'Api-Version': API_VERSION,
-      'Docker-Experimental': 'false',
-      Ostype: 'linux',
-      Server: serverHeader(),
-      Swarm: swarmHeader(d),
-      'Cache-Control': 'no-cache, no-store, must-revalidate',
-      Pragma: 'no-cache',
-    }),
-    {
-      forward: (p, req, res) => forwardToLeader(d, p, req, res),
-    },
-  );
+  const r = new Router(() => ({
+    'Api-Version': API_VERSION,
+    'Docker-Experimental': 'false',
+    Ostype: 'linux',
+    Server: serverHeader(),
+    Swarm: swarmHeader(d),
+    'Cache-Control': 'no-cache, no-store, must-revalidate',
+    Pragma: 'no-cache',
+  }));
 
   const view = (): ManagerView => {
     const st = d.controlStatus();

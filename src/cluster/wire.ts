@@ -14,10 +14,3 @@ export function splitHostPort(addr: string, defaultPort = MANAGER_PORT): { host:
   const port = m?.[2] ? Number(m[2]) : defaultPort;
   return { host, port };
 }
-
-/**
- * Engine API paths (without the version prefix) only the leader can answer: a service's logs come
- * over the nodes' sessions, which the leader serves. A follower manager forwards these, and the
- * leader replays only these; every other cluster call any manager answers from its own store.
- */
-export const LEADER_ENGINE_PATH = /^\/services\/[^/]+\/logs$/;

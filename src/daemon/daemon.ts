@@ -14,15 +14,16 @@ import { createNetnsAsync } from '../kernel/thread.js';
 import { OverlayHost } from '../overlay/host.js';
 import type { NetworkSpec } from '../overlay/spec.js';
 import { DEFAULT_CERT_DAYS, RootCA, certInfo, createCsr, createRootCA, renewalDelayMs } from '../cluster/manager/ca.js';
-import { ControlPlane, NotLeaderError, type Active, type ControlStatus } from '../cluster/manager/control.js';
+import { ControlPlane, type Active, type ControlStatus } from '../cluster/manager/control.js';
 import { MTU_OPTION, managerIps, type Manager, type InitOptions } from '../cluster/manager/manager.js';
 import { ManagerServer } from '../cluster/manager/server.js';
 import { Store } from '../cluster/manager/store.js';
 import { EtcdKv } from '../cluster/etcd/kv.js';
 import { EtcdMember, peerUrl } from '../cluster/etcd/member.js';
 import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
-import { ManagerClient, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
-import { AgentSession } from '../cluster/agent/session.js';
+import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
+import { LocalSession } from '../cluster/agent/local.js';
+import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
 import { taskName, type NodeReport, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
@@ -42,8 +43,6 @@ export interface DaemonConfig {
   netnsPrefix: string;
   log: Logger;
   reconcileMs?: number;
-  /** the Engine API socket: the leader replays calls forwarded by other managers on it */
-  engineSocket?: string;
 }
 
 export interface ServiceLogLine {
@@ -126,7 +125,7 @@ export class Daemon {
   control: ControlPlane | undefined;
   private server: ManagerServer | undefined;
   private client: ManagerClient | undefined;
-  private session: AgentSession | undefined;
+  private session: NodeSession | undefined;
   private overlay: OverlayHost | undefined;
   private endpoints: LocalEndpoint[] = [];
   /** network records this node has seen (a worker knows only the ones it uses) */
@@ -179,7 +178,7 @@ export class Daemon {
     return os.hostname();
   }
   get sessionConnected(): boolean {
-    return this.manager !== undefined || (this.session?.connected ?? false);
+    return this.session?.connected ?? false;
   }
   /** The control loops, while this node leads the swarm. */
   get manager(): Manager | undefined {
@@ -197,18 +196,6 @@ export class Daemon {
   /** The control plane's view (leader, cache revision, etcd members), on a manager node. */
   controlStatus(): ControlStatus | undefined {
     return this.control?.status();
-  }
-  /** A follower manager forwards the calls only the leader answers (service logs). */
-  get forwardsToLeader(): boolean {
-    return this.control !== undefined && !this.control.leading;
-  }
-  /** Sends an Engine API call to the leader (a follower manager's cluster calls). */
-  async forwardEngine(method: string, url: string, contentType: string, body: NodeJS.ReadableStream): ReturnType<ManagerClient['forward']> {
-    const leader = this.control?.leaderAddr();
-    // Our own address as the leader: the key is stale here (this manager stepped down, or is cut off).
-    if (!leader || leader === this.control?.ownAddr) throw new NotLeaderError(undefined);
-    if (!this.client) throw new VxError('this manager has no connection to the leader yet', 503);
-    return this.client.forward(leader, method, url, contentType, body);
   }
   /**
    * Resumes a swarm membership found on disk. Returns once the node can serve its API; its
@@ -235,10 +222,11 @@ export class Daemon {
       // without it. A lone manager is back within a second; one of several waits for the others.
       await Promise.race([this.controlStarting, new Promise((r) => setTimeout(r, MANAGER_START_WAIT_MS).unref())]);
     }
-    if (!this.manager) this.startAgent(certs);
+    // Its manager side not up yet: a session with another manager meanwhile.
+    if (!this.control) this.startAgent(certs);
     await this.startOverlay(true);
     this.scheduleRenewal(certs);
-    if (this.manager) await this.startGossip(this.manager.gossipKeys());
+    if (this.api) await this.startGossip(this.api.manager.gossipKeys());
     // Under the node's lock: a task started meanwhile waits for its network to be adopted, and the
     // prune that follows cannot take a sandbox someone is about to use.
     void this.lock
@@ -413,9 +401,12 @@ export class Daemon {
         };
         this.disk.saveCerts(certs);
         this.disk.saveState(this.state);
-        this.startAgent(certs);
-        // A joining manager's etcd starts as a learner and catches up from the others.
-        if (r.role === 'manager') await this.startControl(await this.openControl(certs, 'join'), certs);
+        // A joining manager's etcd starts as a learner and catches up from the others; its node's
+        // session is then with its own manager.
+        if (r.role === 'manager') {
+          this.client = new ManagerClient(bootstrap.managers, certs);
+          await this.startControl(await this.openControl(certs, 'join'), certs);
+        } else this.startAgent(certs);
         await this.startOverlay();
         this.scheduleRenewal(certs);
         await this.waitConnected(5000);
@@ -630,26 +621,35 @@ export class Daemon {
     await control.etcd.stop();
   }
 
-  /** A manager node: the control plane, the manager API, and the hand-over between leading and following. */
+  /** A manager node: the control plane, the manager API, and this node's own session with its dispatcher. */
   private async startControl(control: ControlPlane, certs: CertFiles): Promise<void> {
     const st = this.state!;
     this.control = control;
-    this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }), this.cfg.engineSocket);
+    this.client ??= new ManagerClient([...(st.managers ?? [st.managerAddr]), ...control.members().map((m) => m.addr)], certs);
+    this.server = new ManagerServer(control, certs, this.log.child({ component: 'manager-api' }));
     control.on('leading', (a: Active) => this.onLeading(a));
-    control.on('following', () => this.onFollowing());
     // Whichever manager changed them, every manager's watch brings these.
     control.on('gossip-keys', (k: string[]) => this.gossip?.setKeys(k));
     // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
     control.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
+    control.store.on('change', () => this.watchLeader());
     if (control.leading) this.onLeading(control.leading);
     await this.server.listen(st.listenAddr);
     await control.start();
+    this.startLocalSession(control);
+    this.watchLeader();
   }
 
   /** Stops this node's control plane, manager API and etcd member (no hand-over to the agent). */
   private async stopControl(): Promise<void> {
     const control = this.control;
     this.control = undefined;
+    if (this.session instanceof LocalSession) {
+      this.session.stop();
+      this.session = undefined;
+    }
+    this.leaderLink?.client.close();
+    this.leaderLink = undefined;
     await this.server?.close();
     this.server = undefined;
     if (control) await this.closeControl(control);
@@ -680,52 +680,40 @@ export class Daemon {
   }
 
   private onLeading(a: Active): void {
-    const m = a.manager;
-    // The leader runs its own tasks in-process, fed straight from the store.
-    this.session?.stop();
-    this.session = undefined;
-    // The manager sees a daemon's session close the moment the daemon dies: tell gossip at
+    // The leader sees a node's session key go the moment the node's daemon dies: tell gossip at
     // once instead of waiting for probes and suspicion (a live node refutes).
-    m.on('node-state', (n: NodeRecord) => {
+    a.manager.on('node-state', (n: NodeRecord) => {
       if (n.state === 'down' && n.message.includes('session closed')) this.gossip?.ml.markDead(n.id);
     });
-    let last = '';
-    const push = (): void => {
-      if (this.control?.leading !== a || !this.state || this.leaving) return;
-      const set = a.orchestrator.assignments(this.state.nodeId);
-      const key = JSON.stringify(set.map((t) => [t.id, t.version]));
-      if (key === last) return;
-      last = key;
-      void this.tasks.apply(set);
-    };
-    m.on('tasks-changed', push);
-    // After a restart nothing may change, yet the runner must learn its set (and resume half-started tasks).
-    setImmediate(push);
-    // The leader's own node reports its state as every other node does over its session.
-    const since = Date.now();
-    void this.restored.then(() => {
-      if (this.control?.leading === a && this.state)
-        a.orchestrator
-          .nodeReport(this.state.nodeId, this.nodeReport(), since)
-          .catch((e: unknown) => this.log.warn("could not apply this node's report", { error: errorMessage(e) }));
-    });
-    if (this.gossip) this.gossip.setKeys(m.gossipKeys());
-    else void this.startGossip(m.gossipKeys()).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
   }
 
-  private onFollowing(): void {
-    this.server?.dropSessions();
-    const certs = this.disk.loadCerts();
-    if (certs && this.state && !this.session) this.startAgent(certs);
-  }
-
+  /** A worker's session: with any manager, the next one when that one is unreachable. */
   private startAgent(certs: CertFiles): void {
     const st = this.state!;
-    const known = this.control?.members().map((m) => m.addr) ?? [];
-    const leader = this.control?.leaderAddr();
-    this.client ??= new ManagerClient([...(leader ? [leader] : []), ...(st.managers ?? [st.managerAddr]), ...known], certs);
-    this.session = new AgentSession(this.client, this.log.child({ component: 'agent' }));
-    this.session.on('connected', (msg: { gossipKeys?: string[]; managers?: string[]; node?: NodeRecord }) => {
+    this.client ??= new ManagerClient(st.managers ?? [st.managerAddr], certs);
+    this.session?.stop();
+    this.wireSession(new AgentSession(this.client, this.log.child({ component: 'agent' })));
+    // Every node has the ingress network, so a worker learns it as soon as it is connected.
+    this.session!.on('connected', () => {
+      void this.client
+        ?.request<NetworkRecord>('GET', '/v1/networks/ingress')
+        .then((n) => this.networks.set(n.id, n))
+        .catch((e: unknown) => this.log.warn('could not fetch the ingress network', { error: errorMessage(e) }));
+    });
+    this.session!.start();
+  }
+
+  /** A manager node's session, with its own manager's dispatcher, in-process. */
+  private startLocalSession(control: ControlPlane): void {
+    this.session?.stop();
+    this.wireSession(new LocalSession(control.dispatcher, this.state!.nodeId, this.log.child({ component: 'agent' })));
+    this.session!.start();
+  }
+
+  /** What a node does with its session, remote or local. */
+  private wireSession(session: NodeSession): void {
+    this.session = session;
+    session.on('connected', (msg: { gossipKeys?: string[]; managers?: string[]; node?: NodeRecord }) => {
       const role = msg.node?.role;
       if (role && this.state && role !== this.state.role)
         void this.changeRole(role).catch((e: unknown) => this.log.error('could not change role', { role, error: errorMessage(e) }));
@@ -742,45 +730,62 @@ export class Daemon {
           void this.gossip.rejoin();
         } else void this.startGossip(msg.gossipKeys).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
       }
+      // A new session: the manager learns what this node holds (after a restart, once adopted),
+      // and finishes the tasks and endpoints it no longer has.
+      void this.restored.then(() => {
+        if (this.session === session) session.send({ type: 'state', ...this.nodeReport() });
+      });
     });
-    // The session to the leader dropped: nothing listening on its port any more means its daemon died.
-    this.session.on('disconnected', () => void this.probeLeader());
-    this.session.on('refused', () => {
+    session.on('refused', () => {
       if (!this.gossip) return;
       this.log.warn('removed from the swarm by its manager: leaving gossip');
       void this.gossip.stop(false);
       this.gossip = undefined;
     });
-    this.session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[] }) => {
+    session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[] }) => {
+      if (this.session !== session) return;
       if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
       if (msg.type === 'logs-request') {
         const req = msg as unknown as { reqId: string; serviceId: string };
         let lines = this.serviceLogLines(req.serviceId);
-        // The manager API takes bodies up to 1 MiB: send the newest lines that fit.
+        // A session line is at most 1 MiB: send the newest lines that fit.
         while (lines.length > 1 && JSON.stringify(lines).length > 900_000) lines = lines.slice(Math.floor(lines.length / 2));
-        void this.client
-          ?.request('POST', `/v1/logs/${encodeURIComponent(req.reqId)}`, { lines })
-          .catch((e: unknown) => this.log.warn('could not send service logs', { error: errorMessage(e) }));
+        session.send({ type: 'logs', reqId: req.reqId, lines });
       }
       if (msg.type === 'assignments' && msg.tasks && !this.leaving) {
         for (const n of msg.networks ?? []) this.networks.set(n.id, n);
         void this.tasks.apply(msg.tasks);
       }
     });
-    // A new session: the manager learns what this node holds (after a restart, once adopted),
-    // and finishes the tasks and endpoints it no longer has.
-    this.session.on('connected', () => {
-      const session = this.session;
-      void this.restored.then(() => session?.send({ type: 'state', ...this.nodeReport() }));
-    });
-    // Every node has the ingress network, so a worker learns it as soon as it is connected.
-    this.session.on('connected', () => {
-      void this.client
-        ?.request<NetworkRecord>('GET', '/v1/networks/ingress')
-        .then((n) => this.networks.set(n.id, n))
-        .catch((e: unknown) => this.log.warn('could not fetch the ingress network', { error: errorMessage(e) }));
-    });
-    this.session.start();
+  }
+
+  /**
+   * A follower manager holds a connection to the leader's manager port. When it drops and the
+   * port refuses connections, the leader's daemon died: its election key goes at once.
+   */
+  private leaderLink: { addr: string; client: ManagerClient } | undefined;
+  private watchLeader(): void {
+    const c = this.control;
+    const addr = c && !c.leading ? c.leaderAddr() : undefined;
+    const target = addr && addr !== c?.ownAddr ? addr : undefined;
+    if (target === this.leaderLink?.addr) return;
+    this.leaderLink?.client.close();
+    this.leaderLink = undefined;
+    const certs = target && this.disk.loadCerts();
+    if (!target || !certs) return;
+    const client = new ManagerClient(target, certs);
+    const link = { addr: target, client };
+    this.leaderLink = link;
+    const dropped = (): void => {
+      if (this.leaderLink !== link) return;
+      void this.probeLeader().finally(() => {
+        if (this.leaderLink !== link) return;
+        client.close();
+        this.leaderLink = undefined;
+        setTimeout(() => this.watchLeader(), 500).unref();
+      });
+    };
+    client.open().then((s) => s.once('close', dropped), dropped);
   }
 
   private async probeLeader(): Promise<void> {
@@ -793,7 +798,7 @@ export class Daemon {
 
   /**
    * The leader promoted or demoted this node: take a certificate for the new role, then start
-   * (empty, filled by a snapshot) or stop this node's raft member and manager API.
+   * its etcd member (a learner that catches up) and manager API, or stop them.
    */
   private changeRole(role: 'manager' | 'worker'): Promise<void> {
     return this.lock.lock(async () => {
@@ -816,11 +821,13 @@ export class Daemon {
         this.disk.saveState(st);
         await this.startControl(await this.openControl(certs, 'join'), certs);
       } else {
-        // The leader has removed this member from etcd (or will: it matches members to roles).
+        // The manager that demoted it has removed this member from etcd (or the leader will: it
+        // matches members to roles). From now on a session with another manager, as any worker.
         await this.stopControl();
         this.disk.wipeEtcd();
         st.role = 'worker';
         this.disk.saveState(st);
+        this.startAgent(certs);
       }
       this.log.info('node role changed', { role });
     });
@@ -1082,8 +1089,8 @@ export class Daemon {
    */
   private async reportTask(taskId: string, r: TaskStatusReport): Promise<void> {
     if (!this.state) return;
-    const leading = this.control?.leading;
-    if (leading) return leading.orchestrator.reportStatus(this.state.nodeId, taskId, r);
+    // A manager node writes its reports through its own store (group commit batches them).
+    if (this.api) return this.api.orchestrator.reportStatus(this.state.nodeId, taskId, r);
     // One queued send per task: it takes whichever report is newest when its turn comes.
     const queued = this.reports.has(taskId);
     this.reports.set(taskId, r);
@@ -1161,39 +1168,35 @@ export class Daemon {
     return out;
   }
 
-  /** A service's logs from every node that runs its tasks (managers only), oldest first. */
+  /**
+   * A service's logs from every node that runs its tasks (managers only), oldest first: asked over
+   * each node's session, on whichever manager holds it.
+   */
   async collectServiceLogs(serviceId: string): Promise<ServiceLogLine[]> {
-    this.requireManager();
-    // The nodes' sessions are the leader's: a follower forwards this call there.
-    const { manager: m, orchestrator } = this.control!.mustLead();
+    const { manager: m, orchestrator } = this.requireApi();
+    const control = this.control!;
     const self = this.state!.nodeId;
     const nodes = new Set(
-      orchestrator
-        .listTasks({ serviceId })
-        .map((t) => t.nodeId)
-        .filter((n) => n && n !== self && m.store.getNode(n)?.state === 'ready'),
+      orchestrator.listTasks({ serviceId }).flatMap((t) => (t.nodeId && t.nodeId !== self && m.store.getNode(t.nodeId)?.state === 'ready' ? [t.nodeId] : [])),
     );
     const lines = this.serviceLogLines(serviceId);
+    const certs = this.disk.loadCerts();
     await Promise.all(
-      [...nodes].map(
-        (nodeId) =>
-          new Promise<void>((resolve) => {
-            const reqId = newId();
-            const timer = setTimeout(done, LOGS_TIMEOUT_MS);
-            function done(): void {
-              clearTimeout(timer);
-              m.off('logs-reply', onReply);
-              resolve();
-            }
-            const onReply = (id: string, from: string, got: ServiceLogLine[]): void => {
-              if (id !== reqId || from !== nodeId) return;
-              lines.push(...got.filter((l) => l && typeof l.text === 'string' && typeof l.time === 'string'));
-              done();
-            };
-            m.on('logs-reply', onReply);
-            m.emit('logs-request', nodeId, { reqId, serviceId });
-          }),
-      ),
+      [...nodes].map(async (nodeId) => {
+        const where = m.store.getSession(nodeId);
+        if (!where) return;
+        try {
+          const got =
+            where.manager === self
+              ? await control.dispatcher.requestLogs(nodeId, serviceId)
+              : certs
+                ? (await callManager(where.managerAddr, certs, 'POST', '/v1/logs', { node: nodeId, service: serviceId }, LOGS_TIMEOUT_MS + 1000)).lines
+                : undefined;
+          lines.push(...((got ?? []) as ServiceLogLine[]));
+        } catch (e) {
+          this.log.warn('could not get service logs from a node', { node: nodeId, error: errorMessage(e) });
+        }
+      }),
     );
     return lines.sort((a, b) => a.time.localeCompare(b.time));
   }

@@ -48,7 +48,6 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
     execRoot: f.execRoot,
     netnsPrefix: f.netnsPrefix,
     log,
-    engineSocket: socket,
     ...(reconcileMs ? { reconcileMs } : {}),
   });
   await daemon.start();

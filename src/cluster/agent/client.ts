@@ -13,8 +13,6 @@ export interface ClientTls {
 }
 
 const CONNECT_TIMEOUT_MS = 5000;
-/** a forwarded Engine API call answers within this, whatever the leader does (a write answers within 5 s) */
-const FORWARD_TIMEOUT_MS = 4500;
 /** A follower names the leader in this header when it refuses a leader-only call. */
 export const LEADER_HEADER = 'x-vxswarm-leader';
 
@@ -101,6 +99,23 @@ export function portRefuses(addr: string, timeoutMs = 500): Promise<boolean> {
     s.once('timeout', () => done(false));
     s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED'));
   });
+}
+
+/** One call to a given manager (not the client's current one): another manager's dispatcher. */
+export async function callManager(
+  addr: string,
+  tls: ClientTls,
+  method: string,
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<{ [k: string]: unknown }> {
+  const s = await connect(addr, tls);
+  try {
+    return (await call(s, method, path, body, timeoutMs)) as { [k: string]: unknown };
+  } finally {
+    s.close();
+  }
 }
 
 /**
@@ -219,91 +234,6 @@ export class ManagerClient {
       }
     }
     throw last instanceof Error ? last : new VxError('no manager answered', 503);
-  }
-
-  /**
-   * Sends an Engine API call to the leader's /v1/engine, streaming the body both ways. Resolves
-   * with the leader's Engine API status and the response stream.
-   */
-  async forward(
-    leader: string,
-    method: string,
-    path: string,
-    contentType: string,
-    body: NodeJS.ReadableStream,
-  ): Promise<{ status: number; contentType: string | undefined; body: http2.ClientHttp2Stream }> {
-    this.follow(leader);
-    const deadline = Date.now() + FORWARD_TIMEOUT_MS;
-    const session = await Promise.race([
-      this.open(),
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new VxError(`no connection to the leader at ${leader} within ${FORWARD_TIMEOUT_MS} ms`, 503)), FORWARD_TIMEOUT_MS).unref(),
-      ),
-    ]);
-    const req = session.request({
-      ':method': 'POST',
-      ':path': '/v1/engine',
-      'x-engine-method': method,
-      'x-engine-path': path,
-      'content-type': contentType,
-    });
-    body.pipe(req);
-    return new Promise((resolve, reject) => {
-      // A leader cut off answers nothing: the caller hears within the deadline, not never.
-      const timer = setTimeout(
-        () => {
-          req.close(http2.constants.NGHTTP2_CANCEL);
-          this.dropSession();
-          reject(new VxError(`the leader at ${leader} did not answer within ${FORWARD_TIMEOUT_MS} ms: the outcome of the call is unknown`, 503));
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-      // A stream can close with no error and no answer (the leader's daemon died and took the
-      // session with it): that is an answer too, or the caller would wait for ever.
-      let answered = false;
-      req.once('close', () => {
-        clearTimeout(timer);
-        if (!answered) reject(new VxError(`the leader at ${leader} went away before answering: the outcome of the call is unknown`, 503));
-      });
-      req.once('error', (e) => reject(new VxError(`forwarding to the leader at ${leader}: ${errorMessage(e)}`, 503)));
-      req.once('response', (h) => {
-        answered = true;
-        clearTimeout(timer);
-        // A leader cut off in the middle of its answer sends nothing more, and no TCP reset comes:
-        // a stream idle that long is dropped (cluster calls are requests, not streams).
-        req.setTimeout(FORWARD_TIMEOUT_MS, () => {
-          req.close(http2.constants.NGHTTP2_CANCEL);
-          this.dropSession();
-        });
-        const status = Number(h[':status']);
-        if (status === 200) {
-          const ct = h['content-type'];
-          return resolve({ status: Number(h['x-engine-status']), contentType: typeof ct === 'string' ? ct : undefined, body: req });
-        }
-        const chunks: Buffer[] = [];
-        req.on('data', (c: Buffer) => chunks.push(c));
-        req.on('end', () => {
-          let message = `the leader answered ${status}`;
-          try {
-            message = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message?: string }).message ?? message;
-          } catch {
-            // keep the status line
-          }
-          reject(new VxError(message, status));
-        });
-      });
-    });
-  }
-
-  /** One call to this manager only (raft's messages go to a given peer, never redirected). */
-  async direct<T>(method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
-    try {
-      return (await call(await this.open(), method, path, body, timeoutMs)) as T;
-    } catch (e) {
-      // No answer: the connection may be dead without knowing it (a partition); start afresh.
-      if (e instanceof VxError && e.status === 504) this.dropSession();
-      throw e;
-    }
   }
 
   close(): void {

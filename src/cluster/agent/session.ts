@@ -1,18 +1,30 @@
-// A node's session with its manager: a long-lived HTTP/2 stream carrying heartbeats up.
-// If the stream breaks, it reconnects with backoff; the manager marks the node down when
-// the stream closes or heartbeats stop.
+// A node's session with a manager (any of them): a long-lived HTTP/2 stream carrying heartbeats
+// and reports up, assignments down. If the stream breaks, it reconnects with backoff, to the
+// next manager when this one is unreachable; the node is marked down when the stream closes
+// or heartbeats stop.
 import { EventEmitter } from 'node:events';
 import type http2 from 'node:http2';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { HEARTBEAT_PERIOD_MS, HEARTBEAT_TIMEOUT_MS } from '../manager/manager.js';
-import { LEADER_HEADER, type ManagerClient } from './client.js';
+import type { ManagerClient } from './client.js';
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 2000;
 const WELCOME_TIMEOUT_MS = 5000;
 
-export class AgentSession extends EventEmitter {
+/**
+ * What the daemon holds: a session with a manager, remote (AgentSession) or its own manager's
+ * (LocalSession). Events: 'connected' (the welcome), 'message', 'disconnected', 'refused'.
+ */
+export interface NodeSession extends EventEmitter {
+  readonly connected: boolean;
+  start(): void;
+  stop(): void;
+  send(msg: Record<string, unknown>): void;
+}
+
+export class AgentSession extends EventEmitter implements NodeSession {
   private stream: http2.ClientHttp2Stream | undefined;
   private beat: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
@@ -41,19 +53,13 @@ export class AgentSession extends EventEmitter {
       let buf = '';
       stream.on('response', (h) => {
         const status = Number(h[':status']);
-        const leader = h[LEADER_HEADER];
-        if (status === 503 && typeof leader === 'string') {
-          // A follower: go to the leader it names (or, with none elected yet, try the next manager).
-          this.log.debug('manager is not the leader', { manager: this.client.addr, leader });
-          this.client.follow(leader || undefined);
-          this.backoff = leader ? BACKOFF_MIN_MS : this.backoff;
-          stream.close();
-        } else if (status !== 200) {
-          this.log.warn('manager refused session', { status });
-          // 401: our certificate is no longer a member's (the node was removed from the swarm).
-          if (status === 401) this.emit('refused');
-          stream.close();
-        }
+        if (status === 200) return;
+        this.log.warn('manager refused session', { manager: this.client.addr, status });
+        // 401: our certificate is no longer a member's (the node was removed from the swarm).
+        if (status === 401) this.emit('refused');
+        // This manager cannot serve sessions now (starting, or its etcd without quorum): the next.
+        else this.client.follow(undefined);
+        stream.close();
       });
       let heard = Date.now();
       stream.on('data', (c: Buffer) => {
@@ -79,8 +85,8 @@ export class AgentSession extends EventEmitter {
       stream.on('close', () => this.lost('stream closed'));
       stream.on('error', (e) => this.lost(errorMessage(e)));
       this.beat = setInterval(() => {
-        // The leader beats too: silence means it or the path to it is gone (a partitioned or
-        // powered-off host closes nothing), so go and find whoever leads now.
+        // The manager beats too: silence means it or the path to it is gone (a partitioned or
+        // powered-off host closes nothing), so go to another.
         if (this.connected && Date.now() - heard > HEARTBEAT_TIMEOUT_MS) {
           this.log.warn('no heartbeat from the manager: reconnecting', { manager: this.client.addr });
           this.client.follow(undefined);

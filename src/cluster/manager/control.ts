@@ -11,6 +11,7 @@ import type { Kv } from '../etcd/kv.js';
 import { peerUrl, type EtcdMember, type EtcdMemberInfo } from '../etcd/member.js';
 import { RootCA } from './ca.js';
 import { ForbiddenError, Manager, type InitOptions } from './manager.js';
+import { Dispatcher } from './dispatcher.js';
 import { Orchestrator } from './orchestrator.js';
 import { KEY_PREFIX, type Store, type StoreChange } from './store.js';
 
@@ -139,6 +140,14 @@ export class ControlPlane extends EventEmitter {
     };
     m.demoted = () => this.settleMembers();
     this.facade = { manager: m, orchestrator: new Orchestrator(m, this.log.child({ component: 'orchestrator' }), false) };
+    this.sessions = new Dispatcher(this, this.kv, this.log.child({ component: 'dispatcher' }));
+  }
+
+  private sessions: Dispatcher | undefined;
+  /** The sessions of the nodes connected to this manager (any manager serves them). */
+  get dispatcher(): Dispatcher {
+    if (!this.sessions) throw new VxError('this manager is starting: its store is not open yet', 503);
+    return this.sessions;
   }
 
   /** The cluster API (any manager, leading or not). */
@@ -480,6 +489,7 @@ export class ControlPlane extends EventEmitter {
 
   close(): void {
     this.closed = true;
+    this.sessions?.close();
     if (this.timer) clearInterval(this.timer);
     if (this.membershipTimer) clearInterval(this.membershipTimer);
     this.stepDown('stopping');

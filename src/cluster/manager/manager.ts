@@ -8,7 +8,7 @@ import { formatIp, parseCidr, parseIp } from '../../core/ipv4.js';
 import type { Logger } from '../../core/log.js';
 import { DEFAULT_CERT_DAYS, RootCA, certInfo, type Role } from './ca.js';
 import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniList, planSubnets, planVnis, type SubnetRequest } from './allocator.js';
-import type { Store } from './store.js';
+import type { Store, StoreChange } from './store.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
 import { randomBytes } from 'node:crypto';
 import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord } from './types.js';
@@ -16,7 +16,7 @@ import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, Node
 export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
 export const DEFAULT_DATA_PATH_PORT = 4789;
-/** A node whose session sends nothing for this long is marked down (a closed session is at once). */
+/** A session that sends nothing for this long is ended, and its node marked down (a closed one is at once). */
 export const HEARTBEAT_TIMEOUT_MS = 2500;
 export const HEARTBEAT_PERIOD_MS = 500;
 /** Extra time nodes get to reconnect when a manager (re)starts leading. */
@@ -95,11 +95,9 @@ export function managerIps(role: Role, addr: string): string[] {
 }
 
 export class Manager extends EventEmitter {
-  private readonly lastSeen = new Map<string, number>();
-  private readonly sessions = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
-  /** set while this manager stops: its sessions closing say nothing about the nodes */
-  private closing = false;
+  /** set unless this manager leads (load()): it marks no node */
+  private closing = true;
 
   private constructor(
     readonly store: Store,
@@ -160,7 +158,6 @@ export class Manager extends EventEmitter {
       const ingressSubnet = pool === DEFAULT_ADDR_POOL ? [{ subnet: '10.255.0.0/16', gateway: '10.255.0.1' }] : [];
       m.createNetworkTx({ name: 'ingress', driver: 'overlay', ingress: true, subnets: ingressSubnet });
     });
-    m.start();
     return m;
   }
 
@@ -171,26 +168,26 @@ export class Manager extends EventEmitter {
   static async view(store: Store, selfId: string, log: Logger): Promise<Manager> {
     const c = store.getCluster();
     if (!c) throw new NotFoundError('no swarm state in this store');
-    const m = new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
-    m.closing = true;
-    return m;
+    return new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
   }
 
-  /** The leader's manager of an existing cluster: it tracks every node's session from now on. */
+  /**
+   * The leader's manager of an existing cluster: it marks nodes from their session keys, which
+   * whichever manager serves a node's session keeps (dispatcher.ts).
+   */
   static async load(store: Store, selfId: string, log: Logger): Promise<Manager> {
     const c = store.getCluster();
     if (!c) throw new NotFoundError('no swarm state in this store');
     const m = new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
-    // Until their sessions come back, other nodes' state is unknown; the timer marks them down.
-    // They get a grace period to find this (possibly new) leader: a lost session backs off up to 2 s.
+    // A node without a session is unknown, not down, for a grace period: its tasks stay put while
+    // it finds a manager (a lost session backs off up to 2 s).
     const t = Date.now() + TAKEOVER_GRACE_MS;
     await store.tx(() => {
       for (const n of store.listNodes()) {
         if (n.id === selfId) m.setState(n, 'ready', '');
-        else {
-          // Unknown, not down: its tasks stay put unless the session does not come back in time.
+        else if (!store.getSession(n.id)) {
           if (n.state !== 'down') m.setState(n, 'unknown', 'waiting for the node to reconnect');
-          m.lastSeen.set(n.id, t);
+          m.absent.set(n.id, { at: t, closed: false });
         }
       }
     });
@@ -199,14 +196,17 @@ export class Manager extends EventEmitter {
   }
 
   private start(): void {
-    this.timer = setInterval(() => this.expireSessions(), HEARTBEAT_PERIOD_MS / 2);
+    this.closing = false;
+    this.timer = setInterval(() => this.checkSessions(), HEARTBEAT_PERIOD_MS / 2);
     this.timer.unref();
+    this.store.on('change', this.onChange);
   }
 
   close(): void {
     this.closing = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.store.off('change', this.onChange);
   }
 
   cluster(): ClusterRecord {
@@ -296,7 +296,6 @@ export class Manager extends EventEmitter {
         updatedAt: t,
       });
     });
-    this.lastSeen.set(id, Date.now());
     this.log.info('node joined', { node: id, hostname: r.hostname, role });
     return { nodeId: id, role, certPem, caPem: this.ca.certPem, clusterId: c.id };
   }
@@ -409,42 +408,40 @@ export class Manager extends EventEmitter {
     });
   }
 
-  // ---- liveness ----
+  // ---- liveness (the leader's) ----
 
-  sessionOpened(nodeId: string): NodeRecord {
-    const n = this.mustNode(nodeId);
-    this.sessions.set(nodeId, (this.sessions.get(nodeId) ?? 0) + 1);
-    this.lastSeen.set(nodeId, Date.now());
-    this.mark(nodeId, 'ready', '');
-    return n;
-  }
+  /** nodes without a session key: when they are marked down, and whether a session just ended */
+  private readonly absent = new Map<string, { at: number; closed: boolean }>();
 
-  heartbeat(nodeId: string): void {
-    this.lastSeen.set(nodeId, Date.now());
-  }
-
-  sessionClosed(nodeId: string): void {
-    if (this.closing) return;
-    const left = (this.sessions.get(nodeId) ?? 1) - 1;
-    if (left > 0) {
-      this.sessions.set(nodeId, left);
-      return;
+  private readonly onChange = (changes: StoreChange[]): void => {
+    let look = false;
+    for (const c of changes) {
+      if (c.coll === 'sessions' && c.deleted) this.absent.set(c.id, { at: 0, closed: true });
+      if (c.coll === 'sessions' || c.coll === 'nodes') look = true;
     }
-    this.sessions.delete(nodeId);
-    this.mark(nodeId, 'down', 'heartbeat failure: session closed');
-  }
+    if (look) this.checkSessions();
+  };
 
-  private expireSessions(): void {
+  /**
+   * A node with a session key is ready. One whose key went (its session closed: its daemon died,
+   * or its manager did and the lease ran out) is down at once; one never seen with a session (just
+   * joined, or unknown after a leader change) gets the grace period first.
+   */
+  private checkSessions(): void {
+    if (this.closing) return;
     const t = Date.now();
-    for (const [id, seen] of this.lastSeen) {
-      if (id === this.selfId || t - seen < HEARTBEAT_TIMEOUT_MS) continue;
-      const n = this.store.getNode(id);
-      if (!n) {
-        this.lastSeen.delete(id);
+    for (const n of this.store.listNodes()) {
+      if (n.id === this.selfId || this.store.getSession(n.id)) {
+        this.absent.delete(n.id);
+        if (n.state !== 'ready' && !this.marking.has(n.id)) this.mark(n.id, 'ready', '');
         continue;
       }
-      if (n.state !== 'down' && !this.marking.has(id)) this.mark(id, 'down', 'heartbeat failure');
+      let a = this.absent.get(n.id);
+      if (!a) this.absent.set(n.id, (a = { at: t + TAKEOVER_GRACE_MS, closed: false }));
+      if (t >= a.at && n.state !== 'down' && !this.marking.has(n.id))
+        this.mark(n.id, 'down', a.closed ? 'heartbeat failure: session closed' : 'heartbeat failure');
     }
+    for (const id of this.absent.keys()) if (!this.store.getNode(id)) this.absent.delete(id);
   }
 
   /** nodes whose state write is in flight */

@@ -52,8 +52,7 @@ export class Orchestrator {
   private readonly onNodeState = (): void => this.kick();
   /** Writes from any manager reach the loops here; the leader's own too (harmless). */
   private readonly onStoreChange = (changes: StoreChange[]): void => {
-    if (changes.some((c) => c.coll === 'tasks')) this.m.emit('tasks-changed');
-    if (changes.some((c) => c.coll !== 'ips' && c.coll !== 'cursors')) this.kick();
+    if (changes.some((c) => c.coll !== 'ips' && c.coll !== 'cursors' && c.coll !== 'sessions')) this.kick();
   };
 
   close(): void {
@@ -511,9 +510,6 @@ export class Orchestrator {
         }
       }
     });
-    // Always: the change that kicked this pass (a removal, a status report) may be one the
-    // pass itself did not need to touch; the dispatcher sends only sets that differ.
-    this.m.emit('tasks-changed');
     if (wakeAt !== Infinity) this.wake(wakeAt);
   }
 

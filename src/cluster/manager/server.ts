@@ -1,9 +1,9 @@
 // The manager API on 2377: HTTP/2 + JSON over mutual TLS. Joining (fetching the CA, sending
 // a CSR with a token) needs no client certificate; every other call does, and each route
-// checks the caller's role from its certificate, on this side. A follower answers leader-only
-// calls with 503 and the leader's address, which clients follow. (etcd's own traffic between
-// managers has its own port, 2380.)
-import http from 'node:http';
+// checks the caller's role from its certificate, on this side. Any manager serves nodes' sessions
+// and their calls from its own store; joins and etcd membership are the leader's, and a follower
+// answers those with 503 and the leader's address, which clients follow. (etcd's own traffic
+// between managers has its own port, 2380.)
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { readBody } from '../../core/body.js';
@@ -11,11 +11,12 @@ import { VxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { Mutex } from '../../core/mutex.js';
 import { LEADER_HEADER } from '../agent/client.js';
-import { LEADER_ENGINE_PATH, MAX_BODY, splitHostPort } from '../wire.js';
+import { MAX_BODY, splitHostPort } from '../wire.js';
 import { ouRole, type Role } from './ca.js';
 import { NotLeaderError, type ControlPlane } from './control.js';
-import { ForbiddenError, HEARTBEAT_PERIOD_MS } from './manager.js';
-import type { NodeReport, TaskStatusReport } from './types.js';
+import type { SessionPeer } from './dispatcher.js';
+import { ForbiddenError } from './manager.js';
+import type { TaskStatusReport } from './types.js';
 
 interface Caller {
   nodeId: string;
@@ -54,8 +55,6 @@ export class ManagerServer {
     private readonly ctl: ControlPlane,
     private readonly tls: { caPem: string; certPem: string; keyPem: string },
     private readonly log: Logger,
-    /** the local Engine API socket, for calls a follower manager forwards here */
-    private readonly engineSocket: string | undefined,
   ) {
     const lead = (): NonNullable<ControlPlane['leading']> => ctl.mustLead();
     // What any manager answers from its own store (writes go straight to etcd).
@@ -73,7 +72,6 @@ export class ManagerServer {
           return { initialCluster: await ctl.addMember(caller!.nodeId), crl: await ctl.currentCrl() };
         },
       },
-      { method: 'POST', re: /^\/v1\/engine$/, auth: 'manager', raw: true, handler: ({ stream, headers }) => this.engine(stream, headers) },
       {
         method: 'POST',
         re: /^\/v1\/join$/,
@@ -89,7 +87,7 @@ export class ManagerServer {
             engineVersion: typeof b.engineVersion === 'string' ? b.engineVersion : '',
             ...(typeof b.managerPort === 'number' ? { managerPort: b.managerPort } : {}),
           };
-          return this.joins.lock(() => lead().manager.join(req));
+          return this.joins.lock(() => api().manager.join(req));
         },
       },
       {
@@ -117,15 +115,13 @@ export class ManagerServer {
       },
       { method: 'GET', re: /^\/v1\/attachments$/, auth: 'node', handler: ({ caller }) => api().manager.listAttachments({ nodeId: caller!.nodeId }) },
       {
-        // A node's answer to a logs request sent over its session.
+        // Another manager gathering a service's logs: the lines of a node whose session is here.
         method: 'POST',
-        re: /^\/v1\/logs\/([^/]+)$/,
-        auth: 'node',
-        handler: ({ caller, params, body }) => {
-          const lines = (body as { lines?: unknown }).lines;
-          if (!Array.isArray(lines)) throw new VxError('missing field "lines"', 400);
-          lead().manager.emit('logs-reply', decodeURIComponent(params[0]!), caller!.nodeId, lines);
-          return {};
+        re: /^\/v1\/logs$/,
+        auth: 'manager',
+        handler: async ({ body }) => {
+          const b = body as Record<string, unknown>;
+          return { lines: (await ctl.dispatcher.requestLogs(str(b.node, 'node'), str(b.service, 'service'))) ?? [] };
         },
       },
       {
@@ -169,7 +165,12 @@ export class ManagerServer {
       // default node answers ENHANCE_YOUR_CALM and drops the node's whole session
       maxSessionMemory: 64,
     });
-    server.on('stream', (stream, headers) => void this.dispatch(stream, headers));
+    server.on('stream', (stream, headers) => {
+      // A node that dies mid-call resets its streams: that is the caller's loss, never ours (an
+      // 'error' with no listener would end this daemon).
+      stream.on('error', (e) => this.log.debug('manager api stream error', { error: errorMessage(e) }));
+      void this.dispatch(stream, headers);
+    });
     server.on('session', (sess) => {
       this.sessions.add(sess);
       sess.once('close', () => this.sessions.delete(sess));
@@ -182,14 +183,9 @@ export class ManagerServer {
     this.server = server;
   }
 
-  /** Ends every agent session (this manager stopped leading: they go to the new leader). */
-  dropSessions(): void {
-    for (const s of this.liveStreams) s.close();
-  }
-
-  /** Stops listening and drops every connection (agents reconnect to whoever serves next). */
+  /** Stops listening and drops every connection (agents reconnect to another manager). */
   async close(): Promise<void> {
-    this.dropSessions();
+    for (const s of this.liveStreams) s.close();
     for (const s of this.sessions) s.destroy();
     const server = this.server;
     this.server = undefined;
@@ -243,84 +239,34 @@ export class ManagerServer {
   }
 
   /**
-   * An Engine API call a follower manager forwards: replayed on our own Engine API socket, so
-   * the leader answers it exactly as if it had been asked directly. Only cluster paths.
+   * A node's session: an NDJSON stream each way, served by this manager's dispatcher. Heartbeats
+   * and the node's messages come up; the welcome, assignments and heartbeats go down.
    */
-  private engine(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    this.ctl.mustLead();
-    const method = String(headers['x-engine-method'] ?? '');
-    const path = String(headers['x-engine-path'] ?? '');
-    if (!this.engineSocket) throw new VxError('this manager cannot serve forwarded Engine API calls', 501);
-    const bare = new URL(path, 'http://x').pathname.replace(/^\/v[\d.]+\//, '/');
-    if (!/^[A-Z]+$/.test(method) || !path.startsWith('/') || !LEADER_ENGINE_PATH.test(bare)) throw new VxError(`not a cluster call: ${method} ${path}`, 403);
-    const req = http.request({
-      socketPath: this.engineSocket,
-      method,
-      path,
-      headers: { ...(headers['content-type'] ? { 'content-type': String(headers['content-type']) } : {}), host: 'docker' },
-    });
-    req.on('response', (res) => {
-      if (stream.destroyed) return res.destroy();
-      const out: http2.OutgoingHttpHeaders = { ':status': 200, 'x-engine-status': String(res.statusCode ?? 500) };
-      if (res.headers['content-type']) out['content-type'] = res.headers['content-type'];
-      stream.respond(out);
-      res.pipe(stream);
-    });
-    req.on('error', (e) => respond(stream, 502, { message: `leader's Engine API: ${errorMessage(e)}` }));
-    stream.on('close', () => req.destroy());
-    stream.pipe(req);
-  }
-
-  private onSessionLine(nodeId: string, line: string, openedAt: number): void {
-    try {
-      const msg = JSON.parse(line) as { type?: unknown };
-      if (msg.type !== 'state') return;
-      const r = parseNodeReport(msg);
-      void this.ctl
-        .mustLead()
-        .orchestrator.nodeReport(nodeId, r, openedAt)
-        .catch((e: unknown) => this.log.warn('could not apply a node report', { node: nodeId, error: errorMessage(e) }));
-    } catch (e) {
-      this.log.warn('bad session message from a node', { node: nodeId, error: errorMessage(e) });
-    }
-  }
-
-  /** A node's session: heartbeats come up as lines; closing it (or the daemon dying) marks the node down. */
-  private session(caller: Caller, stream: http2.ServerHttp2Stream): void {
-    const { manager, orchestrator } = this.ctl.mustLead();
-    const node = manager.sessionOpened(caller.nodeId);
+  private async session(caller: Caller, stream: http2.ServerHttp2Stream): Promise<void> {
+    const peer: SessionPeer = {
+      local: false,
+      send: (msg) => {
+        if (stream.closed || stream.destroyed) return;
+        if (!stream.headersSent) stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
+        stream.write(`${JSON.stringify(msg)}\n`);
+      },
+      close: (how) => stream.close(how === 'refused' ? http2.constants.NGHTTP2_CANCEL : http2.constants.NGHTTP2_NO_ERROR),
+    };
+    const h = await this.ctl.dispatcher.open(caller.nodeId, peer);
     this.liveStreams.add(stream);
-    stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
-    const send = (msg: unknown): void => {
-      if (!stream.closed && !stream.destroyed) stream.write(`${JSON.stringify(msg)}\n`);
+    let ended = false;
+    const done = (): void => {
+      if (ended) return;
+      ended = true;
+      this.liveStreams.delete(stream);
+      h.closed();
     };
-    send({ type: 'welcome', node, managers: this.ctl.members().map((m) => m.addr), gossipKeys: manager.gossipKeys() });
-    const onKeys = (keys: string[]): void => send({ type: 'gossip-keys', gossipKeys: keys });
-    // Dispatcher: the node's complete assignment set, sent whenever it changes.
-    let lastSet = '';
-    const sendAssignments = (): void => {
-      const tasks = orchestrator.assignments(caller.nodeId);
-      const key = JSON.stringify(tasks.map((t) => [t.id, t.version]));
-      if (key === lastSet) return;
-      lastSet = key;
-      const netIds = [...new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)))];
-      send({ type: 'assignments', tasks, networks: netIds.map((id) => manager.store.getNetwork(id)).filter((n) => n) });
-    };
-    manager.on('tasks-changed', sendAssignments);
-    const onLogs = (nodeId: string, req: unknown): void => {
-      if (nodeId === caller.nodeId) send({ type: 'logs-request', ...(req as object) });
-    };
-    manager.on('logs-request', onLogs);
-    stream.once('close', () => manager.off('logs-request', onLogs));
-    stream.once('close', () => manager.off('tasks-changed', sendAssignments));
-    setImmediate(sendAssignments);
-    this.ctl.on('gossip-keys', onKeys);
-    stream.once('close', () => this.ctl.off('gossip-keys', onKeys));
-    // Up the stream: heartbeats ("{}") and, once per session, the node's whole state.
-    const openedAt = Date.now();
+    stream.on('close', done);
+    stream.on('error', done);
+    if (stream.closed || stream.destroyed) return done();
     let up = '';
     stream.on('data', (c: Buffer) => {
-      manager.heartbeat(caller.nodeId);
+      h.heard();
       up += c.toString('utf8');
       if (up.length > MAX_BODY) {
         this.log.warn('session line too long: closing', { node: caller.nodeId });
@@ -330,33 +276,14 @@ export class ManagerServer {
       for (let i = up.indexOf('\n'); i >= 0; i = up.indexOf('\n')) {
         const line = up.slice(0, i);
         up = up.slice(i + 1);
-        if (line.length > 2) this.onSessionLine(caller.nodeId, line, openedAt);
+        if (line.length <= 2) continue;
+        try {
+          h.receive(JSON.parse(line) as Record<string, unknown>);
+        } catch (e) {
+          this.log.warn('bad session message from a node', { node: caller.nodeId, error: errorMessage(e) });
+        }
       }
     });
-    // Heartbeats down as well, so an agent notices a leader it can no longer hear.
-    const beat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_PERIOD_MS);
-    beat.unref();
-    stream.once('close', () => clearInterval(beat));
-    let closed = false;
-    const done = (): void => {
-      if (closed) return;
-      closed = true;
-      this.liveStreams.delete(stream);
-      manager.sessionClosed(caller.nodeId);
-    };
-    stream.on('close', done);
-    stream.on('error', done);
-    const onRemoved = (id: string): void => {
-      if (id === caller.nodeId) stream.close(http2.constants.NGHTTP2_CANCEL);
-    };
-    this.ctl.on('node-removed', onRemoved);
-    stream.once('close', () => this.ctl.off('node-removed', onRemoved));
-    // A new role: end the session; the node reconnects, reads its role in the welcome and switches.
-    const onRole = (id: string): void => {
-      if (id === caller.nodeId) stream.close();
-    };
-    this.ctl.on('node-role', onRole);
-    stream.once('close', () => this.ctl.off('node-role', onRole));
   }
 }
 
@@ -373,26 +300,6 @@ async function readJson(stream: http2.ServerHttp2Stream, max: number): Promise<u
   } catch {
     throw new VxError('malformed JSON body', 400);
   }
-}
-
-/** A node's report, type-checked: a malformed one changes nothing. */
-function parseNodeReport(m: Record<string, unknown>): NodeReport {
-  const strings = (v: unknown, what: string): string[] => {
-    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new VxError(`node report: "${what}" must be a list of strings`, 400);
-    return v as string[];
-  };
-  if (!Array.isArray(m.tasks)) throw new VxError('node report: "tasks" must be a list', 400);
-  const tasks = m.tasks.map((t: Record<string, unknown>) => {
-    if (typeof t?.id !== 'string' || !['created', 'running', 'exited', 'dead'].includes(t.status as string) || typeof t.exitCode !== 'number')
-      throw new VxError('node report: a task needs id, status and exitCode', 400);
-    return {
-      id: t.id,
-      status: t.status as NodeReport['tasks'][number]['status'],
-      exitCode: t.exitCode,
-      containerId: typeof t.containerId === 'string' ? t.containerId : '',
-    };
-  });
-  return { tasks, starting: strings(m.starting, 'starting'), attachments: strings(m.attachments, 'attachments') };
 }
 
 function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown, extra: http2.OutgoingHttpHeaders = {}): void {

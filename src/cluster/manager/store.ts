@@ -12,9 +12,9 @@ import { EventEmitter } from 'node:events';
 import { VxError, errorMessage } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import { NotSentError, OutcomeUnknownError, prefixEnd, type Compare, type Kv, type Op, type Watch, type WatchEvent } from '../etcd/kv.js';
-import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord, ServiceRecord, TaskRecord } from './types.js';
+import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord, ServiceRecord, SessionRecord, TaskRecord } from './types.js';
 
-export const COLLECTIONS = ['cluster', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks'] as const;
+export const COLLECTIONS = ['cluster', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks', 'sessions'] as const;
 export type Collection = (typeof COLLECTIONS)[number];
 /** collections whose records carry `version` (the key's mod_revision) */
 const VERSIONED = new Set<Collection>(['cluster', 'nodes', 'networks', 'services', 'tasks']);
@@ -504,6 +504,12 @@ export class Store extends EventEmitter {
   }
   deleteNode(id: string): void {
     this.write('nodes', id, undefined);
+  }
+
+  // sessions: written by the dispatcher that holds one, on its lease, never in a transaction
+  getSession(nodeId: string): SessionRecord | undefined {
+    const c = this.data.get('sessions')!.get(nodeId);
+    return c ? (JSON.parse(c.value) as SessionRecord) : undefined;
   }
 
   // networks

@@ -194,6 +194,15 @@ export interface TaskRecord extends Meta {
 }
 
 /** What a node holds when its session starts: every task container and every node-local endpoint. */
+/** A node's live session with a manager: the key exists while the session does (on that manager's lease). */
+export interface SessionRecord {
+  nodeId: string;
+  /** the manager node serving it, and its API address */
+  manager: string;
+  managerAddr: string;
+  openedAt: string;
+}
+
 export interface NodeReport {
   tasks: { id: string; status: 'created' | 'running' | 'exited' | 'dead'; exitCode: number; containerId: string }[];
   /** tasks the node is preparing (no container yet) */

@@ -1,0 +1,311 @@
+// The sessions of the nodes connected to this manager. Any manager serves them (swarmkit's
+// dispatcher runs on the leader only): assignments come from this manager's own cache, reports go
+// straight to etcd, and a node's liveness is a key, `/vxswarm/sessions/<node>`, that exists while
+// its session does. The key lives on this manager's session lease, so it also goes when this
+// manager dies or is cut off; the leader marks nodes from those keys. This manager's own node has
+// a session too, in-process (agent/local.ts), served by the same code.
+import { VxError, errorMessage } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import type { Logger } from '../../core/log.js';
+import type { Kv } from '../etcd/kv.js';
+import type { ControlPlane } from './control.js';
+import { HEARTBEAT_PERIOD_MS, HEARTBEAT_TIMEOUT_MS } from './manager.js';
+import { collKey, type Store, type StoreChange } from './store.js';
+import type { NodeReport, SessionRecord, TaskRecord } from './types.js';
+
+/** The session lease: a dead or cut-off manager's sessions vanish within this. */
+export const SESSION_TTL_S = 4;
+const KEEPALIVE_MS = 1000;
+/** how long a node has to answer a logs request */
+const LOGS_TIMEOUT_MS = 5000;
+
+/** The node's end of one session, whatever carries it. */
+export interface SessionPeer {
+  /** in-process (this manager's own node): no heartbeats, never silent */
+  readonly local: boolean;
+  send(msg: Record<string, unknown>): void;
+  /** Ends the session. `refused`: the node is no longer a member of the swarm. */
+  close(how: 'normal' | 'refused'): void;
+}
+
+/** What the carrier tells the dispatcher. */
+export interface SessionHandle {
+  /** any bytes from the node (heartbeats included) */
+  heard(): void;
+  /** one message up from the node */
+  receive(msg: Record<string, unknown>): void;
+  /** the carrier closed */
+  closed(): void;
+}
+
+export interface LogLine {
+  time: string;
+  stream: string;
+  text: string;
+  [k: string]: unknown;
+}
+
+interface Live {
+  nodeId: string;
+  peer: SessionPeer;
+  openedAt: number;
+  heard: number;
+  /** mod revision of our session key (0 until written) */
+  rev: number;
+  lastSet: string;
+  done: boolean;
+}
+
+export class Dispatcher {
+  private readonly live = new Set<Live>();
+  private lease: string | undefined;
+  private renewedAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private beat: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly logWaiters = new Map<string, { nodeId: string; done: (lines: LogLine[]) => void }>();
+
+  constructor(
+    private readonly ctl: ControlPlane,
+    private readonly kv: Kv,
+    private readonly log: Logger,
+  ) {
+    this.store.on('change', this.onChange);
+    this.store.on('reset', this.onReset);
+    ctl.on('node-role', this.onRole);
+    ctl.on('node-removed', this.onRemoved);
+    ctl.on('gossip-keys', this.onKeys);
+    this.timer = setInterval(() => void this.keepAlive(), KEEPALIVE_MS);
+    this.timer.unref();
+    this.beat = setInterval(() => this.heartbeat(), HEARTBEAT_PERIOD_MS);
+    this.beat.unref();
+  }
+
+  private get store(): Store {
+    return this.ctl.store;
+  }
+
+  /** Nodes with a session here. */
+  nodes(): string[] {
+    return [...new Set([...this.live].map((s) => s.nodeId))];
+  }
+
+  /**
+   * A node opens a session: its key is written first (a manager that cannot write it refuses with
+   * 503, and the node tries another), then the welcome and its assignments go down.
+   */
+  async open(nodeId: string, peer: SessionPeer): Promise<SessionHandle> {
+    if (this.closed) throw new VxError('this manager is stopping', 503);
+    const node = this.store.getNode(nodeId);
+    if (!node) throw new VxError('this node is no longer a member of the swarm', 401);
+    const s: Live = { nodeId, peer, openedAt: Date.now(), heard: Date.now(), rev: 0, lastSet: '', done: false };
+    this.live.add(s);
+    try {
+      await this.putKey(s);
+    } catch (e) {
+      this.live.delete(s);
+      throw e instanceof VxError && e.status >= 500 ? e : new VxError(`could not record the session: ${errorMessage(e)}`, 503);
+    }
+    if (s.done) throw new VxError('the session closed while it opened', 503);
+    peer.send({ type: 'welcome', node, managers: this.ctl.members().map((m) => m.addr), gossipKeys: this.store.getCluster()?.gossipKeys ?? [] });
+    setImmediate(() => this.sendAssignments(s));
+    return {
+      heard: () => (s.heard = Date.now()),
+      receive: (msg) => this.receive(s, msg),
+      closed: () => this.ended(s),
+    };
+  }
+
+  /** A service's lines from a node with a session here; undefined if it has none here. */
+  requestLogs(nodeId: string, serviceId: string): Promise<LogLine[]> | undefined {
+    const s = [...this.live].reverse().find((x) => x.nodeId === nodeId && !x.done);
+    if (!s) return undefined;
+    const reqId = newId();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done([]), LOGS_TIMEOUT_MS);
+      const done = (lines: LogLine[]): void => {
+        clearTimeout(timer);
+        this.logWaiters.delete(reqId);
+        resolve(lines);
+      };
+      this.logWaiters.set(reqId, { nodeId, done });
+      s.peer.send({ type: 'logs-request', reqId, serviceId });
+    });
+  }
+
+  /** Stops serving: remote sessions end (their nodes go to another manager); keys run out with the lease. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.beat) clearInterval(this.beat);
+    this.store.off('change', this.onChange);
+    this.store.off('reset', this.onReset);
+    this.ctl.off('node-role', this.onRole);
+    this.ctl.off('node-removed', this.onRemoved);
+    this.ctl.off('gossip-keys', this.onKeys);
+    for (const w of this.logWaiters.values()) w.done([]);
+    for (const s of [...this.live]) {
+      s.done = true;
+      s.peer.close('normal');
+    }
+    this.live.clear();
+  }
+
+  private granting: Promise<string> | undefined;
+  /** The session lease; one grant at a time (keys on a second, forgotten lease would run out). */
+  private leaseId(): Promise<string> {
+    if (this.lease) return Promise.resolve(this.lease);
+    this.granting ??= this.kv
+      .leaseGrant(SESSION_TTL_S)
+      .then((id) => {
+        this.lease = id;
+        this.renewedAt = Date.now();
+        return id;
+      })
+      .finally(() => (this.granting = undefined));
+    return this.granting;
+  }
+
+  private async putKey(s: Live, again = true): Promise<void> {
+    const lease = await this.leaseId();
+    const rec: SessionRecord = { nodeId: s.nodeId, manager: this.ctl.nodeId, managerAddr: this.ctl.ownAddr, openedAt: new Date(s.openedAt).toISOString() };
+    try {
+      const r = await this.kv.txn([], [{ put: collKey('sessions', s.nodeId), value: JSON.stringify(rec), lease }]);
+      s.rev = r.rev;
+    } catch (e) {
+      // The lease ran out before the keep-alive noticed: a new one, for the other sessions too.
+      if (!again || !/lease not found/i.test(errorMessage(e))) throw e;
+      if (this.lease === lease) void this.leaseLost(lease);
+      await this.putKey(s, false);
+    }
+  }
+
+  private leaseLost(lease: string): Promise<void> {
+    if (this.lease !== lease) return Promise.resolve();
+    this.lease = undefined;
+    this.log.info('the session lease ran out: writing every session key again');
+    return Promise.all([...this.live].filter((s) => s.rev).map((s) => this.putKey(s, false))).then(
+      () => undefined,
+      (e: unknown) => this.log.warn('could not write the session keys again', { error: errorMessage(e) }),
+    );
+  }
+
+  /** Our key goes with the session, unless a newer session (here or on another manager) wrote it since. */
+  private ended(s: Live): void {
+    if (s.done) return;
+    s.done = true;
+    this.live.delete(s);
+    if (!this.nodes().includes(s.nodeId)) for (const w of this.logWaiters.values()) if (w.nodeId === s.nodeId) w.done([]);
+    if (!s.rev || this.closed) return;
+    const key = collKey('sessions', s.nodeId);
+    void this.kv
+      .txn([{ key, target: 'MOD', result: 'EQUAL', rev: s.rev }], [{ del: key }])
+      .catch((e: unknown) => this.log.debug('could not delete a session key (its lease will)', { node: s.nodeId, error: errorMessage(e) }));
+  }
+
+  private receive(s: Live, msg: Record<string, unknown>): void {
+    s.heard = Date.now();
+    if (msg.type === 'state') {
+      let r: NodeReport;
+      try {
+        r = parseNodeReport(msg);
+      } catch (e) {
+        this.log.warn('bad node report', { node: s.nodeId, error: errorMessage(e) });
+        return;
+      }
+      this.ctl.api.orchestrator
+        .nodeReport(s.nodeId, r, s.openedAt)
+        .catch((e: unknown) => this.log.warn('could not apply a node report', { node: s.nodeId, error: errorMessage(e) }));
+    } else if (msg.type === 'logs' && typeof msg.reqId === 'string' && Array.isArray(msg.lines)) {
+      const w = this.logWaiters.get(msg.reqId);
+      if (w && w.nodeId === s.nodeId) w.done((msg.lines as LogLine[]).filter((l) => l && typeof l.text === 'string' && typeof l.time === 'string'));
+    }
+  }
+
+  /** The node's complete assignment set, sent whenever it differs from the last one. */
+  private sendAssignments(s: Live): void {
+    if (s.done) return;
+    const tasks: TaskRecord[] = this.ctl.api.orchestrator.assignments(s.nodeId);
+    const key = JSON.stringify(tasks.map((t) => [t.id, t.version]));
+    if (key === s.lastSet) return;
+    s.lastSet = key;
+    const netIds = [...new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)))];
+    s.peer.send({ type: 'assignments', tasks, networks: netIds.map((id) => this.store.getNetwork(id)).filter((n) => n) });
+  }
+
+  private readonly onChange = (changes: StoreChange[]): void => {
+    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks')) return;
+    for (const s of this.live) this.sendAssignments(s);
+  };
+  private readonly onReset = (): void => {
+    for (const s of this.live) this.sendAssignments(s);
+  };
+  /** A new role: the session ends; the node reconnects, reads its role in the welcome and switches. */
+  private readonly onRole = (id: string): void => this.closeNode(id, 'normal');
+  private readonly onRemoved = (id: string): void => this.closeNode(id, 'refused');
+  private readonly onKeys = (keys: string[]): void => {
+    for (const s of this.live) s.peer.send({ type: 'gossip-keys', gossipKeys: keys });
+  };
+
+  private closeNode(id: string, how: 'normal' | 'refused'): void {
+    for (const s of [...this.live]) if (s.nodeId === id) s.peer.close(how);
+  }
+
+  /** Beats down, so an agent notices a manager it can no longer hear; silent nodes' sessions end. */
+  private heartbeat(): void {
+    const t = Date.now();
+    for (const s of [...this.live]) {
+      if (s.peer.local) continue;
+      if (t - s.heard > HEARTBEAT_TIMEOUT_MS) {
+        this.log.info('no heartbeat from a node: ending its session', { node: s.nodeId });
+        s.peer.close('normal');
+        this.ended(s);
+      } else s.peer.send({ type: 'heartbeat' });
+    }
+  }
+
+  /**
+   * Keeps the session lease alive. Lost (expired while etcd was away): a new one, and every live
+   * session's key again. Not renewed for a lease's lifetime: this manager is cut off and the
+   * leader has marked its nodes down, so their sessions end and they find another manager.
+   */
+  private async keepAlive(): Promise<void> {
+    if (this.closed || !this.lease) return;
+    const sent = Date.now();
+    try {
+      const ttl = await this.kv.leaseKeepAlive(this.lease);
+      if (ttl > 0) this.renewedAt = sent;
+      else return await this.leaseLost(this.lease);
+    } catch (e) {
+      this.log.debug('session lease keep-alive failed', { error: errorMessage(e) });
+    }
+    if (Date.now() - this.renewedAt > SESSION_TTL_S * 1000) {
+      const remote = [...this.live].filter((s) => !s.peer.local);
+      if (remote.length) this.log.warn('cannot renew the session lease: ending the nodes’ sessions here', { sessions: remote.length });
+      for (const s of remote) {
+        s.peer.close('normal');
+        this.ended(s);
+      }
+    }
+  }
+}
+
+/** A node's report, type-checked: a malformed one changes nothing. */
+export function parseNodeReport(m: Record<string, unknown>): NodeReport {
+  const strings = (v: unknown, what: string): string[] => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new VxError(`node report: "${what}" must be a list of strings`, 400);
+    return v as string[];
+  };
+  if (!Array.isArray(m.tasks)) throw new VxError('node report: "tasks" must be a list', 400);
+  const tasks = m.tasks.map((t: Record<string, unknown>) => {
+    if (typeof t?.id !== 'string' || !['created', 'running', 'exited', 'dead'].includes(t.status as string) || typeof t.exitCode !== 'number')
+      throw new VxError('node report: a task needs id, status and exitCode', 400);
+    return {
+      id: t.id,
+      status: t.status as NodeReport['tasks'][number]['status'],
+      exitCode: t.exitCode,
+      containerId: typeof t.containerId === 'string' ? t.containerId : '',
+    };
+  });
+  return { tasks, starting: strings(m.starting, 'starting'), attachments: strings(m.attachments, 'attachments') };
+}

@@ -1,0 +1,117 @@
+// Sessions with any manager, on the in-memory etcd: a node's session on a follower makes it ready
+// on the leader, its assignments come down from the follower's own cache, and the session's end,
+// or the follower's lease running out, marks it down.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MemKv } from '../../src/cluster/etcd/memkv.js';
+import type { EtcdMember } from '../../src/cluster/etcd/member.js';
+import { createRootCA } from '../../src/cluster/manager/ca.js';
+import { ControlPlane } from '../../src/cluster/manager/control.js';
+import type { SessionPeer } from '../../src/cluster/manager/dispatcher.js';
+import { Store } from '../../src/cluster/manager/store.js';
+import type { NodeRecord } from '../../src/cluster/manager/types.js';
+import { parseServiceSpec } from '../../src/api/shapes-workloads.js';
+import { createLogger } from '../../src/core/log.js';
+import { waitFor } from '../lab/swarm-helpers.js';
+
+const log = createLogger();
+/** etcd's membership calls: one member, healthy (membership is tested on real etcd in the lab). */
+const etcd = {
+  members: () => Promise.resolve([]),
+  writeCrl: () => Promise.resolve(),
+  healthy: () => Promise.resolve(true),
+  peerUrl: '',
+} as unknown as EtcdMember;
+
+async function plane(kv: MemKv, nodeId: string): Promise<ControlPlane> {
+  return new ControlPlane({ nodeId, clusterId: '', store: await Store.open(kv, nodeId), kv, etcd, managerAddr: `${nodeId}:2377`, log });
+}
+
+function node(id: string, role: 'manager' | 'worker'): NodeRecord {
+  const t = new Date().toISOString();
+  return {
+    id,
+    hostname: id,
+    role,
+    availability: 'active',
+    addr: '172.31.1.9',
+    state: 'unknown',
+    message: '',
+    engineVersion: 't',
+    labels: {},
+    version: 0,
+    createdAt: t,
+    updatedAt: t,
+  };
+}
+
+function peer(): SessionPeer & { got: Record<string, unknown>[]; closedAs: string[] } {
+  const got: Record<string, unknown>[] = [];
+  const closedAs: string[] = [];
+  return { local: true, got, closedAs, send: (m) => void got.push(m), close: (how) => void closedAs.push(how) };
+}
+
+describe('sessions with any manager', () => {
+  it("a worker's session on a follower: ready on the leader, assignments from the follower's cache, down when it ends or the follower's lease runs out", async () => {
+    const kv = new MemKv();
+    const leader = await plane(kv, 'm1');
+    await leader.init({ nodeId: 'm1', hostname: 'm1', advertiseAddr: '172.31.1.5', managerAddr: 'm1:2377', engineVersion: 't', ca: await createRootCA() });
+    assert.ok(leader.leading);
+    await leader.store.tx(() => {
+      leader.store.putNode(node('m2', 'manager'));
+      leader.store.putNode(node('w1', 'worker'));
+    });
+    const follower = await plane(kv, 'm2');
+    await follower.store.caughtUp(leader.store.rev);
+    await follower.openApi();
+    const stateOf = (id: string): string => `${leader.store.getNode(id)!.state}/${leader.store.getNode(id)!.message}`;
+    try {
+      const p = peer();
+      const h = await follower.dispatcher.open('w1', p);
+      assert.equal(p.got[0]?.type, 'welcome');
+      await waitFor('w1 ready on the leader', async () => (stateOf('w1') === 'ready/' ? true : undefined), 3000, 10);
+      assert.equal(leader.store.getSession('w1')?.manager, 'm2');
+
+      // A service for w1, written on the follower; the leader's loops place it; the follower sends it down.
+      const spec = parseServiceSpec({
+        Name: 'web',
+        TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Placement: { Constraints: ['node.hostname==w1'] } },
+      });
+      await follower.api.orchestrator.createService(spec);
+      const set = await waitFor(
+        'the assignment on the follower',
+        async () => {
+          const a = p.got.filter((m) => m.type === 'assignments').pop() as { tasks: { nodeId: string }[] } | undefined;
+          return a?.tasks.length ? a.tasks : undefined;
+        },
+        3000,
+        10,
+      );
+      assert.equal(set[0]!.nodeId, 'w1');
+
+      // The session ends: its key goes, and the leader marks the node down at once.
+      h.closed();
+      await waitFor('w1 down', async () => (stateOf('w1') === 'down/heartbeat failure: session closed' ? true : undefined), 1000, 10);
+
+      // Back on the follower; then the follower's lease runs out (it died or was cut off).
+      await follower.dispatcher.open('w1', peer());
+      await waitFor('w1 ready again', async () => (stateOf('w1') === 'ready/' ? true : undefined), 3000, 10);
+      const { kvs } = await kv.range('/vxswarm/sessions/');
+      assert.equal(kvs.length, 1);
+      kv.expire(kvs[0]!.lease!);
+      await waitFor('w1 down after the lease', async () => (leader.store.getNode('w1')!.state === 'down' ? true : undefined), 1000, 10);
+
+      // A node removed from the swarm has its session refused and ended.
+      const again = peer();
+      await follower.dispatcher.open('w1', again);
+      await leader.store.tx(() => leader.store.deleteNode('w1'));
+      await waitFor('the session refused', async () => (again.closedAs.includes('refused') ? true : undefined), 1000, 10);
+      await assert.rejects(follower.dispatcher.open('w1', peer()), (e: unknown) => (e as { status?: number }).status === 401);
+    } finally {
+      follower.close();
+      leader.close();
+      follower.store.close();
+      leader.store.close();
+    }
+  });
+});
