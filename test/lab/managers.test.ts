@@ -18,6 +18,7 @@ interface ControlStatus {
   leading: boolean;
   revision: number;
   members: { ID: string; isLearner?: boolean }[];
+  sessions: string[];
 }
 
 /** A manager's view of the control plane; undefined on a worker. */
@@ -169,11 +170,37 @@ test('three managers: join, replicate, write on any manager, elect a new one whe
       assert.equal(st.leader, leader.id);
       assert.ok((await networkNames(lab, h)).includes('uber-net'));
     }
-    // The leader dies: the other two elect a new one and the swarm keeps working.
+    // The worker joined through node3 and keeps its session there, not with the leader; every
+    // manager node's own session is with its own manager.
+    const ids = new Map(
+      (JSON.parse((await lab.raw('node1', 'GET', '/nodes')).body) as { ID: string; Description: { Hostname: string } }[]).map((n) => [
+        n.Description.Hostname,
+        n.ID,
+      ]),
+    );
+    const sessionsOn = async (h: string): Promise<string[]> => ((await control(lab, h))?.sessions ?? []).sort();
+    assert.deepEqual(await sessionsOn('node3'), [ids.get('node3')!, ids.get('node4')!].sort());
+    assert.deepEqual(await sessionsOn('node1'), [ids.get('node1')!]);
+    // The leader dies: the other two elect a new one and the swarm keeps working. The worker,
+    // whose session is with a manager that lives, never stops being Ready.
     const t0 = Date.now();
     await lab.stop('node1', 'SIGKILL');
+    const states = new Set<string>();
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        const r = await lab.raw('node3', 'GET', '/nodes').catch(() => undefined);
+        if (r?.status === 200)
+          for (const n of JSON.parse(r.body) as { ID: string; Status: { State: string } }[]) if (n.ID === ids.get('node4')) states.add(n.Status.State);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    })();
     const newLeader = await leaderAmong(lab, ['node2', 'node3']);
     console.log(`new leader ${newLeader} after ${Date.now() - t0} ms`);
+    await new Promise((res) => setTimeout(res, 4000));
+    watching = false;
+    await watch;
+    assert.deepEqual([...states], ['ready'], 'node4 stayed Ready through the failover');
     const other = newLeader === 'node2' ? 'node3' : 'node2';
     const t = await tableWhen(lab, other, 'node1 Down and Unreachable', (t) => t.get('node1')?.[0] === 'Down' && t.get('node1')?.[1] === 'Unreachable', 15_000);
     assert.equal(t.get(newLeader)![1], 'Leader');

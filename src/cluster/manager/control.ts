@@ -13,7 +13,7 @@ import { RootCA } from './ca.js';
 import { ForbiddenError, Manager, type InitOptions } from './manager.js';
 import { Dispatcher } from './dispatcher.js';
 import { Orchestrator } from './orchestrator.js';
-import { KEY_PREFIX, type Store, type StoreChange } from './store.js';
+import { KEY_PREFIX, collKey, type Store, type StoreChange } from './store.js';
 
 export const LEADER_KEY = `${KEY_PREFIX}leader`;
 /**
@@ -65,6 +65,8 @@ export interface ControlStatus {
   /** the etcd revision this manager's cache shows */
   revision: number;
   members: EtcdMemberInfo[];
+  /** the nodes whose sessions this manager serves */
+  sessions: string[];
 }
 
 interface LeaderValue {
@@ -243,7 +245,10 @@ export class ControlPlane extends EventEmitter {
    * cluster (its lease would run out only after a TTL) goes, and this manager takes over now.
    */
   async takeOver(timeoutMs = 10_000): Promise<void> {
-    const r = await this.kv.txn([], [{ del: LEADER_KEY }]);
+    // The sessions other managers served are gone with them (their leases would make those nodes
+    // look alive until they ran out); the nodes that live reconnect here.
+    const stale = this.store.listSessions().filter((x) => x.manager !== this.nodeId);
+    const r = await this.kv.txn([], [{ del: LEADER_KEY }, ...stale.map((x) => ({ del: collKey('sessions', x.nodeId) }))]);
     await this.store.caughtUp(r.rev);
     void this.start();
     const deadline = Date.now() + timeoutMs;
@@ -384,7 +389,14 @@ export class ControlPlane extends EventEmitter {
   }
 
   status(): ControlStatus {
-    return { id: this.nodeId, leader: this.leaderId(), leading: !!this.active, revision: this.store.rev, members: this.lastMembers };
+    return {
+      id: this.nodeId,
+      leader: this.leaderId(),
+      leading: !!this.active,
+      revision: this.store.rev,
+      members: this.lastMembers,
+      sessions: this.sessions?.nodes() ?? [],
+    };
   }
 
   private activate(m: Manager): void {

@@ -511,6 +511,9 @@ export class Store extends EventEmitter {
     const c = this.data.get('sessions')!.get(nodeId);
     return c ? (JSON.parse(c.value) as SessionRecord) : undefined;
   }
+  listSessions(): SessionRecord[] {
+    return [...this.data.get('sessions')!.values()].map((c) => JSON.parse(c.value) as SessionRecord);
+  }
 
   // networks
   getNetwork(id: string): NetworkRecord | undefined {
