@@ -16,6 +16,12 @@ import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parse
 export function addWorkloadRoutes(r: Router, d: Daemon): void {
   const orch = (): Orchestrator => d.requireOrchestrator();
   const execs = new Execs(d.runtime);
+  /** The prefix length of the network subnet an address is in (Docker writes addresses as CIDRs). */
+  const prefixOf = (networkId: string, ip: string): number => {
+    const n = d.control?.store.getNetwork(networkId);
+    const cfg = n?.ipam.configs.find((x) => contains(parseCidr(x.subnet), parseIp(ip)));
+    return cfg ? Number(cfg.subnet.split('/')[1]) : 24;
+  };
 
   // ---- services ----
   r.on('POST', '/services/create', async (c) => {
@@ -42,9 +48,9 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
         .filter((n) => n.state === 'ready')
         .map((n) => n.id),
     );
-    return { json: list.map((s) => serviceJson(s, tasks, up, o.desiredTasks(s))) };
+    return { json: list.map((s) => serviceJson(s, prefixOf, tasks, up, o.desiredTasks(s))) };
   });
-  r.on('GET', '/services/:id', (c) => ({ json: serviceJson(orch().findService(c.params[0]!)) }));
+  r.on('GET', '/services/:id', (c) => ({ json: serviceJson(orch().findService(c.params[0]!), prefixOf) }));
   r.on('POST', '/services/:id/update', async (c) => {
     const o = orch();
     const v = requiredVersion(c.query, 'service');
@@ -84,11 +90,6 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   });
 
   // ---- tasks ----
-  const prefixOf = (networkId: string, ip: string): number => {
-    const n = d.control?.store.getNetwork(networkId);
-    const cfg = n?.ipam.configs.find((x) => contains(parseCidr(x.subnet), parseIp(ip)));
-    return cfg ? Number(cfg.subnet.split('/')[1]) : 24;
-  };
   const netName = (id: string): string => d.control?.store.getNetwork(id)?.name ?? id;
   const toJson = (t: TaskRecord): Record<string, unknown> => taskJson(t, netName, prefixOf);
   r.on('GET', '/tasks', (c) => {

@@ -24,7 +24,7 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   refuseUnknown(obj(b.UpdateConfig, 'UpdateConfig'), 'UpdateConfig', ['Parallelism', 'Delay', 'FailureAction', 'Order'], { Monitor: 5e9 });
   const ep = obj(b.EndpointSpec, 'EndpointSpec');
   const epMode = optStr(ep, 'Mode');
-  if (epMode && epMode !== 'vip') throw new BadRequest(`EndpointSpec.Mode "${epMode}" is not supported yet: services resolve to their tasks' addresses`);
+  if (epMode && epMode !== 'vip' && epMode !== 'dnsrr') throw new BadRequest(`invalid endpoint mode "${epMode}": vip or dnsrr`);
   refuseUnknown(ep, 'EndpointSpec', ['Mode']);
   const tt = obj(b.TaskTemplate, 'TaskTemplate');
   refuseUnknown(tt, 'TaskTemplate', ['ContainerSpec', 'Resources', 'RestartPolicy', 'Placement', 'Networks', 'ForceUpdate'], { Runtime: 'container' });
@@ -118,6 +118,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
     ...(optInt(tt, 'ForceUpdate') ? { forceUpdate: optInt(tt, 'ForceUpdate') } : {}),
+    ...(optStr(obj(b.EndpointSpec, 'EndpointSpec'), 'Mode') === 'dnsrr' ? { endpointMode: 'dnsrr' as const } : {}),
   };
 }
 
@@ -153,18 +154,27 @@ export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
     Mode: s.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: s.replicas } },
     UpdateConfig: updateConfigJson(s.update),
     RollbackConfig: updateConfigJson(),
-    EndpointSpec: { Mode: 'vip' },
+    EndpointSpec: { Mode: s.endpointMode ?? 'vip' },
   };
 }
 
-export function serviceJson(s: ServiceRecord, tasks?: TaskRecord[], nodesUp?: Set<string>, desired?: number): Record<string, unknown> {
+export function serviceJson(
+  s: ServiceRecord,
+  prefixOf: (networkId: string, ip: string) => number,
+  tasks?: TaskRecord[],
+  nodesUp?: Set<string>,
+  desired?: number,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {
     ID: s.id,
     Version: { Index: s.version },
     CreatedAt: s.createdAt,
     UpdatedAt: s.updatedAt,
     Spec: serviceSpecJson(s.spec),
-    Endpoint: { Spec: { Mode: 'vip' }, VirtualIPs: [] },
+    Endpoint: {
+      Spec: { Mode: s.spec.endpointMode ?? 'vip' },
+      ...(s.vips?.length ? { VirtualIPs: s.vips.map((v) => ({ NetworkID: v.networkId, Addr: `${v.ip}/${prefixOf(v.networkId, v.ip)}` })) } : {}),
+    },
   };
   if (s.previousSpec) out.PreviousSpec = serviceSpecJson(s.previousSpec);
   const u = s.updateStatus;

@@ -117,7 +117,7 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
     TaskTemplate: tt,
     Mode: o.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
     UpdateConfig: updateConfigFrom(o, {}),
-    EndpointSpec: { Mode: 'vip' },
+    EndpointSpec: { Mode: o.endpointMode ?? 'vip' },
   };
 }
 
@@ -131,6 +131,7 @@ export function addWorkloadCommands(program: Command): void {
     .option('--mode <mode>', 'service mode (replicated or global)', 'replicated')
     .option('--replicas <n>', 'number of tasks')
     .option('--network <net>', 'network attachments (repeatable)', collect)
+    .option('--endpoint-mode <mode>', 'endpoint mode (vip or dnsrr)', 'vip')
     .option('-e, --env <k=v>', 'environment variables (repeatable)', collect)
     .option('--constraint <expr>', 'placement constraints (repeatable)', collect)
     .option('--restart-condition <c>', 'restart when condition is met (none, on-failure, any)')
@@ -289,6 +290,7 @@ export function addWorkloadCommands(program: Command): void {
     .option('--replicas <n>', 'number of tasks')
     .option('--env-add <k=v>', 'add or update an environment variable', collect)
     .option('--stop-grace-period <d>', 'time to wait before force killing a container')
+    .option('--endpoint-mode <mode>', 'endpoint mode (vip or dnsrr)')
     .option('--rollback', 'roll back to the previous specification')
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (ref: string, o: Json, cmd: Command) => {
@@ -305,6 +307,7 @@ export function addWorkloadCommands(program: Command): void {
           if (o.replicas !== undefined) spec.Mode = { Replicated: { Replicas: Number(o.replicas) } };
           if (o.envAdd) cs.Env = [...(cs.Env ?? []).filter((e: string) => !o.envAdd.some((a: string) => a.split('=')[0] === e.split('=')[0])), ...o.envAdd];
           if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
+          if (o.endpointMode) spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Mode: o.endpointMode };
           spec.UpdateConfig = updateConfigFrom(o, spec.UpdateConfig ?? {});
         },
         !!o.detach,

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseServiceSpec, serviceSpecJson } from '../../src/api/shapes-workloads.js';
+import { parseServiceSpec, serviceJson, serviceSpecJson } from '../../src/api/shapes-workloads.js';
 import { humanDuration } from '../../src/core/human.js';
 import { createLogger } from '../../src/core/log.js';
+import { parseIp } from '../../src/core/ipv4.js';
 import { MAX_LOCAL_ATTACHMENTS, Manager } from '../../src/cluster/manager/manager.js';
 import { Orchestrator } from '../../src/cluster/manager/orchestrator.js';
 import { Store } from '../../src/cluster/manager/store.js';
@@ -457,7 +458,7 @@ describe('no service field accepted and dropped', () => {
       ['--placement-pref', (b) => (b.TaskTemplate.Placement.Preferences = [{ Spread: { SpreadDescriptor: 'node.labels.zone' } }]), /Placement\.Preferences/],
       ['--mode replicated-job', (b) => (b.Mode = { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } }), /Mode\.ReplicatedJob/],
       ['--publish', (b) => (b.EndpointSpec.Ports = [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080 }]), /EndpointSpec\.Ports/],
-      ['--endpoint-mode dnsrr', (b) => (b.EndpointSpec.Mode = 'dnsrr'), /EndpointSpec\.Mode "dnsrr" is not supported yet/],
+      ['--endpoint-mode bogus', (b) => (b.EndpointSpec.Mode = 'bogus'), /invalid endpoint mode "bogus": vip or dnsrr/],
       ['--secret', (b) => (b.TaskTemplate.ContainerSpec.Secrets = [{ SecretName: 's' }]), /ContainerSpec\.Secrets/],
       ['--log-driver', (b) => (b.TaskTemplate.LogDriver = { Name: 'syslog' }), /TaskTemplate\.LogDriver/],
       ['--rollback-parallelism', (b) => (b.RollbackConfig = { Parallelism: 3 }), /RollbackConfig\.Parallelism is not supported yet/],
@@ -477,6 +478,101 @@ describe('no service field accepted and dropped', () => {
     const s = parseServiceSpec(b);
     assert.equal(s.forceUpdate, 1);
     assert.equal((serviceSpecJson(s).TaskTemplate as Record<string, unknown>).ForceUpdate, 1);
+  });
+});
+
+describe('service virtual IPs', () => {
+  it('vip mode: one address per network from its IPAM, none in dnsrr; switching and removal take and free them; redeploys nothing', async () => {
+    const { m, store, o } = await managerOf();
+    const a = await m.createNetwork({ name: 'net-a', subnets: [{ subnet: '10.60.0.0/24' }] });
+    const b = await m.createNetwork({ name: 'net-b', subnets: [{ subnet: '10.61.0.0/24' }] });
+    const json = (extra: Json = {}): Json => ({
+      Name: 'web',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: [{ Target: 'net-a' }, { Target: 'net-b' }] },
+      Mode: { Replicated: { Replicas: 2 } },
+      ...extra,
+    });
+    const s = await o.createService(parseServiceSpec(json()));
+    assert.deepEqual(
+      s.vips?.map((v) => [v.networkId, v.ip]),
+      [
+        [a.id, '10.60.0.2'],
+        [b.id, '10.61.0.2'],
+      ],
+    );
+    assert.equal(store.countIps(a.id), 1);
+    // Tasks get other addresses than the VIP.
+    await o.reconcile();
+    const taskIps = o.listTasks({ serviceId: s.id }).flatMap((t) => t.networks.map((n) => n.ip));
+    assert.equal(taskIps.length, 4);
+    assert.ok(!taskIps.includes('10.60.0.2') && !taskIps.includes('10.61.0.2'));
+    const shown = serviceJson(o.findService('web'), () => 24) as Json;
+    assert.deepEqual(shown.Endpoint, {
+      Spec: { Mode: 'vip' },
+      VirtualIPs: [
+        { NetworkID: a.id, Addr: '10.60.0.2/24' },
+        { NetworkID: b.id, Addr: '10.61.0.2/24' },
+      ],
+    });
+    const before = o.listTasks({ serviceId: s.id }).map((t) => t.id);
+    // dnsrr: the VIPs go back to the networks, no task is replaced.
+    const cur = o.findService('web');
+    await o.updateService('web', cur.version, parseServiceSpec(json({ EndpointSpec: { Mode: 'dnsrr' } })));
+    assert.equal(o.findService('web').vips, undefined);
+    assert.equal(store.ipTaken(a.id, parseIp('10.60.0.2')), false);
+    assert.deepEqual((serviceJson(o.findService('web'), () => 24) as Json).Endpoint, { Spec: { Mode: 'dnsrr' } });
+    await o.reconcile();
+    assert.deepEqual(
+      o.listTasks({ serviceId: s.id }).map((t) => t.id),
+      before,
+      'an endpoint mode change redeploys nothing',
+    );
+    // Back to vip, and off one network: one VIP, on the network it stays on.
+    await o.updateService(
+      'web',
+      o.findService('web').version,
+      parseServiceSpec({ ...json(), TaskTemplate: { ...json().TaskTemplate, Networks: [{ Target: 'net-b' }] } }),
+    );
+    assert.deepEqual(
+      o.findService('web').vips?.map((v) => v.networkId),
+      [b.id],
+    );
+    await o.removeService('web');
+    assert.equal(
+      store.countIps(b.id) - o.listTasks().filter((t) => t.networks.some((n) => n.networkId === b.id)).length,
+      0,
+      'the VIP went back with the service',
+    );
+    store.close();
+  });
+
+  it('a service made without VIPs gets them from the next pass; a full network refuses a new vip service and changes nothing', async () => {
+    const { m, store, o } = await managerOf();
+    await m.createNetwork({ name: 'tiny', subnets: [{ subnet: '10.62.0.0/30' }] });
+    const spec = parseServiceSpec({
+      Name: 'old',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: [{ Target: 'tiny' }] },
+      Mode: { Replicated: { Replicas: 0 } },
+    });
+    const s = await o.createService(spec);
+    assert.equal(s.vips?.length, 1);
+    // As a record from before VIPs existed:
+    await store.tx(() => {
+      const x = store.getService(s.id)!;
+      store.releaseIp(x.vips![0]!.networkId, parseIp(x.vips![0]!.ip));
+      delete x.vips;
+      store.putService(x);
+    });
+    await o.reconcile();
+    assert.equal(o.findService('old').vips?.length, 1);
+    // A /30 has one address besides its gateway, and the first service holds it: a second is refused.
+    await assert.rejects(o.createService({ ...spec, name: 'second' }), /could not find an available IP address on network tiny/);
+    assert.deepEqual(
+      o.listServices().map((x) => x.spec.name),
+      ['old'],
+    );
+    assert.equal(store.countIps(o.findService('old').vips![0]!.networkId), 1);
+    store.close();
   });
 });
 

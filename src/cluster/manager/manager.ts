@@ -588,20 +588,7 @@ export class Manager extends EventEmitter {
       this.mustNode(nodeId);
       if (typeof name !== 'string' || !NAME_RE.test(name)) throw new InvalidArgumentError(`invalid endpoint name "${name}"`);
       const id = newId();
-      let ip: number | undefined;
-      for (const cfg of net.ipam.configs) {
-        const last = this.store.getCursor(net.id, cfg.subnet);
-        ip = nextFitIp(cfg, last, (x) => this.store.ipTaken(net.id, x));
-        if (ip !== undefined) {
-          this.store.setCursor(net.id, cfg.subnet, ip);
-          break;
-        }
-      }
-      if (ip === undefined)
-        throw new ConflictError(
-          `could not find an available IP address on network ${net.name}: every address of ${net.ipam.configs.map((c) => c.ipRange ?? c.subnet).join(', ')} is in use`,
-        );
-      this.store.takeIp(net.id, ip, id);
+      const ip = this.allocIpTx(net, id);
       const attachment: AttachmentRecord = {
         id,
         networkId: net.id,
@@ -615,6 +602,21 @@ export class Manager extends EventEmitter {
       this.store.putAttachment(attachment);
       return { attachment, network: net };
     }
+  }
+
+  /** The next free address of the network, taken for `owner` (an attachment, or a service's VIP); inside a transaction. */
+  allocIpTx(net: NetworkRecord, owner: string): number {
+    for (const cfg of net.ipam.configs) {
+      const last = this.store.getCursor(net.id, cfg.subnet);
+      const ip = nextFitIp(cfg, last, (x) => this.store.ipTaken(net.id, x));
+      if (ip === undefined) continue;
+      this.store.setCursor(net.id, cfg.subnet, ip);
+      this.store.takeIp(net.id, ip, owner);
+      return ip;
+    }
+    throw new ConflictError(
+      `could not find an available IP address on network ${net.name}: every address of ${net.ipam.configs.map((c) => c.ipRange ?? c.subnet).join(', ')} is in use`,
+    );
   }
 
   /** Releases an attachment; a node (`nodeId` given) may release only its own node-local ones. */

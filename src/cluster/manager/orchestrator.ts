@@ -4,6 +4,7 @@
 // transaction; it runs after any change that could matter (service, node, task status).
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
+import { formatIp, parseIp } from '../../core/ipv4.js';
 import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
 import { matches, parseConstraint, place, type Load } from './scheduler.js';
@@ -126,11 +127,33 @@ export class Orchestrator {
         throw new ConflictError(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${spec.name} already exists`);
       const t = now();
       const s: ServiceRecord = { id: newId(), spec, specVersion: 1, version: this.store.bump(), createdAt: t, updatedAt: t };
+      this.syncVips(s);
       this.store.putService(s);
       return s;
     });
     this.kick();
     return rec;
+  }
+
+  /**
+   * A vip-mode service holds one address on each of its networks, taken at create and kept while it
+   * stays there; dnsrr holds none. A mode switch takes or frees them in the same write, so DNS and
+   * the load balancers follow at once (Docker keeps a stale VIP: moby/moby#38575).
+   */
+  private syncVips(s: ServiceRecord): void {
+    const want = (s.spec.endpointMode ?? 'vip') === 'vip' ? new Set(s.spec.networks.map((n) => n.target)) : new Set<string>();
+    const kept = (s.vips ?? []).filter((v) => {
+      if (want.has(v.networkId)) return true;
+      this.store.releaseIp(v.networkId, parseIp(v.ip));
+      return false;
+    });
+    for (const id of want) {
+      if (kept.some((v) => v.networkId === id)) continue;
+      const net = this.m.findNetwork(id);
+      kept.push({ networkId: id, ip: formatIp(this.m.allocIpTx(net, `vip-${s.id}`)) });
+    }
+    if (kept.length) s.vips = kept;
+    else delete s.vips;
   }
 
   listServices(): ServiceRecord[] {
@@ -168,6 +191,7 @@ export class Orchestrator {
         updatedAt: now(),
         ...(changed ? { updateStatus: { state: 'updating' as const, startedAt: now(), message: 'update in progress' } } : {}),
       };
+      this.syncVips(next);
       this.store.putService(next);
       return next;
     });
@@ -200,6 +224,7 @@ export class Orchestrator {
     s.updateStatus = { state: 'rollback_started', startedAt: now(), message: reason };
     s.version = this.store.bump();
     s.updatedAt = now();
+    this.syncVips(s);
     this.store.putService(s);
     // Tasks that never left the previous spec are already what the rollback wants: they stay.
     for (const t of this.store.listTasks({ serviceId: s.id }))
@@ -212,6 +237,7 @@ export class Orchestrator {
   async removeService(ref: string): Promise<void> {
     await this.store.tx(() => {
       const s = this.findService(ref);
+      for (const v of s.vips ?? []) this.store.releaseIp(v.networkId, parseIp(v.ip));
       this.store.deleteService(s.id);
       for (const t of this.store.listTasks({ serviceId: s.id })) {
         t.desiredState = 'remove';
@@ -320,6 +346,18 @@ export class Orchestrator {
   // ---- the pass ----
 
   async reconcile(): Promise<void> {
+    // A service whose VIPs do not match its networks (made by a version without VIPs) gets them,
+    // each in a write of its own: a network out of addresses fails that one alone, changing nothing.
+    for (const s of this.store.listServices().filter((x) => !vipsMatch(x)))
+      await this.store
+        .tx(() => {
+          const cur = this.store.getService(s.id);
+          if (!cur || vipsMatch(cur)) return;
+          this.syncVips(cur);
+          cur.version = this.store.bump();
+          this.store.putService(cur);
+        })
+        .catch((e: unknown) => this.log.warn('could not give a service its virtual IPs', { service: s.spec.name, error: (e as Error).message }));
     let wakeAt = Infinity;
     await this.store.tx(() => {
       wakeAt = Infinity;
@@ -612,8 +650,15 @@ function updateOrder(s: ServiceRecord): 'stop-first' | 'start-first' {
 }
 
 /** Same task template: replicas, update policy and service labels do not change what runs. */
+/** The service holds exactly one VIP on each of its networks (vip mode), or none (dnsrr). */
+function vipsMatch(s: ServiceRecord): boolean {
+  const want = (s.spec.endpointMode ?? 'vip') === 'vip' ? s.spec.networks.map((n) => n.target).sort() : [];
+  return JSON.stringify((s.vips ?? []).map((v) => v.networkId).sort()) === JSON.stringify(want);
+}
+
 function sameTask(a: ServiceSpec, b: ServiceSpec): boolean {
-  const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0, update: undefined, labels: {} });
+  // The endpoint mode is the service's, not its tasks' (Docker redeploys nothing for it either).
+  const strip = (x: ServiceSpec): string => JSON.stringify({ ...x, replicas: 0, update: undefined, labels: {}, endpointMode: undefined });
   return strip(a) === strip(b);
 }
 

@@ -132,6 +132,8 @@ export interface ServiceSpec {
   containerLabels: Record<string, string>;
   /** bumped by `service update --force`: a different value redeploys every task */
   forceUpdate?: number;
+  /** vip (absent: Docker's default): one virtual IP per network, load-balanced; dnsrr: the name resolves to the tasks */
+  endpointMode?: 'vip' | 'dnsrr';
 }
 
 export interface UpdatePolicy {
@@ -165,6 +167,13 @@ export interface ServiceRecord extends Meta {
   updateStatus?: UpdateStatus;
   /** bumps on every spec change; tasks of an older one are replaced */
   specVersion: number;
+  /** its virtual IPs, one per network it is on (vip mode); kept until the service goes or leaves */
+  vips?: ServiceVip[];
+}
+
+export interface ServiceVip {
+  networkId: string;
+  ip: string;
 }
 
 export interface TaskNetwork {
