@@ -23,6 +23,7 @@ import { EtcdMember, peerUrl } from '../cluster/etcd/member.js';
 import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
 import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
 import { LocalSession } from '../cluster/agent/local.js';
+import type { ServiceVipEntry } from '../cluster/manager/dispatcher.js';
 import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
@@ -507,7 +508,16 @@ export class Daemon {
     return this.dns;
   }
 
-  /** Pushes the endpoint tables of this node's networks to the resolver (coalesced). */
+  /** the VIPs of the services on this node's networks, from its manager */
+  private vips: ServiceVipEntry[] = [];
+
+  private setVips(vips: ServiceVipEntry[]): void {
+    if (JSON.stringify(vips) === JSON.stringify(this.vips)) return;
+    this.vips = vips;
+    this.refreshDns();
+  }
+
+  /** Pushes the endpoint tables of this node's networks, and its services' VIPs, to the resolver (coalesced). */
   private refreshDns(): void {
     if (!this.dns || this.dnsRefresh) return;
     this.dnsRefresh = true;
@@ -530,6 +540,19 @@ export class Daemon {
             ...(v.aliases ? { aliases: v.aliases } : {}),
           });
         }
+      }
+      for (const v of this.vips) {
+        const n = this.networks.get(v.networkId);
+        if (n)
+          records.push({
+            networkId: n.id,
+            networkName: n.name,
+            ip: v.ip,
+            name: v.service,
+            service: v.service,
+            ...(v.aliases ? { aliases: v.aliases } : {}),
+            vip: true,
+          });
       }
       void this.dns?.setRecords(records, overlays).catch((e: unknown) => this.log.warn('DNS records update failed', { error: errorMessage(e) }));
     });
@@ -742,7 +765,7 @@ export class Daemon {
       void this.gossip.stop(false);
       this.gossip = undefined;
     });
-    session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[] }) => {
+    session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[]; vips?: ServiceVipEntry[] }) => {
       if (this.session !== session) return;
       if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
       if (msg.type === 'logs-request') {
@@ -754,6 +777,7 @@ export class Daemon {
       }
       if (msg.type === 'assignments' && msg.tasks && !this.leaving) {
         for (const n of msg.networks ?? []) this.networks.set(n.id, n);
+        this.setVips(msg.vips ?? []);
         void this.tasks.apply(msg.tasks);
       }
     });

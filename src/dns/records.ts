@@ -1,6 +1,7 @@
-// What the embedded resolver answers, as a pure function of the endpoint table and the asking
-// container's networks: <service> and tasks.<service> → the service's task IPs, <task name> → that
-// task, network aliases, and PTR for task IPs; only on networks the asker shares with the target.
+// What the embedded resolver answers, as a pure function of the endpoint table, the services' VIPs
+// and the asking container's networks: <service> and its aliases → its VIP (vip mode) or its task
+// IPs (dnsrr), tasks.<service> → the task IPs, <task name> → that task, PTR for task IPs (a VIP has
+// none, as in Docker); only on networks the asker shares with the target.
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 
 export interface DnsRecord {
@@ -11,6 +12,8 @@ export interface DnsRecord {
   name: string;
   service?: string;
   aliases?: string[];
+  /** a service's virtual IP on this network (`ip`), not a task */
+  vip?: boolean;
 }
 
 export type Answer = { kind: 'a'; ips: string[] } | { kind: 'ptr'; name: string } | { kind: 'nxdomain' } | { kind: 'forward' };
@@ -33,14 +36,19 @@ export function answer(qname: string, qtype: 'A' | 'PTR' | 'AAAA' | string, reco
   if (qtype === 'PTR') {
     const ip = ptrToIp(name);
     if (!ip) return { kind: 'forward' };
-    const r = visible.find((x) => x.ip === ip);
+    const r = visible.find((x) => x.ip === ip && !x.vip);
     if (r) return { kind: 'ptr', name: `${r.name}.${r.networkName}` };
     const n = parseIp(ip);
     return overlays.some((c) => contains(parseCidr(c), n)) ? { kind: 'nxdomain' } : { kind: 'forward' };
   }
-  const svc = name.startsWith('tasks.') ? name.slice(6) : name;
+  const tasksOf = name.startsWith('tasks.');
+  const svc = tasksOf ? name.slice(6) : name;
   const ips = new Set<string>();
+  const named = (r: DnsRecord): boolean => (!!r.service && norm(r.service) === name) || !!r.aliases?.some((a) => norm(a) === name);
+  if (!tasksOf) for (const r of visible) if (r.vip && named(r)) ips.add(r.ip);
+  if (ips.size) return qtype === 'A' ? { kind: 'a', ips: [...ips].sort() } : { kind: 'a', ips: [] };
   for (const r of visible) {
+    if (r.vip) continue;
     if (r.service && norm(r.service) === svc) ips.add(r.ip);
     else if (norm(r.name) === name) ips.add(r.ip);
     else if (r.aliases?.some((a) => norm(a) === name)) ips.add(r.ip);

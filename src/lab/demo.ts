@@ -133,7 +133,22 @@ export async function seedDemo(o: DemoOptions): Promise<DemoResult> {
   // The seed's second subnet, 11.1.1.0/24, is a public range (someone else's addresses); we use
   // private ones. Each /30 holds a single task address, so the two replicas land in different subnets.
   await run('node1', ['network', 'create', '-d', 'overlay', '--subnet', '10.1.1.0/30', '--subnet', '10.1.2.0/30', 'prod-net']);
-  await run('node1', ['service', 'create', '--name', 'prod', '--network', 'prod-net', '--replicas', '2', DEMO_IMAGE, 'sleep', 'infinity']);
+  // dnsrr: no VIP, so the two addresses of the two /30s are the two tasks'.
+  await run('node1', [
+    'service',
+    'create',
+    '--name',
+    'prod',
+    '--endpoint-mode',
+    'dnsrr',
+    '--network',
+    'prod-net',
+    '--replicas',
+    '2',
+    DEMO_IMAGE,
+    'sleep',
+    'infinity',
+  ]);
   const prodIps: string[] = [];
   const prodContainers: Record<string, string> = {};
   for (const h of ['node1', 'node2']) {

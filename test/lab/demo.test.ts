@@ -80,9 +80,14 @@ describe("the seed's tutorial: vxswarm lab demo", { skip: skipUnlessRoot }, () =
           .map((l) => l.slice(9).trim())
           .sort();
       const both = [r.ips.node1, r.ips.node2].sort();
+      const vipOf = (svc: string): string =>
+        docker(lab, 'node1', ['service', 'inspect', '-f', '{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}', svc]).out.trim().split('/')[0]!;
+      const testVip = vipOf('test');
+      assert.match(testVip, /^10\.0\.0\.\d+$/);
+      assert.ok(!both.includes(testVip));
       for (const node of ['node1', 'node2'] as const) {
         const c = r.containers[node];
-        assert.deepEqual(addrs(ns(node, c, 'test')), both, `service name from ${node}`);
+        assert.deepEqual(addrs(ns(node, c, 'test')), [testVip], `service name from ${node}: its VIP`);
         assert.deepEqual(addrs(ns(node, c, 'tasks.test')), both, `tasks.<service> from ${node}`);
         const other = node === 'node1' ? 'node2' : 'node1';
         const ptr = ns(node, c, r.ips[other]);
@@ -106,7 +111,7 @@ describe("the seed's tutorial: vxswarm lab demo", { skip: skipUnlessRoot }, () =
       ]);
       assert.equal(web.code, 0, web.out);
       const wwwIp = await waitFor('alias www', async () => addrs(ns('node2', r.containers.node2, 'www'))[0], 20000, 200);
-      assert.match(wwwIp, /^10\.0\.0\.\d+$/);
+      assert.equal(wwwIp, vipOf('web'), "an alias of a vip-mode service is the service's VIP");
       assert.equal(docker(lab, 'node1', ['service', 'scale', '-d', 'test=1']).code, 0);
       // Ask from whichever test container is left (the removed one may be either).
       const survivors = await waitFor(

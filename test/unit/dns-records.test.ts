@@ -33,6 +33,20 @@ describe('embedded DNS answers', () => {
     assert.deepEqual(answer('9.0.0.10.in-addr.arpa', 'PTR', recs, onA, []), { kind: 'forward' });
     assert.deepEqual(answer('1.1.168.192.in-addr.arpa', 'PTR', recs, onA, overlays), { kind: 'forward' });
   });
+  it('vip mode: the service name and its aliases give the VIP on the shared network, tasks.<service> the tasks; a VIP has no PTR', () => {
+    const withVip: DnsRecord[] = [
+      ...recs,
+      { networkId: 'A', networkName: 'net-a', ip: '10.0.0.2', name: 'web', service: 'web', aliases: ['www'], vip: true },
+      { networkId: 'B', networkName: 'net-b', ip: '10.0.1.2', name: 'web', service: 'web', vip: true },
+    ];
+    assert.deepEqual(answer('web', 'A', withVip, onA), { kind: 'a', ips: ['10.0.0.2'] });
+    assert.deepEqual(answer('www', 'A', withVip, onA), { kind: 'a', ips: ['10.0.0.2'] });
+    assert.deepEqual(answer('tasks.web', 'A', withVip, onA), { kind: 'a', ips: ['10.0.0.3', '10.0.0.4'] });
+    assert.deepEqual(answer('web', 'A', withVip, new Set(['B'])), { kind: 'a', ips: ['10.0.1.2'] });
+    assert.deepEqual(answer('web.1.aaa', 'A', withVip, onA), { kind: 'a', ips: ['10.0.0.3'] });
+    assert.deepEqual(answer('2.0.0.10.in-addr.arpa', 'PTR', withVip, onA, ['10.0.0.0/24']), { kind: 'nxdomain' });
+    // dnsrr: no VIP record, the name is the tasks (the first test).
+  });
   it('unknown single labels are NXDOMAIN at once; other names go upstream; AAAA of a known name is empty', () => {
     assert.deepEqual(answer('nosuch', 'A', recs, onA), { kind: 'nxdomain' });
     assert.deepEqual(answer('example.org', 'A', recs, onA), { kind: 'forward' });

@@ -19,6 +19,15 @@ const KEEPALIVE_MS = 1000;
 /** how long a node has to answer a logs request */
 const LOGS_TIMEOUT_MS = 5000;
 
+/** A service's VIP on one network, as a node's resolver and load balancer need it. */
+export interface ServiceVipEntry {
+  serviceId: string;
+  service: string;
+  networkId: string;
+  ip: string;
+  aliases?: string[];
+}
+
 /** The node's end of one session, whatever carries it. */
 export interface SessionPeer {
   /** in-process (this manager's own node): no heartbeats, never silent */
@@ -226,15 +235,28 @@ export class Dispatcher {
   private sendAssignments(s: Live): void {
     if (s.done) return;
     const tasks: TaskRecord[] = this.ctl.api.orchestrator.assignments(s.nodeId);
-    const key = JSON.stringify(tasks.map((t) => [t.id, t.version]));
+    const netIds = new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)));
+    const vips = this.vipsOn(netIds);
+    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips]);
     if (key === s.lastSet) return;
     s.lastSet = key;
-    const netIds = [...new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)))];
-    s.peer.send({ type: 'assignments', tasks, networks: netIds.map((id) => this.store.getNetwork(id)).filter((n) => n) });
+    s.peer.send({ type: 'assignments', tasks, networks: [...netIds].map((id) => this.store.getNetwork(id)).filter((n) => n), vips });
+  }
+
+  /** The VIPs of every service on these networks (the node's tasks resolve and reach them). */
+  private vipsOn(netIds: Set<string>): ServiceVipEntry[] {
+    const out: ServiceVipEntry[] = [];
+    for (const svc of this.store.listServices())
+      for (const v of svc.vips ?? []) {
+        if (!netIds.has(v.networkId)) continue;
+        const aliases = svc.spec.networks.find((n) => n.target === v.networkId)?.aliases ?? [];
+        out.push({ serviceId: svc.id, service: svc.spec.name, networkId: v.networkId, ip: v.ip, ...(aliases.length ? { aliases } : {}) });
+      }
+    return out.sort((a, b) => (a.serviceId + a.networkId < b.serviceId + b.networkId ? -1 : 1));
   }
 
   private readonly onChange = (changes: StoreChange[]): void => {
-    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks')) return;
+    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks' || c.coll === 'services')) return;
     for (const s of this.live) this.sendAssignments(s);
   };
   private readonly onReset = (): void => {
