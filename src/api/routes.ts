@@ -166,7 +166,16 @@ export function buildRouter(d: Daemon): Router {
         ]),
       );
       const ov = d.overlayNetwork(n.id);
-      if (ov) out.Overlay = { Sandbox: ov.sandbox, MTU: ov.mtu, Peers: ov.listPeers(), Repairs: ov.repairs, Reconciles: ov.reconciles };
+      if (ov)
+        out.Overlay = {
+          Sandbox: ov.sandbox,
+          MTU: ov.mtu,
+          Peers: ov.listPeers(),
+          Repairs: ov.repairs,
+          Reconciles: ov.reconciles,
+          // this node's task namespaces' load balancers (all networks)
+          LoadBalancers: { Repairs: d.lb.repairs, Reconciles: d.lb.reconciles },
+        };
     }
     return out;
   };

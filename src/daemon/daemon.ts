@@ -23,6 +23,7 @@ import { EtcdMember, peerUrl } from '../cluster/etcd/member.js';
 import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
 import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
 import { LocalSession } from '../cluster/agent/local.js';
+import { LoadBalancers, type LbSpec } from '../overlay/lb.js';
 import type { ServiceVipEntry } from '../cluster/manager/dispatcher.js';
 import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
@@ -57,6 +58,8 @@ export interface ServiceLogLine {
   serviceId: string;
   taskId: string;
 }
+/** after a restart, how long the load balancers keep backends gossip has not brought back yet */
+const LB_ADOPT_MS = 5000;
 /** Lines per container a node sends for `service logs` (the manager API's bodies are bounded). */
 const MAX_SERVICE_LOG_LINES = 1000;
 const LOGS_TIMEOUT_MS = 3000;
@@ -146,6 +149,7 @@ export class Daemon {
     this.disk = new NodeDisk(cfg.root);
     this.images = new ImageStore(path.join(cfg.root, 'images'));
     const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
+    this.lb = new LoadBalancers(cfg.log.child({ component: 'lb' }));
     this.runtime = new ContainerRuntime(path.join(cfg.root, 'containers'), cfg.execRoot, this.images, cgroupParent, cfg.log.child({ component: 'runtime' }));
     this.tasks = new TaskRunner(
       this.runtime,
@@ -163,6 +167,7 @@ export class Daemon {
         },
         ready: () => this.restored,
         localTaskIds: () => [...new Set(this.endpoints.flatMap((e) => (e.taskId ? [e.taskId] : [])))],
+        withdraw: (taskId) => this.withdrawTask(taskId),
       },
       cfg.netnsPrefix,
       cfg.log.child({ component: 'tasks' }),
@@ -212,6 +217,8 @@ export class Daemon {
       return;
     }
     this.state = st;
+    // The load balancers its task namespaces hold are adopted; gossip refills meanwhile.
+    this.lb.adoptUntil = Date.now() + LB_ADOPT_MS;
     // Taken before anything can hand this node work: assignments wait for adoption.
     let adopted!: () => void;
     this.restored = new Promise((r) => (adopted = r));
@@ -297,8 +304,9 @@ export class Daemon {
     if (this.renewTimer) clearTimeout(this.renewTimer);
     // No leave announcement: a restart is back before long, and a crash is detected anyway.
     await this.gossip?.stop(false).catch(() => undefined);
-    this.session?.stop();
+    await this.session?.stop();
     this.client?.close();
+    if (this.lbTimer) clearInterval(this.lbTimer);
     // The data plane stays: endpoints keep working across a daemon restart and are re-adopted.
     await this.overlay?.close({ keepKernelState: true });
     await this.saving;
@@ -435,7 +443,7 @@ export class Daemon {
     // it here is what made `swarm leave` on a worker with a task hang for good). No new work comes in.
     this.leaving = true;
     try {
-      this.session?.stop();
+      await this.session?.stop();
       await this.tasks.apply([]).catch((e: unknown) => this.log.warn('task cleanup failed', { error: errorMessage(e) }));
       await this.lock.lock(async () => {
         check();
@@ -462,10 +470,11 @@ export class Daemon {
     await this.gossip?.stop(true).catch(() => undefined);
     this.gossip = undefined;
     this.gossipStarting = undefined;
-    this.session?.stop();
+    await this.session?.stop();
     this.session = undefined;
     this.client?.close();
     this.client = undefined;
+    if (this.lbTimer) clearInterval(this.lbTimer);
     await this.overlay?.close();
     this.overlay = undefined;
     this.networks.clear();
@@ -512,13 +521,17 @@ export class Daemon {
   private vips: ServiceVipEntry[] = [];
 
   private setVips(vips: ServiceVipEntry[]): void {
-    if (JSON.stringify(vips) === JSON.stringify(this.vips)) return;
+    const first = !this.vipsKnown;
+    this.vipsKnown = true;
+    if (!first && JSON.stringify(vips) === JSON.stringify(this.vips)) return;
     this.vips = vips;
     this.refreshDns();
+    this.refreshLb();
   }
 
   /** Pushes the endpoint tables of this node's networks, and its services' VIPs, to the resolver (coalesced). */
   private refreshDns(): void {
+    this.refreshLb();
     if (!this.dns || this.dnsRefresh) return;
     this.dnsRefresh = true;
     setImmediate(() => {
@@ -558,8 +571,51 @@ export class Daemon {
     });
   }
 
+  /** tasks told to stop whose endpoints are still plumbed: out of DNS and every load balancer */
+  private readonly withdrawn = new Set<string>();
+
+  private withdrawTask(taskId: string): void {
+    this.withdrawn.add(taskId);
+    for (const ep of this.endpoints) if (ep.taskId === taskId) this.gossip?.withdraw(ep.networkId, ep.id);
+    this.refreshDns();
+  }
+
+  /**
+   * Every local task namespace balances the VIPs of the services on its networks over their tasks
+   * as the gossip endpoint tables list them (coalesced; the manager is not asked).
+   */
+  private refreshLb(): void {
+    // Not before the manager has said which VIPs there are: a restarted node keeps what its
+    // namespaces hold until then.
+    if (this.lbRefresh || !this.vipsKnown) return;
+    this.lbRefresh = true;
+    setImmediate(() => {
+      this.lbRefresh = false;
+      const g = this.gossip;
+      const byNetns = new Map<string, Set<string>>();
+      for (const ep of this.endpoints) if (ep.taskId) byNetns.set(ep.netns, (byNetns.get(ep.netns) ?? new Set()).add(ep.networkId));
+      const backends = (networkId: string, service: string): string[] => {
+        if (!g?.db.inNetwork(networkId)) return [];
+        const ips = g.db.list(ENDPOINT_TABLE, networkId).flatMap((e) => {
+          const v = e.value as EndpointRecord | undefined;
+          return v?.service === service && typeof v.ip === 'string' ? [v.ip] : [];
+        });
+        return [...new Set(ips)].sort();
+      };
+      for (const [netns, nets] of byNetns) {
+        const want: LbSpec = new Map();
+        for (const v of this.vips) if (nets.has(v.networkId)) want.set(v.ip, backends(v.networkId, v.service));
+        void this.lb.set(netns, want).catch((e: unknown) => this.log.warn('programming a load balancer failed', { netns, error: errorMessage(e) }));
+      }
+    });
+  }
+  private lbRefresh = false;
+  private vipsKnown = false;
+  readonly lb: LoadBalancers;
+
   private publish(ep: LocalEndpoint): void {
     if (!this.gossip || !this.state) return;
+    if (ep.taskId && this.withdrawn.has(ep.taskId)) return;
     const rec: EndpointRecord = {
       name: ep.name,
       ip: ep.ip,
@@ -637,6 +693,10 @@ export class Daemon {
   }
 
   private async closeControl(control: ControlPlane): Promise<void> {
+    // The goodbye of this node's own session goes out before the store does.
+    await Promise.resolve()
+      .then(() => control.dispatcher.drain())
+      .catch(() => undefined);
     control.removeAllListeners();
     control.close();
     control.store.close();
@@ -668,7 +728,7 @@ export class Daemon {
     const control = this.control;
     this.control = undefined;
     if (this.session instanceof LocalSession) {
-      this.session.stop();
+      void this.session.stop();
       this.session = undefined;
     }
     this.leaderLink?.client.close();
@@ -714,7 +774,7 @@ export class Daemon {
   private startAgent(certs: CertFiles): void {
     const st = this.state!;
     this.client ??= new ManagerClient(st.managers ?? [st.managerAddr], certs);
-    this.session?.stop();
+    void this.session?.stop();
     this.wireSession(new AgentSession(this.client, this.log.child({ component: 'agent' })));
     // Every node has the ingress network, so a worker learns it as soon as it is connected.
     this.session!.on('connected', () => {
@@ -728,7 +788,7 @@ export class Daemon {
 
   /** A manager node's session, with its own manager's dispatcher, in-process. */
   private startLocalSession(control: ControlPlane): void {
-    this.session?.stop();
+    void this.session?.stop();
     this.wireSession(new LocalSession(control.dispatcher, this.state!.nodeId, this.log.child({ component: 'agent' })));
     this.session!.start();
   }
@@ -877,7 +937,12 @@ export class Daemon {
       log: this.log.child({ component: 'overlay' }),
     });
     await this.overlay.start({ adopt });
+    // The load balancers are read back and repaired on the overlay's period, as its FDB is.
+    if (this.lbTimer) clearInterval(this.lbTimer);
+    this.lbTimer = setInterval(() => void this.lb.reconcile(), this.cfg.reconcileMs ?? 3000);
+    this.lbTimer.unref();
   }
+  private lbTimer: NodeJS.Timeout | undefined;
 
   private scheduleRenewal(certs: CertFiles): void {
     const info = certInfo(certs.certPem);
@@ -1103,6 +1168,8 @@ export class Daemon {
     return this.lock.lock(async () => {
       for (const ep of this.endpoints.filter((e) => e.taskId === taskId)) await this.removeEndpointLocked(ep, true);
       if (netnsExists(ns)) deleteNetns(ns);
+      this.lb.forget(ns);
+      this.withdrawn.delete(taskId);
     });
   }
 

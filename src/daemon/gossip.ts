@@ -118,6 +118,11 @@ export class NodeGossip {
     this.db.put(ENDPOINT_TABLE, nid, endpointId, ep);
   }
 
+  /** The endpoint leaves its services (DNS, load balancers) but stays reachable until unpublished. */
+  withdraw(nid: string, endpointId: string): void {
+    if (this.db.inNetwork(nid)) this.db.remove(ENDPOINT_TABLE, nid, endpointId);
+  }
+
   unpublish(nid: string, endpointId: string, lastOnNetwork: boolean): void {
     if (!this.db.inNetwork(nid)) return;
     this.db.remove(PEER_TABLE, nid, endpointId);

@@ -32,6 +32,8 @@ export interface TaskHost {
   ready(): Promise<void>;
   /** tasks that have endpoints on this node */
   localTaskIds(): string[];
+  /** the task is told to stop: it leaves its services' backends and DNS now, before it is gone */
+  withdraw(taskId: string): void;
 }
 
 export class TaskRunner {
@@ -70,6 +72,7 @@ export class TaskRunner {
   apply(tasks: TaskRecord[]): Promise<void> {
     const before = this.wanted;
     this.wanted = new Map(tasks.map((t) => [t.id, t]));
+    for (const id of before.keys()) if (!this.wanted.has(id)) this.host.withdraw(id);
     return this.lock.lock(async () => {
       await this.host.ready();
       const have = this.local();

@@ -3,11 +3,20 @@ import { parentPort } from 'node:worker_threads';
 import { KernelError, errorMessage } from '../core/errors.js';
 import { mountOverlay } from './mounts.js';
 import { createNetns } from './netns.js';
+import { nftRun } from './nft.js';
 
-type Msg = { seq: number } & ({ op: 'createNetns'; name: string } | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string });
+type Msg = { seq: number } & (
+  | { op: 'createNetns'; name: string }
+  | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string }
+  | { op: 'nft'; netns: string; script: string; json: boolean }
+);
 
 parentPort!.on('message', (m: Msg) => {
   try {
+    if (m.op === 'nft') {
+      parentPort!.postMessage({ seq: m.seq, out: nftRun(m.netns, m.script, m.json) });
+      return;
+    }
     if (m.op === 'createNetns') createNetns(m.name);
     else mountOverlay(m.target, m.lowers, m.upper, m.work);
     parentPort!.postMessage({ seq: m.seq });
@@ -15,7 +24,7 @@ parentPort!.on('message', (m: Msg) => {
     const k = e instanceof KernelError ? e : undefined;
     parentPort!.postMessage({
       seq: m.seq,
-      error: { op: k?.op ?? m.op, object: k?.object ?? '', errno: k?.errno ?? 5, code: k?.code ?? 'EIO', message: k?.detail ?? errorMessage(e) },
+      error: { op: k?.op ?? m.op, object: k?.object ?? '', errno: k?.errno ?? 5, code: k?.code ?? 'EIO', message: k ? (k.detail ?? '') : errorMessage(e) },
     });
   }
 });

@@ -7,9 +7,13 @@ import type { Worker } from 'node:worker_threads';
 import { KernelError } from '../core/errors.js';
 import { spawnSibling } from '../core/worker.js';
 
-type Op = { op: 'createNetns'; name: string } | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string };
+type Op =
+  | { op: 'createNetns'; name: string }
+  | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string }
+  | { op: 'nft'; netns: string; script: string; json: boolean };
 interface Reply {
   seq: number;
+  out?: string;
   error?: { op: string; object: string; errno: number; code: string; message: string };
 }
 
@@ -18,7 +22,7 @@ let idleTimer: NodeJS.Timeout | undefined;
 /** an idle thread is let go: it holds a V8 isolate (~8 MB) a quiet node does not need */
 const IDLE_MS = 2000;
 let seq = 0;
-const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+const waiting = new Map<number, { resolve: (out: string) => void; reject: (e: Error) => void }>();
 
 function live(): Worker {
   if (worker) return worker;
@@ -38,7 +42,7 @@ function live(): Worker {
       idleTimer.unref();
     }
     if (m.error) p.reject(new KernelError(m.error.op, m.error.object, m.error.errno, m.error.code, m.error.message));
-    else p.resolve();
+    else p.resolve(m.out ?? '');
   });
   const died = (why: string): void => {
     if (worker !== w) return;
@@ -54,7 +58,7 @@ function live(): Worker {
   return w;
 }
 
-function call(op: Op): Promise<void> {
+function call(op: Op): Promise<string> {
   const n = ++seq;
   clearTimeout(idleTimer);
   return new Promise((resolve, reject) => {
@@ -67,11 +71,16 @@ function call(op: Op): Promise<void> {
 }
 
 /** createNetns, on the kernel thread. */
-export function createNetnsAsync(name: string): Promise<void> {
-  return call({ op: 'createNetns', name });
+export async function createNetnsAsync(name: string): Promise<void> {
+  await call({ op: 'createNetns', name });
 }
 
 /** mountOverlay, on the kernel thread. */
-export function mountOverlayAsync(target: string, lowers: string[], upper: string, work: string): Promise<void> {
-  return call({ op: 'mountOverlay', target, lowers, upper, work });
+export async function mountOverlayAsync(target: string, lowers: string[], upper: string, work: string): Promise<void> {
+  await call({ op: 'mountOverlay', target, lowers, upper, work });
+}
+
+/** An nft script run inside namespace `netns`, on the kernel thread; what it printed. */
+export function nftAsync(netns: string, script: string, json = false): Promise<string> {
+  return call({ op: 'nft', netns, script, json });
 }

@@ -101,6 +101,26 @@ describe('sessions with any manager', () => {
       kv.expire(kvs[0]!.lease!);
       await waitFor('w1 down after the lease', async () => (leader.store.getNode('w1')!.state === 'down' ? true : undefined), 1000, 10);
 
+      // A goodbye (a planned stop, as a restart): the node stays up until the grace's own lease ends.
+      const leaving = peer();
+      const hl = await follower.dispatcher.open('w1', leaving);
+      await waitFor('w1 ready for the goodbye', async () => (stateOf('w1') === 'ready/' ? true : undefined), 3000, 10);
+      hl.receive({ type: 'bye' });
+      assert.deepEqual(leaving.closedAs, ['normal']);
+      const bye = await waitFor(
+        'the goodbye key',
+        async () => {
+          const k = (await kv.range('/vxswarm/sessions/')).kvs[0];
+          return k && k.value.includes('goodbyeUntil') ? k : undefined;
+        },
+        1000,
+        10,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(stateOf('w1'), 'ready/', 'still up within the grace');
+      kv.expire(bye.lease!);
+      await waitFor('w1 down after the grace', async () => (leader.store.getNode('w1')!.state === 'down' ? true : undefined), 1000, 10);
+
       // A node removed from the swarm has its session refused and ended.
       const again = peer();
       await follower.dispatcher.open('w1', again);

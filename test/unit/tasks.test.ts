@@ -52,10 +52,11 @@ class FakeRuntime extends EventEmitter {
   }
 }
 
-function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detached: string[]; withEndpoints: Set<string> } {
+function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detached: string[]; withdrawn: string[]; withEndpoints: Set<string> } {
   const h = {
     reports: [] as [string, TaskStatusReport][],
     detached: [] as string[],
+    withdrawn: [] as string[],
     withEndpoints: new Set<string>(),
     nodeId: () => 'n1',
     network: async (id: string) => ({ id, name: id, ipam: { configs: [] } }) as unknown as NetworkRecord,
@@ -70,6 +71,7 @@ function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detache
     stopDns: async () => undefined,
     ready: async () => undefined,
     localTaskIds: () => [...h.withEndpoints],
+    withdraw: (taskId: string) => void h.withdrawn.push(taskId),
   };
   return h;
 }
@@ -144,6 +146,18 @@ describe('task runner', () => {
     await runner.apply([]);
     assert.deepEqual(host.detached, ['t3']);
     assert.deepEqual(states('t3'), ['shutdown']);
+  });
+
+  it('a task told to stop leaves its services at once, before its container is stopped', async () => {
+    const { runner, host } = setup();
+    await runner.apply([task('t1')]);
+    assert.deepEqual(host.withdrawn, []);
+    const done = runner.apply([]);
+    // synchronously, before the runner has stopped anything
+    assert.deepEqual(host.withdrawn, ['t1']);
+    assert.deepEqual(host.detached, []);
+    await done;
+    assert.deepEqual(host.detached, ['t1']);
   });
 
   it('starts at most four tasks at once, and all of them', async () => {

@@ -85,13 +85,15 @@ export class LocalSession extends EventEmitter implements NodeSession {
     if (h) setImmediate(() => h.receive(msg));
   }
 
-  stop(): void {
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
     this.retry = undefined;
+    this.handle?.receive({ type: 'bye' });
     this.handle?.closed();
     this.handle = undefined;
     this.peer = undefined;
     this.connected = false;
+    return Promise.resolve();
   }
 }

@@ -20,7 +20,8 @@ const WELCOME_TIMEOUT_MS = 5000;
 export interface NodeSession extends EventEmitter {
   readonly connected: boolean;
   start(): void;
-  stop(): void;
+  /** ends the session with a goodbye (a planned stop); settles once it is said */
+  stop(): Promise<void>;
   send(msg: Record<string, unknown>): void;
 }
 
@@ -133,11 +134,32 @@ export class AgentSession extends EventEmitter implements NodeSession {
     if (st && !st.closed && !st.destroyed) st.write(`${JSON.stringify(msg)}\n`);
   }
 
-  stop(): void {
+  /**
+   * Ends the session. It says goodbye first (a planned stop: the node is back soon or never, and
+   * its manager gives it a grace before it counts as down, as a dead daemon's closed socket does not).
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
     if (this.beat) clearInterval(this.beat);
-    this.stream?.close();
+    const st = this.stream;
     this.stream = undefined;
+    if (!st || st.closed || st.destroyed) {
+      st?.close();
+      return Promise.resolve();
+    }
+    // Settles when the manager has ended the stream on the goodbye, or after a second (it may be gone).
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        st.close();
+        resolve();
+      }, 1000);
+      t.unref();
+      st.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      st.end(`${JSON.stringify({ type: 'bye' })}\n`);
+    });
   }
 }

@@ -18,6 +18,12 @@ export const SESSION_TTL_S = 4;
 const KEEPALIVE_MS = 1000;
 /** how long a node has to answer a logs request */
 const LOGS_TIMEOUT_MS = 5000;
+/**
+ * A node that said goodbye (its daemon stopping, most often to restart) stays up this long: its
+ * tasks are not moved for a restart of a second or two. A daemon that dies says nothing and is
+ * down at once.
+ */
+export const GOODBYE_GRACE_MS = 10_000;
 
 /** A service's VIP on one network, as a node's resolver and load balancer need it. */
 export interface ServiceVipEntry {
@@ -63,6 +69,8 @@ interface Live {
   rev: number;
   lastSet: string;
   done: boolean;
+  /** the node said goodbye */
+  bye: boolean;
 }
 
 export class Dispatcher {
@@ -107,7 +115,7 @@ export class Dispatcher {
     if (this.closed) throw new VxError('this manager is stopping', 503);
     const node = this.store.getNode(nodeId);
     if (!node) throw new VxError('this node is no longer a member of the swarm', 401);
-    const s: Live = { nodeId, peer, openedAt: Date.now(), heard: Date.now(), rev: 0, lastSet: '', done: false };
+    const s: Live = { nodeId, peer, openedAt: Date.now(), heard: Date.now(), rev: 0, lastSet: '', done: false, bye: false };
     this.live.add(s);
     try {
       await this.putKey(s);
@@ -207,14 +215,42 @@ export class Dispatcher {
     if (!this.nodes().includes(s.nodeId)) for (const w of this.logWaiters.values()) if (w.nodeId === s.nodeId) w.done([]);
     if (!s.rev || this.closed) return;
     const key = collKey('sessions', s.nodeId);
-    void this.kv
-      .txn([{ key, target: 'MOD', result: 'EQUAL', rev: s.rev }], [{ del: key }])
-      .catch((e: unknown) => this.log.debug('could not delete a session key (its lease will)', { node: s.nodeId, error: errorMessage(e) }));
+    const unless = { key, target: 'MOD' as const, result: 'EQUAL' as const, rev: s.rev };
+    const failed = (e: unknown): void => this.log.debug('could not end a session key (its lease will)', { node: s.nodeId, error: errorMessage(e) });
+    if (!s.bye) {
+      void this.kv.txn([unless], [{ del: key }]).catch(failed);
+      return;
+    }
+    // A goodbye: the key says so, on a lease of the grace's length that nobody keeps alive, so it
+    // goes by itself then, unless the node is back (its new session's key replaces it).
+    const rec: SessionRecord = {
+      nodeId: s.nodeId,
+      manager: this.ctl.nodeId,
+      managerAddr: this.ctl.ownAddr,
+      openedAt: new Date(s.openedAt).toISOString(),
+      goodbyeUntil: new Date(Date.now() + GOODBYE_GRACE_MS).toISOString(),
+    };
+    const w = this.kv
+      .leaseGrant(GOODBYE_GRACE_MS / 1000)
+      .then((lease) => this.kv.txn([unless], [{ put: key, value: JSON.stringify(rec), lease }]))
+      .then(() => undefined, failed)
+      .finally(() => this.writes.delete(w));
+    this.writes.add(w);
+  }
+
+  private readonly writes = new Set<Promise<void>>();
+  /** Settles once the goodbyes said so far are written (a stopping manager's own node's among them), or after 1 s. */
+  drain(): Promise<void> {
+    return Promise.race([Promise.all([...this.writes]).then(() => undefined), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
   }
 
   private receive(s: Live, msg: Record<string, unknown>): void {
     s.heard = Date.now();
-    if (msg.type === 'state') {
+    if (msg.type === 'bye') {
+      s.bye = true;
+      s.peer.close('normal');
+      this.ended(s);
+    } else if (msg.type === 'state') {
       let r: NodeReport;
       try {
         r = parseNodeReport(msg);

@@ -431,7 +431,11 @@ export class Manager extends EventEmitter {
     if (this.closing) return;
     const t = Date.now();
     for (const n of this.store.listNodes()) {
-      if (n.id === this.selfId || this.store.getSession(n.id)) {
+      const sess = this.store.getSession(n.id);
+      // A goodbye's key counts until its grace ends (its dispatcher deletes it then).
+      const bye = sess?.goodbyeUntil ? Date.parse(sess.goodbyeUntil) : Infinity;
+      if (sess && t >= bye) this.absent.set(n.id, { at: 0, closed: true });
+      if (n.id === this.selfId || (sess && t < bye)) {
         this.absent.delete(n.id);
         if (n.state !== 'ready' && !this.marking.has(n.id)) this.mark(n.id, 'ready', '');
         continue;

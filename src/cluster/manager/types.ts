@@ -210,6 +210,8 @@ export interface SessionRecord {
   manager: string;
   managerAddr: string;
   openedAt: string;
+  /** the node said goodbye (a planned stop): it counts as up until then, as down after */
+  goodbyeUntil?: string;
 }
 
 export interface NodeReport {

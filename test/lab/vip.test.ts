@@ -1,0 +1,232 @@
+// Issue 14: service VIPs load-balanced with nftables in every task's namespace, on three hosts with
+// the stock docker CLI: ping, TCP and UDP through the VIP, scaling, dnsrr, drift and restart.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { skipUnlessRoot } from './helpers.js';
+import { SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const execFileP = promisify(execFile);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A UDP server answering every datagram with its name; a client asking from a fresh socket each time. */
+const UDP_SERVER = `import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',9999))
+while True:
+  d,a=s.recvfrom(100);s.sendto(sys.argv[1].encode(),a)`;
+const UDP_CLIENT = `import socket,sys
+for i in range(int(sys.argv[2])):
+  c=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);c.settimeout(2);c.sendto(b'x',(sys.argv[1],9999))
+  try: print(c.recvfrom(100)[0].decode())
+  except Exception: print('timeout')
+  c.close()`;
+
+describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
+  let lab: SwarmLab;
+  const servers: ChildProcess[] = [];
+  const hosts = ['node1', 'node2', 'node3'];
+
+  const docker = async (host: string, args: string[]): Promise<string> => {
+    const r = await lab.docker(host, args);
+    assert.equal(r.code, 0, `docker ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const live = async (svc: string): Promise<Json[]> =>
+    (await lab.api('node1').get<Json[]>(`/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [svc]: true } }))}`)).filter(
+      (t) => t.DesiredState === 'running' && t.Status.State === 'running',
+    );
+  const running = (svc: string, n: number): Promise<Json[]> =>
+    waitFor(`${n} running ${svc} tasks`, async () => ((await live(svc)).length === n ? live(svc) : undefined), 30_000, 200);
+  /** The container of a running task of `svc` on `host`. */
+  const containerOn = async (host: string, svc: string): Promise<string> =>
+    waitFor(
+      `a ${svc} container on ${host}`,
+      async () => (await docker(host, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).split('\n').filter(Boolean)[0],
+      20_000,
+      200,
+    );
+  const netnsOf = (host: string, taskId: string): string => `${lab.host(host).netns}-c-${taskId.slice(0, 12)}`;
+  const vipOf = async (svc: string): Promise<string | undefined> =>
+    (await docker('node1', ['service', 'inspect', '-f', '{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}', svc])).trim().split('/')[0] || undefined;
+  /** `n` HTTP requests to `target` from inside a container: the names that answered, in order. */
+  const http = async (host: string, container: string, target: string, n: number): Promise<string[]> =>
+    (await docker(host, ['exec', container, 'sh', '-c', `for i in $(seq ${n}); do timeout 3 wget -q -O- http://${target}/ || echo failed; done`]))
+      .split('\n')
+      .filter(Boolean);
+  const nodeNames = async (): Promise<Record<string, string>> =>
+    Object.fromEntries((await lab.api('node1').get<Json[]>('/nodes')).map((n) => [n.ID as string, n.Description.Hostname as string]));
+  const lbTable = async (netns: string): Promise<Json[]> =>
+    (JSON.parse((await execFileP('ip', ['netns', 'exec', netns, 'nft', '-j', 'list', 'table', 'ip', 'vxswarm'])).stdout) as { nftables: Json[] }).nftables;
+
+  before(async () => {
+    lab = await SwarmLab.up('vip', 3, 500);
+    await formSwarm(lab);
+    await docker('node1', ['network', 'create', '-d', 'overlay', 'lb-net']);
+    await docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'web',
+      '--network',
+      'lb-net',
+      '--replicas',
+      '3',
+      'busybox:local',
+      'sh',
+      '-c',
+      'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www',
+    ]);
+  });
+  after(async () => {
+    for (const p of servers) if (p.pid) process.kill(p.pid, 'SIGKILL');
+    await lab?.down();
+  });
+
+  it('ping, 60 TCP connections and 60 UDP exchanges to the service from a task on every host reach every backend', async () => {
+    const tasks = await running('web', 3);
+    const names = await nodeNames();
+    assert.deepEqual(tasks.map((t) => names[t.NodeID]).sort(), hosts, 'one task per host');
+    const vip = (await vipOf('web'))!;
+    assert.match(vip, /^10\.0\.\d+\.\d+$/);
+    const taskIps = tasks.map((t) => (t.NetworksAttachments[0].Addresses[0] as string).split('/')[0]);
+    assert.ok(!taskIps.includes(vip));
+    const backends = new Set<string>();
+    for (const h of hosts) {
+      const c = await containerOn(h, 'web');
+      const ping = await docker(h, ['exec', c, 'ping', '-c', '2', '-W', '2', 'web']);
+      assert.match(ping, new RegExp(`PING web \\(${vip.replace(/\./g, '\\.')}\\)`), 'the name is the VIP');
+      assert.match(ping, / 0% packet loss/, `a ping to the VIP from ${h} is answered`);
+      const got = await waitFor(
+        `the VIP's backends from ${h}`,
+        async () => {
+          const r = await http(h, c, 'web', 60);
+          return new Set(r).size === 3 && !r.includes('failed') ? r : undefined;
+        },
+        10_000,
+        200,
+      );
+      assert.equal(got.length, 60);
+      for (const x of got) backends.add(x);
+    }
+    assert.equal(backends.size, 3, 'the same three backends from every host');
+
+    // UDP: a server in each task's namespace, a client in node1's task namespace.
+    for (const t of tasks) {
+      const p = spawn('ip', ['netns', 'exec', netnsOf(names[t.NodeID]!, t.ID), 'python3', '-c', UDP_SERVER, t.ID], { stdio: 'ignore' });
+      servers.push(p);
+    }
+    await sleep(500);
+    const me = tasks.find((t) => names[t.NodeID] === 'node1')!;
+    const udp = (await execFileP('ip', ['netns', 'exec', netnsOf('node1', me.ID), 'python3', '-c', UDP_CLIENT, vip, '60'])).stdout.split('\n').filter(Boolean);
+    assert.equal(udp.length, 60);
+    assert.ok(!udp.includes('timeout'), `every datagram answered: ${udp.filter((x) => x === 'timeout').length} timeouts`);
+    assert.deepEqual([...new Set(udp)].sort(), tasks.map((t) => t.ID as string).sort(), 'UDP reaches all three backends');
+  });
+
+  it('scale to 1: no new connection reaches a removed task; back to 3: the new tasks take connections', async () => {
+    await docker('node1', ['service', 'scale', '-d', 'web=1']);
+    // The removed tasks leave every load balancer when they are told to stop (gossip carries it
+    // in milliseconds); give it one reconcile period.
+    await sleep(500);
+    const [left] = await running('web', 1);
+    const names = await nodeNames();
+    const host = names[left!.NodeID]!;
+    const c = await containerOn(host, 'web');
+    const survivor = (await docker(host, ['exec', c, 'hostname'])).trim();
+    const after1 = await http(host, c, 'web', 20);
+    assert.deepEqual([...new Set(after1)], [survivor], `only the task left answers: ${after1.join(' ')}`);
+    await docker('node1', ['service', 'scale', '-d', 'web=3']);
+    await running('web', 3);
+    const back = await waitFor(
+      'three backends again',
+      async () => {
+        const r = await http(host, c, 'web', 60);
+        return new Set(r.filter((x) => x !== 'failed')).size === 3 ? r : undefined;
+      },
+      20_000,
+      300,
+    );
+    assert.ok(back.some((x) => x !== survivor));
+  });
+
+  it('dnsrr: no VIP, the name gives the task addresses; back to vip: a VIP again, load-balanced', async () => {
+    await docker('node1', ['service', 'update', '-d', '--endpoint-mode', 'dnsrr', 'web']);
+    assert.equal(await vipOf('web'), undefined);
+    const tasks = await running('web', 3);
+    const ips = tasks.map((t) => (t.NetworksAttachments[0].Addresses[0] as string).split('/')[0]).sort();
+    const c = await containerOn('node2', 'web');
+    const lookup = async (name: string): Promise<string[]> =>
+      (await docker('node2', ['exec', c, 'nslookup', name]))
+        .split('\n')
+        .filter((l) => /^Address: /.test(l))
+        .map((l) => l.slice(9).trim())
+        .sort();
+    await waitFor('the name to give the tasks', async () => ((await lookup('web')).join() === ips.join() ? true : undefined), 10_000, 200);
+    assert.deepEqual(await lookup('tasks.web'), ips);
+    assert.equal((await live('web')).length, 3, 'no task was replaced');
+    await docker('node1', ['service', 'update', '-d', '--endpoint-mode', 'vip', 'web']);
+    const vip = (await vipOf('web'))!;
+    assert.ok(vip);
+    await waitFor('the name to give the VIP', async () => ((await lookup('web')).join() === vip ? true : undefined), 10_000, 200);
+    const r = await waitFor(
+      'the new VIP load-balanced',
+      async () => {
+        const x = await http('node2', c, 'web', 30);
+        return new Set(x).size === 3 ? x : undefined;
+      },
+      10_000,
+      300,
+    );
+    assert.equal(r.length, 30);
+  });
+
+  it("drift: a VIP deleted by hand from a task's namespace is put back within a period, and counted", async () => {
+    const vip = (await vipOf('web'))!;
+    const [t] = await live('web');
+    const names = await nodeNames();
+    const host = names[t!.NodeID]!;
+    const ns = netnsOf(host, t!.ID);
+    const elems = async (): Promise<string[]> => ((await lbTable(ns)).find((i) => i.map?.name === 'vips')?.map.elem ?? []).map((e: [string, unknown]) => e[0]);
+    assert.deepEqual(await elems(), [vip]);
+    const before = (await lab.api(host).get<Json>('/networks/lb-net?verbose=true')).Overlay.LoadBalancers.Repairs as number;
+    await execFileP('ip', ['netns', 'exec', ns, 'nft', 'delete', 'element', 'ip', 'vxswarm', 'vips', `{ ${vip} }`]);
+    await waitFor('the VIP back', async () => ((await elems()).includes(vip) ? true : undefined), 5000, 100);
+    const after = (await lab.api(host).get<Json>('/networks/lb-net?verbose=true')).Overlay.LoadBalancers.Repairs as number;
+    assert.ok(after > before, `repairs counted: ${before} → ${after}`);
+  });
+
+  it("a daemon restart adopts its task namespaces' load balancers as they are, and they keep working", async () => {
+    const names = await nodeNames();
+    const t = (await live('web')).find((x) => names[x.NodeID] === 'node2')!;
+    const ns = netnsOf('node2', t.ID);
+    const handles = async (): Promise<string> =>
+      JSON.stringify(
+        (await lbTable(ns)).filter((i) => i.table || i.chain || i.map).map((i) => [Object.keys(i)[0], Object.values(i)[0].name, Object.values(i)[0].handle]),
+      );
+    const was = await handles();
+    await lab.stop('node2');
+    await lab.start('node2');
+    await waitFor(
+      'node2 ready',
+      async () => ((await lab.api('node1').get<Json[]>('/nodes')).every((n) => n.Status.State === 'ready') ? true : undefined),
+      20_000,
+      200,
+    );
+    await sleep(1500);
+    assert.equal(await handles(), was, 'the same table, map and chains: adopted, not rebuilt');
+    const c = await containerOn('node2', 'web');
+    const r = await waitFor(
+      'the VIP still balanced from node2',
+      async () => {
+        const x = await http('node2', c, 'web', 30);
+        return new Set(x).size === 3 ? x : undefined;
+      },
+      10_000,
+      300,
+    );
+    assert.equal(r.length, 30);
+  });
+});
