@@ -6,6 +6,7 @@ const benches: Record<string, () => Promise<void>> = {
   services: async () => (await import('./services.js')).run(),
   demo: async () => (await import('./demo.js')).run(),
   managers: async () => (await import('./managers.js')).run(),
+  lb: async () => (await import('./lb.js')).run(),
 };
 
 const name = process.argv[2];

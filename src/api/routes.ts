@@ -154,6 +154,21 @@ export function buildRouter(d: Daemon): Router {
   const netJson = (n: NetworkRecord, verbose = false): Record<string, unknown> => {
     const local = d.listEndpoints().filter((e) => e.networkId === n.id);
     const out = networkJson(n, local, networkPeers(d, n));
+    if (verbose) {
+      // Docker's map of the network's services: VIP and tasks, as this node knows them.
+      const svcs = d.networkServices(n.id);
+      out.Services = Object.fromEntries(
+        svcs.map((x) => [
+          x.service,
+          {
+            VIP: x.vip ?? '',
+            Ports: [],
+            LocalLBIndex: 0,
+            Tasks: x.tasks.map((t) => ({ Name: t.name, EndpointID: t.endpointId, EndpointIP: t.ip, Info: { 'Host IP': t.hostIp } })),
+          },
+        ]),
+      );
+    }
     if (verbose && d.gossip) {
       // Diagnosis: what this node's gossip tables hold for the network (docker shows Services here).
       out.Tables = Object.fromEntries(

@@ -571,6 +571,29 @@ export class Daemon {
     });
   }
 
+  /**
+   * The services of a network as this node sees them: each one's VIP (from its manager) and its
+   * tasks (from the gossip endpoint table), with the underlay address of the node that runs each.
+   */
+  networkServices(networkId: string): { service: string; vip?: string; tasks: { name: string; endpointId: string; ip: string; hostIp: string }[] }[] {
+    const g = this.gossip;
+    const out = new Map<string, { service: string; vip?: string; tasks: { name: string; endpointId: string; ip: string; hostIp: string }[] }>();
+    const entry = (svc: string): NonNullable<ReturnType<typeof out.get>> => {
+      let e = out.get(svc);
+      if (!e) out.set(svc, (e = { service: svc, tasks: [] }));
+      return e;
+    };
+    for (const v of this.vips) if (v.networkId === networkId) entry(v.service).vip = v.ip;
+    if (g?.db.inNetwork(networkId))
+      for (const e of g.db.list(ENDPOINT_TABLE, networkId)) {
+        const v = e.value as EndpointRecord | undefined;
+        if (!v?.service) continue;
+        const host = e.owner === this.state?.nodeId ? this.state.advertiseAddr : (g.ml.get(e.owner)?.addr ?? '').replace(/:\d+$/, '');
+        entry(v.service).tasks.push({ name: v.name, endpointId: e.key, ip: v.ip, hostIp: host });
+      }
+    return [...out.values()];
+  }
+
   /** tasks told to stop whose endpoints are still plumbed: out of DNS and every load balancer */
   private readonly withdrawn = new Set<string>();
 

@@ -29,10 +29,10 @@ function load(): NonNullable<typeof lib> {
   return lib;
 }
 
-/** Runs an nft script inside namespace `netns`; returns what it printed (JSON when `json`). */
+/** Runs an nft script inside namespace `netns` ('' for the daemon's own); returns what it printed (JSON when `json`). */
 export function nftRun(netns: string, script: string, json = false): string {
   const l = load();
-  const leave = enterNetnsThread(netns);
+  const leave = netns ? enterNetnsThread(netns) : (): void => undefined;
   try {
     const ctx = l.newCtx(NFT_CTX_DEFAULT) as unknown;
     if (!ctx) throw new KernelError('nft', netns, 12, 'ENOMEM', 'nft_ctx_new failed');

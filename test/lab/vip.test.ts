@@ -112,6 +112,11 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
       for (const x of got) backends.add(x);
     }
     assert.equal(backends.size, 3, 'the same three backends from every host');
+    // network inspect -v: Docker's Services map, as a worker sees it.
+    const v = (await lab.api('node2').get<Json>('/networks/lb-net?verbose=true')).Services.web;
+    assert.equal(v.VIP, vip);
+    assert.deepEqual(v.Tasks.map((t: Json) => t.EndpointIP).sort(), [...taskIps].sort());
+    assert.deepEqual(v.Tasks.map((t: Json) => t.Info['Host IP']).sort(), hosts.map((h) => lab.host(h).ip).sort());
 
     // UDP: a server in each task's namespace, a client in node1's task namespace.
     for (const t of tasks) {

@@ -1,0 +1,110 @@
+// Load-balancer benchmark (issue 14): programming 1,000 VIPs × 10 backends from nothing, the cost
+// of one backend change, and new TCP connections per second through a VIP against straight to the
+// task, with 10 and with 1,000 VIPs programmed, all in one run between two namespaces joined by a
+// veth: only the ratios matter.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { formatIp, parseIp } from '../src/core/ipv4.js';
+import { createLogger } from '../src/core/log.js';
+import { createNetns, deleteNetns } from '../src/kernel/netns.js';
+import { LoadBalancers, type LbSpec } from '../src/overlay/lb.js';
+import { emit, ns, percentile, round, sh } from './util.js';
+
+const SERVICES = Number(process.env.BENCH_LB_SERVICES ?? 1000);
+const BACKENDS = 10;
+const UPDATES = Number(process.env.BENCH_LB_UPDATES ?? 200);
+const CONNECTS = Number(process.env.BENCH_LB_CONNECTS ?? 3000);
+
+const SERVER = `import socket
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',8080));s.listen(1024)
+while True:
+  c,_=s.accept();c.close()`;
+/** CONNECTS connections to host:8080, one after the other; prints connections per second. */
+const CLIENT = `import socket,sys,time
+n=int(sys.argv[2]);t=time.perf_counter()
+for i in range(n):
+  c=socket.create_connection((sys.argv[1],8080));c.close()
+print(n/(time.perf_counter()-t))`;
+
+/** VIP i of the bulk set: 10.80.x.y, backends in 10.90.x.y (never connected to). */
+function bulk(n: number): LbSpec {
+  const spec: LbSpec = new Map();
+  for (let i = 0; i < n; i++)
+    spec.set(formatIp(parseIp('10.80.0.1') + i), Array.from({ length: BACKENDS }, (_, j) => formatIp(parseIp('10.90.0.1') + i * BACKENDS + j)).sort());
+  return spec;
+}
+
+export async function run(): Promise<void> {
+  const tag = randomBytes(3).toString('hex');
+  const client = `vxbl${tag}c`;
+  const server = `vxbl${tag}s`;
+  const prog = `vxbl${tag}p`;
+  let srv: ChildProcess | undefined;
+  const lb = new LoadBalancers(createLogger());
+  try {
+    for (const n of [client, server, prog]) createNetns(n);
+    await sh(['ip', 'link', 'add', `vbl${tag}c`, 'netns', client, 'type', 'veth', 'peer', 'name', `vbl${tag}s`, 'netns', server]);
+    await ns(client, ['ip', 'addr', 'add', '10.77.0.1/24', 'dev', `vbl${tag}c`]);
+    await ns(server, ['ip', 'addr', 'add', '10.77.0.2/24', 'dev', `vbl${tag}s`]);
+    for (const [n, dev] of [
+      [client, `vbl${tag}c`],
+      [server, `vbl${tag}s`],
+    ] as const) {
+      await ns(n, ['ip', 'link', 'set', dev, 'up']);
+      await ns(n, ['ip', 'link', 'set', 'lo', 'up']);
+    }
+
+    // Programming from nothing, then single-backend changes.
+    const big = bulk(SERVICES);
+    const t0 = performance.now();
+    await lb.set(prog, big);
+    const programMs = performance.now() - t0;
+    emit({ metric: 'program', services: SERVICES, backends: BACKENDS, ms: round(programMs, 1) });
+    const times: number[] = [];
+    const vips = [...big.keys()];
+    for (let i = 0; i < UPDATES; i++) {
+      const vip = vips[(i * 7919) % vips.length]!;
+      const cur = lb.spec(prog)!.get(vip)!;
+      const next = i % 2 ? cur.slice(1) : [...cur, formatIp(parseIp('10.100.0.1') + i)].sort();
+      const t = performance.now();
+      await lb.set(prog, new Map(lb.spec(prog)).set(vip, next));
+      times.push(performance.now() - t);
+    }
+    emit({ metric: 'update', n: UPDATES, p50_ms: round(percentile(times, 50)), p99_ms: round(percentile(times, 99)) });
+
+    // Connections: straight to the server, through a VIP, with 10 and with SERVICES VIPs in the table.
+    srv = spawn('ip', ['netns', 'exec', server, 'python3', '-c', SERVER], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const rate = async (target: string): Promise<number> => Number((await ns(client, ['python3', '-c', CLIENT, target, String(CONNECTS)], 300_000)).trim());
+    const withVips = async (n: number): Promise<void> => {
+      const spec = bulk(n - 1);
+      spec.set('10.77.1.1', ['10.77.0.2']);
+      await lb.set(client, spec);
+    };
+    await withVips(10);
+    const direct10 = await rate('10.77.0.2');
+    const vip10 = await rate('10.77.1.1');
+    await withVips(SERVICES);
+    const direct1000 = await rate('10.77.0.2');
+    const vip1000 = await rate('10.77.1.1');
+    emit({ metric: 'connect', vips: 10, direct_per_s: round(direct10, 0), vip_per_s: round(vip10, 0) });
+    emit({ metric: 'connect', vips: SERVICES, direct_per_s: round(direct1000, 0), vip_per_s: round(vip1000, 0) });
+    // Per-connection cost through the VIP (µs), and what the table's size adds to it.
+    const lookup10 = 1e6 / vip10;
+    const lookup1000 = 1e6 / vip1000;
+    emit({
+      summary: 'lb',
+      connect_per_s_vip: round(vip10, 0),
+      connect_per_s_direct: round(direct10, 0),
+      vip_vs_direct: round(vip10 / direct10),
+      [`program_ms_${SERVICES}_services`]: round(programMs, 1),
+      update_ms_p99: round(percentile(times, 99)),
+      lookup_us_10_services: round(lookup10, 1),
+      [`lookup_us_${SERVICES}_services`]: round(lookup1000, 1),
+      lookup_ratio: round(lookup1000 / lookup10),
+    });
+  } finally {
+    if (srv?.pid) process.kill(srv.pid, 'SIGKILL');
+    for (const n of [client, server, prog]) deleteNetns(n);
+  }
+}
