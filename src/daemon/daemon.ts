@@ -24,6 +24,7 @@ import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/man
 import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
 import { LocalSession } from '../cluster/agent/local.js';
 import { LoadBalancers, type LbSpec } from '../overlay/lb.js';
+import { GwBridge, VETH_PREFIX } from '../overlay/gwbridge.js';
 import type { ServiceVipEntry } from '../cluster/manager/dispatcher.js';
 import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
@@ -150,6 +151,7 @@ export class Daemon {
     this.images = new ImageStore(path.join(cfg.root, 'images'));
     const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
     this.lb = new LoadBalancers(cfg.log.child({ component: 'lb' }));
+    this.gw = new GwBridge(`${cfg.netnsPrefix}c-`, cfg.log.child({ component: 'gwbridge' }));
     this.runtime = new ContainerRuntime(path.join(cfg.root, 'containers'), cfg.execRoot, this.images, cgroupParent, cfg.log.child({ component: 'runtime' }));
     this.tasks = new TaskRunner(
       this.runtime,
@@ -168,6 +170,9 @@ export class Daemon {
         ready: () => this.restored,
         localTaskIds: () => [...new Set(this.endpoints.flatMap((e) => (e.taskId ? [e.taskId] : [])))],
         withdraw: (taskId) => this.withdrawTask(taskId),
+        egress: async (taskId, ns) => {
+          await this.gw.attach(ns, `${VETH_PREFIX}${taskId.slice(0, 12)}`);
+        },
       },
       cfg.netnsPrefix,
       cfg.log.child({ component: 'tasks' }),
@@ -635,6 +640,7 @@ export class Daemon {
   private lbRefresh = false;
   private vipsKnown = false;
   readonly lb: LoadBalancers;
+  private readonly gw: GwBridge;
 
   private publish(ep: LocalEndpoint): void {
     if (!this.gossip || !this.state) return;
@@ -960,6 +966,8 @@ export class Daemon {
       log: this.log.child({ component: 'overlay' }),
     });
     await this.overlay.start({ adopt });
+    // Egress for the tasks: the bridge, masquerade and isolation, and the addresses tasks hold.
+    await this.gw.start().catch((e: unknown) => this.log.error('docker_gwbridge could not be set up: tasks have no way out', { error: errorMessage(e) }));
     // The load balancers are read back and repaired on the overlay's period, as its FDB is.
     if (this.lbTimer) clearInterval(this.lbTimer);
     this.lbTimer = setInterval(() => void this.lb.reconcile(), this.cfg.reconcileMs ?? 3000);
@@ -1106,7 +1114,8 @@ export class Daemon {
       this.networks.set(net.id, net);
       await this.overlay!.createNetwork(overlaySpec(net));
       if (!netnsExists(ep.netns)) await createNetnsAsync(ep.netns);
-      await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
+      // A task's way out is docker_gwbridge (none on internal networks), never an overlay.
+      await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac, defaultRoute: !ep.taskId });
     } catch (e) {
       await this.dropNetworkIfUnused(net.id);
       throw e;
@@ -1192,6 +1201,7 @@ export class Daemon {
       for (const ep of this.endpoints.filter((e) => e.taskId === taskId)) await this.removeEndpointLocked(ep, true);
       if (netnsExists(ns)) deleteNetns(ns);
       this.lb.forget(ns);
+      this.gw.release(ns);
       this.withdrawn.delete(taskId);
     });
   }
@@ -1357,7 +1367,7 @@ export class Daemon {
           await Promise.all(
             eps.map(async (ep) => {
               try {
-                await this.overlay!.attach(id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac });
+                await this.overlay!.attach(id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac, defaultRoute: !ep.taskId });
                 this.endpoints.push(ep);
                 this.publish(ep);
               } catch (e) {

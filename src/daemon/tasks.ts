@@ -34,6 +34,8 @@ export interface TaskHost {
   localTaskIds(): string[];
   /** the task is told to stop: it leaves its services' backends and DNS now, before it is gone */
   withdraw(taskId: string): void;
+  /** the task's way out (docker_gwbridge), for a task on a non-internal network */
+  egress(taskId: string, netns: string): Promise<void>;
 }
 
 export class TaskRunner {
@@ -137,8 +139,10 @@ export class TaskRunner {
     let container: ContainerRecord | undefined;
     try {
       const networks: ContainerNetwork[] = [];
+      let external = false;
       for (const n of t.networks) {
         const net = await this.host.network(n.networkId);
+        if (!net.internal) external = true;
         await yieldToLoop();
         await this.host.attach(t, net, n, netns);
         const cfg = net.ipam.configs.find((c) => contains(parseCidr(c.subnet), parseIp(n.ip)));
@@ -155,6 +159,8 @@ export class TaskRunner {
       }
       await yieldToLoop();
       await this.host.ensureNetns(netns);
+      // Internal networks only: no way out, and no default route (as Docker).
+      if (external) await this.host.egress(t.id, netns);
       if (!this.wanted.has(t.id)) throw new Error('task withdrawn while preparing');
       if (networks.length)
         await this.host.serveDns(

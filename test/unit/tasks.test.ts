@@ -72,6 +72,7 @@ function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detache
     ready: async () => undefined,
     localTaskIds: () => [...h.withEndpoints],
     withdraw: (taskId: string) => void h.withdrawn.push(taskId),
+    egress: async () => undefined,
   };
   return h;
 }
