@@ -24,7 +24,7 @@ import type { AttachmentRecord, NetworkRecord, NodeRecord } from '../cluster/man
 import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../cluster/agent/client.js';
 import { LocalSession } from '../cluster/agent/local.js';
 import { LoadBalancers, type LbSpec } from '../overlay/lb.js';
-import { GwBridge, VETH_PREFIX } from '../overlay/gwbridge.js';
+import { DOCKER0, GWBRIDGE, LocalBridge } from '../overlay/gwbridge.js';
 import type { ServiceVipEntry } from '../cluster/manager/dispatcher.js';
 import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
@@ -151,7 +151,8 @@ export class Daemon {
     this.images = new ImageStore(path.join(cfg.root, 'images'));
     const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
     this.lb = new LoadBalancers(cfg.log.child({ component: 'lb' }));
-    this.gw = new GwBridge(`${cfg.netnsPrefix}c-`, cfg.log.child({ component: 'gwbridge' }));
+    this.gw = new LocalBridge(GWBRIDGE, `${cfg.netnsPrefix}c-`, cfg.log.child({ component: 'gwbridge' }));
+    this.br = new LocalBridge(DOCKER0, `${cfg.netnsPrefix}c-`, cfg.log.child({ component: 'bridge' }));
     this.runtime = new ContainerRuntime(path.join(cfg.root, 'containers'), cfg.execRoot, this.images, cgroupParent, cfg.log.child({ component: 'runtime' }));
     this.tasks = new TaskRunner(
       this.runtime,
@@ -171,7 +172,10 @@ export class Daemon {
         localTaskIds: () => [...new Set(this.endpoints.flatMap((e) => (e.taskId ? [e.taskId] : [])))],
         withdraw: (taskId) => this.withdrawTask(taskId),
         egress: async (taskId, ns) => {
-          await this.gw.attach(ns, `${VETH_PREFIX}${taskId.slice(0, 12)}`);
+          await this.gw.attach(ns, taskId);
+        },
+        defaultBridge: async (taskId, ns) => {
+          await this.br.attach(ns, taskId);
         },
       },
       cfg.netnsPrefix,
@@ -288,7 +292,7 @@ export class Daemon {
     await Promise.all(
       this.runtime
         .list()
-        .filter((c) => c.status === 'running' && c.labels[TASK_LABEL] && c.networks.length)
+        .filter((c) => c.status === 'running' && c.labels[TASK_LABEL])
         .map((c) =>
           this.resolver()
             .add(
@@ -640,7 +644,9 @@ export class Daemon {
   private lbRefresh = false;
   private vipsKnown = false;
   readonly lb: LoadBalancers;
-  private readonly gw: GwBridge;
+  /** docker_gwbridge (tasks on overlays) and docker0 (tasks on no network) */
+  private readonly gw: LocalBridge;
+  private readonly br: LocalBridge;
 
   private publish(ep: LocalEndpoint): void {
     if (!this.gossip || !this.state) return;
@@ -967,7 +973,8 @@ export class Daemon {
     });
     await this.overlay.start({ adopt });
     // Egress for the tasks: the bridge, masquerade and isolation, and the addresses tasks hold.
-    await this.gw.start().catch((e: unknown) => this.log.error('docker_gwbridge could not be set up: tasks have no way out', { error: errorMessage(e) }));
+    for (const b of [this.gw, this.br])
+      await b.start().catch((e: unknown) => this.log.error(`${b.cfg.name} could not be set up: tasks have no way out`, { error: errorMessage(e) }));
     // The load balancers are read back and repaired on the overlay's period, as its FDB is.
     if (this.lbTimer) clearInterval(this.lbTimer);
     this.lbTimer = setInterval(() => void this.lb.reconcile(), this.cfg.reconcileMs ?? 3000);
@@ -1202,6 +1209,7 @@ export class Daemon {
       if (netnsExists(ns)) deleteNetns(ns);
       this.lb.forget(ns);
       this.gw.release(ns);
+      this.br.release(ns);
       this.withdrawn.delete(taskId);
     });
   }

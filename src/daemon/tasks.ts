@@ -36,6 +36,8 @@ export interface TaskHost {
   withdraw(taskId: string): void;
   /** the task's way out (docker_gwbridge), for a task on a non-internal network */
   egress(taskId: string, netns: string): Promise<void>;
+  /** Docker's local bridge network (docker0), the network of a task that names none */
+  defaultBridge(taskId: string, netns: string): Promise<void>;
 }
 
 export class TaskRunner {
@@ -159,14 +161,16 @@ export class TaskRunner {
       }
       await yieldToLoop();
       await this.host.ensureNetns(netns);
-      // Internal networks only: no way out, and no default route (as Docker).
+      // Internal networks only: no way out, and no default route (as Docker). No network at all:
+      // Docker's local bridge, with its way out.
       if (external) await this.host.egress(t.id, netns);
+      else if (!t.networks.length) await this.host.defaultBridge(t.id, netns);
       if (!this.wanted.has(t.id)) throw new Error('task withdrawn while preparing');
-      if (networks.length)
-        await this.host.serveDns(
-          netns,
-          networks.map((n) => n.networkId),
-        );
+      // Every task has the resolver: one on no overlay still resolves outside names through it.
+      await this.host.serveDns(
+        netns,
+        networks.map((n) => n.networkId),
+      );
       container = await this.runtime.create({
         name: taskName(t),
         image,

@@ -80,6 +80,19 @@ describe('egress from tasks (docker_gwbridge)', { skip: skipUnlessRoot || (!hasD
     assert.doesNotMatch(await must('node1', ['exec', closed!, 'ip', 'addr']), /gw0/);
   });
 
+  it("a task on no network has Docker's local bridge (docker0, 172.17.0.0/16): its way out and the resolver", async () => {
+    await must('node1', ['service', 'create', '-d', '--name', 'alone', '--constraint', 'node.hostname==node1', 'busybox:local', 'sleep', 'infinity']);
+    const [c] = await containers('node1', 'alone', 1);
+    assert.match(await must('node1', ['exec', c!, 'ip', '-4', 'addr', 'show', 'eth0']), /inet 172\.17\.\d+\.\d+\/16/);
+    assert.match(await must('node1', ['exec', c!, 'ip', 'route']), /^default via 172\.17\.0\.1 dev eth0/m);
+    const router = lab.plan.nets[lab.host('node1').l2]!.gateway;
+    assert.match(await must('node1', ['exec', c!, 'ping', '-c', '2', '-W', '2', router]), / 0% packet loss/);
+    // The resolver answers (a single label no one has: NXDOMAIN at once, from 127.0.0.11).
+    const ns = await docker('node1', ['exec', c!, 'nslookup', 'nosuchname']);
+    assert.match(ns.out, /127\.0\.0\.11/);
+    assert.match(ns.out, /NXDOMAIN/);
+  });
+
   it("the bridge's ports cannot reach each other (enable_icc=false); the overlay between the same tasks works", async () => {
     const [a, b] = await containers('node1', 'open', 2);
     const addrOf = async (c: string, dev: string): Promise<string> =>

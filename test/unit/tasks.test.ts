@@ -73,6 +73,7 @@ function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detache
     localTaskIds: () => [...h.withEndpoints],
     withdraw: (taskId: string) => void h.withdrawn.push(taskId),
     egress: async () => undefined,
+    defaultBridge: async () => undefined,
   };
   return h;
 }
