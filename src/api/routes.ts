@@ -25,7 +25,7 @@ import {
 } from './check.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
-import { clusterJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
+import { clusterJson, localNetworkJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
 import { DEFAULT_CERT_DAYS } from '../cluster/manager/ca.js';
 
 /** what a new swarm runs with */
@@ -196,17 +196,31 @@ export function buildRouter(d: Daemon): Router {
   };
   r.on('GET', '/networks', (c) => {
     const filters = parseFilters(c.query.get('filters'), ['name', 'id', 'driver', 'scope', 'label']);
-    let list = d.listNetworks();
+    const all = [
+      ...d.localNetworks().map((n) => ({ name: n.name, id: n.id, driver: n.driver, scope: 'local', labels: {}, json: () => localNetworkJson(n) })),
+      ...d.listNetworks().map((n) => ({ name: n.name, id: n.id, driver: n.driver, scope: 'swarm', labels: n.labels, json: () => netJson(n) })),
+    ];
+    let list = all;
     if (filters.label) list = list.filter((n) => filters.label!.every((l) => labelMatch(n.labels, l)));
     if (filters.name) list = list.filter((n) => filters.name!.some((f) => n.name.includes(f)));
     if (filters.id) list = list.filter((n) => filters.id!.some((f) => n.id.startsWith(f)));
     if (filters.driver) list = list.filter((n) => filters.driver!.includes(n.driver));
-    if (filters.scope) list = list.filter(() => filters.scope!.includes('swarm'));
-    return { json: list.map((n) => netJson(n)) };
+    if (filters.scope) list = list.filter((n) => filters.scope!.includes(n.scope));
+    return { json: list.map((n) => n.json()) };
   });
+  /** One of Docker's local networks, by name, ID or unique ID prefix. */
+  const localNetwork = (ref: string): ReturnType<Daemon['localNetworks']>[number] | undefined => {
+    const all = d.localNetworks();
+    const exact = all.find((n) => n.name === ref || n.id === ref);
+    if (exact) return exact;
+    const byPrefix = ref.length >= 3 ? all.filter((n) => n.id.startsWith(ref)) : [];
+    return byPrefix.length === 1 ? byPrefix[0] : undefined;
+  };
   r.on('GET', '/networks/:id', (c) => {
     const scope = c.query.get('scope');
     if (scope && !['swarm', 'local', 'global'].includes(scope)) throw new BadRequest(`invalid scope "${scope}"`);
+    const local = scope === 'swarm' ? undefined : localNetwork(c.params[0]!);
+    if (local) return { json: localNetworkJson(local) };
     if (scope === 'local') throw new VxError(`network ${c.params[0]} not found`, 404);
     return { json: netJson(d.findNetwork(c.params[0]!), qBool(c.query, 'verbose')) };
   });
@@ -247,6 +261,8 @@ export function buildRouter(d: Daemon): Router {
     return { status: 201, json: { Id: net.id, Warning: '' } };
   });
   r.on('DELETE', '/networks/:id', async (c) => {
+    const local = localNetwork(c.params[0]!);
+    if (local) throw new VxError(`${local.name} is a pre-defined network and cannot be removed`, 403);
     await d.requireManager().removeNetwork(c.params[0]!);
     return { status: 204 };
   });

@@ -4,6 +4,7 @@ import { tlsInfo } from '../cluster/manager/ca.js';
 import type { ClusterRecord, NetworkRecord, NodeRecord } from '../cluster/manager/types.js';
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
+import type { LocalNetworkInfo } from '../daemon/daemon.js';
 import type { LocalEndpoint } from '../daemon/state.js';
 
 const NODE_CERT_EXPIRY_NS = 90 * 24 * 3600 * 1e9;
@@ -105,6 +106,28 @@ export function networkJson(n: NetworkRecord, local: LocalEndpoint[], peers: Arr
     Options: n.options,
     Labels: n.labels,
     ...(peers.length ? { Peers: peers.map((p) => ({ Name: p.name, IP: p.ip })) } : {}),
+  };
+}
+
+/** Docker's JSON for one of its local networks (bridge, docker_gwbridge, host, none). */
+export function localNetworkJson(n: LocalNetworkInfo): Record<string, unknown> {
+  return {
+    Name: n.name,
+    Id: n.id,
+    Created: n.createdAt,
+    Scope: 'local',
+    Driver: n.driver,
+    EnableIPv4: true,
+    EnableIPv6: false,
+    IPAM: { Driver: 'default', Options: null, Config: n.subnet ? [{ Subnet: n.subnet, Gateway: n.gateway }] : [] },
+    Internal: false,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: {},
+    Options: n.options,
+    Labels: {},
   };
 }
 

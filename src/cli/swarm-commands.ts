@@ -249,9 +249,16 @@ export function addSwarmCommands(program: Command): void {
     .description('list networks')
     .option('-q, --quiet', 'only display network IDs')
     .option('--no-trunc', 'do not truncate the output')
+    .option('-f, --filter <k=v>', 'filter output (driver=…, id=…, label=…, name=…, scope=…)', collect)
     .option('--format <tpl>', 'format output using a Go template')
     .action(async (o: Json, cmd: Command) => {
-      const nets = await apiFrom(cmd).get<Json[]>('/networks');
+      const filters: Record<string, string[]> = {};
+      for (const f of (o.filter as string[] | undefined) ?? []) {
+        const i = f.indexOf('=');
+        if (i <= 0) throw new VxError(`bad format of filter (expected name=value): ${f}`, 400);
+        (filters[f.slice(0, i)] ??= []).push(f.slice(i + 1));
+      }
+      const nets = await apiFrom(cmd).get<Json[]>('/networks', Object.keys(filters).length ? { filters: JSON.stringify(filters) } : {});
       const id = (x: string): string => (o.trunc === false ? x : x.slice(0, 12));
       if (o.quiet) return out(nets.map((n) => `${id(n.Id)}\n`).join(''));
       const rows = nets.map((n) => ({

@@ -1,6 +1,7 @@
 // One vxswarm daemon: the composition root of a node. It owns the node's swarm membership
 // (as manager or worker), its overlay data plane, and the test endpoints attached through
 // the control plane; the Engine API in api/ calls into it.
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessage } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -46,6 +47,17 @@ export interface DaemonConfig {
   netnsPrefix: string;
   log: Logger;
   reconcileMs?: number;
+}
+
+/** One of Docker's local networks (bridge, docker_gwbridge, host, none) on this node. */
+export interface LocalNetworkInfo {
+  id: string;
+  name: string;
+  driver: 'bridge' | 'host' | 'null';
+  createdAt: string;
+  subnet?: string;
+  gateway?: string;
+  options: Record<string, string>;
 }
 
 export interface ServiceLogLine {
@@ -421,10 +433,10 @@ export class Daemon {
         this.disk.saveState(this.state);
         // A joining manager's etcd starts as a learner and catches up from the others; its node's
         // session is then with its own manager.
-        if (r.role === 'manager') {
-          this.client = new ManagerClient(bootstrap.managers, certs);
-          await this.startControl(await this.openControl(certs, 'join'), certs);
-        } else this.startAgent(certs);
+        // Until its etcd member has caught up, a joining manager's node has a session with another
+        // manager (it is up, not absent); then its own dispatcher serves it.
+        this.startAgent(certs);
+        if (r.role === 'manager') await this.startControl(await this.openControl(certs, 'join'), certs);
         await this.startOverlay();
         this.scheduleRenewal(certs);
         await this.waitConnected(5000);
@@ -1071,6 +1083,36 @@ export class Daemon {
     const n = list.find((x) => x.id === ref) ?? list.find((x) => x.name === ref) ?? list.find((x) => ref.length > 0 && x.id.startsWith(ref));
     if (!n) throw new NotFoundError(`network ${ref} not found`);
     return n;
+  }
+
+  /**
+   * Docker's local networks on this node: host and none always, bridge (docker0) and
+   * docker_gwbridge once set up. IDs are stable for this node.
+   */
+  localNetworks(): LocalNetworkInfo[] {
+    const who = this.state?.nodeId ?? this.hostname;
+    const id = (name: string): string => createHash('sha256').update(`${who}/${name}`).digest('hex');
+    const out: LocalNetworkInfo[] = [
+      { id: id('host'), name: 'host', driver: 'host', createdAt: this.startedAt.toISOString(), options: {} },
+      { id: id('none'), name: 'none', driver: 'null', createdAt: this.startedAt.toISOString(), options: {} },
+    ];
+    for (const b of [this.br, this.gw])
+      if (b.up)
+        out.push({
+          id: id(b.cfg.name),
+          name: b.cfg.name === 'docker0' ? 'bridge' : b.cfg.name,
+          driver: 'bridge',
+          createdAt: this.startedAt.toISOString(),
+          subnet: b.cfg.subnet,
+          gateway: b.cfg.gateway,
+          options: {
+            'com.docker.network.bridge.name': b.cfg.name,
+            'com.docker.network.bridge.enable_icc': String(b.cfg.icc),
+            'com.docker.network.bridge.enable_ip_masquerade': 'true',
+            ...(b.cfg.name === 'docker0' ? { 'com.docker.network.bridge.default_bridge': 'true' } : {}),
+          },
+        });
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   /** Local data-plane view of a network (sandbox, peers) if this node has it. */

@@ -101,6 +101,9 @@ export class LocalBridge {
     return this.started;
   }
 
+  /** set up on this node (start() done) */
+  up = false;
+
   private async setup(): Promise<void> {
     const r = Rtnl.open();
     try {
@@ -115,6 +118,7 @@ export class LocalBridge {
     // Replaced whole on every start: ours alone, and nothing else refers to it.
     const t = this.cfg.table;
     await nftAsync('', `table ip ${t}\ndelete table ip ${t}\ntable bridge ${t}\ndelete table bridge ${t}\n${rules(this.cfg)}`);
+    this.up = true;
     for (const ns of listNetns(this.taskNetnsPrefix)) {
       const c = Rtnl.open(ns);
       try {

@@ -42,7 +42,7 @@ function caughtUp(lab: SwarmLab, host: string, leaderHost: string, what: string,
 
 /** Network names as `host` lists them. */
 async function networkNames(lab: SwarmLab, host: string): Promise<string[]> {
-  const r = await lab.vx(host, ['network', 'ls', '--format', '{{.Name}}']);
+  const r = await lab.vx(host, ['network', 'ls', '--filter', 'scope=swarm', '--format', '{{.Name}}']);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim().split('\n').sort();
 }
@@ -207,8 +207,7 @@ test('three managers: join, replicate, write on any manager, elect a new one whe
     assert.equal(t.get('node4')![0], 'Ready', 'the worker found the new leader');
     const nc2 = await lab.vx(other, ['network', 'create', '-d', 'overlay', 'after-net']);
     assert.equal(nc2.code, 0, nc2.stderr);
-    const ls = await lab.vx(newLeader, ['network', 'ls', '--format', '{{.Name}}']);
-    assert.deepEqual(ls.stdout.trim().split('\n').sort(), ['after-net', 'ingress', 'uber-net']);
+    assert.deepEqual(await networkNames(lab, newLeader), ['after-net', 'ingress', 'uber-net']);
 
     // node1 comes back as a follower and catches up; the leader keeps leading.
     await lab.start('node1');

@@ -131,7 +131,26 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       assert.deepEqual(words.slice(0, 2).sort(), ['10.77.1.0/24/10.77.1.254', '10.77.2.0/24/10.77.2.1']);
       assert.deepEqual(words.slice(2), ['swarm', 'overlay', 'true', '4098,4099']);
       const dls = await lab.docker('node1', ['network', 'ls', '--format', '{{.Name}} {{.Driver}} {{.Scope}}']);
-      assert.deepEqual(dls.stdout.trim().split('\n').sort(), ['ingress overlay swarm', 'prod-net overlay swarm', 'uber-net overlay swarm']);
+      // Docker's local networks too, as `docker network ls` shows them on a swarm node.
+      assert.deepEqual(dls.stdout.trim().split('\n').sort(), [
+        'bridge bridge local',
+        'docker_gwbridge bridge local',
+        'host host local',
+        'ingress overlay swarm',
+        'none null local',
+        'prod-net overlay swarm',
+        'uber-net overlay swarm',
+      ]);
+      const br = await lab.docker('node1', ['network', 'inspect', '--format', '{{.Scope}} {{range .IPAM.Config}}{{.Subnet}}{{end}}', 'bridge']);
+      assert.equal(br.stdout.trim(), 'local 172.17.0.0/16');
+      for (const [args, re] of [
+        [['network', 'rm', 'bridge'], /bridge is a pre-defined network and cannot be removed/],
+        [['network', 'create', '-d', 'overlay', 'docker_gwbridge'], /docker_gwbridge is a pre-defined network and cannot be created/],
+      ] as const) {
+        const x = await lab.docker('node1', [...args]);
+        assert.notEqual(x.code, 0);
+        assert.match(x.stderr, re);
+      }
       const rm = await lab.docker('node1', ['network', 'rm', 'prod-net']);
       assert.equal(rm.code, 0, rm.stderr);
       const gone = await lab.docker('node1', ['network', 'inspect', 'prod-net']);
@@ -286,7 +305,12 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
   });
 
   it('lazy networks: node2 lists uber-net only while an endpoint there is attached; its sandbox goes with the last one', async () => {
-    const names = async (): Promise<string[]> => (await lab.api('node2').get<Json[]>('/networks')).map((n) => n.Name).sort();
+    // The swarm's networks (Docker's local ones are always there).
+    const names = async (): Promise<string[]> =>
+      (await lab.api('node2').get<Json[]>('/networks'))
+        .filter((n) => n.Scope === 'swarm')
+        .map((n) => n.Name)
+        .sort();
     assert.deepEqual(await names(), ['ingress']);
     // A node's own endpoints go only on attachable networks (as Docker's standalone containers).
     assert.equal((await lab.vx('node1', ['network', 'create', 'plain-net'])).code, 0);

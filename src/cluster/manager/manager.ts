@@ -28,8 +28,8 @@ const MAX_REVOKED_CERTS = 1000;
 /** endpoints of its own (not tasks') a node may hold on one network */
 export const MAX_LOCAL_ATTACHMENTS = 64;
 
-/** names Docker keeps for its local networks on every node */
-export const PREDEFINED_NETWORKS = ['bridge', 'host', 'none'];
+/** names Docker keeps for its local networks on every node (docker_gwbridge is every swarm node's) */
+export const PREDEFINED_NETWORKS = ['bridge', 'docker_gwbridge', 'host', 'none'];
 
 export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
