@@ -327,15 +327,27 @@ export class Dispatcher {
    * session's key again. Not renewed for a lease's lifetime: this manager is cut off and the
    * leader has marked its nodes down, so their sessions end and they find another manager.
    */
+  private keeping = false;
   private async keepAlive(): Promise<void> {
-    if (this.closed || !this.lease) return;
+    // One keep-alive at a time, and a lost lease is the one that was sent: two answers of the
+    // same lost lease must not each grant a new one (keys left on a lease nobody keeps alive).
+    const lease = this.lease;
+    if (this.closed || !lease || this.keeping) return;
+    this.keeping = true;
     const sent = Date.now();
     try {
-      const ttl = await this.kv.leaseKeepAlive(this.lease);
-      if (ttl > 0) this.renewedAt = sent;
-      else return await this.leaseLost(this.lease);
+      const ttl = await this.kv.leaseKeepAlive(lease);
+      if (ttl <= 0) return await this.leaseLost(lease);
+      this.renewedAt = sent;
+      // A key our sessions should have and the store does not (it went with a lease lost in a
+      // race, or was deleted by hand) is written again.
+      for (const s of this.live)
+        if (s.rev && !s.done && !this.store.getSession(s.nodeId) && this.store.getNode(s.nodeId))
+          await this.putKey(s, false).catch((e: unknown) => this.log.debug('could not rewrite a session key', { node: s.nodeId, error: errorMessage(e) }));
     } catch (e) {
       this.log.debug('session lease keep-alive failed', { error: errorMessage(e) });
+    } finally {
+      this.keeping = false;
     }
     if (Date.now() - this.renewedAt > SESSION_TTL_S * 1000) {
       const remote = [...this.live].filter((s) => !s.peer.local);
