@@ -3,12 +3,13 @@ import { parentPort } from 'node:worker_threads';
 import { KernelError, errorMessage } from '../core/errors.js';
 import { mountOverlay } from './mounts.js';
 import { createNetns } from './netns.js';
-import { nftRun } from './nft.js';
+import { nftForget, nftRun } from './nft.js';
 
 type Msg = { seq: number } & (
   | { op: 'createNetns'; name: string }
   | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string }
   | { op: 'nft'; netns: string; script: string; json: boolean }
+  | { op: 'nftForget'; netns: string }
 );
 
 parentPort!.on('message', (m: Msg) => {
@@ -17,8 +18,9 @@ parentPort!.on('message', (m: Msg) => {
       parentPort!.postMessage({ seq: m.seq, out: nftRun(m.netns, m.script, m.json) });
       return;
     }
-    if (m.op === 'createNetns') createNetns(m.name);
-    else mountOverlay(m.target, m.lowers, m.upper, m.work);
+    if (m.op === 'nftForget') nftForget(m.netns);
+    else if (m.op === 'createNetns') createNetns(m.name);
+    else if (m.op === 'mountOverlay') mountOverlay(m.target, m.lowers, m.upper, m.work);
     parentPort!.postMessage({ seq: m.seq });
   } catch (e) {
     const k = e instanceof KernelError ? e : undefined;

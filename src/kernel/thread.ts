@@ -10,7 +10,8 @@ import { spawnSibling } from '../core/worker.js';
 type Op =
   | { op: 'createNetns'; name: string }
   | { op: 'mountOverlay'; target: string; lowers: string[]; upper: string; work: string }
-  | { op: 'nft'; netns: string; script: string; json: boolean };
+  | { op: 'nft'; netns: string; script: string; json: boolean }
+  | { op: 'nftForget'; netns: string };
 interface Reply {
   seq: number;
   out?: string;
@@ -22,6 +23,8 @@ let idleTimer: NodeJS.Timeout | undefined;
 /** an idle thread is let go: it holds a V8 isolate (~8 MB) a quiet node does not need */
 const IDLE_MS = 2000;
 let seq = 0;
+/** nftables contexts live on the thread (their copies of the rulesets): it is kept while any does */
+let pinned = false;
 const waiting = new Map<number, { resolve: (out: string) => void; reject: (e: Error) => void }>();
 
 function live(): Worker {
@@ -34,7 +37,7 @@ function live(): Worker {
     if (waiting.size === 0) {
       w.unref();
       idleTimer = setTimeout(() => {
-        if (worker === w && waiting.size === 0) {
+        if (worker === w && waiting.size === 0 && !pinned) {
           worker = undefined;
           void w.terminate();
         }
@@ -82,5 +85,11 @@ export async function mountOverlayAsync(target: string, lowers: string[], upper:
 
 /** An nft script run inside namespace `netns`, on the kernel thread; what it printed. */
 export function nftAsync(netns: string, script: string, json = false): Promise<string> {
+  pinned = true;
   return call({ op: 'nft', netns, script, json });
+}
+
+/** Frees the nftables context of a namespace that is gone. */
+export async function nftForgetAsync(netns: string): Promise<void> {
+  if (worker) await call({ op: 'nftForget', netns });
 }

@@ -15,7 +15,7 @@
 import { KernelError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
-import { nftAsync } from '../kernel/thread.js';
+import { nftAsync, nftForgetAsync } from '../kernel/thread.js';
 
 /** A namespace's load balancer: VIP → its backends' addresses (sorted). */
 export type LbSpec = Map<string, string[]>;
@@ -138,6 +138,7 @@ export class LoadBalancers {
     this.wanted.delete(netns);
     this.held.delete(netns);
     this.locks.delete(netns);
+    void nftForgetAsync(netns).catch(() => undefined);
   }
 
   /** What `netns` balances now, as programmed. */
