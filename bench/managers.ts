@@ -84,14 +84,19 @@ export async function run(): Promise<void> {
           const ok = await api(h)
             .post('/networks/create', { Name: `fo${host ? 'h' : 'd'}${i}`, Driver: 'overlay' })
             .then(() => true)
-            .catch(() => false);
+            // an earlier try whose outcome was unknown did commit
+            .catch((e: unknown) => /already exists/.test(String(e)));
           if (ok) return true;
         }
         return false;
-      }, 30000);
+      }, 30000).catch(() => {
+        throw new Error(`no write through ${others.join(' or ')} committed within 30 s of killing ${victim}`);
+      });
       const s = (performance.now() - t0) / 1000;
       await startBuilt(name, victim);
-      await until(() => following(victim), 30000);
+      await until(() => following(victim), 30000).catch(() => {
+        throw new Error(`${victim} did not follow the leader within 30 s of its restart`);
+      });
       return s;
     };
     const failovers: number[] = [];

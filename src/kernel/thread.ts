@@ -23,8 +23,8 @@ let idleTimer: NodeJS.Timeout | undefined;
 /** an idle thread is let go: it holds a V8 isolate (~8 MB) a quiet node does not need */
 const IDLE_MS = 2000;
 let seq = 0;
-/** nftables contexts live on the thread (their copies of the rulesets): it is kept while any does */
-let pinned = false;
+/** namespaces whose nftables contexts live on the thread (their copies of the rulesets): it is kept while any does */
+const pinned = new Set<string>();
 const waiting = new Map<number, { resolve: (out: string) => void; reject: (e: Error) => void }>();
 
 function live(): Worker {
@@ -37,7 +37,7 @@ function live(): Worker {
     if (waiting.size === 0) {
       w.unref();
       idleTimer = setTimeout(() => {
-        if (worker === w && waiting.size === 0 && !pinned) {
+        if (worker === w && waiting.size === 0 && pinned.size === 0) {
           worker = undefined;
           void w.terminate();
         }
@@ -85,11 +85,12 @@ export async function mountOverlayAsync(target: string, lowers: string[], upper:
 
 /** An nft script run inside namespace `netns`, on the kernel thread; what it printed. */
 export function nftAsync(netns: string, script: string, json = false): Promise<string> {
-  pinned = true;
+  pinned.add(netns);
   return call({ op: 'nft', netns, script, json });
 }
 
-/** Frees the nftables context of a namespace that is gone. */
+/** Frees the nftables context of a namespace that is gone (or not used again soon). */
 export async function nftForgetAsync(netns: string): Promise<void> {
-  if (worker) await call({ op: 'nftForget', netns });
+  if (!pinned.delete(netns) || !worker) return;
+  await call({ op: 'nftForget', netns });
 }

@@ -10,7 +10,7 @@ import { contains, formatIp, parseCidr, parseIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
 import { listNetns, writeSysctl } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
-import { nftAsync } from '../kernel/thread.js';
+import { nftAsync, nftForgetAsync } from '../kernel/thread.js';
 import { Mutex } from '../core/mutex.js';
 
 export interface LocalBridgeConfig {
@@ -118,6 +118,8 @@ export class LocalBridge {
     // Replaced whole on every start: ours alone, and nothing else refers to it.
     const t = this.cfg.table;
     await nftAsync('', `table ip ${t}\ndelete table ip ${t}\ntable bridge ${t}\ndelete table bridge ${t}\n${rules(this.cfg)}`);
+    // Written once: the kernel thread need not keep the node's ruleset for it.
+    await nftForgetAsync('');
     this.up = true;
     for (const ns of listNetns(this.taskNetnsPrefix)) {
       const c = Rtnl.open(ns);
