@@ -10,6 +10,9 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { SwarmLab, waitFor } from './swarm-helpers.js';
 
+/** The swarm's networks (Docker's local ones, bridge and the like, are every node's own). */
+const SWARM_NETWORKS = `/networks?filters=${encodeURIComponent(JSON.stringify({ scope: { swarm: true } }))}`;
+
 const execFileP = promisify(execFile);
 const FAULTS = Number(process.env.HISTORY_FAULTS ?? 20);
 const MANAGERS = ['node1', 'node2', 'node3'];
@@ -83,7 +86,7 @@ test(`history: concurrent writes and reads on every manager across ${FAULTS} lea
         else if (r.status >= 400 && r.status < 500) refused.add(name);
         else unknown.add(name);
         if (i % 3 === 0) {
-          const l = await lab.raw(h, 'GET', '/networks', undefined, {}, 15_000).catch(() => undefined);
+          const l = await lab.raw(h, 'GET', SWARM_NETWORKS, undefined, {}, 15_000).catch(() => undefined);
           if (l?.status === 200) {
             reads++;
             for (const n of JSON.parse(l.body) as { Name: string }[]) if (!seen.has(n.Name)) seen.set(n.Name, `${h} read ${reads}`);
@@ -128,7 +131,7 @@ test(`history: concurrent writes and reads on every manager across ${FAULTS} lea
       );
     const finals = await Promise.all(
       MANAGERS.map(async (h) => {
-        const r = await lab.raw(h, 'GET', '/networks');
+        const r = await lab.raw(h, 'GET', SWARM_NETWORKS);
         assert.equal(r.status, 200, r.body);
         return new Set((JSON.parse(r.body) as { Name: string }[]).map((n) => n.Name));
       }),
