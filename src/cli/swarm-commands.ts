@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { VxError } from '../core/errors.js';
 import { ApiClient, DEFAULT_HOST } from './client.js';
-import { collect, inspectOut, out } from './output.js';
+import { collect, filterFlags, inspectOut, out } from './output.js';
 import { formatList, renderTemplate } from './template.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -252,12 +252,7 @@ export function addSwarmCommands(program: Command): void {
     .option('-f, --filter <k=v>', 'filter output (driver=…, id=…, label=…, name=…, scope=…)', collect)
     .option('--format <tpl>', 'format output using a Go template')
     .action(async (o: Json, cmd: Command) => {
-      const filters: Record<string, string[]> = {};
-      for (const f of (o.filter as string[] | undefined) ?? []) {
-        const i = f.indexOf('=');
-        if (i <= 0) throw new VxError(`bad format of filter (expected name=value): ${f}`, 400);
-        (filters[f.slice(0, i)] ??= []).push(f.slice(i + 1));
-      }
+      const filters = filterFlags(o.filter as string[] | undefined);
       const nets = await apiFrom(cmd).get<Json[]>('/networks', Object.keys(filters).length ? { filters: JSON.stringify(filters) } : {});
       const id = (x: string): string => (o.trunc === false ? x : x.slice(0, 12));
       if (o.quiet) return out(nets.map((n) => `${id(n.Id)}\n`).join(''));

@@ -5,7 +5,7 @@ import { VxError } from '../core/errors.js';
 import { humanDuration } from '../core/human.js';
 import type { ApiClient } from './client.js';
 import { StdcopyReader, hijack } from './hijack.js';
-import { collect, inspectOut, out } from './output.js';
+import { collect, filterFlags, inspectOut, out } from './output.js';
 import { apiFrom } from './swarm-commands.js';
 import { formatList } from './template.js';
 
@@ -334,12 +334,7 @@ export function addWorkloadCommands(program: Command): void {
     .option('-f, --filter <k=v>', 'filter output (label=…, name=…, status=…)', collect)
     .option('--format <tpl>', 'format output using a Go template')
     .action(async (o: Json, cmd: Command) => {
-      const filters: Record<string, string[]> = {};
-      for (const f of (o.filter as string[] | undefined) ?? []) {
-        const i = f.indexOf('=');
-        if (i <= 0) throw new VxError(`bad format of filter (expected name=value): ${f}`, 400);
-        (filters[f.slice(0, i)] ??= []).push(f.slice(i + 1));
-      }
+      const filters = filterFlags(o.filter as string[] | undefined);
       const list = await apiFrom(cmd).get<Json[]>('/containers/json', { all: o.all ? 1 : undefined, filters: JSON.stringify(filters) });
       if (o.quiet) return out(list.map((c) => `${c.Id.slice(0, 12)}\n`).join(''));
       const rows = list.map((c) => {

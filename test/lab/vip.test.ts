@@ -55,6 +55,17 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
     (await docker(host, ['exec', container, 'sh', '-c', `for i in $(seq ${n}); do timeout 3 wget -q -O- http://${target}/ || echo failed; done`]))
       .split('\n')
       .filter(Boolean);
+  /** 30 requests to `web` from `container` on `host`, once all three backends answer among them. */
+  const balanced = (what: string, host: string, container: string): Promise<string[]> =>
+    waitFor(
+      what,
+      async () => {
+        const x = await http(host, container, 'web', 30);
+        return new Set(x).size === 3 ? x : undefined;
+      },
+      10_000,
+      300,
+    );
   const nodeNames = async (): Promise<Record<string, string>> =>
     Object.fromEntries((await lab.api('node1').get<Json[]>('/nodes')).map((n) => [n.ID as string, n.Description.Hostname as string]));
   const lbTable = async (netns: string): Promise<Json[]> =>
@@ -176,16 +187,7 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
     const vip = (await vipOf('web'))!;
     assert.ok(vip);
     await waitFor('the name to give the VIP', async () => ((await lookup('web')).join() === vip ? true : undefined), 10_000, 200);
-    const r = await waitFor(
-      'the new VIP load-balanced',
-      async () => {
-        const x = await http('node2', c, 'web', 30);
-        return new Set(x).size === 3 ? x : undefined;
-      },
-      10_000,
-      300,
-    );
-    assert.equal(r.length, 30);
+    assert.equal((await balanced('the new VIP load-balanced', 'node2', c)).length, 30);
   });
 
   it("drift: a VIP deleted by hand from a task's namespace is put back within a period, and counted", async () => {
@@ -223,15 +225,6 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
     await sleep(1500);
     assert.equal(await handles(), was, 'the same table, map and chains: adopted, not rebuilt');
     const c = await containerOn('node2', 'web');
-    const r = await waitFor(
-      'the VIP still balanced from node2',
-      async () => {
-        const x = await http('node2', c, 'web', 30);
-        return new Set(x).size === 3 ? x : undefined;
-      },
-      10_000,
-      300,
-    );
-    assert.equal(r.length, 30);
+    assert.equal((await balanced('the VIP still balanced from node2', 'node2', c)).length, 30);
   });
 });

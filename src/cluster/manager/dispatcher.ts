@@ -183,11 +183,15 @@ export class Dispatcher {
     return this.granting;
   }
 
+  /** What a session's key says. */
+  private record(s: Live): SessionRecord {
+    return { nodeId: s.nodeId, manager: this.ctl.nodeId, managerAddr: this.ctl.ownAddr, openedAt: new Date(s.openedAt).toISOString() };
+  }
+
   private async putKey(s: Live, again = true): Promise<void> {
     const lease = await this.leaseId();
-    const rec: SessionRecord = { nodeId: s.nodeId, manager: this.ctl.nodeId, managerAddr: this.ctl.ownAddr, openedAt: new Date(s.openedAt).toISOString() };
     try {
-      const r = await this.kv.txn([], [{ put: collKey('sessions', s.nodeId), value: JSON.stringify(rec), lease }]);
+      const r = await this.kv.txn([], [{ put: collKey('sessions', s.nodeId), value: JSON.stringify(this.record(s)), lease }]);
       s.rev = r.rev;
     } catch (e) {
       // The lease ran out before the keep-alive noticed: a new one, for the other sessions too.
@@ -223,13 +227,7 @@ export class Dispatcher {
     }
     // A goodbye: the key says so, on a lease of the grace's length that nobody keeps alive, so it
     // goes by itself then, unless the node is back (its new session's key replaces it).
-    const rec: SessionRecord = {
-      nodeId: s.nodeId,
-      manager: this.ctl.nodeId,
-      managerAddr: this.ctl.ownAddr,
-      openedAt: new Date(s.openedAt).toISOString(),
-      goodbyeUntil: new Date(Date.now() + GOODBYE_GRACE_MS).toISOString(),
-    };
+    const rec = { ...this.record(s), goodbyeUntil: new Date(Date.now() + GOODBYE_GRACE_MS).toISOString() };
     const w = this.kv
       .leaseGrant(GOODBYE_GRACE_MS / 1000)
       .then((lease) => this.kv.txn([unless], [{ put: key, value: JSON.stringify(rec), lease }]))

@@ -176,9 +176,7 @@ export class Manager extends EventEmitter {
    * whichever manager serves a node's session keeps (dispatcher.ts).
    */
   static async load(store: Store, selfId: string, log: Logger): Promise<Manager> {
-    const c = store.getCluster();
-    if (!c) throw new NotFoundError('no swarm state in this store');
-    const m = new Manager(store, await RootCA.load({ certPem: c.caCertPem, keyPem: c.caKeyPem }), selfId, log);
+    const m = await Manager.view(store, selfId, log);
     // A node without a session is unknown, not down, for a grace period: its tasks stay put while
     // it finds a manager (a lost session backs off up to 2 s).
     const t = Date.now() + TAKEOVER_GRACE_MS;
