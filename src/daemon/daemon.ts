@@ -985,10 +985,8 @@ export class Daemon {
     });
     await this.overlay.start({ adopt });
     // Egress for the tasks: the bridge, masquerade and isolation, and the addresses tasks hold.
-    // In the background: reading back every task namespace need not hold up the API, and a task's
-    // attach waits for its bridge's start (and tries it again if it failed).
     for (const b of [this.gw, this.br])
-      void b.start().catch((e: unknown) => this.log.error(`${b.cfg.name} could not be set up: tasks have no way out`, { error: errorMessage(e) }));
+      await b.start().catch((e: unknown) => this.log.error(`${b.cfg.name} could not be set up: tasks have no way out`, { error: errorMessage(e) }));
     // The load balancers are read back and repaired on the overlay's period, as its FDB is.
     if (this.lbTimer) clearInterval(this.lbTimer);
     this.lbTimer = setInterval(() => void this.lb.reconcile(), this.cfg.reconcileMs ?? 3000);
