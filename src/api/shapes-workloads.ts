@@ -1,5 +1,5 @@
 // Docker JSON for services, tasks, containers, images and execs, and the service spec parser.
-import { DEFAULT_UPDATE_POLICY, type ServiceRecord, type ServiceSpec, type TaskRecord, type UpdatePolicy } from '../cluster/manager/types.js';
+import { DEFAULT_UPDATE_POLICY, isTerminal, type PortConfig, type ServiceRecord, type ServiceSpec, type TaskRecord, type UpdatePolicy } from '../cluster/manager/types.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import type { ImageRecord } from '../runtime/images.js';
 import { humanDuration } from '../core/human.js';
@@ -25,7 +25,7 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   const ep = obj(b.EndpointSpec, 'EndpointSpec');
   const epMode = optStr(ep, 'Mode');
   if (epMode && epMode !== 'vip' && epMode !== 'dnsrr') throw new BadRequest(`invalid endpoint mode "${epMode}": vip or dnsrr`);
-  refuseUnknown(ep, 'EndpointSpec', ['Mode']);
+  refuseUnknown(ep, 'EndpointSpec', ['Mode', 'Ports']);
   const tt = obj(b.TaskTemplate, 'TaskTemplate');
   refuseUnknown(tt, 'TaskTemplate', ['ContainerSpec', 'Resources', 'RestartPolicy', 'Placement', 'Networks', 'ForceUpdate'], { Runtime: 'container' });
   refuseUnknown(
@@ -52,6 +52,36 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   }
   for (const [i, n] of (optArr(tt, 'Networks') ?? optArr(b, 'Networks') ?? []).entries())
     refuseUnknown(obj(n, `Networks[${i}]`), `TaskTemplate.Networks[${i}]`, ['Target', 'Aliases']);
+}
+
+/** EndpointSpec.Ports → ours: ports 1-65535 (a published port of 0 or none is assigned), tcp or udp, ingress or host. */
+function parsePorts(ep: Record<string, unknown>): PortConfig[] {
+  return (optArr(ep, 'Ports') ?? []).map((x, i) => {
+    const where = `EndpointSpec.Ports[${i}]`;
+    const p = obj(x, where);
+    refuseUnknown(p, where, ['Name', 'Protocol', 'TargetPort', 'PublishedPort', 'PublishMode']);
+    const protocol = optStr(p, 'Protocol') || 'tcp';
+    if (protocol === 'sctp') throw new BadRequest(`${where}: sctp ports are not supported yet (tcp or udp)`);
+    if (protocol !== 'tcp' && protocol !== 'udp') throw new BadRequest(`${where}: invalid protocol "${protocol}": tcp or udp`);
+    const mode = optStr(p, 'PublishMode') || 'ingress';
+    if (mode !== 'ingress' && mode !== 'host') throw new BadRequest(`${where}: invalid publish mode "${mode}": ingress or host`);
+    const target = optInt(p, 'TargetPort');
+    if (target === undefined || target < 1 || target > 65535) throw new BadRequest(`${where}: invalid target port ${target ?? 0}: must be 1-65535`);
+    const published = optInt(p, 'PublishedPort') ?? 0;
+    if (published < 0 || published > 65535) throw new BadRequest(`${where}: invalid published port ${published}: must be 1-65535 (or 0 to have one assigned)`);
+    const name = optStr(p, 'Name');
+    return { ...(name ? { name } : {}), protocol, targetPort: target, publishedPort: published, publishMode: mode };
+  });
+}
+
+export function portJson(p: PortConfig): Record<string, unknown> {
+  return {
+    ...(p.name ? { Name: p.name } : {}),
+    Protocol: p.protocol,
+    TargetPort: p.targetPort,
+    ...(p.publishedPort ? { PublishedPort: p.publishedPort } : {}),
+    PublishMode: p.publishMode,
+  };
 }
 
 export function parseServiceSpec(raw: unknown): ServiceSpec {
@@ -89,6 +119,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   if (updateDelay < 0) throw new BadRequest('UpdateConfig.Delay must not be negative');
   const memory = optInt(limits, 'MemoryBytes') ?? 0;
   if (memory < 0) throw new BadRequest('MemoryBytes must not be negative');
+  const ports = parsePorts(obj(b.EndpointSpec, 'EndpointSpec'));
   return {
     name: optStr(b, 'Name') ?? '',
     labels: optStrMap(b, 'Labels') ?? {},
@@ -119,6 +150,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     containerLabels: optStrMap(cs, 'Labels') ?? {},
     ...(optInt(tt, 'ForceUpdate') ? { forceUpdate: optInt(tt, 'ForceUpdate') } : {}),
     ...(optStr(obj(b.EndpointSpec, 'EndpointSpec'), 'Mode') === 'dnsrr' ? { endpointMode: 'dnsrr' as const } : {}),
+    ...(ports.length ? { ports } : {}),
   };
 }
 
@@ -154,7 +186,7 @@ export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
     Mode: s.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: s.replicas } },
     UpdateConfig: updateConfigJson(s.update),
     RollbackConfig: updateConfigJson(),
-    EndpointSpec: { Mode: s.endpointMode ?? 'vip' },
+    EndpointSpec: { Mode: s.endpointMode ?? 'vip', ...(s.ports?.length ? { Ports: s.ports.map(portJson) } : {}) },
   };
 }
 
@@ -172,7 +204,8 @@ export function serviceJson(
     UpdatedAt: s.updatedAt,
     Spec: serviceSpecJson(s.spec),
     Endpoint: {
-      Spec: { Mode: s.spec.endpointMode ?? 'vip' },
+      Spec: { Mode: s.spec.endpointMode ?? 'vip', ...(s.spec.ports?.length ? { Ports: s.spec.ports.map(portJson) } : {}) },
+      ...(s.ports?.length ? { Ports: s.ports.map(portJson) } : {}),
       ...(s.vips?.length ? { VirtualIPs: s.vips.map((v) => ({ NetworkID: v.networkId, Addr: `${v.ip}/${prefixOf(v.networkId, v.ip)}` })) } : {}),
     },
   };
@@ -192,6 +225,7 @@ export function serviceJson(
 
 export function taskJson(t: TaskRecord, networkName: (id: string) => string, prefixOf: (networkId: string, ip: string) => number): Record<string, unknown> {
   const cstatus: Record<string, unknown> = { ContainerID: t.containerId, PID: 0, ExitCode: t.exitCode ?? 0 };
+  const hostPorts = t.nodeId && !isTerminal(t.state) ? (t.spec.ports ?? []).filter((p) => p.publishMode === 'host') : [];
   return {
     ID: t.id,
     Version: { Index: t.version },
@@ -208,7 +242,8 @@ export function taskJson(t: TaskRecord, networkName: (id: string) => string, pre
       Message: t.message,
       ...(t.err ? { Err: t.err } : {}),
       ...(t.containerId ? { ContainerStatus: cstatus } : {}),
-      PortStatus: {},
+      // A host-mode port is the task's own, on its node (docker service ps shows it).
+      PortStatus: hostPorts.length ? { Ports: hostPorts.map(portJson) } : {},
     },
     DesiredState: t.desiredState,
     NetworksAttachments: t.networks.map((n) => ({

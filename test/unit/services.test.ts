@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseServiceSpec, serviceJson, serviceSpecJson } from '../../src/api/shapes-workloads.js';
+import { parseServiceSpec, serviceJson, serviceSpecJson, taskJson } from '../../src/api/shapes-workloads.js';
 import { humanDuration } from '../../src/core/human.js';
 import { createLogger } from '../../src/core/log.js';
 import { parseIp } from '../../src/core/ipv4.js';
@@ -457,7 +457,14 @@ describe('no service field accepted and dropped', () => {
       ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],
       ['--placement-pref', (b) => (b.TaskTemplate.Placement.Preferences = [{ Spread: { SpreadDescriptor: 'node.labels.zone' } }]), /Placement\.Preferences/],
       ['--mode replicated-job', (b) => (b.Mode = { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } }), /Mode\.ReplicatedJob/],
-      ['--publish', (b) => (b.EndpointSpec.Ports = [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080 }]), /EndpointSpec\.Ports/],
+      [
+        '--publish 8080:80/sctp',
+        (b) => (b.EndpointSpec.Ports = [{ Protocol: 'sctp', TargetPort: 80, PublishedPort: 8080 }]),
+        /sctp ports are not supported yet/,
+      ],
+      ['--publish 70000:80', (b) => (b.EndpointSpec.Ports = [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 70000 }]), /invalid published port 70000/],
+      ['--publish 8080:0', (b) => (b.EndpointSpec.Ports = [{ Protocol: 'tcp', TargetPort: 0, PublishedPort: 8080 }]), /invalid target port 0/],
+      ['--publish mode=bogus', (b) => (b.EndpointSpec.Ports = [{ TargetPort: 80, PublishMode: 'bogus' }]), /invalid publish mode "bogus"/],
       ['--endpoint-mode bogus', (b) => (b.EndpointSpec.Mode = 'bogus'), /invalid endpoint mode "bogus": vip or dnsrr/],
       ['--secret', (b) => (b.TaskTemplate.ContainerSpec.Secrets = [{ SecretName: 's' }]), /ContainerSpec\.Secrets/],
       ['--log-driver', (b) => (b.TaskTemplate.LogDriver = { Name: 'syslog' }), /TaskTemplate\.LogDriver/],
@@ -478,6 +485,136 @@ describe('no service field accepted and dropped', () => {
     const s = parseServiceSpec(b);
     assert.equal(s.forceUpdate, 1);
     assert.equal((serviceSpecJson(s).TaskTemplate as Record<string, unknown>).ForceUpdate, 1);
+  });
+});
+
+describe('published ports (EndpointSpec.Ports)', () => {
+  const json = (name: string, ports: Json[], extra: Json = {}): Json => ({
+    Name: name,
+    TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } },
+    Mode: { Replicated: { Replicas: 2 } },
+    EndpointSpec: { Ports: ports },
+    ...extra,
+  });
+  const p = (published: number, target = 80, o: Json = {}): Json => ({ Protocol: 'tcp', TargetPort: target, PublishedPort: published, ...o });
+
+  it('stores and shows them; a port left out is assigned from 30000 and kept across updates; tasks join ingress first', async () => {
+    const { m, store, o } = await managerOf();
+    const net = await m.createNetwork({ name: 'net-a', subnets: [{ subnet: '10.60.0.0/24' }] });
+    const ingress = m.listNetworks().find((n) => n.ingress)!;
+    const s = await o.createService(
+      parseServiceSpec({
+        ...json('web', [p(8080), p(0, 81, { Protocol: 'udp' })]),
+        TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: [{ Target: 'net-a' }] },
+      }),
+    );
+    assert.deepEqual(
+      s.ports?.map((x) => `${x.publishMode}:${x.publishedPort}->${x.targetPort}/${x.protocol}`),
+      ['ingress:8080->80/tcp', 'ingress:30000->81/udp'],
+    );
+    const shown = serviceJson(o.findService('web'), () => 24) as Json;
+    assert.deepEqual(shown.Endpoint.Ports, [
+      { Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080, PublishMode: 'ingress' },
+      { Protocol: 'udp', TargetPort: 81, PublishedPort: 30000, PublishMode: 'ingress' },
+    ]);
+    // The spec says what was asked: no number for the assigned one (as Docker's).
+    assert.deepEqual(shown.Spec.EndpointSpec.Ports[1], { Protocol: 'udp', TargetPort: 81, PublishMode: 'ingress' });
+    assert.deepEqual(parseServiceSpec(shown.Spec), o.findService('web').spec, 'the inspect output goes back in unchanged');
+    await o.reconcile();
+    for (const t of o.listTasks({ serviceId: s.id }))
+      assert.deepEqual(
+        t.networks.map((n) => n.networkId),
+        [ingress.id, net.id],
+      );
+    // Every node has its ingress sandbox's address.
+    assert.deepEqual(
+      m
+        .listAttachments({ networkId: ingress.id })
+        .filter((a) => a.name === 'ingress-sbox')
+        .map((a) => a.nodeId),
+      ['n1'],
+    );
+    // Numbers are per protocol; an update keeps the assigned port.
+    const s2 = await o.createService(parseServiceSpec(json('api', [p(0), p(0, 81)])));
+    assert.deepEqual(
+      s2.ports?.map((x) => x.publishedPort),
+      [30000, 30001],
+    );
+    await o.updateService('web', o.findService('web').version, parseServiceSpec({ ...shown.Spec, Labels: { a: 'b' } }));
+    assert.equal(o.findService('web').ports?.[1]?.publishedPort, 30000);
+    // --publish-rm: the port is free again, and the tasks are redeployed (they leave ingress).
+    const version = o.findService('web').specVersion;
+    await o.updateService('web', o.findService('web').version, parseServiceSpec({ ...shown.Spec, EndpointSpec: { Ports: [p(8080)] } }));
+    assert.deepEqual(
+      o.findService('web').ports?.map((x) => x.publishedPort),
+      [8080],
+    );
+    assert.equal(o.findService('web').specVersion, version + 1, 'a port change redeploys, as Docker does');
+    const again = await o.createService(parseServiceSpec(json('udp30000', [p(30000, 80, { Protocol: 'udp' })])));
+    assert.equal(again.ports?.[0]?.publishedPort, 30000);
+    store.close();
+  });
+
+  it('refuses a port another service holds (naming it), one listed twice, dnsrr with ingress, host mode without a number; nothing changes', async () => {
+    const { store, o } = await managerOf();
+    const web = await o.createService(parseServiceSpec(json('web', [p(8080)])));
+    const hostSvc = await o.createService(parseServiceSpec(json('hosted', [p(8081, 80, { PublishMode: 'host' })])));
+    const cases: Array<[Json, RegExp]> = [
+      [json('x', [p(8080)]), /port '8080' is already in use by service 'web' \([a-z0-9]+\) as an ingress port/],
+      [json('x', [p(8081)]), /port '8081' is already in use by service 'hosted' .* as a host-mode port/],
+      [json('x', [p(8080, 80, { PublishMode: 'host' })]), /already in use by service 'web'/],
+      [json('x', [p(9000), p(9000, 81)]), /published port tcp\/9000 is listed twice/],
+      [json('x', [p(9000)], { EndpointSpec: { Mode: 'dnsrr', Ports: [p(9000)] } }), /ingress mode can't be used with dnsrr mode/],
+      [json('x', [p(0, 80, { PublishMode: 'host' })]), /a host-mode port needs a published port/],
+    ];
+    for (const [spec, re] of cases) await assert.rejects(o.createService(parseServiceSpec(spec)), re);
+    assert.deepEqual(
+      o
+        .listServices()
+        .map((s) => s.spec.name)
+        .sort(),
+      ['hosted', 'web'],
+    );
+    // An update taking another's port fails and leaves the service as it was.
+    await assert.rejects(o.updateService('hosted', hostSvc.version, parseServiceSpec(json('hosted', [p(8080)]))), /in use by service 'web'/);
+    assert.deepEqual(o.findService('hosted').ports, hostSvc.ports);
+    assert.equal(o.findService('hosted').version, hostSvc.version);
+    // Two host-mode services may share a number: the scheduler keeps them apart.
+    await o.createService(parseServiceSpec(json('hosted2', [p(8081, 80, { PublishMode: 'host' })])));
+    assert.ok(web.ports);
+    store.close();
+  });
+
+  it('host mode: never two tasks needing one host port on a node; the one left pending says why', async () => {
+    const { store, o } = await managerOf();
+    await store.tx(() => store.putNode(node('n2')));
+    const s = await o.createService(parseServiceSpec(json('hosted', [p(8081, 80, { PublishMode: 'host' })], { Mode: { Replicated: { Replicas: 3 } } })));
+    await o.reconcile();
+    const tasks = o.listTasks({ serviceId: s.id });
+    const placed = tasks
+      .filter((t) => t.nodeId)
+      .map((t) => t.nodeId)
+      .sort();
+    assert.deepEqual(placed, ['n1', 'n2']);
+    const pending = tasks.find((t) => !t.nodeId)!;
+    assert.equal(pending.state, 'pending');
+    assert.match(pending.err, /no suitable node \(host-mode port already in use on 2 nodes\)/);
+    // Docker shows a host-mode port on its task.
+    const running = tasks.find((t) => t.nodeId)!;
+    assert.deepEqual(
+      (
+        taskJson(
+          running,
+          () => 'x',
+          () => 24,
+        ) as Json
+      ).Status.PortStatus,
+      {
+        Ports: [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8081, PublishMode: 'host' }],
+      },
+    );
+    assert.ok(!running.networks.length, 'a host-mode port puts no task on ingress');
+    store.close();
   });
 });
 

@@ -13,8 +13,10 @@ import type { NodeRecord } from './types.js';
 import {
   DEFAULT_UPDATE_POLICY,
   TASK_STATE_ORDER,
+  INGRESS_SBOX,
   isTerminal,
   type NodeReport,
+  type PortConfig,
   type ServiceRecord,
   type ServiceSpec,
   type TaskRecord,
@@ -22,6 +24,8 @@ import {
 } from './types.js';
 
 export const MAX_REPLICAS = 1000;
+/** Docker's range for published ports nobody asked a number for. */
+export const DYNAMIC_PORTS = [30000, 32767] as const;
 /** a node reports 'preparing' as soon as it takes a task; one still 'assigned' this long after being withdrawn never got it */
 export const UNHEARD_GRACE_MS = 5000;
 /** Terminal tasks kept per slot for `service ps` history, as Docker's TaskHistoryRetentionLimit. */
@@ -117,7 +121,49 @@ export class Orchestrator {
       seen.add(net.id);
       return { target: net.id, aliases: n.aliases };
     });
+    const ports = spec.ports ?? [];
+    if (spec.endpointMode === 'dnsrr' && ports.some((p) => p.publishMode === 'ingress'))
+      throw new InvalidArgumentError("port published with ingress mode can't be used with dnsrr mode");
+    const published = new Set<string>();
+    for (const p of ports) {
+      if (p.publishMode === 'host' && !p.publishedPort)
+        throw new InvalidArgumentError(`a host-mode port needs a published port (target ${p.targetPort}/${p.protocol}): vxswarm does not pick one`);
+      const key = `${p.protocol}/${p.publishedPort}`;
+      if (p.publishedPort && published.has(key)) throw new InvalidArgumentError(`published port ${key} is listed twice`);
+      published.add(key);
+    }
     return { ...spec, networks };
+  }
+
+  /**
+   * The service's ports with every ingress port assigned: one asked for must be free in the whole
+   * swarm (an ingress port is every node's), one left out is kept from the previous spec or taken
+   * from 30000-32767, as Docker's port allocator. Inside the service's write.
+   */
+  private syncPorts(s: ServiceRecord, prev?: ServiceRecord): void {
+    const others = this.store.listServices().filter((x) => x.id !== s.id);
+    const owner = new Map<string, { svc: ServiceRecord; mode: string }>();
+    for (const o of others) for (const p of o.ports ?? []) owner.set(`${p.protocol}/${p.publishedPort}`, { svc: o, mode: p.publishMode });
+    const out: PortConfig[] = [];
+    const used = new Set((s.spec.ports ?? []).filter((p) => p.publishedPort).map((p) => `${p.protocol}/${p.publishedPort}`));
+    for (const p of s.spec.ports ?? []) {
+      let published = p.publishedPort;
+      if (!published) {
+        const before = prev?.ports?.find((q) => q.protocol === p.protocol && q.targetPort === p.targetPort && q.publishMode === p.publishMode && !used.has(`${q.protocol}/${q.publishedPort}`));
+        published = before?.publishedPort ?? 0;
+        for (let n = DYNAMIC_PORTS[0]; !published && n <= DYNAMIC_PORTS[1]; n++) if (!owner.has(`${p.protocol}/${n}`) && !used.has(`${p.protocol}/${n}`)) published = n;
+        if (!published) throw new ConflictError(`no free port left in ${DYNAMIC_PORTS[0]}-${DYNAMIC_PORTS[1]} for ${p.targetPort}/${p.protocol}`);
+        used.add(`${p.protocol}/${published}`);
+      }
+      const o = owner.get(`${p.protocol}/${published}`);
+      // Two host-mode ports may share a number (the scheduler keeps them on different nodes); an
+      // ingress port is taken on every node.
+      if (o && (o.mode === 'ingress' || p.publishMode === 'ingress'))
+        throw new ConflictError(`port '${published}' is already in use by service '${o.svc.spec.name}' (${o.svc.id}) as ${o.mode === 'ingress' ? 'an ingress' : 'a host-mode'} port`);
+      out.push({ ...p, publishedPort: published });
+    }
+    if (out.length) s.ports = out;
+    else delete s.ports;
   }
 
   async createService(input: ServiceSpec): Promise<ServiceRecord> {
@@ -127,6 +173,7 @@ export class Orchestrator {
         throw new ConflictError(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${spec.name} already exists`);
       const t = now();
       const s: ServiceRecord = { id: newId(), spec, specVersion: 1, version: this.store.bump(), createdAt: t, updatedAt: t };
+      this.syncPorts(s);
       this.syncVips(s);
       this.store.putService(s);
       return s;
@@ -191,6 +238,7 @@ export class Orchestrator {
         updatedAt: now(),
         ...(changed ? { updateStatus: { state: 'updating' as const, startedAt: now(), message: 'update in progress' } } : {}),
       };
+      this.syncPorts(next, s);
       this.syncVips(next);
       this.store.putService(next);
       return next;
@@ -224,6 +272,7 @@ export class Orchestrator {
     s.updateStatus = { state: 'rollback_started', startedAt: now(), message: reason };
     s.version = this.store.bump();
     s.updatedAt = now();
+    this.syncPorts(s, { ...s, ports: s.ports });
     this.syncVips(s);
     this.store.putService(s);
     // Tasks that never left the previous spec are already what the rollback wants: they stay.
@@ -329,6 +378,19 @@ export class Orchestrator {
     t.version = this.store.bump();
     t.updatedAt = now();
     this.store.putTask(t);
+  }
+
+  /** Every node holds an address on the ingress network for its routing mesh sandbox (Docker's ingress-sbox). */
+  private ensureIngressEndpoints(nodes: NodeRecord[], ingressId: string | undefined): void {
+    if (!ingressId) return;
+    const have = new Set(this.store.listAttachments({ networkId: ingressId }).filter((a) => a.name === INGRESS_SBOX).map((a) => a.nodeId));
+    for (const n of nodes)
+      if (!have.has(n.id))
+        try {
+          this.m.attachTx(ingressId, n.id, INGRESS_SBOX);
+        } catch (e) {
+          this.log.warn('no ingress address for a node', { node: n.id, error: (e as Error).message });
+        }
   }
 
   private release(t: TaskRecord): void {
@@ -443,8 +505,15 @@ export class Orchestrator {
       }
 
       const all = this.store.listTasks();
-      const load: Load = { service: new Map(), total: new Map() };
+      const load: Load = { service: new Map(), total: new Map(), hostPorts: new Map() };
       for (const t of all) if (live(t) && t.nodeId) load.total.set(t.nodeId, (load.total.get(t.nodeId) ?? 0) + 1);
+      // A host-mode port stays taken until its task has ended, not just been told to stop.
+      const holds = (t: TaskRecord, nodeId: string): void => {
+        for (const p of hostPortKeys(t.spec)) load.hostPorts!.set(nodeId, (load.hostPorts!.get(nodeId) ?? new Set()).add(p));
+      };
+      for (const t of all) if (t.nodeId && !isTerminal(t.state)) holds(t, t.nodeId);
+      const ingress = this.store.listNetworks().find((n) => n.ingress);
+      this.ensureIngressEndpoints([...nodes.values()], ingress?.id);
 
       for (const s of services.values()) {
         const mine = all.filter((t) => t.serviceId === s.id);
@@ -504,7 +573,7 @@ export class Orchestrator {
         // Schedule what has no node yet (a global task has its node from the start).
         for (const t of this.store.listTasks({ serviceId: s.id })) {
           if ((t.state !== 'new' && t.state !== 'pending') || t.desiredState !== 'running') continue;
-          const p = t.nodeId ? { nodeId: t.nodeId } : place([...nodes.values()], s.spec.constraints.map(parseConstraint), load);
+          const p = t.nodeId ? { nodeId: t.nodeId } : place([...nodes.values()], s.spec.constraints.map(parseConstraint), load, hostPortKeys(s.spec));
           if ('error' in p) {
             if (t.err !== p.error || t.state !== 'pending') {
               t.state = 'pending';
@@ -516,8 +585,10 @@ export class Orchestrator {
             continue;
           }
           try {
-            t.networks = s.spec.networks.map((n) => {
-              const { attachment } = this.m.attachTx(n.target, p.nodeId, t.id);
+            // A task of a service with ingress ports is on the ingress network too, first (as Docker's).
+            const targets = [...(ingress && hasIngressPorts(s) ? [ingress.id] : []), ...s.spec.networks.map((n) => n.target)];
+            t.networks = targets.map((target) => {
+              const { attachment } = this.m.attachTx(target, p.nodeId, t.id);
               return { networkId: attachment.networkId, attachmentId: attachment.id, ip: attachment.ip, mac: attachment.mac };
             });
           } catch (e) {
@@ -536,6 +607,7 @@ export class Orchestrator {
           this.touch(t);
           load.service.set(p.nodeId, (load.service.get(p.nodeId) ?? 0) + 1);
           load.total.set(p.nodeId, (load.total.get(p.nodeId) ?? 0) + 1);
+          holds(t, p.nodeId);
         }
 
         // History: at most TASK_HISTORY finished tasks per slot.
@@ -650,6 +722,15 @@ function updateOrder(s: ServiceRecord): 'stop-first' | 'start-first' {
 }
 
 /** Same task template: replicas, update policy and service labels do not change what runs. */
+/** The host-mode ports a task of this spec holds on its node, as "tcp/8081". */
+function hostPortKeys(spec: ServiceSpec): string[] {
+  return (spec.ports ?? []).filter((p) => p.publishMode === 'host').map((p) => `${p.protocol}/${p.publishedPort}`);
+}
+
+function hasIngressPorts(s: ServiceRecord): boolean {
+  return (s.ports ?? []).some((p) => p.publishMode === 'ingress');
+}
+
 /** The service holds exactly one VIP on each of its networks (vip mode), or none (dnsrr). */
 function vipsMatch(s: ServiceRecord): boolean {
   const want = (s.spec.endpointMode ?? 'vip') === 'vip' ? s.spec.networks.map((n) => n.target).sort() : [];

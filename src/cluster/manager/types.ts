@@ -49,6 +49,9 @@ export interface NetworkRecord extends Meta {
   vnis: number[];
 }
 
+/** The name of a node's own attachment on the ingress network: its routing mesh sandbox. */
+export const INGRESS_SBOX = 'ingress-sbox';
+
 export interface AttachmentRecord {
   id: string;
   networkId: string;
@@ -134,6 +137,18 @@ export interface ServiceSpec {
   forceUpdate?: number;
   /** vip (absent: Docker's default): one virtual IP per network, load-balanced; dnsrr: the name resolves to the tasks */
   endpointMode?: 'vip' | 'dnsrr';
+  /** published ports as asked for (EndpointSpec.Ports); a published port of 0 is assigned one */
+  ports?: PortConfig[];
+}
+
+/** A published port: ingress (every node, through the routing mesh) or host (the task's node only). */
+export interface PortConfig {
+  name?: string;
+  protocol: 'tcp' | 'udp';
+  targetPort: number;
+  /** 0 in a spec: the manager assigns one from 30000-32767 (ingress mode) */
+  publishedPort: number;
+  publishMode: 'ingress' | 'host';
 }
 
 export interface UpdatePolicy {
@@ -169,6 +184,8 @@ export interface ServiceRecord extends Meta {
   specVersion: number;
   /** its virtual IPs, one per network it is on (vip mode); kept until the service goes or leaves */
   vips?: ServiceVip[];
+  /** its published ports with every port assigned (Docker's Endpoint.Ports) */
+  ports?: PortConfig[];
 }
 
 export interface ServiceVip {
