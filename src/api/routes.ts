@@ -190,6 +190,8 @@ export function buildRouter(d: Daemon): Router {
           Reconciles: ov.reconciles,
           // this node's task namespaces' load balancers (all networks)
           LoadBalancers: { Repairs: d.lb.repairs, Reconciles: d.lb.reconciles },
+          // this node's published ports, its mesh sandbox and its ingress tasks' reply routes
+          ...(n.ingress ? { Mesh: d.meshStats() } : {}),
         };
     }
     return out;

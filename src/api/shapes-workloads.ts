@@ -1,5 +1,13 @@
 // Docker JSON for services, tasks, containers, images and execs, and the service spec parser.
-import { DEFAULT_UPDATE_POLICY, isTerminal, type PortConfig, type ServiceRecord, type ServiceSpec, type TaskRecord, type UpdatePolicy } from '../cluster/manager/types.js';
+import {
+  DEFAULT_UPDATE_POLICY,
+  isTerminal,
+  type PortConfig,
+  type ServiceRecord,
+  type ServiceSpec,
+  type TaskRecord,
+  type UpdatePolicy,
+} from '../cluster/manager/types.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import type { ImageRecord } from '../runtime/images.js';
 import { humanDuration } from '../core/human.js';

@@ -101,7 +101,11 @@ export function networkJson(n: NetworkRecord, local: LocalEndpoint[], peers: Arr
     ConfigFrom: { Network: '' },
     ConfigOnly: false,
     Containers: Object.fromEntries(
-      local.map((e) => [e.id, { Name: e.name, EndpointID: e.id, MacAddress: e.mac, IPv4Address: `${e.ip}/${prefixOf(e.ip)}`, IPv6Address: '' }]),
+      // Docker keys a container's endpoint by its container ID, and the mesh sandbox's as "ingress-sbox".
+      local.map((e) => [
+        e.sbox ? 'ingress-sbox' : e.id,
+        { Name: e.name, EndpointID: e.id, MacAddress: e.mac, IPv4Address: `${e.ip}/${prefixOf(e.ip)}`, IPv6Address: '' },
+      ]),
     ),
     Options: n.options,
     Labels: n.labels,

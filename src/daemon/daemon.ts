@@ -9,7 +9,7 @@ import { isIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
 import { Mutex, Semaphore } from '../core/mutex.js';
 import { VERSION } from '../core/version.js';
-import { deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
+import { deleteNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
 import { createNetnsAsync } from '../kernel/thread.js';
 import { OverlayHost } from '../overlay/host.js';
@@ -26,7 +26,7 @@ import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../clust
 import { LocalSession } from '../cluster/agent/local.js';
 import { LoadBalancers, type LbSpec } from '../overlay/lb.js';
 import { DOCKER0, GWBRIDGE, LocalBridge } from '../overlay/gwbridge.js';
-import type { ServiceVipEntry } from '../cluster/manager/dispatcher.js';
+import type { MeshAssignment, ServiceVipEntry } from '../cluster/manager/dispatcher.js';
 import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
@@ -35,6 +35,7 @@ import { ContainerRuntime } from '../runtime/containers.js';
 import { ImageStore } from '../runtime/images.js';
 import { NodeGossip, GOSSIP_PORT, ENDPOINT_TABLE, type EndpointRecord } from './gossip.js';
 import { TaskRunner, TASK_LABEL } from './tasks.js';
+import { NodeMesh, meshWant } from './mesh.js';
 import { EmbeddedDns } from '../dns/server.js';
 import type { DnsRecord } from '../dns/records.js';
 import path from 'node:path';
@@ -163,8 +164,9 @@ export class Daemon {
     this.images = new ImageStore(path.join(cfg.root, 'images'));
     const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
     this.lb = new LoadBalancers(cfg.log.child({ component: 'lb' }));
-    this.gw = new LocalBridge(GWBRIDGE, `${cfg.netnsPrefix}c-`, cfg.log.child({ component: 'gwbridge' }));
-    this.br = new LocalBridge(DOCKER0, `${cfg.netnsPrefix}c-`, cfg.log.child({ component: 'bridge' }));
+    this.mesh = new NodeMesh(this.sboxNetns, cfg.log.child({ component: 'mesh' }));
+    this.gw = new LocalBridge(GWBRIDGE, [`${cfg.netnsPrefix}c-`, this.sboxNetns], cfg.log.child({ component: 'gwbridge' }));
+    this.br = new LocalBridge(DOCKER0, [`${cfg.netnsPrefix}c-`], cfg.log.child({ component: 'bridge' }));
     this.runtime = new ContainerRuntime(path.join(cfg.root, 'containers'), cfg.execRoot, this.images, cgroupParent, cfg.log.child({ component: 'runtime' }));
     this.tasks = new TaskRunner(
       this.runtime,
@@ -185,9 +187,11 @@ export class Daemon {
         withdraw: (taskId) => this.withdrawTask(taskId),
         egress: async (taskId, ns) => {
           await this.gw.attach(ns, taskId);
+          this.refreshMesh();
         },
         defaultBridge: async (taskId, ns) => {
           await this.br.attach(ns, taskId);
+          this.refreshMesh();
         },
       },
       cfg.netnsPrefix,
@@ -240,6 +244,7 @@ export class Daemon {
     this.state = st;
     // The load balancers its task namespaces hold are adopted; gossip refills meanwhile.
     this.lb.adoptUntil = Date.now() + LB_ADOPT_MS;
+    this.mesh.sbox.adoptUntil = this.lb.adoptUntil;
     // Taken before anything can hand this node work: assignments wait for adoption.
     let adopted!: () => void;
     this.restored = new Promise((r) => (adopted = r));
@@ -553,6 +558,7 @@ export class Daemon {
   /** Pushes the endpoint tables of this node's networks, and its services' VIPs, to the resolver (coalesced). */
   private refreshDns(): void {
     this.refreshLb();
+    this.refreshMesh();
     if (!this.dns || this.dnsRefresh) return;
     this.dnsRefresh = true;
     setImmediate(() => {
@@ -561,7 +567,8 @@ export class Daemon {
       const records: DnsRecord[] = [];
       const overlays = [...this.networks.values()].flatMap((n) => n.ipam.configs.map((c) => c.subnet));
       for (const n of this.networks.values()) {
-        if (!g?.db.inNetwork(n.id)) continue;
+        // ingress carries the mesh, not names (as Docker's).
+        if (n.ingress || !g?.db.inNetwork(n.id)) continue;
         for (const e of g.db.list(ENDPOINT_TABLE, n.id)) {
           const v = e.value as EndpointRecord | undefined;
           if (!v || typeof v.ip !== 'string' || typeof v.name !== 'string') continue;
@@ -655,6 +662,87 @@ export class Daemon {
   }
   private lbRefresh = false;
   private vipsKnown = false;
+
+  // ---- the routing mesh and host-mode ports ----
+
+  get sboxNetns(): string {
+    return `${this.cfg.netnsPrefix}ingress_sbox`;
+  }
+  private readonly mesh: NodeMesh;
+  private meshAssignment: MeshAssignment | undefined;
+  /** the mesh sandbox's address on docker_gwbridge, once it is up */
+  private sboxGw: string | undefined;
+  private meshRefresh = false;
+
+  private setMesh(m: MeshAssignment): void {
+    this.meshAssignment = m;
+    const have = this.endpoints.find((e) => e.sbox);
+    if (m.sbox && (!have || have.id !== m.sbox.id || !this.sboxGw)) {
+      const want = m.sbox;
+      void this.ensureSbox(want).catch((e: unknown) =>
+        this.log.error('the ingress sandbox could not be set up: published ports do not work here', { error: errorMessage(e) }),
+      );
+    }
+    this.refreshMesh();
+  }
+
+  /** The node's ingress sandbox: an endpoint on ingress and a leg on docker_gwbridge, forwarding between them. */
+  private async ensureSbox(a: NonNullable<MeshAssignment['sbox']>): Promise<void> {
+    // After a restart the sandbox is adopted with the other endpoints first.
+    await this.restored;
+    return this.lock.lock(async () => {
+      if (!this.state || !this.overlay) return;
+      const ingress = [...this.networks.values()].find((n) => n.ingress);
+      if (!ingress) return;
+      const old = this.endpoints.find((e) => e.sbox);
+      if (old && old.id !== a.id) await this.removeEndpointLocked(old, true);
+      if (!this.endpoints.some((e) => e.sbox && e.id === a.id))
+        await this.plumbLocked(ingress, {
+          id: a.id,
+          name: 'ingress-endpoint',
+          networkId: ingress.id,
+          networkName: ingress.name,
+          ip: a.ip,
+          mac: a.mac,
+          netns: this.sboxNetns,
+          ifname: 'eth0',
+          sbox: true,
+        });
+      await this.gw.start();
+      this.sboxGw = this.gw.addressOf(this.sboxNetns) ?? (await this.gw.attach(this.sboxNetns, 'ingress_sbox'));
+      writeSysctl(this.sboxNetns, 'net.ipv4.ip_forward', '1');
+      this.refreshMesh();
+    });
+  }
+
+  /** Programs the node's published ports, its sandbox and its ingress tasks' replies (coalesced). */
+  private refreshMesh(): void {
+    if (this.meshRefresh || !this.meshAssignment) return;
+    this.meshRefresh = true;
+    setImmediate(() => {
+      this.meshRefresh = false;
+      const ingress = [...this.networks.values()].find((n) => n.ingress);
+      const g = this.gossip;
+      const records =
+        ingress && g?.db.inNetwork(ingress.id)
+          ? g.db.list(ENDPOINT_TABLE, ingress.id).flatMap((e) => {
+              const v = e.value as EndpointRecord | undefined;
+              return v && typeof v.ip === 'string' ? [v] : [];
+            })
+          : [];
+      const hostTasks = this.tasks.hostPortTasks().flatMap((t) => {
+        const ip = this.gw.addressOf(t.netns) ?? this.br.addressOf(t.netns);
+        return ip ? [{ ip, ports: t.ports }] : [];
+      });
+      const want = meshWant({ ports: this.meshAssignment?.ports ?? [], ...(this.sboxGw ? { sboxGw: this.sboxGw } : {}), ingress: records, hostTasks });
+      const legs = this.endpoints.filter((e) => e.taskId && e.networkId === ingress?.id).map((e) => ({ netns: e.netns, ifname: e.ifname ?? 'eth0' }));
+      this.mesh.apply(want, !!this.sboxGw, legs);
+    });
+  }
+
+  meshStats(): Record<string, number> {
+    return this.mesh.stats();
+  }
   readonly lb: LoadBalancers;
   /** docker_gwbridge (tasks on overlays) and docker0 (tasks on no network) */
   private readonly gw: LocalBridge;
@@ -668,6 +756,7 @@ export class Daemon {
       ip: ep.ip,
       ...(ep.service ? { service: ep.service, task: ep.taskId } : {}),
       ...(ep.aliases?.length ? { aliases: ep.aliases } : {}),
+      ...(ep.sbox ? { sbox: true, mac: ep.mac } : {}),
     };
     this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, rec);
     this.refreshDns();
@@ -872,22 +961,26 @@ export class Daemon {
       void this.gossip.stop(false);
       this.gossip = undefined;
     });
-    session.on('message', (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[]; vips?: ServiceVipEntry[] }) => {
-      if (this.session !== session) return;
-      if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
-      if (msg.type === 'logs-request') {
-        const req = msg as unknown as { reqId: string; serviceId: string };
-        let lines = this.serviceLogLines(req.serviceId);
-        // A session line is at most 1 MiB: send the newest lines that fit.
-        while (lines.length > 1 && JSON.stringify(lines).length > 900_000) lines = lines.slice(Math.floor(lines.length / 2));
-        session.send({ type: 'logs', reqId: req.reqId, lines });
-      }
-      if (msg.type === 'assignments' && msg.tasks && !this.leaving) {
-        for (const n of msg.networks ?? []) this.networks.set(n.id, n);
-        this.setVips(msg.vips ?? []);
-        void this.tasks.apply(msg.tasks);
-      }
-    });
+    session.on(
+      'message',
+      (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[]; vips?: ServiceVipEntry[]; mesh?: MeshAssignment }) => {
+        if (this.session !== session) return;
+        if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
+        if (msg.type === 'logs-request') {
+          const req = msg as unknown as { reqId: string; serviceId: string };
+          let lines = this.serviceLogLines(req.serviceId);
+          // A session line is at most 1 MiB: send the newest lines that fit.
+          while (lines.length > 1 && JSON.stringify(lines).length > 900_000) lines = lines.slice(Math.floor(lines.length / 2));
+          session.send({ type: 'logs', reqId: req.reqId, lines });
+        }
+        if (msg.type === 'assignments' && msg.tasks && !this.leaving) {
+          for (const n of msg.networks ?? []) this.networks.set(n.id, n);
+          this.setVips(msg.vips ?? []);
+          if (msg.mesh) this.setMesh(msg.mesh);
+          void this.tasks.apply(msg.tasks);
+        }
+      },
+    );
   }
 
   /**
@@ -989,7 +1082,7 @@ export class Daemon {
       await b.start().catch((e: unknown) => this.log.error(`${b.cfg.name} could not be set up: tasks have no way out`, { error: errorMessage(e) }));
     // The load balancers are read back and repaired on the overlay's period, as its FDB is.
     if (this.lbTimer) clearInterval(this.lbTimer);
-    this.lbTimer = setInterval(() => void this.lb.reconcile(), this.cfg.reconcileMs ?? 3000);
+    this.lbTimer = setInterval(() => void this.lb.reconcile().then(() => this.mesh.reconcile()), this.cfg.reconcileMs ?? 3000);
     this.lbTimer.unref();
   }
   private lbTimer: NodeJS.Timeout | undefined;
@@ -1164,7 +1257,14 @@ export class Daemon {
       await this.overlay!.createNetwork(overlaySpec(net));
       if (!netnsExists(ep.netns)) await createNetnsAsync(ep.netns);
       // A task's way out is docker_gwbridge (none on internal networks), never an overlay.
-      await this.overlay!.attach(net.id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac, defaultRoute: !ep.taskId });
+      await this.overlay!.attach(net.id, {
+        id: ep.id,
+        netns: ep.netns,
+        ip: ep.ip,
+        mac: ep.mac,
+        ...(ep.ifname ? { ifname: ep.ifname } : {}),
+        defaultRoute: !ep.taskId && !ep.sbox,
+      });
     } catch (e) {
       await this.dropNetworkIfUnused(net.id);
       throw e;
@@ -1191,11 +1291,17 @@ export class Daemon {
     }
     // A task's namespace is shared by its endpoints; the task runner removes it after the last.
     if (!ep.taskId) deleteNetns(ep.netns);
+    if (ep.sbox) {
+      this.gw.release(ep.netns);
+      this.mesh.forgetSbox();
+      this.sboxGw = undefined;
+    }
     this.endpoints = this.endpoints.filter((e) => e !== ep);
     this.saveEndpoints();
     this.gossip?.unpublish(ep.networkId, ep.id, !this.endpoints.some((e) => e.networkId === ep.networkId));
     this.refreshDns();
-    if (!ep.taskId)
+    // The mesh sandbox's address is the manager's to give back (with the node).
+    if (!ep.taskId && !ep.sbox)
       await this.releaseRemote(ep.id).catch((e: unknown) => {
         if (!leaving) throw e;
       });
@@ -1226,6 +1332,11 @@ export class Daemon {
         ip: a.ip,
         mac: a.mac,
         netns: ns,
+        // A task's Nth network is its ethN (ingress first, as Docker's).
+        ifname: `eth${Math.max(
+          0,
+          t.networks.findIndex((n) => n.attachmentId === a.attachmentId),
+        )}`,
         taskId: t.id,
         service: t.serviceName,
         aliases: t.spec.networks.find((x) => x.target === net.id)?.aliases ?? [],
@@ -1250,6 +1361,7 @@ export class Daemon {
       for (const ep of this.endpoints.filter((e) => e.taskId === taskId)) await this.removeEndpointLocked(ep, true);
       if (netnsExists(ns)) deleteNetns(ns);
       this.lb.forget(ns);
+      this.mesh.forgetTask(ns);
       this.gw.release(ns);
       this.br.release(ns);
       this.withdrawn.delete(taskId);
@@ -1398,7 +1510,7 @@ export class Daemon {
       if (!net || !netnsExists(ep.netns)) {
         this.log.warn('dropping endpoint lost while the daemon was down', { endpoint: ep.id });
         if (netnsExists(ep.netns)) deleteNetns(ep.netns);
-        if (!ep.taskId) await this.releaseRemote(ep.id).catch(() => undefined);
+        if (!ep.taskId && !ep.sbox) await this.releaseRemote(ep.id).catch(() => undefined);
         continue;
       }
       this.networks.set(net.id, net);
@@ -1417,7 +1529,14 @@ export class Daemon {
           await Promise.all(
             eps.map(async (ep) => {
               try {
-                await this.overlay!.attach(id, { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac, defaultRoute: !ep.taskId });
+                await this.overlay!.attach(id, {
+                  id: ep.id,
+                  netns: ep.netns,
+                  ip: ep.ip,
+                  mac: ep.mac,
+                  ...(ep.ifname ? { ifname: ep.ifname } : {}),
+                  defaultRoute: !ep.taskId && !ep.sbox,
+                });
                 this.endpoints.push(ep);
                 this.publish(ep);
               } catch (e) {

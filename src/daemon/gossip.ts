@@ -19,6 +19,9 @@ export interface EndpointRecord {
   service?: string;
   task?: string;
   aliases?: string[];
+  /** a node's routing mesh sandbox on ingress, with its MAC (the tasks mark its connections by it) */
+  sbox?: boolean;
+  mac?: string;
 }
 
 export class NodeGossip {

@@ -24,6 +24,10 @@ export interface LocalEndpoint {
   ip: string;
   mac: string;
   netns: string;
+  /** its interface in the namespace (eth0 when absent): a task's Nth network is ethN */
+  ifname?: string;
+  /** the node's routing mesh sandbox (Docker's ingress-sbox) */
+  sbox?: boolean;
   /** set for a task's endpoint: the manager allocated it and releases it */
   taskId?: string;
   /** for DNS: the task's service and its network aliases */

@@ -6,7 +6,7 @@ import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { Mutex, Semaphore } from '../core/mutex.js';
 import { yieldToLoop } from '../core/yield.js';
-import { isTerminal, taskName, type NetworkRecord, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
+import { isTerminal, taskName, type NetworkRecord, type PortConfig, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
 import type { ImageRecord, ImageStore } from '../runtime/images.js';
 import { parseRef } from '../runtime/reference.js';
@@ -65,6 +65,14 @@ export class TaskRunner {
     const m = new Map<string, ContainerRecord>();
     for (const c of this.runtime.list()) if (c.labels[TASK_LABEL]) m.set(c.labels[TASK_LABEL], c);
     return m;
+  }
+
+  /** The tasks wanted here that publish host-mode ports, with their namespaces. */
+  hostPortTasks(): { taskId: string; netns: string; ports: PortConfig[] }[] {
+    return [...this.wanted.values()].flatMap((t) => {
+      const ports = (t.spec.ports ?? []).filter((p) => p.publishMode === 'host');
+      return ports.length && t.desiredState === 'running' ? [{ taskId: t.id, netns: this.netnsOf(t.id), ports }] : [];
+    });
   }
 
   /** Tasks being prepared or started right now (no container yet, or not running yet). */

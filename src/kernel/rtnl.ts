@@ -38,6 +38,9 @@ const RTM_NEWROUTE = 24,
 const RTM_NEWNEIGH = 28,
   RTM_DELNEIGH = 29,
   RTM_GETNEIGH = 30;
+const RTM_NEWRULE = 32,
+  RTM_DELRULE = 33,
+  RTM_GETRULE = 34;
 const NLMSG_ERROR = 2;
 // Flags (linux/netlink.h)
 const F_DUMP = 0x300,
@@ -88,6 +91,12 @@ const RT_TABLE_MAIN = 254,
   RTN_UNICAST = 1;
 const NDA_DST = 1,
   NDA_LLADDR = 2;
+// FRA_* (linux/fib_rules.h)
+const FRA_PRIORITY = 6,
+  FRA_FWMARK = 10,
+  FRA_TABLE = 15,
+  FRA_FWMASK = 16,
+  FR_ACT_TO_TBL = 1;
 export const NUD_PERMANENT = 0x80;
 const NTF_SELF = 0x02;
 
@@ -116,6 +125,14 @@ export interface RouteInfo {
   gateway?: string;
   oif?: number;
   protocol: number;
+  table: number;
+}
+
+/** A policy routing rule: packets carrying `fwmark` look up `table`. */
+export interface RuleInfo {
+  priority: number;
+  fwmark: number;
+  table: number;
 }
 
 export interface NeighInfo {
@@ -173,14 +190,23 @@ function ifaddrmsg(index: number, prefix: number): Buffer {
   return b;
 }
 
-function rtmsg(prefix: number, scope: number, protocol = RTPROT_STATIC): Buffer {
+function rtmsg(prefix: number, scope: number, protocol = RTPROT_STATIC, table = RT_TABLE_MAIN): Buffer {
   const b = Buffer.alloc(12);
   b.writeUInt8(AF_INET, 0);
   b.writeUInt8(prefix, 1);
-  b.writeUInt8(RT_TABLE_MAIN, 4);
+  // A table past 255 is named by RTA_TABLE alone.
+  b.writeUInt8(table > 255 ? 0 : table, 4);
   b.writeUInt8(protocol, 5);
   b.writeUInt8(scope, 6);
   b.writeUInt8(RTN_UNICAST, 7);
+  return b;
+}
+
+/** struct fib_rule_hdr: IPv4, action "to table" (the table itself goes in FRA_TABLE). */
+function fibRuleHdr(): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt8(AF_INET, 0);
+  b.writeUInt8(FR_ACT_TO_TBL, 7);
   return b;
 }
 
@@ -485,32 +511,40 @@ export class Rtnl {
 
   // ---- routes ----
 
-  /** Adds or replaces a route in the main table; without a gateway it is a link-scope route on `oif`. */
-  async replaceRoute(r: { dst: string; prefix: number; gateway?: string; oif?: number }): Promise<void> {
+  /** Adds or replaces a route (in the main table unless `table`); without a gateway it is a link-scope route on `oif`. */
+  async replaceRoute(r: { dst: string; prefix: number; gateway?: string; oif?: number; table?: number }): Promise<void> {
+    const table = r.table ?? RT_TABLE_MAIN;
     const attrs = [
-      u32(RTA_TABLE, RT_TABLE_MAIN),
+      u32(RTA_TABLE, table),
       ...(r.prefix > 0 ? [attr(RTA_DST, ipToBuffer(parseIpStrict(r.dst)))] : []),
       ...(r.gateway ? [attr(RTA_GATEWAY, ipToBuffer(parseIpStrict(r.gateway)))] : []),
       ...(r.oif !== undefined ? [u32(RTA_OIF, r.oif)] : []),
     ];
     const scope = r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-    await this.request('add route', `${r.dst}/${r.prefix}${r.gateway ? ` via ${r.gateway}` : ''}`, RTM_NEWROUTE, F_CREATE | F_REPLACE, [
-      rtmsg(r.prefix, scope),
-      ...attrs,
-    ]);
+    await this.request(
+      'add route',
+      `${r.dst}/${r.prefix}${r.gateway ? ` via ${r.gateway}` : ''}${r.table ? ` table ${r.table}` : ''}`,
+      RTM_NEWROUTE,
+      F_CREATE | F_REPLACE,
+      [rtmsg(r.prefix, scope, RTPROT_STATIC, table), ...attrs],
+    );
   }
 
-  async deleteRoute(r: { dst: string; prefix: number }): Promise<void> {
-    const attrs = [u32(RTA_TABLE, RT_TABLE_MAIN), ...(r.prefix > 0 ? [attr(RTA_DST, ipToBuffer(parseIpStrict(r.dst)))] : [])];
-    await this.request('delete route', `${r.dst}/${r.prefix}`, RTM_DELROUTE, 0, [rtmsg(r.prefix, RT_SCOPE_UNIVERSE, RTPROT_BOOT), ...attrs]);
+  async deleteRoute(r: { dst: string; prefix: number; table?: number }): Promise<void> {
+    const table = r.table ?? RT_TABLE_MAIN;
+    const attrs = [u32(RTA_TABLE, table), ...(r.prefix > 0 ? [attr(RTA_DST, ipToBuffer(parseIpStrict(r.dst)))] : [])];
+    await this.request('delete route', `${r.dst}/${r.prefix}`, RTM_DELROUTE, 0, [rtmsg(r.prefix, RT_SCOPE_UNIVERSE, RTPROT_BOOT, table), ...attrs]);
   }
 
-  async getRoutes(): Promise<RouteInfo[]> {
+  /** The routes of one table (the main one unless said), or of all. */
+  async getRoutes(table: number | 'all' = RT_TABLE_MAIN): Promise<RouteInfo[]> {
     const msgs = await this.request('dump routes', 'all', RTM_GETROUTE, F_DUMP, [rtmsg(0, 0, 0)]);
     const out: RouteInfo[] = [];
     for (const m of msgs) {
-      if (m.readUInt8(0) !== AF_INET || m.readUInt8(4) !== RT_TABLE_MAIN) continue;
+      if (m.readUInt8(0) !== AF_INET) continue;
       const attrs = parseAttrs(m, 12);
+      const t = readU32(attrs.get(RTA_TABLE)) ?? m.readUInt8(4);
+      if (table !== 'all' && t !== table) continue;
       const dst = attrs.get(RTA_DST);
       const gw = attrs.get(RTA_GATEWAY);
       out.push({
@@ -519,7 +553,49 @@ export class Rtnl {
         ...(gw ? { gateway: formatIp(bufferToIp(gw)) } : {}),
         ...(attrs.has(RTA_OIF) ? { oif: readU32(attrs.get(RTA_OIF))! } : {}),
         protocol: m.readUInt8(5),
+        table: t,
       });
+    }
+    return out;
+  }
+
+  // ---- policy routing rules ----
+
+  /** Adds `fwmark <mark> lookup <table>` at `priority`; one already there is fine. */
+  async addRule(r: RuleInfo): Promise<void> {
+    try {
+      await this.request('add rule', `fwmark ${r.fwmark} lookup ${r.table}`, RTM_NEWRULE, F_CREATE | F_EXCL, [
+        fibRuleHdr(),
+        u32(FRA_PRIORITY, r.priority),
+        u32(FRA_FWMARK, r.fwmark),
+        u32(FRA_FWMASK, 0xffffffff),
+        u32(FRA_TABLE, r.table),
+      ]);
+    } catch (e) {
+      if (!(e instanceof KernelError && e.code === 'EEXIST')) throw e;
+    }
+  }
+
+  async deleteRule(r: RuleInfo): Promise<void> {
+    await this.request('delete rule', `fwmark ${r.fwmark} lookup ${r.table}`, RTM_DELRULE, 0, [
+      fibRuleHdr(),
+      u32(FRA_PRIORITY, r.priority),
+      u32(FRA_FWMARK, r.fwmark),
+      u32(FRA_FWMASK, 0xffffffff),
+      u32(FRA_TABLE, r.table),
+    ]);
+  }
+
+  /** The IPv4 rules that match a firewall mark. */
+  async getRules(): Promise<RuleInfo[]> {
+    const msgs = await this.request('dump rules', 'all', RTM_GETRULE, F_DUMP, [fibRuleHdr()]);
+    const out: RuleInfo[] = [];
+    for (const m of msgs) {
+      if (m.readUInt8(0) !== AF_INET || m.readUInt8(7) !== FR_ACT_TO_TBL) continue;
+      const a = parseAttrs(m, 12);
+      const fwmark = readU32(a.get(FRA_FWMARK));
+      if (fwmark === undefined) continue;
+      out.push({ priority: readU32(a.get(FRA_PRIORITY)) ?? 0, fwmark, table: readU32(a.get(FRA_TABLE)) ?? m.readUInt8(4) });
     }
     return out;
   }

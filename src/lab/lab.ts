@@ -82,6 +82,24 @@ export async function labUp(name: string, hosts = 2, l2?: number, mtu = 1500): P
         await r.replaceAddress(gw.index, n.gateway, n.prefix);
         await r.setLink(gw.index, { up: true });
       }
+      const c = plan.client;
+      if (c) {
+        createNetns(c.netns);
+        await r.createVeth(c.routerIf, { mtu, peerName: 'eth0', peerNetns: c.netns });
+        const v = await r.mustGetLink(c.routerIf);
+        await r.replaceAddress(v.index, c.gateway, c.prefix);
+        await r.setLink(v.index, { up: true });
+        const cs = Rtnl.open(c.netns);
+        try {
+          await cs.setUp('lo');
+          const eth = await cs.mustGetLink('eth0');
+          await cs.replaceAddress(eth.index, c.ip, c.prefix);
+          await cs.setLink(eth.index, { up: true });
+          await cs.replaceRoute({ dst: '0.0.0.0', prefix: 0, gateway: c.gateway });
+        } finally {
+          cs.close();
+        }
+      }
     } finally {
       r.close();
     }

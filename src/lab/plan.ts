@@ -26,8 +26,19 @@ export interface LabHost {
   routerIf: string;
 }
 
+/** A host outside the swarm (no daemon): a client of published ports, on a segment of its own behind the router. */
+export interface LabClient {
+  netns: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+  routerIf: string;
+}
+
 export interface LabPlan {
   name: string;
+  /** absent in a plan written before clients existed */
+  client?: LabClient;
   /** underlay MTU of every lab link */
   mtu: number;
   router: string;
@@ -61,5 +72,7 @@ export function planLab(name: string, hosts = 2, l2 = Math.min(hosts, 2), mtu = 
     const base = { index: j, cidr: `${a}.${b}.${c}.0/24`, prefix: 24, gateway: `${a}.${b}.${c}.1` };
     return members.length === 1 ? { ...base, routerIf: members[0]!.routerIf } : { ...base, routerIf: `gw${j}`, bridge: `l2br${j}` };
   });
-  return { name, mtu, router: `${name}-router`, nets, hosts: list };
+  // TEST-NET-3 (RFC 5737): an address no swarm network uses and no real network routes.
+  const client: LabClient = { netns: `${name}-client`, ip: '203.0.113.10', prefix: 24, gateway: '203.0.113.1', routerIf: 'cl0' };
+  return { name, mtu, router: `${name}-router`, nets, hosts: list, client };
 }

@@ -26,6 +26,8 @@ export interface LocalBridgeConfig {
   icc: boolean;
   /** the nftables tables of its rules, in the node's namespace */
   table: string;
+  /** route_localnet: the node's own 127.0.0.1 may reach a published port through it */
+  localnet?: boolean;
 }
 
 /** Docker's docker_gwbridge: egress for tasks on overlays. */
@@ -37,6 +39,7 @@ export const GWBRIDGE: LocalBridgeConfig = {
   vethPrefix: 'vgw',
   icc: false,
   table: 'vxswarm_gw',
+  localnet: true,
 };
 
 /** Docker's default `bridge` network (docker0): the network of a task that names none. */
@@ -55,6 +58,9 @@ function rules(b: LocalBridgeConfig): string {
   return [
     `table ip ${b.table} {`,
     `  chain post { type nat hook postrouting priority 100; policy accept; ip saddr ${b.subnet} oifname != "${b.name}" masquerade; }`,
+    // route_localnet lets the node's loopback out onto the bridge; nothing from the bridge may
+    // reach the node's loopback services in return (CVE-2020-8558).
+    ...(b.localnet ? [`  chain martians { type filter hook prerouting priority -300; policy accept; iifname "${b.name}" ip daddr 127.0.0.0/8 drop; }`] : []),
     '}',
     ...(b.icc
       ? []
@@ -77,8 +83,8 @@ export class LocalBridge {
 
   constructor(
     readonly cfg: LocalBridgeConfig,
-    /** prefix of this node's task namespaces (`<prefix>c-…`), read back on start */
-    private readonly taskNetnsPrefix: string,
+    /** prefixes of the namespaces that may have a leg here (tasks', the mesh sandbox's), read back on start */
+    private readonly netnsPrefixes: string[],
     private readonly log: Logger,
   ) {
     const c = parseCidr(cfg.subnet);
@@ -115,13 +121,14 @@ export class LocalBridge {
       r.close();
     }
     writeSysctl(undefined, 'net.ipv4.ip_forward', '1');
+    if (this.cfg.localnet) writeSysctl(undefined, `net.ipv4.conf.${this.cfg.name}.route_localnet`, '1');
     // Replaced whole on every start: ours alone, and nothing else refers to it.
     const t = this.cfg.table;
     await nftAsync('', `table ip ${t}\ndelete table ip ${t}\ntable bridge ${t}\ndelete table bridge ${t}\n${rules(this.cfg)}`);
     // Written once: the kernel thread need not keep the node's ruleset for it.
     await nftForgetAsync('');
     this.up = true;
-    for (const ns of listNetns(this.taskNetnsPrefix)) {
+    for (const ns of this.netnsPrefixes.flatMap((p) => listNetns(p))) {
       const c = Rtnl.open(ns);
       try {
         const link = (await c.getLinks()).find((l) => l.name === this.cfg.ifname && l.kind === 'veth');
@@ -167,6 +174,12 @@ export class LocalBridge {
       }
       return formatIp(ip);
     });
+  }
+
+  /** The address namespace `netns` holds on the bridge, if any. */
+  addressOf(netns: string): string | undefined {
+    const ip = this.used.get(netns);
+    return ip === undefined ? undefined : formatIp(ip);
   }
 
   /** The namespace went (its veth with it): its address is free again. */

@@ -11,7 +11,7 @@ import type { Kv } from '../etcd/kv.js';
 import type { ControlPlane } from './control.js';
 import { HEARTBEAT_PERIOD_MS, HEARTBEAT_TIMEOUT_MS } from './manager.js';
 import { collKey, type Store, type StoreChange } from './store.js';
-import type { NodeReport, SessionRecord, TaskRecord } from './types.js';
+import { INGRESS_SBOX, type NodeReport, type SessionRecord, type TaskRecord } from './types.js';
 
 /** The session lease: a dead or cut-off manager's sessions vanish within this. */
 export const SESSION_TTL_S = 4;
@@ -32,6 +32,20 @@ export interface ServiceVipEntry {
   networkId: string;
   ip: string;
   aliases?: string[];
+}
+
+/** An ingress-published port of a service: every node's routing mesh serves it. */
+export interface MeshPort {
+  service: string;
+  protocol: 'tcp' | 'udp';
+  publishedPort: number;
+  targetPort: number;
+}
+
+/** What a node's routing mesh needs from its manager: its sandbox's ingress address, and every ingress port. */
+export interface MeshAssignment {
+  sbox?: { id: string; ip: string; mac: string };
+  ports: MeshPort[];
 }
 
 /** The node's end of one session, whatever carries it. */
@@ -271,10 +285,25 @@ export class Dispatcher {
     const tasks: TaskRecord[] = this.ctl.api.orchestrator.assignments(s.nodeId);
     const netIds = new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)));
     const vips = this.vipsOn(netIds);
-    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips]);
+    const mesh = this.meshOf(s.nodeId);
+    // Every node has the ingress network, for its routing mesh sandbox.
+    const ingress = this.store.listNetworks().find((n) => n.ingress);
+    if (ingress) netIds.add(ingress.id);
+    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips, mesh, ingress?.version]);
     if (key === s.lastSet) return;
     s.lastSet = key;
-    s.peer.send({ type: 'assignments', tasks, networks: [...netIds].map((id) => this.store.getNetwork(id)).filter((n) => n), vips });
+    s.peer.send({ type: 'assignments', tasks, networks: [...netIds].map((id) => this.store.getNetwork(id)).filter((n) => n), vips, mesh });
+  }
+
+  private meshOf(nodeId: string): MeshAssignment {
+    const ingress = this.store.listNetworks().find((n) => n.ingress);
+    const a = ingress && this.store.listAttachments({ networkId: ingress.id, nodeId }).find((x) => x.name === INGRESS_SBOX);
+    const ports: MeshPort[] = [];
+    for (const svc of this.store.listServices())
+      for (const p of svc.ports ?? [])
+        if (p.publishMode === 'ingress') ports.push({ service: svc.spec.name, protocol: p.protocol, publishedPort: p.publishedPort, targetPort: p.targetPort });
+    ports.sort((x, y) => x.publishedPort - y.publishedPort || x.protocol.localeCompare(y.protocol));
+    return { ...(a ? { sbox: { id: a.id, ip: a.ip, mac: a.mac } } : {}), ports };
   }
 
   /** The VIPs of every service on these networks (the node's tasks resolve and reach them). */
@@ -290,7 +319,7 @@ export class Dispatcher {
   }
 
   private readonly onChange = (changes: StoreChange[]): void => {
-    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks' || c.coll === 'services')) return;
+    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks' || c.coll === 'services' || c.coll === 'attachments')) return;
     for (const s of this.live) this.sendAssignments(s);
   };
   private readonly onReset = (): void => {

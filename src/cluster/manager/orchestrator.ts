@@ -149,9 +149,12 @@ export class Orchestrator {
     for (const p of s.spec.ports ?? []) {
       let published = p.publishedPort;
       if (!published) {
-        const before = prev?.ports?.find((q) => q.protocol === p.protocol && q.targetPort === p.targetPort && q.publishMode === p.publishMode && !used.has(`${q.protocol}/${q.publishedPort}`));
+        const before = prev?.ports?.find(
+          (q) => q.protocol === p.protocol && q.targetPort === p.targetPort && q.publishMode === p.publishMode && !used.has(`${q.protocol}/${q.publishedPort}`),
+        );
         published = before?.publishedPort ?? 0;
-        for (let n = DYNAMIC_PORTS[0]; !published && n <= DYNAMIC_PORTS[1]; n++) if (!owner.has(`${p.protocol}/${n}`) && !used.has(`${p.protocol}/${n}`)) published = n;
+        for (let n = DYNAMIC_PORTS[0]; !published && n <= DYNAMIC_PORTS[1]; n++)
+          if (!owner.has(`${p.protocol}/${n}`) && !used.has(`${p.protocol}/${n}`)) published = n;
         if (!published) throw new ConflictError(`no free port left in ${DYNAMIC_PORTS[0]}-${DYNAMIC_PORTS[1]} for ${p.targetPort}/${p.protocol}`);
         used.add(`${p.protocol}/${published}`);
       }
@@ -159,7 +162,9 @@ export class Orchestrator {
       // Two host-mode ports may share a number (the scheduler keeps them on different nodes); an
       // ingress port is taken on every node.
       if (o && (o.mode === 'ingress' || p.publishMode === 'ingress'))
-        throw new ConflictError(`port '${published}' is already in use by service '${o.svc.spec.name}' (${o.svc.id}) as ${o.mode === 'ingress' ? 'an ingress' : 'a host-mode'} port`);
+        throw new ConflictError(
+          `port '${published}' is already in use by service '${o.svc.spec.name}' (${o.svc.id}) as ${o.mode === 'ingress' ? 'an ingress' : 'a host-mode'} port`,
+        );
       out.push({ ...p, publishedPort: published });
     }
     if (out.length) s.ports = out;
@@ -383,7 +388,12 @@ export class Orchestrator {
   /** Every node holds an address on the ingress network for its routing mesh sandbox (Docker's ingress-sbox). */
   private ensureIngressEndpoints(nodes: NodeRecord[], ingressId: string | undefined): void {
     if (!ingressId) return;
-    const have = new Set(this.store.listAttachments({ networkId: ingressId }).filter((a) => a.name === INGRESS_SBOX).map((a) => a.nodeId));
+    const have = new Set(
+      this.store
+        .listAttachments({ networkId: ingressId })
+        .filter((a) => a.name === INGRESS_SBOX)
+        .map((a) => a.nodeId),
+    );
     for (const n of nodes)
       if (!have.has(n.id))
         try {
