@@ -287,7 +287,13 @@ export function buildRouter(d: Daemon): Router {
     if (!st) throw new VxError('this node is not a swarm manager', 404);
     return { json: st };
   });
-  r.on('GET', '/vxswarm/endpoints', () => ({ json: d.listEndpoints().map(endpointJson) }));
+  // The node's own endpoints; its mesh sandbox's shows in `network inspect ingress`.
+  r.on('GET', '/vxswarm/endpoints', () => ({
+    json: d
+      .listEndpoints()
+      .filter((e) => !e.sbox)
+      .map(endpointJson),
+  }));
   // Diagnosis: how long the daemon's event loop was held up (gossip probes and heartbeats share it).
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();

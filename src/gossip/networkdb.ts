@@ -52,6 +52,8 @@ export interface NetworkDBConfig {
 export interface NetworkDBStats {
   eventsSent: number;
   eventsReceived: number;
+  /** table events received, per network (only networks this node is on) */
+  receivedByNetwork: Record<string, number>;
   eventsApplied: number;
   rejectedNotMember: number;
   bulkSyncs: number;
@@ -68,7 +70,7 @@ export class NetworkDB extends EventEmitter {
   private clockValue: number;
   private readonly timers: Array<{ cancel(): void }> = [];
   private running = false;
-  readonly stats: NetworkDBStats = { eventsSent: 0, eventsReceived: 0, eventsApplied: 0, rejectedNotMember: 0, bulkSyncs: 0 };
+  readonly stats: NetworkDBStats = { eventsSent: 0, eventsReceived: 0, receivedByNetwork: {}, eventsApplied: 0, rejectedNotMember: 0, bulkSyncs: 0 };
   private readonly cfg: Required<Omit<NetworkDBConfig, 'rng'>>;
   private readonly rng: () => number;
 
@@ -267,6 +269,7 @@ export class NetworkDB extends EventEmitter {
       if (!this.inNetwork(m.nid) || !Array.isArray(m.evs)) return;
       for (const ev of m.evs) {
         this.stats.eventsReceived++;
+        this.stats.receivedByNetwork[m.nid] = (this.stats.receivedByNetwork[m.nid] ?? 0) + 1;
         // Only nodes attached to the network may write to its tables.
         const owner = this.nets.get(m.nid)?.get(ev.o);
         if (!owner || owner.leaving) {

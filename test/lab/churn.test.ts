@@ -60,10 +60,12 @@ describe('churn and crashes leave nothing stuck', { skip: skipUnlessRoot }, () =
             live.flatMap((t) => (t.NetworksAttachments ?? []).flatMap((n: Json) => n.Addresses as string[])).map((a) => a.split('/')[0]),
           );
           const s = stuck(tasks);
-          const orphans = held.filter((a) => !a.Local && !liveAddrs.has(a.IPAddress));
+          // A node's routing mesh address (ingress-sbox) is the node's, held while it is in the swarm.
+          const byTasks = held.filter((a) => !a.Local && a.Name !== 'ingress-sbox');
+          const orphans = byTasks.filter((a) => !liveAddrs.has(a.IPAddress));
           const want = expectLive ? await expectLive() : live.length;
           last = `${live.length} of ${want} live, ${s.length} stuck (${s.map((t) => `${t.Status.State}/${t.DesiredState}`).join(' ')}), ${orphans.length} addresses held by tasks that do not run`;
-          return live.length === want && s.length === 0 && orphans.length === 0 && held.filter((a) => !a.Local).length === liveAddrs.size ? live : undefined;
+          return live.length === want && s.length === 0 && orphans.length === 0 && byTasks.length === liveAddrs.size ? live : undefined;
         },
         60_000,
         250,
@@ -171,9 +173,9 @@ describe('churn and crashes leave nothing stuck', { skip: skipUnlessRoot }, () =
     const none = await settled('every service removed');
     assert.equal(none.length, 0);
     assert.deepEqual(
-      (await m().get<Json[]>('/vxswarm/attachments')).filter((a) => !a.Local),
+      (await m().get<Json[]>('/vxswarm/attachments')).filter((a) => !a.Local && a.Name !== 'ingress-sbox'),
       [],
-      'no address held',
+      "no address held but the nodes' own mesh addresses",
     );
   });
 });
