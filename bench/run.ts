@@ -7,6 +7,7 @@ const benches: Record<string, () => Promise<void>> = {
   demo: async () => (await import('./demo.js')).run(),
   managers: async () => (await import('./managers.js')).run(),
   lb: async () => (await import('./lb.js')).run(),
+  mesh: async () => (await import('./mesh.js')).run(),
 };
 
 const name = process.argv[2];

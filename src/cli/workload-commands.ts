@@ -36,6 +36,36 @@ export function parseBytes(s: string): number {
   return Math.round(Number(m[1]) * mult[m[2]!.toLowerCase()]!);
 }
 
+/**
+ * docker's --publish: "8080:80[/udp]", "80" (a port assigned), or "mode=host,target=80,published=8081,protocol=udp".
+ */
+export function parsePublish(v: string): Json {
+  if (v.includes('=')) {
+    const kv = Object.fromEntries(v.split(',').map((p) => p.split('=').map((x) => x.trim()) as [string, string]));
+    for (const k of Object.keys(kv))
+      if (!['mode', 'target', 'published', 'protocol'].includes(k))
+        throw new VxError(`invalid publish option "${k}": mode, target, published or protocol`, 400);
+    if (!kv.target) throw new VxError(`invalid publish "${v}": target is required`, 400);
+    return {
+      Protocol: kv.protocol ?? 'tcp',
+      TargetPort: Number(kv.target),
+      ...(kv.published ? { PublishedPort: Number(kv.published) } : {}),
+      PublishMode: kv.mode ?? 'ingress',
+    };
+  }
+  const m = /^(?:(\d+):)?(\d+)(?:\/(tcp|udp|sctp))?$/.exec(v.trim());
+  if (!m) throw new VxError(`invalid publish "${v}": [published:]target[/protocol]`, 400);
+  return { Protocol: m[3] ?? 'tcp', TargetPort: Number(m[2]), ...(m[1] ? { PublishedPort: Number(m[1]) } : {}), PublishMode: 'ingress' };
+}
+
+/** service ls's PORTS: the ingress ports, as docker prints them. */
+function portsColumn(ports: Json[] | undefined): string {
+  return (ports ?? [])
+    .filter((p) => p.PublishMode === 'ingress')
+    .map((p) => `*:${p.PublishedPort}->${p.TargetPort}/${p.Protocol}`)
+    .join(', ');
+}
+
 const ago = (ts: string): string => `${humanDuration(Date.now() - Date.parse(ts))} ago`;
 
 const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
@@ -117,7 +147,7 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
     TaskTemplate: tt,
     Mode: o.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
     UpdateConfig: updateConfigFrom(o, {}),
-    EndpointSpec: { Mode: o.endpointMode ?? 'vip' },
+    EndpointSpec: { Mode: o.endpointMode ?? 'vip', ...(o.publish?.length ? { Ports: (o.publish as string[]).map(parsePublish) } : {}) },
   };
 }
 
@@ -132,6 +162,7 @@ export function addWorkloadCommands(program: Command): void {
     .option('--replicas <n>', 'number of tasks')
     .option('--network <net>', 'network attachments (repeatable)', collect)
     .option('--endpoint-mode <mode>', 'endpoint mode (vip or dnsrr)', 'vip')
+    .option('-p, --publish <port>', 'publish a port as a node port (repeatable)', collect)
     .option('-e, --env <k=v>', 'environment variables (repeatable)', collect)
     .option('--constraint <expr>', 'placement constraints (repeatable)', collect)
     .option('--restart-condition <c>', 'restart when condition is met (none, on-failure, any)')
@@ -169,7 +200,7 @@ export function addWorkloadCommands(program: Command): void {
         Mode: s.Spec.Mode?.Global ? 'global' : 'replicated',
         Replicas: `${s.ServiceStatus?.RunningTasks ?? 0}/${s.ServiceStatus?.DesiredTasks ?? 0}`,
         Image: s.Spec.TaskTemplate.ContainerSpec.Image.replace(/@sha256:.*/, ''),
-        Ports: '',
+        Ports: portsColumn(s.Endpoint?.Ports),
       }));
       out(formatList(o.format ?? 'table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}', rows, {}));
     });
@@ -206,7 +237,7 @@ export function addWorkloadCommands(program: Command): void {
                 ? `"${t.Status.Err}"`
                 : `"${t.Status.Err.length > 28 ? `${t.Status.Err.slice(0, 27)}…` : t.Status.Err}"`
               : '',
-            Ports: '',
+            Ports: ((t.Status.PortStatus?.Ports as Json[] | undefined) ?? []).map((p) => `*:${p.PublishedPort}->${p.TargetPort}/${p.Protocol}`).join(', '),
           });
         }
       }
@@ -291,6 +322,8 @@ export function addWorkloadCommands(program: Command): void {
     .option('--env-add <k=v>', 'add or update an environment variable', collect)
     .option('--stop-grace-period <d>', 'time to wait before force killing a container')
     .option('--endpoint-mode <mode>', 'endpoint mode (vip or dnsrr)')
+    .option('--publish-add <port>', 'add or update a published port (repeatable)', collect)
+    .option('--publish-rm <target[/protocol]>', 'remove a published port by its target port (repeatable)', collect)
     .option('--rollback', 'roll back to the previous specification')
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (ref: string, o: Json, cmd: Command) => {
@@ -308,6 +341,13 @@ export function addWorkloadCommands(program: Command): void {
           if (o.envAdd) cs.Env = [...(cs.Env ?? []).filter((e: string) => !o.envAdd.some((a: string) => a.split('=')[0] === e.split('=')[0])), ...o.envAdd];
           if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
           if (o.endpointMode) spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Mode: o.endpointMode };
+          if (o.publishAdd || o.publishRm) {
+            const rm = ((o.publishRm as string[] | undefined) ?? []).map((r) => parsePublish(r));
+            const add = ((o.publishAdd as string[] | undefined) ?? []).map(parsePublish);
+            const same = (a: Json, b: Json): boolean => a.TargetPort === b.TargetPort && a.Protocol === b.Protocol;
+            const kept = ((spec.EndpointSpec?.Ports as Json[] | undefined) ?? []).filter((p) => !rm.some((r) => same(p, r)) && !add.some((a) => same(p, a)));
+            spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Ports: [...kept, ...add] };
+          }
           spec.UpdateConfig = updateConfigFrom(o, spec.UpdateConfig ?? {});
         },
         !!o.detach,

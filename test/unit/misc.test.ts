@@ -74,3 +74,21 @@ test("lab plan: the seed's two networks, then more hosts spread over L2 networks
   assert.throws(() => planLab('x', 2, 3), /invalid L2 network count/);
   assert.throws(() => planLab('x', 2, 2, 100), /invalid underlay MTU/);
 });
+
+test("our CLI's --publish takes docker's short and long forms and refuses what it cannot read", async () => {
+  const { parsePublish } = await import('../../src/cli/workload-commands.js');
+  assert.deepEqual(parsePublish('8080:80'), { Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080, PublishMode: 'ingress' });
+  assert.deepEqual(parsePublish('53:53/udp'), { Protocol: 'udp', TargetPort: 53, PublishedPort: 53, PublishMode: 'ingress' });
+  assert.deepEqual(parsePublish('80'), { Protocol: 'tcp', TargetPort: 80, PublishMode: 'ingress' });
+  assert.deepEqual(parsePublish('mode=host,target=80,published=8081'), { Protocol: 'tcp', TargetPort: 80, PublishedPort: 8081, PublishMode: 'host' });
+  assert.throws(() => parsePublish('80:eighty'), /invalid publish/);
+  assert.throws(() => parsePublish('mode=host,published=8081'), /target is required/);
+  assert.throws(() => parsePublish('target=80,ip=1.2.3.4'), /invalid publish option "ip"/);
+});
+
+test('a lab has a client host outside the swarm, on an address no swarm network uses', () => {
+  const p = planLab('x', 3);
+  assert.equal(p.client?.netns, 'x-client');
+  assert.equal(p.client?.ip, '203.0.113.10');
+  assert.ok(!p.hosts.some((h) => h.ip.startsWith('203.0.113.')));
+});
