@@ -94,7 +94,7 @@ export async function run(): Promise<void> {
       const spec = withPorts(
         {
           Name: `pub${i}`,
-          TaskTemplate: { ContainerSpec: { Image: 'busybox:local', Args: ['nc', '-lk', '-p', '80', '-e', 'true'], StopGracePeriod: 100_000_000 } },
+          TaskTemplate: { ContainerSpec: { Image: 'busybox:local', Args: ['httpd', '-f', '-p', '80', '-h', '/'], StopGracePeriod: 100_000_000 } },
           Mode: { Replicated: { Replicas: 1 } },
         },
         [{ TargetPort: 80, PublishedPort: port }],
