@@ -30,6 +30,18 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     const s = await o.createService(spec);
     return { status: 201, json: { ID: s.id, Warnings: null } };
   });
+  // Secrets and configs are not built: none exist (so `docker stack rm` and `secret ls` work), and
+  // making one is refused, never taken and ignored.
+  for (const kind of ['secrets', 'configs'] as const) {
+    r.on('GET', `/${kind}`, (c) => {
+      parseFilters(c.query.get('filters'), ['id', 'name', 'names', 'label']);
+      orch();
+      return { json: [] };
+    });
+    r.on('POST', `/${kind}/create`, () => {
+      throw new BadRequest(`${kind} are not supported yet: vxswarm refuses them rather than ignore them`);
+    });
+  }
   r.on('GET', '/services', (c) => {
     const o = orch();
     const f = parseFilters(c.query.get('filters'), ['id', 'name', 'label', 'mode']);

@@ -3,6 +3,9 @@
 // too; host-mode ports only where a task runs; removal; bad input; drift and a daemon restart.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { skipUnlessRoot } from './helpers.js';
@@ -244,6 +247,45 @@ describe(
         assert.match(r.body, re);
       }
       assert.equal(await names(), was);
+    });
+
+    it('docker stack deploy of a compose file with ports: publishes through the same path; stack rm takes it away', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vxs-stack-'));
+      try {
+        fs.writeFileSync(
+          path.join(dir, 'compose.yml'),
+          [
+            'services:',
+            '  front:',
+            '    image: busybox:local',
+            // compose interpolates $: $$ is a literal one
+            `    command: ${JSON.stringify(HTTPD).replace(/\$/g, '$$$$')}`,
+            '    ports:',
+            '      - "8088:80"',
+            '    deploy:',
+            '      replicas: 1',
+            '',
+          ].join('\n'),
+        );
+        await docker('node1', ['stack', 'deploy', '--detach=true', '-c', path.join(dir, 'compose.yml'), 'shop']);
+        assert.match(await docker('node1', ['service', 'ls', '--format', '{{.Name}} {{.Ports}}']), /^shop_front \*:8088->80\/tcp$/m);
+        const a = await waitFor(
+          "the stack's port on node3",
+          async () => (await httpFrom(client(), `http://${ipOf('node3')}:8088/cgi-bin/peer`, 1)).find((x) => x.includes(' ')),
+          20_000,
+          200,
+        );
+        assert.equal(a.split(' ')[1], lab.plan.client!.ip);
+        await docker('node1', ['stack', 'rm', 'shop']);
+        await waitFor(
+          '8088 closed on node3',
+          async () => ((await httpFrom(client(), `http://${ipOf('node3')}:8088/cgi-bin/peer`, 1))[0] === 'refused' ? true : undefined),
+          15_000,
+          200,
+        );
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('service update --publish-rm and service rm: the port stops answering on every node', async () => {

@@ -714,6 +714,34 @@ describe('service virtual IPs', () => {
 });
 
 describe('bad input changes nothing', () => {
+  it('docker stack rm: a network whose only users are tasks of removed services goes once they have stopped', async () => {
+    const { m, store, o } = await managerOf();
+    const net = await m.createNetwork({ name: 'shop_default' });
+    await o.createService(
+      parseServiceSpec({
+        Name: 'shop_web',
+        Mode: { Replicated: { Replicas: 2 } },
+        TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Networks: [{ Target: 'shop_default' }] },
+      }),
+    );
+    await o.reconcile();
+    // A running task of a live service keeps it.
+    await assert.rejects(m.removeNetwork('shop_default'), /in use by service shop_web/);
+    await o.removeService('shop_web');
+    await m.removeNetwork('shop_default');
+    assert.throws(() => m.findNetwork('shop_default'), /not found/, 'gone for users at once');
+    assert.ok(!m.listNetworks().some((n) => n.id === net.id));
+    await assert.rejects(m.createNetwork({ name: 'shop_default' }), /still being removed/);
+    assert.ok(store.getNetwork(net.id), 'kept while its tasks stop');
+    // The node reports the tasks stopped: their addresses go back, and the network with them.
+    for (const t of o.listTasks()) await o.reportStatus('n1', t.id, { state: 'shutdown', message: 'stopped' });
+    await o.reconcile();
+    await o.reconcile();
+    assert.equal(store.getNetwork(net.id), undefined);
+    await m.createNetwork({ name: 'shop_default' });
+    store.close();
+  });
+
   it('a network a service names cannot be removed, even with no task on it; predefined names are refused', async () => {
     const { m, o } = await managerOf();
     await m.createNetwork({ name: 'used-net' });

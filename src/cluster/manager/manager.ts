@@ -487,7 +487,9 @@ export class Manager extends EventEmitter {
     if (PREDEFINED_NETWORKS.includes(req.name)) throw new ForbiddenError(`network name ${req.name} is a pre-defined network and cannot be created`);
     const driver = req.driver || 'overlay';
     if (driver !== 'overlay') throw new InvalidArgumentError(`unknown or unsupported network driver "${driver}": swarm networks use the overlay driver`);
-    if (this.store.getNetworkByName(req.name)) throw new ConflictError(`network with name ${req.name} already exists`);
+    const same = this.store.getNetworkByName(req.name);
+    if (same?.pendingDelete) throw new ConflictError(`network with name ${req.name} is still being removed: its last tasks are stopping`);
+    if (same) throw new ConflictError(`network with name ${req.name} already exists`);
     const options = { ...(req.options ?? {}) };
     for (const [k, v] of Object.entries(options)) if (typeof v !== 'string') throw new InvalidArgumentError(`option ${k} must be a string`);
     // Accepting it would leave the traffic readable on the wire while the user believes it sealed.
@@ -528,17 +530,18 @@ export class Manager extends EventEmitter {
     return rec;
   }
 
+  /** The networks a user sees: not those being removed. */
   listNetworks(): NetworkRecord[] {
-    return this.store.listNetworks();
+    return this.store.listNetworks().filter((n) => !n.pendingDelete);
   }
 
   /** By full ID, name, or unique ID prefix (Docker's lookup order). */
   findNetwork(ref: string): NetworkRecord {
     const byId = this.store.getNetwork(ref);
-    if (byId) return byId;
+    if (byId && !byId.pendingDelete) return byId;
     const byName = this.store.getNetworkByName(ref);
-    if (byName) return byName;
-    const byPrefix = ref.length > 0 ? this.store.listNetworks().filter((n) => n.id.startsWith(ref)) : [];
+    if (byName && !byName.pendingDelete) return byName;
+    const byPrefix = ref.length > 0 ? this.listNetworks().filter((n) => n.id.startsWith(ref)) : [];
     if (byPrefix.length === 1) return byPrefix[0]!;
     if (byPrefix.length > 1) throw new ConflictError(`network ${ref} is ambiguous (${byPrefix.length} matches found on name)`);
     throw new NotFoundError(`network ${ref} not found`);
@@ -551,7 +554,19 @@ export class Manager extends EventEmitter {
       const users = this.store.listServices().filter((s) => s.spec.networks.some((x) => x.target === n.id));
       if (users.length) throw new ConflictError(`network ${n.name} is in use by service ${users.map((s) => s.spec.name).join(', ')}`);
       const used = this.store.listAttachments({ networkId: n.id });
-      if (used.length) throw new ConflictError(`network ${n.name} is in use by ${used.length} endpoint(s) (e.g. ${used[0]!.name})`);
+      // Tasks of removed services (docker stack rm removes the services, then at once their
+      // networks) hold addresses until their nodes have stopped them: the network goes after them.
+      const stopping = (a: AttachmentRecord): boolean => {
+        const t = a.local ? undefined : this.store.getTask(a.name);
+        return !!t && (t.desiredState === 'remove' || !this.store.getService(t.serviceId));
+      };
+      const busy = used.filter((a) => !stopping(a));
+      if (busy.length) throw new ConflictError(`network ${n.name} is in use by ${busy.length} endpoint(s) (e.g. ${busy[0]!.name})`);
+      if (used.length) {
+        this.store.putNetwork({ ...n, pendingDelete: true });
+        this.store.bump();
+        return n;
+      }
       this.store.deleteNetwork(n.id);
       this.store.bump();
       return n;

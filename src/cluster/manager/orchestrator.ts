@@ -629,6 +629,9 @@ export class Orchestrator {
           }
         }
       }
+      // A network removed while tasks still held addresses on it goes with the last of them.
+      for (const n of this.store.listNetworks())
+        if (n.pendingDelete && this.store.listAttachments({ networkId: n.id }).length === 0) this.store.deleteNetwork(n.id);
     });
     if (wakeAt !== Infinity) this.wake(wakeAt);
   }

@@ -47,6 +47,8 @@ export interface NetworkRecord extends Meta {
   options: Record<string, string>;
   ipam: { driver: 'default'; options: Record<string, string>; configs: IpamConfig[] };
   vnis: number[];
+  /** removed while tasks of removed services still held addresses on it: gone once they are (swarmkit's PendingDelete) */
+  pendingDelete?: boolean;
 }
 
 /** The name of a node's own attachment on the ingress network: its routing mesh sandbox. */
