@@ -475,6 +475,9 @@ export class Daemon {
         check();
         for (const ep of [...this.endpoints])
           await this.removeEndpointLocked(ep, true).catch((e: unknown) => this.log.warn('endpoint cleanup on leave failed', { error: errorMessage(e) }));
+        // The node publishes nothing once out of the swarm.
+        this.meshAssignment = undefined;
+        await this.mesh.node.remove('').catch((e: unknown) => this.log.warn('could not remove the published ports', { error: errorMessage(e) }));
         // A manager leaves etcd first: the others stop counting it for their quorum at once.
         await this.control?.leaveMembers().catch((e: unknown) => this.log.warn('could not leave etcd', { error: errorMessage(e) }));
         await this.control?.handOver().catch(() => undefined);

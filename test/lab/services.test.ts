@@ -1,13 +1,16 @@
 // Issue 5: containers and services on real daemons: the seed's service across two L2 networks,
 // scaling, rescheduling after a daemon dies, daemon restarts, images, and bad input.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, listNetns } from '../../src/kernel/netns.js';
 import { hostPaths } from '../../src/lab/lab.js';
 import { skipUnlessRoot } from './helpers.js';
 import { SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
+
+const execFileP = promisify(execFile);
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -418,6 +421,9 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.equal(leave.stdout, 'Node left the swarm.\n');
     console.log(`# swarm leave answered in ${Date.now() - t0} ms`);
     assert.deepEqual(await containerOn('node2', 'pinned'), [], 'its containers are gone');
+    // Its mesh sandbox and published-port table went with it.
+    assert.ok(!listNetns(`${lab.host('node2').netns}-`).some((n) => n.endsWith('ingress_sbox')), 'no ingress sandbox left');
+    await assert.rejects(execFileP('ip', ['netns', 'exec', lab.host('node2').netns, 'nft', 'list', 'table', 'ip', 'vxswarm_ports']), /No such file/);
     await waitFor(
       'node2 Down at the manager',
       async () => ((await lab.api('node1').get<Json[]>('/nodes')).find((n) => n.ID === ids.node2)?.Status.State === 'down' ? true : undefined),
