@@ -23,6 +23,22 @@ for i in range(int(sys.argv[2])):
   except Exception: print('timeout')
   c.close()`;
 
+/** A TCP server on 7777 answering each line with its name, on one connection for as long as it lasts. */
+const ECHO_SERVER = `import socket,sys,threading
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',7777));s.listen(16)
+def serve(c):
+  f=c.makefile('rb')
+  for line in f: c.sendall((sys.argv[1]+'\\n').encode())
+while True:
+  c,_=s.accept();threading.Thread(target=serve,args=(c,),daemon=True).start()`;
+/** One connection: a line, an idle pause, a line; prints who answered each. */
+const IDLE_CLIENT = `import socket,sys,time
+c=socket.create_connection((sys.argv[1],7777),timeout=5);f=c.makefile('rb')
+c.sendall(b'a\\n');print(f.readline().decode().strip())
+time.sleep(float(sys.argv[2]))
+c.sendall(b'b\\n');print(f.readline().decode().strip())`;
+const IDLE_S = 20;
+
 describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
   let lab: SwarmLab;
   const servers: ChildProcess[] = [];
@@ -203,6 +219,26 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
     await waitFor('the VIP back', async () => ((await elems()).includes(vip) ? true : undefined), 5000, 100);
     const after = (await lab.api(host).get<Json>('/networks/lb-net?verbose=true')).Overlay.LoadBalancers.Repairs as number;
     assert.ok(after > before, `repairs counted: ${before} → ${after}`);
+  });
+
+  it('an idle TCP connection through the VIP lives on: conntrack keeps it for days, not 15 minutes as IPVS (moby/moby#31208)', async () => {
+    const names = await nodeNames();
+    const tasks = await live('web');
+    for (const t of tasks)
+      servers.push(spawn('ip', ['netns', 'exec', netnsOf(names[t.NodeID]!, t.ID), 'python3', '-c', ECHO_SERVER, t.ID], { stdio: 'ignore' }));
+    const me = tasks.find((t) => names[t.NodeID] === 'node1')!;
+    const ns = netnsOf('node1', me.ID);
+    // The kernel's timeout is what holds an idle connection: Linux's five days, and nothing of ours shortens it.
+    const timeout = Number((await execFileP('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established'])).stdout);
+    assert.ok(timeout >= 15 * 60, `established TCP conntrack timeout ${timeout} s`);
+    const vip = (await vipOf('web'))!;
+    await sleep(300);
+    const out = (await execFileP('ip', ['netns', 'exec', ns, 'python3', '-c', IDLE_CLIENT, vip, String(IDLE_S)], { timeout: (IDLE_S + 20) * 1000 })).stdout
+      .trim()
+      .split('\n');
+    assert.equal(out.length, 2, out.join('\n'));
+    assert.equal(out[0], out[1], `the same backend answers before and after ${IDLE_S} s idle`);
+    assert.ok(tasks.some((t) => t.ID === out[0]));
   });
 
   it("a daemon restart adopts its task namespaces' load balancers as they are, and they keep working", async () => {
