@@ -39,6 +39,8 @@ interface Route {
   method: string;
   re: RegExp;
   handler: Handler;
+  /** for metrics: the pattern as registered */
+  label: string;
 }
 
 const VERSION_RE = /^\/v(\d+\.\d+)(\/.*)$/;
@@ -79,12 +81,15 @@ export type UpgradeHandler = (ctx: { params: string[]; query: URLSearchParams; r
 export class Router {
   private readonly routes: Route[] = [];
   private readonly upgrades: { re: RegExp; handler: UpgradeHandler }[] = [];
+  /** told of every answered request: its route, status and duration (metrics) */
+  observe: ((route: string, status: number, seconds: number) => void) | undefined;
+
   constructor(private readonly headers: () => Record<string, string>) {}
 
   on(method: string, pattern: string | RegExp, handler: Handler): void {
     // "/networks/:id" → /^\/networks\/([^/]+)$/; a RegExp is taken as is (image names hold slashes)
     const re = typeof pattern === 'string' ? new RegExp(`^${pattern.replace(/:[a-z]+/g, '([^/]+)')}$`) : pattern;
-    this.routes.push({ method, re, handler });
+    this.routes.push({ method, re, handler, label: `${method} ${typeof pattern === 'string' ? pattern : pattern.source}` });
   }
 
   onUpgrade(pattern: string, handler: UpgradeHandler): void {
@@ -118,6 +123,9 @@ export class Router {
   }
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const t0 = performance.now();
+    let label = 'unmatched';
+    if (this.observe) res.once('finish', () => this.observe?.(label, res.statusCode, (performance.now() - t0) / 1000));
     let apiVersion = API_VERSION;
     for (const [k, v] of Object.entries(this.headers())) res.setHeader(k, v);
     let p = '';
@@ -142,6 +150,7 @@ export class Router {
       const candidates = this.routes.filter((r) => r.re.test(p));
       const route = candidates.find((r) => r.method === method);
       if (!route) throw new VxError(candidates.length ? `method ${req.method} not allowed on ${p}` : 'page not found', candidates.length ? 405 : 404);
+      label = route.label;
       let bodyPromise: Promise<unknown> | undefined;
       const ctx: Ctx = {
         method,

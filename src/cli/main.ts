@@ -32,7 +32,8 @@ export function buildProgram(): Command {
     .option('-H, --host <socket>', 'Engine API socket', 'unix:///run/vxswarm/vxswarm.sock')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--netns-prefix <prefix>', 'prefix of the namespaces this daemon makes', 'vxs-')
-    .action(async (o: { root: string; execRoot: string; host: string; logLevel: string; netnsPrefix: string }) => {
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics on /metrics there (off by default)')
+    .action(async (o: { root: string; execRoot: string; host: string; logLevel: string; netnsPrefix: string; metricsAddr?: string }) => {
       await runDaemon(o);
     });
 

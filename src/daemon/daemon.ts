@@ -812,6 +812,7 @@ export class Daemon {
       // A learner serves no watch: it must vote first.
       if (how === 'join') await etcd.waitVoter();
       const store = await openStore(kv, st.nodeId);
+      store.onCommit = (s) => this.onStoreCommit?.(s);
       const control = new ControlPlane({
         nodeId: st.nodeId,
         clusterId: st.clusterId,
@@ -1209,6 +1210,19 @@ export class Daemon {
           },
         });
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** told how long each commit of this manager's store took (metrics) */
+  onStoreCommit: ((seconds: number) => void) | undefined;
+
+  /** The overlay networks instantiated on this node. */
+  overlayNetworks(): ReturnType<OverlayHost['listNetworks']> {
+    return this.overlay?.listNetworks() ?? [];
+  }
+
+  /** The embedded resolver's counters, once it runs. */
+  async dnsStats(): Promise<Record<string, number> | undefined> {
+    return this.dns?.stats();
   }
 
   /** Local data-plane view of a network (sandbox, peers) if this node has it. */

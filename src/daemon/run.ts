@@ -8,6 +8,8 @@ import { createHttpServer, listenUnix } from '../api/http.js';
 import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
 import { Daemon } from './daemon.js';
+import { DaemonMetrics } from './metrics.js';
+import type http from 'node:http';
 
 export interface DaemonFlags {
   root: string;
@@ -15,6 +17,8 @@ export interface DaemonFlags {
   host: string;
   logLevel: string;
   netnsPrefix: string;
+  /** HOST:PORT for Prometheus metrics; off when absent */
+  metricsAddr?: string;
 }
 
 /** the daemon's nice value */
@@ -51,7 +55,15 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
     ...(reconcileMs ? { reconcileMs } : {}),
   });
   await daemon.start();
-  const server = createHttpServer(buildRouter(daemon), log);
+  const router = buildRouter(daemon);
+  const server = createHttpServer(router, log);
+  let metricsServer: http.Server | undefined;
+  if (f.metricsAddr) {
+    const metrics = new DaemonMetrics(daemon);
+    metrics.attach(router);
+    metricsServer = await metrics.listen(f.metricsAddr, log);
+    log.info('metrics served', { addr: f.metricsAddr, path: '/metrics' });
+  }
   await listenUnix(server, socket);
   log.info('daemon ready', { socket, root: f.root });
   process.stdout.write(`vxswarm daemon ready on ${f.host}\n`);
@@ -63,6 +75,7 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
     log.info('stopping', { signal: sig });
     server.close();
     server.closeAllConnections();
+    metricsServer?.close();
     try {
       await daemon.stop();
     } catch (e) {

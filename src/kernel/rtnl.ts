@@ -247,6 +247,9 @@ function nlmsg(type: number, flags: number, seq: number, payload: Buffer[]): Buf
   return Buffer.concat([h, body]);
 }
 
+/** Every request and every error of every socket of this process (metrics). */
+export const rtnlStats = { requests: 0, errors: 0 };
+
 export class Rtnl {
   private readonly dumpLocks = [new Mutex(), new Mutex()];
   private dumpTurn = 0;
@@ -292,6 +295,14 @@ export class Rtnl {
   }
 
   private request(op: string, object: string, type: number, flags: number, payload: Buffer[]): Promise<Buffer[]> {
+    rtnlStats.requests++;
+    return this.send(op, object, type, flags, payload).catch((e: unknown) => {
+      rtnlStats.errors++;
+      throw e;
+    });
+  }
+
+  private send(op: string, object: string, type: number, flags: number, payload: Buffer[]): Promise<Buffer[]> {
     if ((flags & F_DUMP) === F_DUMP) {
       // Two dump sockets, one dump each at a time, so a neighbour and an FDB dump run side by side.
       const i = this.dumpTurn++ % this.dumpSocks.length;

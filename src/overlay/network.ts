@@ -57,6 +57,8 @@ export class OverlayNetwork {
   private destroyed = false;
   /** totals since creation */
   readonly repairs: RepairCounts = zeroRepairs();
+  /** time spent in reconcile passes, all of them */
+  reconcileMsTotal = 0;
   reconciles = 0;
 
   private constructor(
@@ -317,6 +319,7 @@ export class OverlayNetwork {
     }
     for (const k of Object.keys(this.repairs) as (keyof RepairCounts)[]) this.repairs[k] += report.repairs[k];
     report.ms = performance.now() - t0;
+    this.reconcileMsTotal += report.ms;
     const r = report.repairs;
     if (r.sandbox + r.links + r.endpoints + r.neigh + r.fdb > 0) this.log.warn('overlay drift repaired', { network: this.id, ...r });
     return report;

@@ -23,11 +23,13 @@ export class SwarmLab {
   plan!: LabPlan;
   constructor(readonly name: string) {}
 
-  static async up(tag: string, hosts: number, reconcileMs?: number): Promise<SwarmLab> {
+  static async up(tag: string, hosts: number, reconcileMs?: number, extraArgs?: string[]): Promise<SwarmLab> {
     const lab = new SwarmLab(uniqueLabName(tag));
     try {
       lab.plan = await labUp(lab.name, hosts);
-      await Promise.all(lab.plan.hosts.map((h) => startDaemon(lab.name, h.name, reconcileMs ? { reconcileMs } : {})));
+      await Promise.all(
+        lab.plan.hosts.map((h) => startDaemon(lab.name, h.name, { ...(reconcileMs ? { reconcileMs } : {}), ...(extraArgs ? { extraArgs } : {}) })),
+      );
     } catch (e) {
       await labDown(lab.name);
       throw e;

@@ -350,13 +350,18 @@ export class Store extends EventEmitter {
    * commit, and a later send that fails its compares tells from that key whether an earlier one did.
    * A send that timed out, broke, or found etcd without a leader is therefore simply sent again.
    */
+  /** told how long each committed txn took etcd (seconds), for metrics */
+  onCommit: ((seconds: number) => void) | undefined;
+
   private async send(compares: Compare[], ops: Op[], nonce: string, deadline: number): Promise<{ ok: boolean; rev: number }> {
     let unsure: VxError | undefined;
     for (;;) {
       const left = deadline - Date.now();
       if (left < 100 && unsure) throw unsure;
       try {
+        const t0 = performance.now();
         const r = await this.kv.txn(compares, ops, Math.max(100, Math.min(left, SEND_MS)));
+        if (r.ok) this.onCommit?.((performance.now() - t0) / 1000);
         if (r.ok || !unsure) return r;
         // Without the cache at etcd's revision the writer key cannot tell: still unsure.
         if (!(await this.caughtUp(r.rev, Math.max(100, deadline - Date.now())))) throw unsure;

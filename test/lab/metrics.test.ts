@@ -1,0 +1,130 @@
+// Issue 19, metrics: `vxswarm daemon --metrics-addr` serves Prometheus text format; the counters a
+// user watches move when a service is scaled and when the kernel is changed behind our back.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { listNetns } from '../../src/kernel/netns.js';
+import { skipUnlessRoot } from './helpers.js';
+import { SwarmLab, formSwarm, waitFor } from './swarm-helpers.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const execFileP = promisify(execFile);
+const ADDR = '127.0.0.1:9323';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Prometheus text format (0.0.4), strictly: every sample's family has HELP and TYPE, every line parses. */
+function parseExposition(text: string): Sample[] {
+  const help = new Set<string>();
+  const type = new Map<string, string>();
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let m = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (m) {
+      if (m[1] === 'HELP') help.add(m[2]!);
+      else {
+        assert.match(m[3]!, /^(counter|gauge|histogram|summary|untyped)$/, line);
+        type.set(m[2]!, m[3]!);
+      }
+      continue;
+    }
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    const name = m[1]!;
+    const family = [...type.keys()].find((f) => name === f || name === `${f}_bucket` || name === `${f}_sum` || name === `${f}_count`);
+    assert.ok(family && help.has(family), `${name}: no HELP/TYPE before it`);
+    out.push({ name, labels, value: Number(m[4]) });
+  }
+  return out;
+}
+
+const value = (s: Sample[], name: string, labels: Record<string, string> = {}): number =>
+  s.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((a, x) => a + x.value, 0);
+
+describe('Prometheus metrics', { skip: skipUnlessRoot }, () => {
+  let lab: SwarmLab;
+  const scrape = async (host: string): Promise<Sample[]> => {
+    const { stdout } = await execFileP('ip', [
+      'netns',
+      'exec',
+      lab.host(host).netns,
+      'python3',
+      '-c',
+      `import urllib.request;print(urllib.request.urlopen('http://${ADDR}/metrics',timeout=5).read().decode(),end='')`,
+    ]);
+    return parseExposition(stdout);
+  };
+
+  before(async () => {
+    lab = await SwarmLab.up('mtr', 2, 500, ['--metrics-addr', ADDR]);
+    await formSwarm(lab);
+  });
+  after(async () => {
+    await lab?.down();
+  });
+
+  it('parses as Prometheus text; the node, gossip, manager and process families are there', async () => {
+    const s = await scrape('node1');
+    assert.equal(value(s, 'vxswarm_manager_leader'), 1);
+    assert.equal(value(s, 'vxswarm_manager_members', { voting: 'true' }), 1);
+    await waitFor(
+      'both gossip members alive',
+      async () => (value(await scrape('node1'), 'vxswarm_gossip_members', { state: 'alive' }) === 2 ? true : undefined),
+      10_000,
+      200,
+    );
+    assert.ok(
+      s.some((x) => x.name === 'vxswarm_process_nodejs_eventloop_lag_seconds'),
+      'event loop lag',
+    );
+    assert.ok(value(s, 'vxswarm_kernel_netlink_requests_total', { result: 'sent' }) > 0);
+    const worker = await scrape('node2');
+    assert.equal(value(worker, 'vxswarm_manager_leader'), 0, 'a worker does not lead');
+    assert.equal(value(worker, 'vxswarm_manager_tasks'), 0, 'a worker stores no tasks');
+    assert.ok(value(worker, 'vxswarm_gossip_probes_total', { result: 'sent' }) > 0);
+  });
+
+  it('scaling a service moves the task and request counters', async () => {
+    await lab.api('node1').post('/networks/create', { Name: 'm-net', Driver: 'overlay' });
+    const svc = await lab.api('node1').post<Json>('/services/create', {
+      Name: 'm',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local', Args: ['sleep', 'infinity'], StopGracePeriod: 100_000_000 }, Networks: [{ Target: 'm-net' }] },
+      Mode: { Replicated: { Replicas: 2 } },
+    });
+    await waitFor('2 running', async () => (value(await scrape('node1'), 'vxswarm_manager_tasks', { state: 'running' }) === 2 ? true : undefined), 30_000, 200);
+    const before = value(await scrape('node1'), 'vxswarm_engine_api_request_duration_seconds_count', { route: 'POST /services/:id/update', code: '200' });
+    const cur = await lab.api('node1').get<Json>(`/services/${svc.ID}`);
+    await lab.api('node1').post(`/services/${svc.ID}/update?version=${cur.Version.Index}`, { ...cur.Spec, Mode: { Replicated: { Replicas: 4 } } });
+    await waitFor('4 running', async () => (value(await scrape('node1'), 'vxswarm_manager_tasks', { state: 'running' }) === 4 ? true : undefined), 30_000, 200);
+    const s = await scrape('node1');
+    assert.equal(value(s, 'vxswarm_engine_api_request_duration_seconds_count', { route: 'POST /services/:id/update', code: '200' }), before + 1);
+    assert.ok(value(s, 'vxswarm_manager_commit_seconds_count') > 0, 'etcd commits observed');
+    assert.ok(value(s, 'vxswarm_node_containers', { state: 'running' }) >= 1);
+  });
+
+  it('an FDB entry deleted by hand: the repair counter moves', async () => {
+    const net = (await lab.api('node1').get<Json>('/networks/m-net')).Id as string;
+    const [sbx] = listNetns(`${lab.host('node1').netns}-ov-${net.slice(0, 12)}`);
+    assert.ok(sbx, "node1's m-net sandbox");
+    const before = value(await scrape('node1'), 'vxswarm_overlay_repairs_total', { kind: 'fdb' });
+    const fdb = (await execFileP('bridge', ['-n', sbx!, 'fdb', 'show', 'dev', 'vxlan0'])).stdout;
+    const mac = /^(\S+) dst \S+ .*self permanent/m.exec(fdb)?.[1];
+    assert.ok(mac, fdb);
+    await execFileP('bridge', ['-n', sbx!, 'fdb', 'del', mac!, 'dev', 'vxlan0', 'self']);
+    await waitFor(
+      'the repair counted',
+      async () => (value(await scrape('node1'), 'vxswarm_overlay_repairs_total', { kind: 'fdb' }) > before ? true : undefined),
+      10_000,
+      200,
+    );
+    assert.ok(value(await scrape('node1'), 'vxswarm_overlay_reconciles_total') > 0);
+  });
+});
