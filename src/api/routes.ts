@@ -6,6 +6,7 @@ import { VxError } from '../core/errors.js';
 import { API_VERSION, VERSION } from '../core/version.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { NetworkRecord } from '../cluster/manager/types.js';
+import type { EngineEvent } from '../daemon/events.js';
 import {
   BadRequest,
   filterValues,
@@ -25,7 +26,7 @@ import {
 } from './check.js';
 import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
-import { clusterJson, localNetworkJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
+import { clusterJson, eventJson, localNetworkJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
 import { DEFAULT_CERT_DAYS } from '../cluster/manager/ca.js';
 
 /** what a new swarm runs with */
@@ -58,6 +59,56 @@ export function buildRouter(d: Daemon): Router {
   r.on('GET', '/_ping', () => ({ text: 'OK' }));
   r.on('GET', '/version', () => ({ json: versionJson() }));
   r.on('GET', '/info', () => ({ json: infoJson(d) }));
+  // docker events: the kept events since --since, then live ones until --until or the client goes.
+  r.on('GET', '/events', (c) => {
+    const f = parseFilters(c.query.get('filters'), ['type', 'event', 'container', 'service', 'node', 'network', 'scope', 'label']);
+    filterValues(f, 'type', ['container', 'service', 'node', 'network', 'image', 'volume', 'daemon', 'plugin', 'secret', 'config']);
+    filterValues(f, 'scope', ['local', 'swarm']);
+    const when = (k: string): number | undefined => {
+      const v = c.query.get(k);
+      if (!v) return undefined;
+      if (!/^\d+(\.\d{1,9})?$/.test(v)) throw new BadRequest(`invalid ${k} "${v}": seconds since the epoch, as the docker CLI sends`);
+      const [sec, frac = ''] = v.split('.');
+      return Number(sec) * 1e9 + Number(frac.padEnd(9, '0'));
+    };
+    const since = when('since');
+    const until = when('until');
+    const objectFilter = (e: EngineEvent): boolean => {
+      for (const k of ['container', 'service', 'node', 'network'] as const) {
+        const want = f[k];
+        if (want && (e.type !== k || !want.some((x) => e.id.startsWith(x) || e.attributes.name === x))) return false;
+      }
+      return true;
+    };
+    const match = (e: EngineEvent): boolean =>
+      (!f.type || f.type.includes(e.type)) &&
+      (!f.event || f.event.includes(e.action)) &&
+      (!f.scope || f.scope.includes(e.scope)) &&
+      (!f.label || f.label.every((l) => labelMatch(e.attributes, l))) &&
+      objectFilter(e);
+    const res = c.res;
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    const send = (e: EngineEvent): void => void res.write(`${JSON.stringify(eventJson(e))}\n`);
+    for (const e of since !== undefined ? d.events.between(since, until) : []) if (match(e)) send(e);
+    const nowNano = Date.now() * 1e6;
+    if (until !== undefined && until <= nowNano) {
+      res.end();
+      return { status: 200 };
+    }
+    const onEvent = (e: EngineEvent): void => {
+      if (match(e)) send(e);
+    };
+    d.events.on('event', onEvent);
+    const stop = (): void => {
+      d.events.off('event', onEvent);
+      clearTimeout(timer);
+      res.end();
+    };
+    const timer = until !== undefined ? setTimeout(stop, (until - nowNano) / 1e6) : undefined;
+    c.req.once('close', stop);
+    res.once('close', stop);
+    return { status: 200 };
+  });
 
   // ---- swarm ----
   r.on('POST', '/swarm/init', async (c) => {

@@ -6,6 +6,7 @@ import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 import { API_VERSION, MIN_API_VERSION, VERSION } from '../core/version.js';
 import type { LocalNetworkInfo } from '../daemon/daemon.js';
 import type { LocalEndpoint } from '../daemon/state.js';
+import type { EngineEvent } from '../daemon/events.js';
 
 const NODE_CERT_EXPIRY_NS = 90 * 24 * 3600 * 1e9;
 
@@ -159,5 +160,19 @@ export function versionJson(): Record<string, unknown> {
     Arch: 'amd64',
     KernelVersion: os.release(),
     BuildTime: '',
+  };
+}
+
+/** Docker's EventMessage. */
+export function eventJson(e: EngineEvent): Record<string, unknown> {
+  return {
+    Type: e.type,
+    Action: e.action,
+    Actor: { ID: e.id, Attributes: e.attributes },
+    scope: e.scope,
+    time: Math.floor(e.timeNano / 1e9),
+    timeNano: e.timeNano,
+    // The fields of API < 1.22, which the CLI still prints for containers.
+    ...(e.type === 'container' ? { status: e.action, id: e.id, from: e.attributes.image ?? '' } : {}),
   };
 }

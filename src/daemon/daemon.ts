@@ -36,6 +36,8 @@ import { ImageStore } from '../runtime/images.js';
 import { NodeGossip, GOSSIP_PORT, ENDPOINT_TABLE, type EndpointRecord } from './gossip.js';
 import { TaskRunner, TASK_LABEL } from './tasks.js';
 import { NodeMesh, meshWant } from './mesh.js';
+import { EventLog } from './events.js';
+import type { ContainerRecord } from '../runtime/containers.js';
 import { EmbeddedDns } from '../dns/server.js';
 import type { DnsRecord } from '../dns/records.js';
 import path from 'node:path';
@@ -168,6 +170,21 @@ export class Daemon {
     this.gw = new LocalBridge(GWBRIDGE, [`${cfg.netnsPrefix}c-`, this.sboxNetns], cfg.log.child({ component: 'gwbridge' }));
     this.br = new LocalBridge(DOCKER0, [`${cfg.netnsPrefix}c-`], cfg.log.child({ component: 'bridge' }));
     this.runtime = new ContainerRuntime(path.join(cfg.root, 'containers'), cfg.execRoot, this.images, cgroupParent, cfg.log.child({ component: 'runtime' }));
+    for (const [from, action] of [
+      ['create', 'create'],
+      ['start', 'start'],
+      ['exit', 'die'],
+      ['destroy', 'destroy'],
+    ] as const)
+      this.runtime.on(from, (c: ContainerRecord) =>
+        this.events.add(
+          'container',
+          action,
+          c.id,
+          { name: c.name, image: c.image, ...c.labels, ...(action === 'die' ? { exitCode: String(c.exitCode) } : {}) },
+          'local',
+        ),
+      );
     this.tasks = new TaskRunner(
       this.runtime,
       this.images,
@@ -856,6 +873,8 @@ export class Daemon {
     // A node removed from the swarm leaves gossip too (its daemon stops on the refused session).
     control.on('node-removed', (id: string) => this.gossip?.ml.markDead(id));
     control.store.on('change', () => this.watchLeader());
+    this.unwatchEvents?.();
+    this.unwatchEvents = this.events.watchSwarm(control.store);
     if (control.leading) this.onLeading(control.leading);
     await this.server.listen(st.listenAddr);
     await control.start();
@@ -867,6 +886,8 @@ export class Daemon {
   private async stopControl(): Promise<void> {
     const control = this.control;
     this.control = undefined;
+    this.unwatchEvents?.();
+    this.unwatchEvents = undefined;
     if (this.session instanceof LocalSession) {
       void this.session.stop();
       this.session = undefined;
@@ -1211,6 +1232,10 @@ export class Daemon {
         });
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
+
+  /** Docker's event stream: this node's containers, and the swarm's objects on a manager */
+  readonly events = new EventLog();
+  private unwatchEvents: (() => void) | undefined;
 
   /** told how long each commit of this manager's store took (metrics) */
   onStoreCommit: ((seconds: number) => void) | undefined;

@@ -258,6 +258,7 @@ export class ContainerRuntime extends EventEmitter {
       await this.destroyLeftovers(id);
       throw e;
     }
+    this.emit('create', rec);
     return rec;
   }
 
@@ -281,6 +282,7 @@ export class ContainerRuntime extends EventEmitter {
       rec.exitCode = 0;
       rec.error = '';
       await this.save(rec);
+      this.emit('start', rec);
       return rec;
     }
     const msg = runcError(d) || `runc failed (${line})`;
@@ -334,6 +336,7 @@ export class ContainerRuntime extends EventEmitter {
     }
     await this.destroyLeftovers(rec.id);
     this.records.delete(rec.id);
+    this.emit('destroy', rec);
   }
 
   private async destroyLeftovers(id: string): Promise<void> {

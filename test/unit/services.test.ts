@@ -760,3 +760,33 @@ describe('bad input changes nothing', () => {
     o.close();
   });
 });
+
+describe('docker events', () => {
+  it("a manager's store watch gives service and network create, update and remove; kept events are found by time", async () => {
+    const { EventLog } = await import('../../src/daemon/events.js');
+    const { eventJson } = await import('../../src/api/shapes.js');
+    const { m, store, o } = await managerOf();
+    const log = new EventLog();
+    const seen: string[] = [];
+    log.on('event', (e: { type: string; action: string; attributes: Record<string, string> }) => seen.push(`${e.type} ${e.action} ${e.attributes.name}`));
+    const stop = log.watchSwarm(store);
+    const t0 = Date.now() * 1e6;
+    await m.createNetwork({ name: 'ev-net' });
+    const s = await o.createService(parseServiceSpec({ Name: 'ev', TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }));
+    await o.updateService('ev', s.version, parseServiceSpec({ Name: 'ev', Labels: { a: 'b' }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }));
+    await o.removeService('ev');
+    await m.removeNetwork('ev-net');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(seen, ['network create ev-net', 'service create ev', 'service update ev', 'service remove ev', 'network remove ev-net']);
+    assert.equal(log.between(t0).length, 5);
+    assert.equal(log.between(Date.now() * 1e6 + 1e9).length, 0);
+    const j = eventJson(log.between(t0)[1]!) as Json;
+    assert.deepEqual([j.Type, j.Action, j.Actor.ID, j.Actor.Attributes.name, j.scope], ['service', 'create', s.id, 'ev', 'swarm']);
+    assert.equal(j.time, Math.floor(j.timeNano / 1e9));
+    stop();
+    await m.createNetwork({ name: 'after' });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(seen.length, 5, 'nothing after unsubscribing');
+    store.close();
+  });
+});

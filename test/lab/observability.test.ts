@@ -1,12 +1,13 @@
 // Issue 19, metrics: `vxswarm daemon --metrics-addr` serves Prometheus text format; the counters a
 // user watches move when a service is scaled and when the kernel is changed behind our back.
+// Issue 17, events: `docker events` shows swarm and container events, kept and live.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { listNetns } from '../../src/kernel/netns.js';
 import { skipUnlessRoot } from './helpers.js';
-import { SwarmLab, formSwarm, waitFor } from './swarm-helpers.js';
+import { DOCKER, SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const execFileP = promisify(execFile);
@@ -49,7 +50,7 @@ function parseExposition(text: string): Sample[] {
 const value = (s: Sample[], name: string, labels: Record<string, string> = {}): number =>
   s.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((a, x) => a + x.value, 0);
 
-describe('Prometheus metrics', { skip: skipUnlessRoot }, () => {
+describe('Prometheus metrics and docker events', { skip: skipUnlessRoot }, () => {
   let lab: SwarmLab;
   const scrape = async (host: string): Promise<Sample[]> => {
     const { stdout } = await execFileP('ip', [
@@ -109,6 +110,31 @@ describe('Prometheus metrics', { skip: skipUnlessRoot }, () => {
     assert.ok(value(s, 'vxswarm_manager_commit_seconds_count') > 0, 'etcd commits observed');
     assert.ok(value(s, 'vxswarm_node_containers', { state: 'running' }) >= 1);
   });
+
+  it(
+    'docker events: the service created earlier, by --since/--until; container events live as a service scales',
+    { skip: !hasDocker && 'needs the docker CLI' },
+    async () => {
+      const kept = await lab.docker('node1', ['events', '--since', '10m', '--until', '0s', '--filter', 'type=service']);
+      assert.equal(kept.code, 0, kept.stderr);
+      const id = ((await lab.api('node1').get<Json>('/services/m')).ID as string).slice(0, 12);
+      assert.match(kept.stdout, new RegExp(`service create ${id}\\w* \\(name=m\\)`), kept.stdout);
+      assert.match(kept.stdout, /service update .*\(name=m\)/);
+      const follow = spawn(DOCKER, ['events', '--filter', 'type=container', '--filter', 'event=start', '--format', '{{.Action}} {{.Actor.Attributes.name}}'], {
+        env: { ...process.env, DOCKER_HOST: `unix://${lab.socket('node1')}` },
+      });
+      let out = '';
+      follow.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        const cur = await lab.api('node1').get<Json>('/services/m');
+        await lab.api('node1').post(`/services/m/update?version=${cur.Version.Index}`, { ...cur.Spec, Mode: { Replicated: { Replicas: 6 } } });
+        await waitFor('a container start followed live', async () => (/^start m\.\d+\./m.test(out) ? true : undefined), 20_000, 100);
+      } finally {
+        follow.kill('SIGKILL');
+      }
+    },
+  );
 
   it('an FDB entry deleted by hand: the repair counter moves', async () => {
     const net = (await lab.api('node1').get<Json>('/networks/m-net')).Id as string;
