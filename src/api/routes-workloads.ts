@@ -13,6 +13,9 @@ import { Execs, frame } from './exec.js';
 import type { Router } from './http.js';
 import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parseServiceSpec, serviceJson, taskJson } from './shapes-workloads.js';
 
+/** how often a followed service log asks every node for its new lines */
+const FOLLOW_POLL_MS = 500;
+
 export function addWorkloadRoutes(r: Router, d: Daemon): void {
   const orch = (): Orchestrator => d.requireOrchestrator();
   const execs = new Execs(d.runtime);
@@ -84,7 +87,7 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     if (!wantOut && !wantErr) throw new BadRequest('Bad parameters: you must choose at least one stream');
     const tailRaw = c.query.get('tail') ?? 'all';
     const tail = tailRaw === 'all' || tailRaw === '' ? Infinity : Number(tailRaw);
-    // Every node's lines, oldest first (no --follow across nodes).
+    // Every node's lines, oldest first; with --follow, the new ones every second until the client goes.
     let lines = (await d.collectServiceLogs(s.id)).filter((l) => (l.stream === 'stdout' ? wantOut : wantErr));
     if (Number.isFinite(tail)) lines = lines.slice(Math.max(0, lines.length - tail));
     const ts = qBool(c.query, 'timestamps');
@@ -92,11 +95,38 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     // the "name@node |" prefix itself; without, we send the prefix.
     const details = qBool(c.query, 'details');
     c.res.writeHead(200, { 'Content-Type': 'application/vnd.docker.multiplexed-stream' });
-    for (const l of lines) {
-      const head = details
-        ? `${ts ? `${l.time} ` : ''}com.docker.swarm.node.id=${l.nodeId},com.docker.swarm.service.id=${l.serviceId},com.docker.swarm.task.id=${l.taskId} `
-        : `${l.prefix}${ts ? `${l.time} ` : ''}`;
-      c.res.write(frame(l.stream === 'stdout' ? 1 : 2, Buffer.from(`${head}${l.text}`)));
+    // Lines at the newest time sent so far: the next poll asks from that time and skips these.
+    let last = '';
+    let atLast = new Set<string>();
+    const write = (batch: typeof lines): void => {
+      for (const l of batch) {
+        const key = `${l.taskId} ${l.stream} ${l.text}`;
+        if (l.time < last || (l.time === last && atLast.has(key))) continue;
+        if (l.time > last) [last, atLast] = [l.time, new Set()];
+        atLast.add(key);
+        const head = details
+          ? `${ts ? `${l.time} ` : ''}com.docker.swarm.node.id=${l.nodeId},com.docker.swarm.service.id=${l.serviceId},com.docker.swarm.task.id=${l.taskId} `
+          : `${l.prefix}${ts ? `${l.time} ` : ''}`;
+        c.res.write(frame(l.stream === 'stdout' ? 1 : 2, Buffer.from(`${head}${l.text}`)));
+      }
+    };
+    write(lines);
+    if (!qBool(c.query, 'follow')) {
+      c.res.end();
+      return;
+    }
+    let gone = false;
+    c.req.once('close', () => (gone = true));
+    c.res.once('close', () => (gone = true));
+    while (!gone) {
+      await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+      if (gone) break;
+      try {
+        orch().findService(s.id);
+      } catch {
+        break; // the service went: so does its log
+      }
+      write((await d.collectServiceLogs(s.id, last || undefined)).filter((l) => (l.stream === 'stdout' ? wantOut : wantErr)));
     }
     c.res.end();
   });

@@ -992,8 +992,8 @@ export class Daemon {
         if (this.session !== session) return;
         if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
         if (msg.type === 'logs-request') {
-          const req = msg as unknown as { reqId: string; serviceId: string };
-          let lines = this.serviceLogLines(req.serviceId);
+          const req = msg as unknown as { reqId: string; serviceId: string; since?: string };
+          let lines = this.serviceLogLines(req.serviceId, typeof req.since === 'string' ? req.since : undefined);
           // A session line is at most 1 MiB: send the newest lines that fit.
           while (lines.length > 1 && JSON.stringify(lines).length > 900_000) lines = lines.slice(Math.floor(lines.length / 2));
           session.send({ type: 'logs', reqId: req.reqId, lines });
@@ -1484,14 +1484,16 @@ export class Daemon {
   // ---- service logs ----
 
   /** This node's log lines of a service's containers, prefixed as `docker service logs` prints them. */
-  serviceLogLines(serviceId: string): ServiceLogLine[] {
+  /** This node's lines of a service's tasks, those at or after `since` (an ISO time) when given. */
+  serviceLogLines(serviceId: string, since?: string): ServiceLogLine[] {
     const out: ServiceLogLine[] = [];
     for (const c of this.runtime.list()) {
       if (c.labels['com.docker.swarm.service.id'] !== serviceId) continue;
       const [svc, slot] = c.name.split('.');
       const prefix = `${svc}.${slot}.${(c.labels[TASK_LABEL] ?? '').slice(0, 12)}@${this.hostname}    | `;
       const ids = { nodeId: this.state?.nodeId ?? '', serviceId, taskId: c.labels[TASK_LABEL] ?? '' };
-      for (const l of this.runtime.readLogs(c.id).slice(-MAX_SERVICE_LOG_LINES)) out.push({ time: l.time, stream: l.stream, text: l.log, prefix, ...ids });
+      for (const l of this.runtime.readLogs(c.id).slice(-MAX_SERVICE_LOG_LINES))
+        if (!since || l.time >= since) out.push({ time: l.time, stream: l.stream, text: l.log, prefix, ...ids });
     }
     return out;
   }
@@ -1500,14 +1502,14 @@ export class Daemon {
    * A service's logs from every node that runs its tasks (managers only), oldest first: asked over
    * each node's session, on whichever manager holds it.
    */
-  async collectServiceLogs(serviceId: string): Promise<ServiceLogLine[]> {
+  async collectServiceLogs(serviceId: string, since?: string): Promise<ServiceLogLine[]> {
     const { manager: m, orchestrator } = this.requireApi();
     const control = this.control!;
     const self = this.state!.nodeId;
     const nodes = new Set(
       orchestrator.listTasks({ serviceId }).flatMap((t) => (t.nodeId && t.nodeId !== self && m.store.getNode(t.nodeId)?.state === 'ready' ? [t.nodeId] : [])),
     );
-    const lines = this.serviceLogLines(serviceId);
+    const lines = this.serviceLogLines(serviceId, since);
     const certs = this.disk.loadCerts();
     await Promise.all(
       [...nodes].map(async (nodeId) => {
@@ -1516,9 +1518,18 @@ export class Daemon {
         try {
           const got =
             where.manager === self
-              ? await control.dispatcher.requestLogs(nodeId, serviceId)
+              ? await control.dispatcher.requestLogs(nodeId, serviceId, since)
               : certs
-                ? (await callManager(where.managerAddr, certs, 'POST', '/v1/logs', { node: nodeId, service: serviceId }, LOGS_TIMEOUT_MS + 1000)).lines
+                ? (
+                    await callManager(
+                      where.managerAddr,
+                      certs,
+                      'POST',
+                      '/v1/logs',
+                      { node: nodeId, service: serviceId, ...(since ? { since } : {}) },
+                      LOGS_TIMEOUT_MS + 1000,
+                    )
+                  ).lines
                 : undefined;
           lines.push(...((got ?? []) as ServiceLogLine[]));
         } catch (e) {

@@ -1,14 +1,14 @@
 // Issue 5: containers and services on real daemons: the seed's service across two L2 networks,
 // scaling, rescheduling after a daemon dies, daemon restarts, images, and bad input.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, listNetns } from '../../src/kernel/netns.js';
 import { hostPaths } from '../../src/lab/lab.js';
 import { skipUnlessRoot } from './helpers.js';
-import { SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
+import { DOCKER, SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -266,7 +266,7 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
       'busybox:local',
       'sh',
       '-c',
-      'echo hello from $(hostname); sleep infinity',
+      'echo hello from $(hostname); while sleep 0.5; do echo tick; done',
     ]);
     assert.equal(c.code, 0, c.stderr);
     t.after(async () => void (await lab.docker('node1', ['service', 'rm', 'talk'])));
@@ -284,6 +284,19 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.match(out, /^talk\.\d\.\w{12}@node2 +\| hello from \w{12}$/m);
     const v = await lab.vx('node1', ['service', 'logs', 'talk']);
     assert.equal((v.stdout.match(/hello from/g) ?? []).length, 2);
+    // --follow: lines written on node2 after the command started keep arriving, each once.
+    const follow = spawn(DOCKER, ['service', 'logs', '-f', '--timestamps', 'talk'], { env: { ...process.env, DOCKER_HOST: `unix://${lab.socket('node1')}` } });
+    let text = '';
+    follow.stdout.on('data', (b: Buffer) => (text += b.toString()));
+    try {
+      const ticks = (): string[] => text.split('\n').filter((l) => /@node2 .*tick$/.test(l));
+      const first = await waitFor('node2 ticks', async () => (ticks().length ? ticks().length : undefined), 10_000, 100);
+      await waitFor('more node2 ticks, followed', async () => (ticks().length >= first + 4 ? true : undefined), 10_000, 100);
+      assert.equal(follow.exitCode, null, 'still following');
+      assert.equal(new Set(ticks()).size, ticks().length, 'no line twice');
+    } finally {
+      follow.kill('SIGKILL');
+    }
   });
 
   it('a global service: one task on every node, through the docker CLI; a drained node loses its task and gets it back', async () => {

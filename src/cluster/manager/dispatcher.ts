@@ -147,8 +147,8 @@ export class Dispatcher {
     };
   }
 
-  /** A service's lines from a node with a session here; undefined if it has none here. */
-  requestLogs(nodeId: string, serviceId: string): Promise<LogLine[]> | undefined {
+  /** A service's lines (from `since`, an ISO time) from a node with a session here; undefined if it has none here. */
+  requestLogs(nodeId: string, serviceId: string, since?: string): Promise<LogLine[]> | undefined {
     const s = [...this.live].reverse().find((x) => x.nodeId === nodeId && !x.done);
     if (!s) return undefined;
     const reqId = newId();
@@ -160,7 +160,7 @@ export class Dispatcher {
         resolve(lines);
       };
       this.logWaiters.set(reqId, { nodeId, done });
-      s.peer.send({ type: 'logs-request', reqId, serviceId });
+      s.peer.send({ type: 'logs-request', reqId, serviceId, ...(since ? { since } : {}) });
     });
   }
 

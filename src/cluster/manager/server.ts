@@ -121,7 +121,8 @@ export class ManagerServer {
         auth: 'manager',
         handler: async ({ body }) => {
           const b = body as Record<string, unknown>;
-          return { lines: (await ctl.dispatcher.requestLogs(str(b.node, 'node'), str(b.service, 'service'))) ?? [] };
+          const since = typeof b.since === 'string' ? b.since : undefined;
+          return { lines: (await ctl.dispatcher.requestLogs(str(b.node, 'node'), str(b.service, 'service'), since)) ?? [] };
         },
       },
       {
