@@ -8,7 +8,6 @@ import { createHttpServer, listenUnix } from '../api/http.js';
 import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
 import { Daemon } from './daemon.js';
-import { DaemonMetrics } from './metrics.js';
 import type http from 'node:http';
 
 export interface DaemonFlags {
@@ -59,6 +58,8 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
   const server = createHttpServer(router, log);
   let metricsServer: http.Server | undefined;
   if (f.metricsAddr) {
+    // Loaded only when asked for: a daemon without metrics does not carry prom-client.
+    const { DaemonMetrics } = await import('./metrics.js');
     const metrics = new DaemonMetrics(daemon);
     metrics.attach(router);
     metricsServer = await metrics.listen(f.metricsAddr, log);

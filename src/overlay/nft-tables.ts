@@ -23,6 +23,8 @@ export class NftTables<S> {
   private readonly held = new Map<string, S>();
   /** what each namespace should hold */
   private readonly wanted = new Map<string, S>();
+  /** namespaces read and found without our table (not read again for every set) */
+  private readonly absent = new Set<string>();
   private readonly locks = new Map<string, Mutex>();
   /** tables found changed behind our back and put back */
   repairs = 0;
@@ -44,10 +46,11 @@ export class NftTables<S> {
     return this.lock(netns).lock(async () => {
       const goal = this.wanted.get(netns);
       if (goal === undefined) return;
-      if (!this.held.has(netns)) {
+      if (!this.held.has(netns) && !this.absent.has(netns)) {
         const read = await this.read(netns);
         if (read?.broken) await this.reset(netns);
         else if (read) this.held.set(netns, read.spec);
+        else this.absent.add(netns);
       }
       await this.apply(netns, this.adopting(netns, goal));
     });
@@ -63,6 +66,7 @@ export class NftTables<S> {
   forget(netns: string): void {
     this.wanted.delete(netns);
     this.held.delete(netns);
+    this.absent.delete(netns);
     this.locks.delete(netns);
     void nftForgetAsync(netns).catch(() => undefined);
   }
@@ -76,6 +80,7 @@ export class NftTables<S> {
         if (!(e instanceof KernelError && e.code === 'ENOENT')) throw e;
       });
       this.held.delete(netns);
+      this.absent.add(netns);
     });
   }
 
@@ -99,6 +104,8 @@ export class NftTables<S> {
           const read = await this.read(netns);
           const held = this.held.get(netns);
           if (read && !read.broken && held !== undefined && this.codec.same(read.spec, held)) return;
+          // No table, and none wanted (nothing to program): nothing changed.
+          if (!read && held === undefined && !this.codec.script(undefined, goal)) return;
           this.repairs++;
           this.log.warn('nftables table changed behind our back: repairing', {
             netns,
@@ -126,9 +133,11 @@ export class NftTables<S> {
     try {
       await nftAsync(netns, script);
       this.held.set(netns, goal);
+      this.absent.delete(netns);
     } catch (e) {
       // What the kernel holds is unknown now: read it again next time.
       this.held.delete(netns);
+      this.absent.delete(netns);
       throw e;
     }
   }
@@ -146,5 +155,6 @@ export class NftTables<S> {
   private async reset(netns: string): Promise<void> {
     await nftAsync(netns, `delete table ip ${this.codec.table}`);
     this.held.delete(netns);
+    this.absent.add(netns);
   }
 }
