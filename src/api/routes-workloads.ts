@@ -289,6 +289,28 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
 
   // ---- images ----
   r.on('GET', '/images/json', () => ({ json: d.images.list().map(imageSummaryJson) }));
+  // docker system df: images and the containers using them; no volumes or build cache exist here.
+  r.on('GET', '/system/df', (c) => {
+    const types = c.query.getAll('type');
+    for (const t of types)
+      if (!['container', 'image', 'volume', 'build-cache'].includes(t)) throw new BadRequest(`invalid type "${t}": container, image, volume or build-cache`);
+    const want = (t: string): boolean => types.length === 0 || types.includes(t);
+    const containers = d.runtime.list();
+    const images = d.images.list();
+    return {
+      json: {
+        ...(want('image')
+          ? {
+              LayersSize: images.reduce((n, i) => n + i.size, 0),
+              Images: images.map((i) => ({ ...imageSummaryJson(i), SharedSize: 0, Containers: containers.filter((x) => x.imageId === i.id).length })),
+            }
+          : {}),
+        ...(want('container') ? { Containers: containers.map((x) => ({ ...containerSummaryJson(x), SizeRw: 0, SizeRootFs: 0 })) } : {}),
+        ...(want('volume') ? { Volumes: [] } : {}),
+        ...(want('build-cache') ? { BuildCache: [] } : {}),
+      },
+    };
+  });
   r.on('GET', /^\/images\/(.+)\/json$/, (c) => ({ json: imageJson(d.images.get(c.params[0]!)) }));
   r.on('GET', /^\/distribution\/(.+)\/json$/, (c) => {
     // No registry lookups for service create: the CLI then keeps the plain tag, as it does offline.

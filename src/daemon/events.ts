@@ -37,41 +37,53 @@ export class EventLog extends EventEmitter {
    * created, one that changes is updated, one that goes is removed. Returns the unsubscribe.
    */
   watchSwarm(store: Store): () => void {
-    const known = new Map<string, Record<string, string>>();
-    const attrsOf = (c: StoreChange): Record<string, string> | undefined => {
-      if (c.coll === 'services') {
-        const s = store.getService(c.id);
-        return s && { name: s.spec.name };
-      }
-      if (c.coll === 'nodes') {
-        const n = store.getNode(c.id);
-        return n && { name: n.hostname, state: n.state, availability: n.availability };
-      }
-      if (c.coll === 'networks') {
-        const n = store.getNetwork(c.id);
-        return n && { name: n.name, type: n.driver };
-      }
-      return undefined;
-    };
     const type = { services: 'service', nodes: 'node', networks: 'network' } as const;
-    for (const coll of ['services', 'nodes', 'networks'] as const)
-      for (const id of (coll === 'services' ? store.listServices() : coll === 'nodes' ? store.listNodes() : store.listNetworks()).map((x) => x.id))
-        known.set(`${coll}/${id}`, attrsOf({ coll, id, deleted: false }) ?? {});
+    type Coll = keyof typeof type;
+    /** what each object was when last seen: its attributes and version */
+    const known = new Map<string, { attrs: Record<string, string>; version: number }>();
+    const current = (coll: Coll, id: string): { attrs: Record<string, string>; version: number } | undefined => {
+      if (coll === 'services') {
+        const s = store.getService(id);
+        return s && { attrs: { name: s.spec.name }, version: s.version };
+      }
+      if (coll === 'nodes') {
+        const n = store.getNode(id);
+        return n && { attrs: { name: n.hostname, state: n.state, availability: n.availability }, version: n.version };
+      }
+      const n = store.getNetwork(id);
+      return n && { attrs: { name: n.name, type: n.driver }, version: n.version };
+    };
+    const ids = (coll: Coll): string[] =>
+      (coll === 'services' ? store.listServices() : coll === 'nodes' ? store.listNodes() : store.listNetworks()).map((x) => x.id);
+    const seen = (coll: Coll, id: string): void => {
+      const key = `${coll}/${id}`;
+      const before = known.get(key);
+      const now = current(coll, id);
+      if (now) known.set(key, now);
+      else known.delete(key);
+      if (!before && !now) return;
+      if (before && now && before.version === now.version) return;
+      // A node's heartbeat state is not news unless it moved (Docker reports state changes as updates).
+      if (before && now && coll === 'nodes' && JSON.stringify(before.attrs) === JSON.stringify(now.attrs)) return;
+      this.add(type[coll], !before ? 'create' : !now ? 'remove' : 'update', id, (now ?? before)!.attrs, 'swarm');
+    };
+    for (const coll of Object.keys(type) as Coll[]) for (const id of ids(coll)) known.set(`${coll}/${id}`, current(coll, id)!);
     const onChange = (changes: StoreChange[]): void => {
-      for (const c of changes) {
-        if (c.coll !== 'services' && c.coll !== 'nodes' && c.coll !== 'networks') continue;
-        const key = `${c.coll}/${c.id}`;
-        const before = known.get(key);
-        const now = c.deleted ? undefined : attrsOf(c);
-        if (now) known.set(key, now);
-        else known.delete(key);
-        if (!before && !now) continue;
-        // A node's heartbeat state is not news unless it moved (Docker reports state changes as updates).
-        if (before && now && c.coll === 'nodes' && JSON.stringify(before) === JSON.stringify(now)) continue;
-        this.add(type[c.coll], !before ? 'create' : !now ? 'remove' : 'update', c.id, now ?? before ?? {}, 'swarm');
+      for (const c of changes) if (c.coll in type) seen(c.coll as Coll, c.id);
+    };
+    // The cache was loaded again (its watch broke): what changed meanwhile is found by comparing.
+    const onReset = (): void => {
+      for (const coll of Object.keys(type) as Coll[]) {
+        const now = new Set(ids(coll));
+        for (const id of now) seen(coll, id);
+        for (const key of [...known.keys()]) if (key.startsWith(`${coll}/`) && !now.has(key.slice(coll.length + 1))) seen(coll, key.slice(coll.length + 1));
       }
     };
     store.on('change', onChange);
-    return () => store.off('change', onChange);
+    store.on('reset', onReset);
+    return () => {
+      store.off('change', onChange);
+      store.off('reset', onReset);
+    };
   }
 }

@@ -136,6 +136,17 @@ describe('Prometheus metrics and docker events', { skip: skipUnlessRoot }, () =>
     },
   );
 
+  it('docker system df counts the images and the containers using them', { skip: !hasDocker && 'needs the docker CLI' }, async () => {
+    const df = await lab.docker('node1', ['system', 'df', '--format', '{{.Type}} {{.TotalCount}} {{.Active}}']);
+    assert.equal(df.code, 0, df.stderr);
+    assert.match(df.stdout, /^Images 1 1$/m, df.stdout);
+    const running = (await lab.api('node1').get<Json[]>('/containers/json')).length;
+    assert.match(df.stdout, new RegExp(`^Containers ${running} ${running}$`, 'm'), df.stdout);
+    assert.match(df.stdout, /^Local Volumes 0 0$/m);
+    const bad = await lab.raw('node1', 'GET', '/v1.45/system/df?type=nope');
+    assert.equal(bad.status, 400);
+  });
+
   it('an FDB entry deleted by hand: the repair counter moves', async () => {
     const net = (await lab.api('node1').get<Json>('/networks/m-net')).Id as string;
     const [sbx] = listNetns(`${lab.host('node1').netns}-ov-${net.slice(0, 12)}`);
