@@ -19,6 +19,9 @@ export const MAX_EVENTS = 1000;
 
 export class EventLog extends EventEmitter {
   private readonly kept: EngineEvent[] = [];
+  /** the swarm's objects as last seen (attributes and version), across watches */
+  private readonly known = new Map<string, { attrs: Record<string, string>; version: number }>();
+  private watched = false;
 
   add(type: EngineEvent['type'], action: string, id: string, attributes: Record<string, string>, scope: EngineEvent['scope']): void {
     const ev: EngineEvent = { type, action, id, attributes, scope, timeNano: Date.now() * 1e6 };
@@ -39,8 +42,8 @@ export class EventLog extends EventEmitter {
   watchSwarm(store: Store): () => void {
     const type = { services: 'service', nodes: 'node', networks: 'network' } as const;
     type Coll = keyof typeof type;
-    /** what each object was when last seen: its attributes and version */
-    const known = new Map<string, { attrs: Record<string, string>; version: number }>();
+    // Kept across watches: a manager whose control plane restarted reports what changed meanwhile.
+    const known = this.known;
     const current = (coll: Coll, id: string): { attrs: Record<string, string>; version: number } | undefined => {
       if (coll === 'services') {
         const s = store.getService(id);
@@ -67,7 +70,6 @@ export class EventLog extends EventEmitter {
       if (before && now && coll === 'nodes' && JSON.stringify(before.attrs) === JSON.stringify(now.attrs)) return;
       this.add(type[coll], !before ? 'create' : !now ? 'remove' : 'update', id, (now ?? before)!.attrs, 'swarm');
     };
-    for (const coll of Object.keys(type) as Coll[]) for (const id of ids(coll)) known.set(`${coll}/${id}`, current(coll, id)!);
     const onChange = (changes: StoreChange[]): void => {
       for (const c of changes) if (c.coll in type) seen(c.coll as Coll, c.id);
     };
@@ -79,6 +81,9 @@ export class EventLog extends EventEmitter {
         for (const key of [...known.keys()]) if (key.startsWith(`${coll}/`) && !now.has(key.slice(coll.length + 1))) seen(coll, key.slice(coll.length + 1));
       }
     };
+    if (this.watched) onReset();
+    else for (const coll of Object.keys(type) as Coll[]) for (const id of ids(coll)) known.set(`${coll}/${id}`, current(coll, id)!);
+    this.watched = true;
     store.on('change', onChange);
     store.on('reset', onReset);
     return () => {
