@@ -46,10 +46,10 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   );
   const res = obj(tt.Resources, 'Resources');
   refuseUnknown(res, 'TaskTemplate.Resources', ['Limits']);
-  refuseUnknown(obj(res.Limits, 'Limits'), 'TaskTemplate.Resources.Limits', ['MemoryBytes']);
+  refuseUnknown(obj(res.Limits, 'Limits'), 'TaskTemplate.Resources.Limits', ['MemoryBytes', 'NanoCPUs']);
   refuseUnknown(obj(tt.RestartPolicy, 'RestartPolicy'), 'TaskTemplate.RestartPolicy', ['Condition', 'Delay', 'MaxAttempts']);
   const pl = obj(tt.Placement, 'Placement');
-  refuseUnknown(pl, 'TaskTemplate.Placement', ['Constraints', 'Platforms']);
+  refuseUnknown(pl, 'TaskTemplate.Placement', ['Constraints', 'Platforms', 'MaxReplicas']);
   // Every node here is linux on this machine's architecture; another platform would never be placed.
   for (const [i, x] of (optArr(pl, 'Platforms') ?? []).entries()) {
     const p = obj(x, `Placement.Platforms[${i}]`);
@@ -127,6 +127,11 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   if (updateDelay < 0) throw new BadRequest('UpdateConfig.Delay must not be negative');
   const memory = optInt(limits, 'MemoryBytes') ?? 0;
   if (memory < 0) throw new BadRequest('MemoryBytes must not be negative');
+  const nanoCpus = optInt(limits, 'NanoCPUs') ?? 0;
+  if (nanoCpus < 0) throw new BadRequest('NanoCPUs must not be negative');
+  if (nanoCpus > 0 && nanoCpus < 1e7) throw new BadRequest(`invalid NanoCPUs ${nanoCpus}: the smallest CPU limit is 0.01 CPU (10000000)`);
+  const maxReplicas = optInt(placement, 'MaxReplicas') ?? 0;
+  if (maxReplicas < 0) throw new BadRequest('Placement.MaxReplicas must not be negative');
   const ports = parsePorts(obj(b.EndpointSpec, 'EndpointSpec'));
   return {
     name: optStr(b, 'Name') ?? '',
@@ -153,6 +158,8 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
       maxAttempts: optInt(rp, 'MaxAttempts') ?? 0,
     },
     memoryLimit: memory,
+    ...(nanoCpus ? { nanoCpus } : {}),
+    ...(maxReplicas ? { maxReplicasPerNode: maxReplicas } : {}),
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
@@ -173,9 +180,12 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
   if (Object.keys(s.containerLabels).length) cs.Labels = s.containerLabels;
   return {
     ContainerSpec: cs,
-    Resources: { Limits: s.memoryLimit ? { MemoryBytes: s.memoryLimit } : {}, Reservations: {} },
+    Resources: {
+      Limits: { ...(s.nanoCpus ? { NanoCPUs: s.nanoCpus } : {}), ...(s.memoryLimit ? { MemoryBytes: s.memoryLimit } : {}) },
+      Reservations: {},
+    },
     RestartPolicy: { Condition: s.restart.condition, Delay: s.restart.delayMs * NS_PER_MS, MaxAttempts: s.restart.maxAttempts },
-    Placement: s.constraints.length ? { Constraints: s.constraints } : {},
+    Placement: { ...(s.constraints.length ? { Constraints: s.constraints } : {}), ...(s.maxReplicasPerNode ? { MaxReplicas: s.maxReplicasPerNode } : {}) },
     Networks: s.networks.map((n) => ({ Target: n.target, ...(n.aliases.length ? { Aliases: n.aliases } : {}) })),
     ForceUpdate: s.forceUpdate ?? 0,
     Runtime: 'container',
@@ -347,6 +357,7 @@ export function containerJson(c: ContainerRecord, dir: string, execIds: string[]
       RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
       LogConfig: { Type: 'json-file', Config: {} },
       Memory: c.memoryLimit,
+      NanoCpus: c.nanoCpus ?? 0,
       CapAdd: null,
       CapDrop: null,
       Privileged: false,

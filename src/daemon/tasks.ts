@@ -200,6 +200,7 @@ export class TaskRunner {
         netns,
         networks,
         memoryLimit: t.spec.memoryLimit,
+        ...(t.spec.nanoCpus ? { nanoCpus: t.spec.nanoCpus } : {}),
         stopTimeout: t.spec.stopGraceMs / 1000,
       });
       await this.report(t.id, { state: 'starting', message: 'starting', containerId: container.id });

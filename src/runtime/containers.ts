@@ -54,6 +54,7 @@ export interface ContainerRecord {
   netns: string;
   networks: ContainerNetwork[];
   memoryLimit: number;
+  nanoCpus?: number;
   /** seconds between SIGTERM and SIGKILL on stop */
   stopTimeout: number;
   status: ContainerStatus;
@@ -78,6 +79,7 @@ export interface CreateOptions {
   netns: string;
   networks: ContainerNetwork[];
   memoryLimit?: number;
+  nanoCpus?: number;
   stopTimeout?: number;
 }
 
@@ -215,6 +217,7 @@ export class ContainerRuntime extends EventEmitter {
       netns: o.netns,
       networks: o.networks,
       memoryLimit: o.memoryLimit ?? 0,
+      ...(o.nanoCpus ? { nanoCpus: o.nanoCpus } : {}),
       stopTimeout: o.stopTimeout ?? 10,
       status: 'created',
       pid: 0,
@@ -250,6 +253,7 @@ export class ContainerRuntime extends EventEmitter {
         cgroupsPath: `/${this.cgroupParent}/${id}`,
         etc: { hosts: path.join(d, 'hosts'), hostname: path.join(d, 'hostname'), resolvConf: path.join(d, 'resolv.conf') },
         ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
+        ...(rec.nanoCpus ? { nanoCpus: rec.nanoCpus } : {}),
       });
       await write(path.join(d, 'config.json'), JSON.stringify(spec));
       await this.save(rec);

@@ -3,6 +3,9 @@
 // set (with NET_RAW, so ping works), the usual /proc /dev /sys mounts, and the generated
 // /etc/hosts, /etc/hostname and /etc/resolv.conf bind-mounted in.
 
+/** the CFS period a CPU limit is a quota of (Docker's default) */
+const CFS_PERIOD_US = 100_000;
+
 export const DEFAULT_CAPS = [
   'CAP_CHOWN',
   'CAP_DAC_OVERRIDE',
@@ -38,6 +41,8 @@ export interface ContainerSpecInput extends ProcessSpecInput {
   /** files to bind at /etc/hosts, /etc/hostname, /etc/resolv.conf */
   etc: { hosts: string; hostname: string; resolvConf: string };
   memoryLimit?: number;
+  /** CPU limit in billionths of a CPU: a CFS quota over a 100 ms period */
+  nanoCpus?: number;
   pidsLimit?: number;
 }
 
@@ -73,6 +78,7 @@ export function processSpec(p: ProcessSpecInput, terminal: boolean): Record<stri
 export function buildOciSpec(c: ContainerSpecInput): Record<string, unknown> {
   const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
   if (c.memoryLimit) resources.memory = { limit: c.memoryLimit };
+  if (c.nanoCpus) resources.cpu = { quota: Math.round((c.nanoCpus * CFS_PERIOD_US) / 1e9), period: CFS_PERIOD_US };
   if (c.pidsLimit) resources.pids = { limit: c.pidsLimit };
   const bind = (src: string, dst: string): Record<string, unknown> => ({ destination: dst, type: 'bind', source: src, options: ['rbind', 'rprivate'] });
   return {

@@ -412,6 +412,56 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.equal(mounts, (await containerOn('node1', 'test')).length, 'one rootfs mount per live container');
   });
 
+  it('--limit-cpu and --limit-memory reach the cgroup; --replicas-max-per-node keeps a replica pending and says why', async () => {
+    const c = await lab.docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'capped',
+      '--replicas',
+      '3',
+      '--limit-cpu',
+      '0.5',
+      '--limit-memory',
+      '64m',
+      '--replicas-max-per-node',
+      '1',
+      'busybox:local',
+      'sleep',
+      'infinity',
+    ]);
+    assert.equal(c.code, 0, c.stderr);
+    try {
+      await waitFor('2 running', () => running('capped', 2), 20000);
+      const pending = await waitFor(
+        'the third pending',
+        async () => (await tasksOf('capped')).find((t) => t.Status.State === 'pending' && t.Status.Err),
+        10000,
+        100,
+      );
+      assert.match(pending.Status.Err, /max replicas per node limit exceed/);
+      const [id] = await containerOn('node1', 'capped');
+      assert.ok(id, 'a capped container on node1');
+      const full = (await lab.docker('node1', ['inspect', '-f', '{{.Id}} {{.HostConfig.NanoCpus}}', id!])).stdout.trim().split(' ');
+      assert.equal(full[1], '500000000');
+      // cgroup v1 here (cpu and memory hierarchies), v2 elsewhere.
+      const parent = `${lab.host('node1').netns}`;
+      const read = (p: string): string | undefined => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8').trim() : undefined);
+      const v2 = read(`/sys/fs/cgroup/${parent}/${full[0]}/cpu.max`);
+      if (v2 !== undefined) {
+        assert.equal(v2, '50000 100000');
+        assert.equal(read(`/sys/fs/cgroup/${parent}/${full[0]}/memory.max`), String(64 << 20));
+      } else {
+        assert.equal(read(`/sys/fs/cgroup/cpu/${parent}/${full[0]}/cpu.cfs_quota_us`), '50000');
+        assert.equal(read(`/sys/fs/cgroup/cpu/${parent}/${full[0]}/cpu.cfs_period_us`), '100000');
+        assert.equal(read(`/sys/fs/cgroup/memory/${parent}/${full[0]}/memory.limit_in_bytes`), String(64 << 20));
+      }
+    } finally {
+      await lab.docker('node1', ['service', 'rm', 'capped']);
+    }
+  });
+
   it('swarm leave on a worker running a task answers, takes its containers down, and the node can join again', async () => {
     const ids = await nodeIds();
     const c = await lab.docker('node1', [

@@ -113,9 +113,10 @@ describe('runtime pieces', () => {
       cgroupsPath: '/p/c1',
       etc: { hosts: '/e/hosts', hostname: '/e/hostname', resolvConf: '/e/resolv' },
       memoryLimit: 1 << 26,
+      nanoCpus: 5e8,
     }) as {
       process: { capabilities: { bounding: string[] }; env: string[] };
-      linux: { namespaces: { type: string; path?: string }[]; resources: { memory?: { limit: number } } };
+      linux: { namespaces: { type: string; path?: string }[]; resources: { memory?: { limit: number }; cpu?: { quota: number; period: number } } };
       mounts: { destination: string }[];
     };
     assert.ok(spec.process.capabilities.bounding.includes('CAP_NET_RAW'));
@@ -125,6 +126,7 @@ describe('runtime pieces', () => {
       { type: 'network', path: '/run/netns/c1' },
     );
     assert.equal(spec.linux.resources.memory?.limit, 1 << 26);
+    assert.deepEqual(spec.linux.resources.cpu, { quota: 50_000, period: 100_000 }, '--limit-cpu 0.5: half of every 100 ms');
     assert.ok(spec.mounts.some((m) => m.destination === '/etc/resolv.conf'));
     assert.ok(spec.process.env.some((e) => e.startsWith('PATH=')));
   });
@@ -453,7 +455,8 @@ describe('no service field accepted and dropped', () => {
         /TaskTemplate\.ContainerSpec\.Mounts is not supported yet/,
       ],
       ['--health-cmd', (b) => (b.TaskTemplate.ContainerSpec.Healthcheck = { Test: ['CMD', 'true'] }), /ContainerSpec\.Healthcheck/],
-      ['--limit-cpu', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 5e8), /Resources\.Limits\.NanoCPUs/],
+      ['--limit-cpu 0.001', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 1e6), /the smallest CPU limit is 0\.01 CPU/],
+      ['--reserve-cpu', (b) => (b.TaskTemplate.Resources.Reservations = { NanoCPUs: 5e8 }), /Resources\.Reservations/],
       ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],
       ['--placement-pref', (b) => (b.TaskTemplate.Placement.Preferences = [{ Spread: { SpreadDescriptor: 'node.labels.zone' } }]), /Placement\.Preferences/],
       ['--mode replicated-job', (b) => (b.Mode = { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } }), /Mode\.ReplicatedJob/],
@@ -582,6 +585,30 @@ describe('published ports (EndpointSpec.Ports)', () => {
     // Two host-mode services may share a number: the scheduler keeps them apart.
     await o.createService(parseServiceSpec(json('hosted2', [p(8081, 80, { PublishMode: 'host' })])));
     assert.ok(web.ports);
+    store.close();
+  });
+
+  it('--limit-cpu and --replicas-max-per-node: kept and shown; no node gets more than its share, the rest wait and say why', async () => {
+    const { store, o } = await managerOf();
+    await store.tx(() => store.putNode(node('n2')));
+    const spec = parseServiceSpec({
+      Name: 'capped',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Resources: { Limits: { NanoCPUs: 5e8 } }, Placement: { MaxReplicas: 1 } },
+      Mode: { Replicated: { Replicas: 3 } },
+    });
+    assert.deepEqual(parseServiceSpec(serviceSpecJson(spec)), spec);
+    assert.equal((serviceSpecJson(spec).TaskTemplate as Json).Resources.Limits.NanoCPUs, 5e8);
+    const s = await o.createService(spec);
+    await o.reconcile();
+    const tasks = o.listTasks({ serviceId: s.id });
+    assert.deepEqual(
+      tasks
+        .filter((t) => t.nodeId)
+        .map((t) => t.nodeId)
+        .sort(),
+      ['n1', 'n2'],
+    );
+    assert.match(tasks.find((t) => !t.nodeId)!.err, /no suitable node \(max replicas per node limit exceed\)/);
     store.close();
   });
 

@@ -583,7 +583,9 @@ export class Orchestrator {
         // Schedule what has no node yet (a global task has its node from the start).
         for (const t of this.store.listTasks({ serviceId: s.id })) {
           if ((t.state !== 'new' && t.state !== 'pending') || t.desiredState !== 'running') continue;
-          const p = t.nodeId ? { nodeId: t.nodeId } : place([...nodes.values()], s.spec.constraints.map(parseConstraint), load, hostPortKeys(s.spec));
+          const p = t.nodeId
+            ? { nodeId: t.nodeId }
+            : place([...nodes.values()], s.spec.constraints.map(parseConstraint), load, hostPortKeys(s.spec), s.spec.maxReplicasPerNode ?? 0);
           if ('error' in p) {
             if (t.err !== p.error || t.state !== 'pending') {
               t.state = 'pending';

@@ -61,22 +61,28 @@ export interface Load {
 export type Placement = { nodeId: string } | { error: string };
 
 /** Fewest tasks of this service first, then fewest tasks overall, then node ID for a stable order. */
-/** `ports`: the host-mode ports the task publishes, which must be free on its node. */
-export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load, ports: string[] = []): Placement {
+/**
+ * `ports`: the host-mode ports the task publishes, which must be free on its node; `maxPerNode`:
+ * at most that many live tasks of the service on one node (0: no limit).
+ */
+export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load, ports: string[] = [], maxPerNode = 0): Placement {
   let unavailable = 0;
   let unmatched = 0;
   let busy = 0;
+  let full = 0;
   const fit: NodeRecord[] = [];
   for (const n of nodes) {
     if (n.state !== 'ready' || n.availability !== 'active') unavailable++;
     else if (!matches(n, constraints)) unmatched++;
     else if (ports.some((p) => load.hostPorts?.get(n.id)?.has(p))) busy++;
+    else if (maxPerNode > 0 && (load.service.get(n.id) ?? 0) >= maxPerNode) full++;
     else fit.push(n);
   }
   if (fit.length === 0) {
     const why: string[] = [];
     if (unmatched) why.push(`scheduling constraints not satisfied on ${unmatched} node${unmatched === 1 ? '' : 's'}`);
     if (busy) why.push(`host-mode port already in use on ${busy} node${busy === 1 ? '' : 's'}`);
+    if (full) why.push(`max replicas per node limit exceed`);
     if (unavailable) why.push(`${unavailable} node${unavailable === 1 ? '' : 's'} not available for new tasks`);
     return { error: `no suitable node (${why.join('; ') || 'no nodes in the swarm'})` };
   }

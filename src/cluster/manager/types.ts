@@ -131,6 +131,10 @@ export interface ServiceSpec {
   constraints: string[];
   restart: { condition: RestartCondition; delayMs: number; maxAttempts: number };
   memoryLimit: number;
+  /** CPU limit in billionths of a CPU (Docker's NanoCPUs); 0 or absent: none */
+  nanoCpus?: number;
+  /** at most this many tasks of the service on one node (Placement.MaxReplicas); 0 or absent: no limit */
+  maxReplicasPerNode?: number;
   stopGraceMs: number;
   /** how a spec change rolls out (Docker's UpdateConfig); absent: Docker's defaults */
   update?: UpdatePolicy;
