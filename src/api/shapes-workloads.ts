@@ -49,7 +49,12 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   refuseUnknown(obj(res.Limits, 'Limits'), 'TaskTemplate.Resources.Limits', ['MemoryBytes', 'NanoCPUs']);
   refuseUnknown(obj(tt.RestartPolicy, 'RestartPolicy'), 'TaskTemplate.RestartPolicy', ['Condition', 'Delay', 'MaxAttempts']);
   const pl = obj(tt.Placement, 'Placement');
-  refuseUnknown(pl, 'TaskTemplate.Placement', ['Constraints', 'Platforms', 'MaxReplicas']);
+  refuseUnknown(pl, 'TaskTemplate.Placement', ['Constraints', 'Platforms', 'MaxReplicas', 'Preferences']);
+  for (const [i, x] of (optArr(pl, 'Preferences') ?? []).entries()) {
+    const p = obj(x, `Placement.Preferences[${i}]`);
+    refuseUnknown(p, `TaskTemplate.Placement.Preferences[${i}]`, ['Spread']);
+    refuseUnknown(obj(p.Spread, 'Spread'), `TaskTemplate.Placement.Preferences[${i}].Spread`, ['SpreadDescriptor']);
+  }
   // Every node here is linux on this machine's architecture; another platform would never be placed.
   for (const [i, x] of (optArr(pl, 'Platforms') ?? []).entries()) {
     const p = obj(x, `Placement.Platforms[${i}]`);
@@ -130,6 +135,11 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const nanoCpus = optInt(limits, 'NanoCPUs') ?? 0;
   if (nanoCpus < 0) throw new BadRequest('NanoCPUs must not be negative');
   if (nanoCpus > 0 && nanoCpus < 1e7) throw new BadRequest(`invalid NanoCPUs ${nanoCpus}: the smallest CPU limit is 0.01 CPU (10000000)`);
+  const spread = (optArr(placement, 'Preferences') ?? []).map((x, i) => {
+    const d = optStr(obj(obj(x, 'preference').Spread, 'Spread'), 'SpreadDescriptor');
+    if (!d) throw new BadRequest(`Placement.Preferences[${i}]: a spread preference needs a SpreadDescriptor (e.g. node.labels.zone)`);
+    return d;
+  });
   const maxReplicas = optInt(placement, 'MaxReplicas') ?? 0;
   if (maxReplicas < 0) throw new BadRequest('Placement.MaxReplicas must not be negative');
   const ports = parsePorts(obj(b.EndpointSpec, 'EndpointSpec'));
@@ -160,6 +170,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     memoryLimit: memory,
     ...(nanoCpus ? { nanoCpus } : {}),
     ...(maxReplicas ? { maxReplicasPerNode: maxReplicas } : {}),
+    ...(spread.length ? { spread } : {}),
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
@@ -185,7 +196,11 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
       Reservations: {},
     },
     RestartPolicy: { Condition: s.restart.condition, Delay: s.restart.delayMs * NS_PER_MS, MaxAttempts: s.restart.maxAttempts },
-    Placement: { ...(s.constraints.length ? { Constraints: s.constraints } : {}), ...(s.maxReplicasPerNode ? { MaxReplicas: s.maxReplicasPerNode } : {}) },
+    Placement: {
+      ...(s.constraints.length ? { Constraints: s.constraints } : {}),
+      ...(s.spread?.length ? { Preferences: s.spread.map((d) => ({ Spread: { SpreadDescriptor: d } })) } : {}),
+      ...(s.maxReplicasPerNode ? { MaxReplicas: s.maxReplicasPerNode } : {}),
+    },
     Networks: s.networks.map((n) => ({ Target: n.target, ...(n.aliases.length ? { Aliases: n.aliases } : {}) })),
     ForceUpdate: s.forceUpdate ?? 0,
     Runtime: 'container',

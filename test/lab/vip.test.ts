@@ -241,6 +241,41 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
     assert.ok(tasks.some((t) => t.ID === out[0]));
   });
 
+  it('--placement-pref spread=node.labels.zone: two zones of one and two nodes hold two tasks each', async () => {
+    const zones: Array<[string, string]> = [
+      ['node1', 'a'],
+      ['node2', 'a'],
+      ['node3', 'b'],
+    ];
+    for (const [h, z] of zones) await docker('node1', ['node', 'update', '--label-add', `zone=${z}`, h]);
+    await docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'zoned',
+      '--replicas',
+      '4',
+      '--placement-pref',
+      'spread=node.labels.zone',
+      'busybox:local',
+      'sleep',
+      'infinity',
+    ]);
+    try {
+      const tasks = await running('zoned', 4);
+      const names = await nodeNames();
+      const on = tasks.map((t) => names[t.NodeID]);
+      assert.equal(on.filter((n) => n === 'node3').length, 2, `zone b holds half: ${on.join(',')}`);
+      assert.match(
+        await docker('node1', ['service', 'inspect', '-f', '{{json .Spec.TaskTemplate.Placement}}', 'zoned']),
+        /"SpreadDescriptor":"node.labels.zone"/,
+      );
+    } finally {
+      await docker('node1', ['service', 'rm', 'zoned']);
+    }
+  });
+
   it("a daemon restart adopts its task namespaces' load balancers as they are, and they keep working", async () => {
     const names = await nodeNames();
     const t = (await live('web')).find((x) => names[x.NodeID] === 'node2')!;

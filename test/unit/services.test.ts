@@ -458,7 +458,7 @@ describe('no service field accepted and dropped', () => {
       ['--limit-cpu 0.001', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 1e6), /the smallest CPU limit is 0\.01 CPU/],
       ['--reserve-cpu', (b) => (b.TaskTemplate.Resources.Reservations = { NanoCPUs: 5e8 }), /Resources\.Reservations/],
       ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],
-      ['--placement-pref', (b) => (b.TaskTemplate.Placement.Preferences = [{ Spread: { SpreadDescriptor: 'node.labels.zone' } }]), /Placement\.Preferences/],
+      ['--placement-pref other', (b) => (b.TaskTemplate.Placement.Preferences = [{ Binpack: { On: 'memory' } }]), /Placement\.Preferences\[0\]\.Binpack/],
       ['--mode replicated-job', (b) => (b.Mode = { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } }), /Mode\.ReplicatedJob/],
       [
         '--publish 8080:80/sctp',
@@ -609,6 +609,43 @@ describe('published ports (EndpointSpec.Ports)', () => {
       ['n1', 'n2'],
     );
     assert.match(tasks.find((t) => !t.nodeId)!.err, /no suitable node \(max replicas per node limit exceed\)/);
+    store.close();
+  });
+
+  it('--placement-pref spread=node.labels.zone: the values share the tasks evenly, whatever the nodes per value', async () => {
+    const { store, o } = await managerOf();
+    await store.tx(() => {
+      store.putNode({ ...store.getNode('n1')!, labels: { zone: 'a' } });
+      store.putNode(node('n2', { labels: { zone: 'a' } }));
+      store.putNode(node('n3', { labels: { zone: 'b' } }));
+    });
+    const json = {
+      Name: 'spread',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Placement: { Preferences: [{ Spread: { SpreadDescriptor: 'node.labels.zone' } }] } },
+      Mode: { Replicated: { Replicas: 4 } },
+    };
+    const spec = parseServiceSpec(json);
+    assert.deepEqual(spec.spread, ['node.labels.zone']);
+    assert.deepEqual((serviceSpecJson(spec).TaskTemplate as Json).Placement, json.TaskTemplate.Placement);
+    const s = await o.createService(spec);
+    await o.reconcile();
+    const on = o.listTasks({ serviceId: s.id }).map((t) => t.nodeId);
+    assert.equal(on.filter((n) => n === 'n3').length, 2, `zone b holds half: ${on.join(',')}`);
+    assert.equal(on.filter((n) => n === 'n1' || n === 'n2').length, 2);
+    // Without the preference the same nodes spread by node: zone a would get three.
+    const plain = await o.createService(parseServiceSpec({ ...json, Name: 'plain', TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }));
+    await o.reconcile();
+    assert.equal(o.listTasks({ serviceId: plain.id }).filter((t) => t.nodeId === 'n3').length, 1);
+    await assert.rejects(
+      o.createService(
+        parseServiceSpec({
+          ...json,
+          Name: 'bad',
+          TaskTemplate: { ...json.TaskTemplate, Placement: { Preferences: [{ Spread: { SpreadDescriptor: 'zone' } }] } },
+        }),
+      ),
+      /invalid spread descriptor "zone"/,
+    );
     store.close();
   });
 

@@ -112,6 +112,12 @@ export class Orchestrator {
     if (!Number.isInteger(spec.replicas) || spec.replicas < 0 || spec.replicas > MAX_REPLICAS)
       throw new InvalidArgumentError(`invalid replicas ${spec.replicas}: must be an integer from 0 to ${MAX_REPLICAS}`);
     for (const c of spec.constraints) parseConstraint(c);
+    for (const d of spec.spread ?? [])
+      try {
+        parseConstraint(`${d}==x`);
+      } catch {
+        throw new InvalidArgumentError(`invalid spread descriptor "${d}": node.labels.<name>, engine.labels.<name>, node.id, node.hostname or node.role`);
+      }
     if (spec.memoryLimit !== 0 && spec.memoryLimit < 6 * 1024 * 1024) throw new InvalidArgumentError('minimum memory limit allowed is 6MB');
     const seen = new Set<string>();
     const networks = spec.networks.map((n) => {
@@ -585,7 +591,14 @@ export class Orchestrator {
           if ((t.state !== 'new' && t.state !== 'pending') || t.desiredState !== 'running') continue;
           const p = t.nodeId
             ? { nodeId: t.nodeId }
-            : place([...nodes.values()], s.spec.constraints.map(parseConstraint), load, hostPortKeys(s.spec), s.spec.maxReplicasPerNode ?? 0);
+            : place(
+                [...nodes.values()],
+                s.spec.constraints.map(parseConstraint),
+                load,
+                hostPortKeys(s.spec),
+                s.spec.maxReplicasPerNode ?? 0,
+                s.spec.spread ?? [],
+              );
           if ('error' in p) {
             if (t.err !== p.error || t.state !== 'pending') {
               t.state = 'pending';

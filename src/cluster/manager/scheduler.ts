@@ -65,7 +65,11 @@ export type Placement = { nodeId: string } | { error: string };
  * `ports`: the host-mode ports the task publishes, which must be free on its node; `maxPerNode`:
  * at most that many live tasks of the service on one node (0: no limit).
  */
-export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load, ports: string[] = [], maxPerNode = 0): Placement {
+/**
+ * `spread`: node attributes (node.labels.zone, outermost first) whose values should hold the
+ * service's tasks evenly, as Docker's spread preferences: a node's group with fewer of them first.
+ */
+export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load, ports: string[] = [], maxPerNode = 0, spread: string[] = []): Placement {
   let unavailable = 0;
   let unmatched = 0;
   let busy = 0;
@@ -86,11 +90,20 @@ export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load
     if (unavailable) why.push(`${unavailable} node${unavailable === 1 ? '' : 's'} not available for new tasks`);
     return { error: `no suitable node (${why.join('; ') || 'no nodes in the swarm'})` };
   }
-  const key = (n: NodeRecord): [number, number, string] => [load.service.get(n.id) ?? 0, load.total.get(n.id) ?? 0, n.id];
+  // A group is the nodes sharing the values of every descriptor up to that level (a node without the
+  // attribute is in the group of those without it); its count is the service's live tasks there.
+  const groupCounts = (n: NodeRecord): number[] =>
+    spread.map((_, level) => {
+      const path = (x: NodeRecord): string => JSON.stringify(spread.slice(0, level + 1).map((d) => nodeValue(x, d) ?? null));
+      const mine = path(n);
+      return nodes.filter((x) => path(x) === mine).reduce((sum, x) => sum + (load.service.get(x.id) ?? 0), 0);
+    });
+  const key = (n: NodeRecord): number[] => [...groupCounts(n), load.service.get(n.id) ?? 0, load.total.get(n.id) ?? 0];
   fit.sort((a, b) => {
-    const [s1, t1, i1] = key(a);
-    const [s2, t2, i2] = key(b);
-    return s1 - s2 || t1 - t2 || (i1 < i2 ? -1 : i1 > i2 ? 1 : 0);
+    const ka = key(a);
+    const kb = key(b);
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i]! - kb[i]!;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
   });
   return { nodeId: fit[0]!.id };
 }

@@ -133,6 +133,8 @@ export interface ServiceSpec {
   memoryLimit: number;
   /** CPU limit in billionths of a CPU (Docker's NanoCPUs); 0 or absent: none */
   nanoCpus?: number;
+  /** spread preferences, outermost first: node attributes (node.labels.zone) whose values share the tasks evenly */
+  spread?: string[];
   /** at most this many tasks of the service on one node (Placement.MaxReplicas); 0 or absent: no limit */
   maxReplicasPerNode?: number;
   stopGraceMs: number;
