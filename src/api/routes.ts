@@ -154,8 +154,28 @@ export function buildRouter(d: Daemon): Router {
     const m = d.requireManager();
     const version = requiredVersion(c.query, 'swarm');
     if (version !== m.cluster().version) throw new VxError(`update out of sequence: swarm is at version ${m.cluster().version}`, 409);
-    // Only the join tokens rotate here yet: any other change is refused, not ignored.
-    refuseChanged(await c.body(), swarmSpec(m.cluster()), 'Spec');
+    // The task history and the certificate lifetime change here, the join tokens rotate; any other
+    // change is refused, not ignored.
+    const cur = swarmSpec(m.cluster()) as { Orchestration: Record<string, unknown>; CAConfig: Record<string, unknown> };
+    const b = obj(await c.body(), 'swarm spec');
+    const orch = obj(b.Orchestration, 'Orchestration');
+    const ca = obj(b.CAConfig, 'CAConfig');
+    const history = optInt(orch, 'TaskHistoryRetentionLimit');
+    const expiry = optInt(ca, 'NodeCertExpiry');
+    refuseChanged(
+      {
+        ...b,
+        Orchestration: { ...orch, TaskHistoryRetentionLimit: cur.Orchestration.TaskHistoryRetentionLimit },
+        CAConfig: { ...ca, NodeCertExpiry: cur.CAConfig.NodeCertExpiry },
+      },
+      cur,
+      'Spec',
+    );
+    const settings = {
+      ...(history !== undefined && history !== cur.Orchestration.TaskHistoryRetentionLimit ? { taskHistory: history } : {}),
+      ...(expiry && expiry !== cur.CAConfig.NodeCertExpiry ? { certDays: expiry / (24 * 3600 * 1e9) } : {}),
+    };
+    if (Object.keys(settings).length) await m.updateSettings(settings);
     if (qBool(c.query, 'rotateManagerUnlockKey')) throw new BadRequest('rotateManagerUnlockKey is not supported yet: autolock is not implemented');
     if (qBool(c.query, 'rotateWorkerToken')) await m.rotateToken('worker');
     if (qBool(c.query, 'rotateManagerToken')) await m.rotateToken('manager');

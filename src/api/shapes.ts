@@ -46,11 +46,11 @@ export function nodeJson(n: NodeRecord, view: ManagerView, caPem: string): Recor
   return out;
 }
 
-export function swarmSpec(c: Pick<ClusterRecord, 'certDays'>): Record<string, unknown> {
+export function swarmSpec(c: Pick<ClusterRecord, 'certDays' | 'taskHistory'>): Record<string, unknown> {
   return {
     Name: 'default',
     Labels: {},
-    Orchestration: { TaskHistoryRetentionLimit: 5 },
+    Orchestration: { TaskHistoryRetentionLimit: c.taskHistory ?? 5 },
     Raft: { SnapshotInterval: 10000, KeepOldSnapshots: 0, LogEntriesForSlowFollowers: 500, ElectionTick: 10, HeartbeatTick: 1 },
     Dispatcher: { HeartbeatPeriod: 500_000_000 },
     CAConfig: { NodeCertExpiry: c.certDays * 24 * 3600 * 1e9 || NODE_CERT_EXPIRY_NS },

@@ -229,11 +229,9 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
         lab
           .api('node1')
           .get<Json>('/swarm')
-          .then((sw) =>
-            api('POST', `/swarm/update?version=${sw.Version.Index}`, JSON.stringify({ ...sw.Spec, Orchestration: { TaskHistoryRetentionLimit: 3 } })),
-          ),
+          .then((sw) => api('POST', `/swarm/update?version=${sw.Version.Index}`, JSON.stringify({ ...sw.Spec, Dispatcher: { HeartbeatPeriod: 1e10 } }))),
         400,
-        /Spec\.Orchestration\.TaskHistoryRetentionLimit cannot be set to 3 yet: vxswarm runs with 5/,
+        /Spec\.Dispatcher\.HeartbeatPeriod cannot be set to 10000000000 yet: vxswarm runs with 500000000/,
       ],
       [
         'swarm init asking for what it does not do',
@@ -265,10 +263,19 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       assert.match((JSON.parse(r.body) as { message: string }).message, re, what);
     }
     if (hasDocker) {
-      // the flags issue reports as exiting 0 and doing nothing
-      const hist = await lab.docker('node1', ['swarm', 'update', '--task-history-limit', '3']);
-      assert.notEqual(hist.code, 0);
-      assert.match(hist.stderr, /TaskHistoryRetentionLimit cannot be set to 3 yet/);
+      // swarm update carries out the task history and the certificate lifetime, and refuses the rest
+      const hist = await lab.docker('node1', ['swarm', 'update', '--task-history-limit', '3', '--cert-expiry', '48h']);
+      assert.equal(hist.code, 0, hist.stderr);
+      const spec = (await lab.api('node1').get<Json>('/swarm')).Spec;
+      assert.equal(spec.Orchestration.TaskHistoryRetentionLimit, 3);
+      assert.equal(spec.CAConfig.NodeCertExpiry, 48 * 3600 * 1e9);
+      const short = await lab.docker('node1', ['swarm', 'update', '--cert-expiry', '30m']);
+      assert.notEqual(short.code, 0);
+      assert.match(short.stderr, /minimum certificate expiry time is 1h/);
+      const hb = await lab.docker('node1', ['swarm', 'update', '--dispatcher-heartbeat', '10s']);
+      assert.notEqual(hb.code, 0);
+      assert.match(hb.stderr, /HeartbeatPeriod cannot be set/);
+      assert.equal((await lab.docker('node1', ['swarm', 'update', '--task-history-limit', '5', '--cert-expiry', '2160h'])).code, 0);
       const lock = await lab.docker('node1', ['swarm', 'update', '--autolock=true']);
       assert.notEqual(lock.code, 0);
       assert.match(lock.stderr, /AutoLockManagers cannot be set to true yet/);
@@ -276,7 +283,7 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       assert.notEqual(rot.code, 0, rot.stdout);
       assert.match(rot.stderr, /CAConfig\.ForceRotate cannot be set/);
       assert.equal((await lab.api('node1').get<Json>('/swarm')).Spec.Orchestration.TaskHistoryRetentionLimit, 5);
-      // what swarm update does carry out: rotating a join token
+      // and it rotates: rotating a join token
       const rotated = await lab.docker('node1', ['swarm', 'join-token', '--rotate', '-q', 'worker']);
       assert.equal(rotated.code, 0, rotated.stderr);
       assert.notEqual(rotated.stdout.trim(), workerToken);

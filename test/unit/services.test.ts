@@ -854,3 +854,20 @@ describe('docker events', () => {
     store.close();
   });
 });
+
+describe('swarm update settings', () => {
+  it('task history and certificate lifetime are kept and shown; out-of-range values change nothing', async () => {
+    const { swarmSpec } = await import('../../src/api/shapes.js');
+    const { m, store } = await managerOf();
+    await m.updateSettings({ taskHistory: 2, certDays: 2 });
+    const spec = swarmSpec(m.cluster()) as Json;
+    assert.equal(spec.Orchestration.TaskHistoryRetentionLimit, 2);
+    assert.equal(spec.CAConfig.NodeCertExpiry, 2 * 24 * 3600 * 1e9);
+    const v = m.cluster().version;
+    await assert.rejects(m.updateSettings({ certDays: 1 / 48 }), /minimum certificate expiry time is 1h/);
+    await assert.rejects(m.updateSettings({ taskHistory: -1 }), /invalid task history limit/);
+    assert.equal(m.cluster().version, v);
+    assert.equal(m.cluster().taskHistory, 2);
+    store.close();
+  });
+});

@@ -244,6 +244,21 @@ export class Manager extends EventEmitter {
     });
   }
 
+  /** `swarm update --task-history-limit / --cert-expiry`: checked, then written in one go. */
+  async updateSettings(o: { taskHistory?: number; certDays?: number }): Promise<void> {
+    if (o.taskHistory !== undefined && (!Number.isInteger(o.taskHistory) || o.taskHistory < 0 || o.taskHistory > 1000))
+      throw new InvalidArgumentError(`invalid task history limit ${o.taskHistory}: 0 to 1000`);
+    if (o.certDays !== undefined && !(o.certDays >= 1 / 24)) throw new InvalidArgumentError('minimum certificate expiry time is 1h0m0s');
+    return this.store.tx(() => {
+      const c = this.cluster();
+      if (o.taskHistory !== undefined) c.taskHistory = o.taskHistory;
+      if (o.certDays !== undefined) c.certDays = o.certDays;
+      c.updatedAt = now();
+      c.version = this.store.bump();
+      this.store.putCluster(c);
+    });
+  }
+
   rotateToken(role: Role): Promise<void> {
     return this.store.tx(() => {
       const c = this.cluster();

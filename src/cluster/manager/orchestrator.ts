@@ -635,10 +635,10 @@ export class Orchestrator {
           holds(t, p.nodeId);
         }
 
-        // History: at most TASK_HISTORY finished tasks per slot.
+        // History: at most the cluster's limit (Docker's default 5) of finished tasks per slot.
         for (const [, history] of bySlot) {
           const done = history.filter((t) => isTerminal(t.state) && t.desiredState !== 'running').sort(byAge);
-          for (const old of done.slice(0, Math.max(0, done.length - TASK_HISTORY))) {
+          for (const old of done.slice(0, Math.max(0, done.length - (this.store.getCluster()?.taskHistory ?? TASK_HISTORY)))) {
             this.release(old);
             this.store.deleteTask(old.id);
           }

@@ -81,6 +81,8 @@ export interface ClusterRecord {
   caCertPem: string;
   caKeyPem: string;
   certDays: number;
+  /** finished tasks kept per slot (Docker's TaskHistoryRetentionLimit); absent: 5 */
+  taskHistory?: number;
   /** gossip encryption keys (base64); the first is the one nodes send with */
   gossipKeys?: string[];
   /** serials (hex) of manager certificates of nodes since demoted or removed: etcd's peers refuse them */
