@@ -30,6 +30,13 @@ export interface LocalBridgeConfig {
   localnet?: boolean;
 }
 
+/**
+ * The mark of a packet of a connection the node DNATed (a published port) arriving from one of its
+ * bridges: a task reaching a published port through its own node. With br_netfilter such a packet
+ * is bridged port to port to the mesh sandbox, which the isolation below lets through.
+ */
+export const HAIRPIN_MARK = 0x4000;
+
 /** Docker's docker_gwbridge: egress for tasks on overlays. */
 export const GWBRIDGE: LocalBridgeConfig = {
   name: 'docker_gwbridge',
@@ -66,7 +73,7 @@ function rules(b: LocalBridgeConfig): string {
       ? []
       : [
           `table bridge ${b.table} {`,
-          `  chain isolate { type filter hook forward priority 0; policy accept; iifname "${b.vethPrefix}*" oifname "${b.vethPrefix}*" drop; }`,
+          `  chain isolate { type filter hook forward priority 0; policy accept; meta mark & ${HAIRPIN_MARK} == ${HAIRPIN_MARK} accept; iifname "${b.vethPrefix}*" oifname "${b.vethPrefix}*" drop; }`,
           '}',
         ]),
   ].join('\n');

@@ -25,6 +25,7 @@ import type { Logger } from '../core/log.js';
 import { parseIp } from '../core/ipv4.js';
 import { Rtnl, type RuleInfo } from '../kernel/rtnl.js';
 import { Mutex } from '../core/mutex.js';
+import { DOCKER0, GWBRIDGE, HAIRPIN_MARK } from './gwbridge.js';
 import { dnat, dnatOf, type Json } from './lb.js';
 import { NftTables, type NftCodec } from './nft-tables.js';
 
@@ -37,6 +38,8 @@ export const INGRESS_TABLE = 'vxswarm_ingress';
 export const REPLY_RULE_PRIORITY = 100;
 
 export const portKey = (protocol: string, port: number): string => `${protocol}/${port}`;
+/** the node's local bridges a task may reach a published port from (docker_gwbridge, docker0) */
+const HAIRPIN_BRIDGES = [GWBRIDGE, DOCKER0];
 const chainOf = (key: string): string => `port_${key.replace('/', '_')}`;
 const sameTo = (a: { to: string[]; port: number }, b: { to: string[]; port: number } | undefined): boolean =>
   !!b && a.port === b.port && a.to.join() === b.to.join();
@@ -53,9 +56,14 @@ function frameLines(t: string, f: PortsFrame): string[] {
   return [
     ...hook('pre', 'prerouting', 'fib daddr type local'),
     ...hook('out', 'output', 'fib daddr type local'),
-    // A client on the node's loopback (127.0.0.1:P) cannot be answered from elsewhere: only it is rewritten.
+    // A client on the node's loopback (127.0.0.1:P) cannot be answered from elsewhere, nor a task of
+    // this node (its bridge address is the node's own, the same on other nodes): only those are
+    // rewritten. A task's packets to the sandbox are marked so the bridge's isolation lets them by.
     `add chain ip ${t} post { type nat hook postrouting priority 100; policy accept; }`,
     `add rule ip ${t} post ip saddr 127.0.0.0/8 ct status dnat masquerade`,
+    ...HAIRPIN_BRIDGES.map((br) => `add rule ip ${t} post ip saddr ${br.subnet} ct status dnat masquerade`),
+    `add chain ip ${t} hairpin { type filter hook prerouting priority -90; policy accept; }`,
+    `add rule ip ${t} hairpin iifname { ${HAIRPIN_BRIDGES.map((br) => `"${br.name}"`).join(', ')} } ct status dnat meta mark set meta mark | ${HAIRPIN_MARK}`,
   ];
 }
 
@@ -95,7 +103,12 @@ export function portsCodec(frame: PortsFrame): NftCodec<PortSpec> {
       if (frame.kind === 'sbox') broken ||= !hooked('pre', 'prerouting', '"data":"@ports"');
       else
         broken ||=
-          !hooked('pre', 'prerouting', '"data":"@ports"') || !hooked('out', 'output', '"data":"@ports"') || !hooked('post', 'postrouting', 'masquerade');
+          !hooked('pre', 'prerouting', '"data":"@ports"') ||
+          !hooked('out', 'output', '"data":"@ports"') ||
+          chains.get('post')?.hook !== 'postrouting' ||
+          !hooked('hairpin', 'prerouting', '"mark"') ||
+          // the loopback rule and one per bridge (a table from before the bridges' rules is made again)
+          rules.filter((r) => r.chain === 'post' && JSON.stringify(r.expr).includes('masquerade')).length !== 1 + HAIRPIN_BRIDGES.length;
       for (const e of (map?.elem ?? []) as unknown[]) {
         const [k, verdict] = e as [{ concat?: [string, number] }, { goto?: { target?: string } }];
         const [proto, port] = k?.concat ?? [];

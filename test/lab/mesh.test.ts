@@ -119,6 +119,10 @@ describe(
       assert.match(local[0] ?? '', /^\S+ \S+$/, `127.0.0.1 on node3: ${local[0]}`);
       const own = await httpFrom(lab.host('node3').netns, `http://${ipOf('node3')}:8080/cgi-bin/peer`, 1);
       assert.equal(own[0]?.split(' ')[1], ipOf('node3'), 'a client on the node itself is seen as the node');
+      // A task reaching the port through its own node's address (out of docker_gwbridge and back).
+      const c1 = (await docker('node1', ['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=web'])).split('\n').filter(Boolean)[0]!;
+      const hairpin = await docker('node1', ['exec', c1, 'sh', '-c', `timeout 3 wget -q -O- http://${ipOf('node1')}:8080/cgi-bin/peer`]);
+      assert.match(hairpin, /^\S+ \S+$/m, 'a task reaches a published port through its own node');
     });
 
     it('UDP through the mesh: 40 exchanges spread over both tasks, each seeing the client', async () => {

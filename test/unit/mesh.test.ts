@@ -30,6 +30,10 @@ function listing(spec: PortSpec, frame: 'node' | 'sbox'): string {
       { rule: { chain: 'out', expr: [vmap] } },
       { chain: { name: 'post', type: 'nat', hook: 'postrouting' } },
       { rule: { chain: 'post', expr: [{ masquerade: null }] } },
+      { rule: { chain: 'post', expr: [{ masquerade: null }] } },
+      { rule: { chain: 'post', expr: [{ masquerade: null }] } },
+      { chain: { name: 'hairpin', type: 'filter', hook: 'prerouting' } },
+      { rule: { chain: 'hairpin', expr: [{ mangle: { key: { meta: { key: 'mark' } }, value: 16384 } }] } },
     );
   for (const [k, v] of spec) {
     const chain = `port_${k.replace('/', '_')}`;
@@ -58,6 +62,8 @@ describe('published port tables', () => {
     assert.match(n, /fib daddr type local meta l4proto \. th dport vmap @ports/);
     assert.match(n, /hook output/);
     assert.match(n, /ip saddr 127\.0\.0\.0\/8 ct status dnat masquerade/);
+    assert.match(n, /ip saddr 172\.18\.0\.0\/16 ct status dnat masquerade/, 'a task reaching its own node');
+    assert.match(n, /hairpin iifname \{ "docker_gwbridge", "docker0" \} ct status dnat meta mark set meta mark \| 16384/);
     assert.match(n, /dnat to 172\.18\.0\.2:8080/);
     assert.equal(node.script(undefined, new Map()), '');
   });
@@ -86,6 +92,10 @@ describe('published port tables', () => {
     const j = JSON.parse(listing(spec, 'node'));
     j.nftables = j.nftables.filter((i: { rule?: { chain: string } }) => i.rule?.chain !== 'out');
     assert.equal(node.parse(JSON.stringify(j)).broken, true, 'output hook gone');
+    const old = JSON.parse(listing(spec, 'node'));
+    let seen = 0;
+    old.nftables = old.nftables.filter((i: { rule?: { chain: string } }) => i.rule?.chain !== 'post' || seen++ === 0);
+    assert.equal(node.parse(JSON.stringify(old)).broken, true, "a table from before the bridges' hairpin rules is made again");
     const k = JSON.parse(listing(spec, 'sbox'));
     k.nftables[0].map.elem.push([{ concat: ['tcp', 9999] }, { goto: { target: 'elsewhere' } }]);
     assert.equal(sbox.parse(JSON.stringify(k)).broken, true, 'an element going somewhere else');
