@@ -358,7 +358,8 @@ test(
         const names = await networkNames(lab, h);
         assert.deepEqual(names, ['early-net', 'ingress', 'majority-net'], `on ${h}: the failed write was never made, the majority ones are there`);
       }
-      await waitFor('node1 Ready again', async () => ((await nodeTable(lab, leader)).get('node1')?.[0] === 'Ready' ? true : undefined), 15_000, 200);
+      // Its session key comes back once its lease is renewed: seconds, more with two lab tests on two cores.
+      await waitFor('node1 Ready again', async () => ((await nodeTable(lab, leader)).get('node1')?.[0] === 'Ready' ? true : undefined), 30_000, 200);
     } finally {
       await lab.down();
     }
