@@ -8,6 +8,7 @@ import { newId } from '../core/ids.js';
 import { isIp } from '../core/ipv4.js';
 import type { Logger } from '../core/log.js';
 import { Mutex, Semaphore } from '../core/mutex.js';
+import { coalesced } from '../core/coalesce.js';
 import { VERSION } from '../core/version.js';
 import { deleteNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netns.js';
 import { Rtnl } from '../kernel/rtnl.js';
@@ -159,7 +160,6 @@ export class Daemon {
   readonly runtime: ContainerRuntime;
   readonly tasks: TaskRunner;
   private dns: EmbeddedDns | undefined;
-  private dnsRefresh = false;
 
   constructor(readonly cfg: DaemonConfig) {
     this.disk = new NodeDisk(cfg.root);
@@ -579,45 +579,43 @@ export class Daemon {
   private refreshDns(): void {
     this.refreshLb();
     this.refreshMesh();
-    if (!this.dns || this.dnsRefresh) return;
-    this.dnsRefresh = true;
-    setImmediate(() => {
-      this.dnsRefresh = false;
-      const g = this.gossip;
-      const records: DnsRecord[] = [];
-      const overlays = [...this.networks.values()].flatMap((n) => n.ipam.configs.map((c) => c.subnet));
-      for (const n of this.networks.values()) {
-        // ingress carries the mesh, not names (as Docker's).
-        if (n.ingress || !g?.db.inNetwork(n.id)) continue;
-        for (const e of g.db.list(ENDPOINT_TABLE, n.id)) {
-          const v = e.value as EndpointRecord | undefined;
-          if (!v || typeof v.ip !== 'string' || typeof v.name !== 'string') continue;
-          records.push({
-            networkId: n.id,
-            networkName: n.name,
-            ip: v.ip,
-            name: v.name,
-            ...(v.service ? { service: v.service } : {}),
-            ...(v.aliases ? { aliases: v.aliases } : {}),
-          });
-        }
-      }
-      for (const v of this.vips) {
-        const n = this.networks.get(v.networkId);
-        if (n)
-          records.push({
-            networkId: n.id,
-            networkName: n.name,
-            ip: v.ip,
-            name: v.service,
-            service: v.service,
-            ...(v.aliases ? { aliases: v.aliases } : {}),
-            vip: true,
-          });
-      }
-      void this.dns?.setRecords(records, overlays).catch((e: unknown) => this.log.warn('DNS records update failed', { error: errorMessage(e) }));
-    });
+    if (this.dns) this.dnsSoon();
   }
+  private readonly dnsSoon = coalesced(() => {
+    const g = this.gossip;
+    const records: DnsRecord[] = [];
+    const overlays = [...this.networks.values()].flatMap((n) => n.ipam.configs.map((c) => c.subnet));
+    for (const n of this.networks.values()) {
+      // ingress carries the mesh, not names (as Docker's).
+      if (n.ingress || !g?.db.inNetwork(n.id)) continue;
+      for (const e of g.db.list(ENDPOINT_TABLE, n.id)) {
+        const v = e.value as EndpointRecord | undefined;
+        if (!v || typeof v.ip !== 'string' || typeof v.name !== 'string') continue;
+        records.push({
+          networkId: n.id,
+          networkName: n.name,
+          ip: v.ip,
+          name: v.name,
+          ...(v.service ? { service: v.service } : {}),
+          ...(v.aliases ? { aliases: v.aliases } : {}),
+        });
+      }
+    }
+    for (const v of this.vips) {
+      const n = this.networks.get(v.networkId);
+      if (n)
+        records.push({
+          networkId: n.id,
+          networkName: n.name,
+          ip: v.ip,
+          name: v.service,
+          service: v.service,
+          ...(v.aliases ? { aliases: v.aliases } : {}),
+          vip: true,
+        });
+    }
+    void this.dns?.setRecords(records, overlays).catch((e: unknown) => this.log.warn('DNS records update failed', { error: errorMessage(e) }));
+  });
 
   /**
    * The services of a network as this node sees them: each one's VIP (from its manager) and its
@@ -658,29 +656,26 @@ export class Daemon {
   private refreshLb(): void {
     // Not before the manager has said which VIPs there are: a restarted node keeps what its
     // namespaces hold until then.
-    if (this.lbRefresh || !this.vipsKnown) return;
-    this.lbRefresh = true;
-    setImmediate(() => {
-      this.lbRefresh = false;
-      const g = this.gossip;
-      const byNetns = new Map<string, Set<string>>();
-      for (const ep of this.endpoints) if (ep.taskId) byNetns.set(ep.netns, (byNetns.get(ep.netns) ?? new Set()).add(ep.networkId));
-      const backends = (networkId: string, service: string): string[] => {
-        if (!g?.db.inNetwork(networkId)) return [];
-        const ips = g.db.list(ENDPOINT_TABLE, networkId).flatMap((e) => {
-          const v = e.value as EndpointRecord | undefined;
-          return v?.service === service && typeof v.ip === 'string' ? [v.ip] : [];
-        });
-        return [...new Set(ips)].sort();
-      };
-      for (const [netns, nets] of byNetns) {
-        const want: LbSpec = new Map();
-        for (const v of this.vips) if (nets.has(v.networkId)) want.set(v.ip, backends(v.networkId, v.service));
-        void this.lb.set(netns, want).catch((e: unknown) => this.log.warn('programming a load balancer failed', { netns, error: errorMessage(e) }));
-      }
-    });
+    if (this.vipsKnown) this.lbSoon();
   }
-  private lbRefresh = false;
+  private readonly lbSoon = coalesced(() => {
+    const g = this.gossip;
+    const byNetns = new Map<string, Set<string>>();
+    for (const ep of this.endpoints) if (ep.taskId) byNetns.set(ep.netns, (byNetns.get(ep.netns) ?? new Set()).add(ep.networkId));
+    const backends = (networkId: string, service: string): string[] => {
+      if (!g?.db.inNetwork(networkId)) return [];
+      const ips = g.db.list(ENDPOINT_TABLE, networkId).flatMap((e) => {
+        const v = e.value as EndpointRecord | undefined;
+        return v?.service === service && typeof v.ip === 'string' ? [v.ip] : [];
+      });
+      return [...new Set(ips)].sort();
+    };
+    for (const [netns, nets] of byNetns) {
+      const want: LbSpec = new Map();
+      for (const v of this.vips) if (nets.has(v.networkId)) want.set(v.ip, backends(v.networkId, v.service));
+      void this.lb.set(netns, want).catch((e: unknown) => this.log.warn('programming a load balancer failed', { netns, error: errorMessage(e) }));
+    }
+  });
   private vipsKnown = false;
 
   // ---- the routing mesh and host-mode ports ----
@@ -692,7 +687,6 @@ export class Daemon {
   private meshAssignment: MeshAssignment | undefined;
   /** the mesh sandbox's address on docker_gwbridge, once it is up */
   private sboxGw: string | undefined;
-  private meshRefresh = false;
 
   private setMesh(m: MeshAssignment): void {
     this.meshAssignment = m;
@@ -737,28 +731,26 @@ export class Daemon {
 
   /** Programs the node's published ports, its sandbox and its ingress tasks' replies (coalesced). */
   private refreshMesh(): void {
-    if (this.meshRefresh || !this.meshAssignment) return;
-    this.meshRefresh = true;
-    setImmediate(() => {
-      this.meshRefresh = false;
-      const ingress = [...this.networks.values()].find((n) => n.ingress);
-      const g = this.gossip;
-      const records =
-        ingress && g?.db.inNetwork(ingress.id)
-          ? g.db.list(ENDPOINT_TABLE, ingress.id).flatMap((e) => {
-              const v = e.value as EndpointRecord | undefined;
-              return v && typeof v.ip === 'string' ? [v] : [];
-            })
-          : [];
-      const hostTasks = this.tasks.hostPortTasks().flatMap((t) => {
-        const ip = this.gw.addressOf(t.netns) ?? this.br.addressOf(t.netns);
-        return ip ? [{ ip, ports: t.ports }] : [];
-      });
-      const want = meshWant({ ports: this.meshAssignment?.ports ?? [], ...(this.sboxGw ? { sboxGw: this.sboxGw } : {}), ingress: records, hostTasks });
-      const legs = this.endpoints.filter((e) => e.taskId && e.networkId === ingress?.id).map((e) => ({ netns: e.netns, ifname: e.ifname ?? 'eth0' }));
-      this.mesh.apply(want, !!this.sboxGw, legs);
-    });
+    if (this.meshAssignment) this.meshSoon();
   }
+  private readonly meshSoon = coalesced(() => {
+    const ingress = [...this.networks.values()].find((n) => n.ingress);
+    const g = this.gossip;
+    const records =
+      ingress && g?.db.inNetwork(ingress.id)
+        ? g.db.list(ENDPOINT_TABLE, ingress.id).flatMap((e) => {
+            const v = e.value as EndpointRecord | undefined;
+            return v && typeof v.ip === 'string' ? [v] : [];
+          })
+        : [];
+    const hostTasks = this.tasks.hostPortTasks().flatMap((t) => {
+      const ip = this.gw.addressOf(t.netns) ?? this.br.addressOf(t.netns);
+      return ip ? [{ ip, ports: t.ports }] : [];
+    });
+    const want = meshWant({ ports: this.meshAssignment?.ports ?? [], ...(this.sboxGw ? { sboxGw: this.sboxGw } : {}), ingress: records, hostTasks });
+    const legs = this.endpoints.filter((e) => e.taskId && e.networkId === ingress?.id).map((e) => ({ netns: e.netns, ifname: e.ifname ?? 'eth0' }));
+    this.mesh.apply(want, !!this.sboxGw, legs);
+  });
 
   meshStats(): Record<string, number> {
     return this.mesh.stats();

@@ -119,7 +119,17 @@ describe('Prometheus metrics and docker events', { skip: skipUnlessRoot }, () =>
       assert.equal(kept.code, 0, kept.stderr);
       const id = ((await lab.api('node1').get<Json>('/services/m')).ID as string).slice(0, 12);
       assert.match(kept.stdout, new RegExp(`service create ${id}\\w* \\(name=m\\)`), kept.stdout);
-      assert.match(kept.stdout, /service update .*\(name=m\)/);
+      // An update made now is there too (polled: the CLI's --until is its own clock's now).
+      assert.equal((await lab.docker('node1', ['service', 'update', '-d', '--label-add', 'seen=yes', 'm'])).code, 0);
+      await waitFor(
+        'the service update event',
+        async () => {
+          const r = await lab.docker('node1', ['events', '--since', '10m', '--until', '0s', '--filter', 'type=service', '--filter', 'event=update']);
+          return /service update .*\(name=m\)/.test(r.stdout) ? true : undefined;
+        },
+        15_000,
+        250,
+      );
       const follow = spawn(DOCKER, ['events', '--filter', 'type=container', '--filter', 'event=start', '--format', '{{.Action}} {{.Actor.Attributes.name}}'], {
         env: { ...process.env, DOCKER_HOST: `unix://${lab.socket('node1')}` },
       });
