@@ -1225,6 +1225,8 @@ export class Daemon {
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
+  /** node-local endpoints being made (see nodeReport) */
+  private creatingEndpoints = 0;
   /** Docker's event stream: this node's containers, and the swarm's objects on a manager */
   readonly events = new EventLog();
   private unwatchEvents: (() => void) | undefined;
@@ -1258,12 +1260,19 @@ export class Daemon {
       if (!this.state || !this.overlay) throw new NotInSwarmError();
       const epName = name || `ep-${newId().slice(0, 12)}`;
       if (this.endpoints.some((e) => e.name === epName)) throw new ConflictError(`endpoint ${epName} already exists on this node`);
-      const { attachment, network } = this.api
-        ? await this.api.manager.attachLocal(networkRef, this.state.nodeId, epName)
-        : await this.client!.request<{ attachment: AttachmentRecord; network: NetworkRecord }>('POST', '/v1/attachments', {
-            network: networkRef,
-            name: epName,
-          });
+      // Counted in the node's reports until it is listed: its address is taken before we know it.
+      this.creatingEndpoints++;
+      const { attachment, network } = await (
+        this.api
+          ? this.api.manager.attachLocal(networkRef, this.state.nodeId, epName)
+          : this.client!.request<{ attachment: AttachmentRecord; network: NetworkRecord }>('POST', '/v1/attachments', {
+              network: networkRef,
+              name: epName,
+            })
+      ).catch((e: unknown) => {
+        this.creatingEndpoints--;
+        throw e;
+      });
       const ep: LocalEndpoint = {
         id: attachment.id,
         name: epName,
@@ -1279,6 +1288,8 @@ export class Daemon {
         if (netnsExists(ep.netns)) deleteNetns(ep.netns);
         await this.releaseRemote(attachment.id).catch(() => undefined);
         throw e;
+      } finally {
+        this.creatingEndpoints--;
       }
       return ep;
     });
@@ -1470,6 +1481,7 @@ export class Daemon {
         .map((c) => ({ id: c.labels[TASK_LABEL]!, status: c.status, exitCode: c.exitCode, containerId: c.id })),
       starting: this.tasks.startingIds(),
       attachments: this.endpoints.filter((e) => !e.taskId).map((e) => e.id),
+      ...(this.creatingEndpoints ? { creating: this.creatingEndpoints } : {}),
     };
   }
 

@@ -422,6 +422,19 @@ describe("a node's whole state when its session starts", () => {
     assert.equal(await m.releaseLostAttachments('n2', [], Date.parse(late.createdAt) - 1), 1);
     assert.ok(m.listAttachments({ nodeId: 'n2' }).some((a) => a.id === late.id));
   });
+
+  it('a node making an endpoint as its session starts keeps every address: the one not yet listed is not released', async () => {
+    const { m, store, o } = await managerOf();
+    await store.tx(() => store.putNode(node('n2')));
+    await m.createNetwork({ name: 'att', attachable: true, subnets: [{ subnet: '10.51.0.0/24' }] });
+    const inFlight = (await m.attachLocal('att', 'n2', 'in-flight')).attachment;
+    await new Promise((r) => setTimeout(r, 5));
+    const since = Date.now();
+    assert.deepEqual(await o.nodeReport('n2', { tasks: [], starting: [], attachments: [], creating: 1 }, since), { finished: 0, released: 0 });
+    assert.ok(m.listAttachments({ nodeId: 'n2' }).some((a) => a.id === inFlight.id));
+    assert.equal((await o.nodeReport('n2', { tasks: [], starting: [], attachments: [] }, since)).released, 1, 'lost for real: released next time');
+    store.close();
+  });
 });
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

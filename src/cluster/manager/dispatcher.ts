@@ -404,5 +404,6 @@ export function parseNodeReport(m: Record<string, unknown>): NodeReport {
       containerId: typeof t.containerId === 'string' ? t.containerId : '',
     };
   });
-  return { tasks, starting: strings(m.starting, 'starting'), attachments: strings(m.attachments, 'attachments') };
+  const creating = typeof m.creating === 'number' && m.creating > 0 ? { creating: m.creating } : {};
+  return { tasks, starting: strings(m.starting, 'starting'), attachments: strings(m.attachments, 'attachments'), ...creating };
 }

@@ -373,7 +373,9 @@ export class Orchestrator {
         finished++;
       }
     }
-    const released = await this.m.releaseLostAttachments(nodeId, r.attachments, since);
+    // While the node is making an endpoint, its address may be taken and not yet listed: keep all
+    // (what is truly lost goes at the next session start).
+    const released = r.creating ? 0 : await this.m.releaseLostAttachments(nodeId, r.attachments, since);
     await Promise.all(reports);
     if (finished || released) this.log.info('node state reconciled', { node: nodeId, finished, released });
     this.kick();

@@ -247,6 +247,8 @@ export interface NodeReport {
   starting: string[];
   /** IDs of its node-local attachments */
   attachments: string[];
+  /** endpoints of its own being made as it reported: an attachment it does not list yet may be one */
+  creating?: number;
 }
 
 /** A task's status as its node reports it. */
