@@ -14,7 +14,7 @@ import { deleteNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netn
 import { Rtnl } from '../kernel/rtnl.js';
 import { createNetnsAsync } from '../kernel/thread.js';
 import { OverlayHost } from '../overlay/host.js';
-import type { NetworkSpec } from '../overlay/spec.js';
+import type { EndpointSpec, NetworkSpec } from '../overlay/spec.js';
 import { DEFAULT_CERT_DAYS, RootCA, certInfo, createCsr, createRootCA, renewalDelayMs } from '../cluster/manager/ca.js';
 import { ControlPlane, type Active, type ControlStatus } from '../cluster/manager/control.js';
 import { MTU_OPTION, managerIps, type Manager, type InitOptions } from '../cluster/manager/manager.js';
@@ -132,6 +132,11 @@ async function openStore(kv: EtcdKv, writer: string): Promise<Store> {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/** A node's endpoint as its overlay plumbs it; a task's (and the mesh sandbox's) way out is a bridge, never an overlay. */
+function overlayEndpoint(ep: LocalEndpoint): EndpointSpec {
+  return { id: ep.id, netns: ep.netns, ip: ep.ip, mac: ep.mac, ...(ep.ifname ? { ifname: ep.ifname } : {}), defaultRoute: !ep.taskId && !ep.sbox };
 }
 
 export function overlaySpec(n: NetworkRecord): NetworkSpec {
@@ -1302,14 +1307,7 @@ export class Daemon {
       await this.overlay!.createNetwork(overlaySpec(net));
       if (!netnsExists(ep.netns)) await createNetnsAsync(ep.netns);
       // A task's way out is docker_gwbridge (none on internal networks), never an overlay.
-      await this.overlay!.attach(net.id, {
-        id: ep.id,
-        netns: ep.netns,
-        ip: ep.ip,
-        mac: ep.mac,
-        ...(ep.ifname ? { ifname: ep.ifname } : {}),
-        defaultRoute: !ep.taskId && !ep.sbox,
-      });
+      await this.overlay!.attach(net.id, overlayEndpoint(ep));
     } catch (e) {
       await this.dropNetworkIfUnused(net.id);
       throw e;
@@ -1586,14 +1584,7 @@ export class Daemon {
           await Promise.all(
             eps.map(async (ep) => {
               try {
-                await this.overlay!.attach(id, {
-                  id: ep.id,
-                  netns: ep.netns,
-                  ip: ep.ip,
-                  mac: ep.mac,
-                  ...(ep.ifname ? { ifname: ep.ifname } : {}),
-                  defaultRoute: !ep.taskId && !ep.sbox,
-                });
+                await this.overlay!.attach(id, overlayEndpoint(ep));
                 this.endpoints.push(ep);
                 this.publish(ep);
               } catch (e) {

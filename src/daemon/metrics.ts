@@ -61,24 +61,18 @@ export class DaemonMetrics {
     counter('vxswarm_gossip_suspicions_total', 'Members this node suspected.', [], () => (g() ? [[{}, g()!.ml.stats.suspicionsRaised]] : []));
     counter('vxswarm_gossip_refutations_total', 'Suspicions of this node it refuted.', [], () => (g() ? [[{}, g()!.ml.stats.refutations]] : []));
     counter('vxswarm_gossip_deaths_total', 'Members declared dead.', [], () => (g() ? [[{}, g()!.ml.stats.deaths]] : []));
-    counter('vxswarm_gossip_packets_total', 'Gossip packets, by direction.', ['direction'], () => {
-      const t = g()?.stats().transport as { packetsIn: number; packetsOut: number } | undefined;
+    // The transport's counters, in and out: packetsIn/packetsOut, bytesIn/bytesOut.
+    const byDirection = (what: 'packets' | 'bytes') => (): Array<[Labels, number]> => {
+      const t = g()?.stats().transport as Record<string, number> | undefined;
       return t
         ? [
-            [{ direction: 'in' }, t.packetsIn],
-            [{ direction: 'out' }, t.packetsOut],
+            [{ direction: 'in' }, t[`${what}In`] ?? 0],
+            [{ direction: 'out' }, t[`${what}Out`] ?? 0],
           ]
         : [];
-    });
-    counter('vxswarm_gossip_bytes_total', 'Gossip bytes, by direction.', ['direction'], () => {
-      const t = g()?.stats().transport as { bytesIn: number; bytesOut: number } | undefined;
-      return t
-        ? [
-            [{ direction: 'in' }, t.bytesIn],
-            [{ direction: 'out' }, t.bytesOut],
-          ]
-        : [];
-    });
+    };
+    counter('vxswarm_gossip_packets_total', 'Gossip packets, by direction.', ['direction'], byDirection('packets'));
+    counter('vxswarm_gossip_bytes_total', 'Gossip bytes, by direction.', ['direction'], byDirection('bytes'));
     counter('vxswarm_gossip_table_events_total', 'Network-scoped table events, by kind.', ['kind'], () => {
       const s = g()?.db.stats;
       return s
