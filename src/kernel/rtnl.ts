@@ -269,6 +269,13 @@ export class Rtnl {
     // Our own requests never register with the library, so every reply reaches us here.
     sock.on('message', (msgs) => this.onReplies(msgs));
     sock.on('invalid', (_err, msgs) => this.onReplies(Array.isArray(msgs) ? msgs : []));
+    // ENOBUFS: ACKs were lost, so no request in flight can know how it ended (an unheard 'error' would end the process)
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      const err = new KernelError('netlink', this.where('socket'), Math.abs(e.errno ?? 105), e.code ?? 'ENOBUFS', e.message);
+      for (const p of this.inflight.values()) p.reject(err);
+      this.inflight.clear();
+      this.pump();
+    });
   }
 
   /** Opens sockets living in `netns` (the process's namespace when undefined). */

@@ -11,47 +11,58 @@
 // kube-proxy's nftables mode); the choice is made once per connection (NAT rules see only a
 // connection's first packet), for TCP, UDP and ICMP alike, and conntrack keeps its own timeouts (no
 // 15-minute IPVS expiry: moby/moby#31208). The client's address is kept: no source NAT. A change is
-// one nft transaction of only what differs: an element added or removed, one VIP's rule replaced.
+// one transaction of only what differs (an element added or removed, one VIP's rule replaced), sent
+// as a netlink batch of our own: libnftables would refetch the whole table first (kernel/nftnl.ts).
 import type { Logger } from '../core/log.js';
+import { nftText, type NftOp } from '../kernel/nftnl.js';
 import { NftTables, type NftCodec } from './nft-tables.js';
 
 /** A namespace's load balancer: VIP → its backends' addresses (sorted). */
 export type LbSpec = Map<string, string[]>;
 
 const TABLE = 'vxswarm';
+
+/** Element by element: no strings built, as this runs over every VIP of a namespace on each change. */
+function sameList(a: string[], b: string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 const chainOf = (vip: string): string => `vip_${vip.replace(/\./g, '_')}`;
 
-/** A DNAT to one of `backends`, picked at random per connection; to `port` when given (after a protocol match). */
-export function dnat(backends: string[], port?: number): string {
-  const to = port ? `:${port}` : '';
-  if (backends.length === 1) return `dnat to ${backends[0]}${to}`;
-  return `dnat to numgen random mod ${backends.length} map { ${backends.map((b, i) => `${i} : ${b}`).join(', ')} }${to}`;
+/** The changes that turn `have` into `want` in a table that exists (from nothing: `have` empty), as one transaction. */
+export function lbChanges(have: LbSpec, want: LbSpec, fresh = false): NftOp[] {
+  const ops: NftOp[] = [];
+  const table = TABLE;
+  for (const vip of have.keys())
+    if (!want.has(vip)) ops.push({ op: 'deleteElement', table, set: 'vips', key: vip }, { op: 'deleteChain', table, chain: chainOf(vip) });
+  for (const [vip, backends] of want) {
+    const old = have.get(vip);
+    if (old && sameList(old, backends)) continue;
+    const chain = chainOf(vip);
+    // No backend: the chain has no rule, and a connection to the VIP finds nobody (as with IPVS).
+    // A chain left without its element (by hand) is emptied, not given a second rule.
+    if (!old) ops.push({ op: 'addChain', table, chain });
+    if (!fresh) ops.push({ op: 'flushChain', table, chain });
+    if (backends.length) ops.push({ op: 'addDnatRule', table, chain, backends });
+    if (!old) ops.push({ op: 'addGotoElement', table, map: 'vips', key: vip, chain });
+  }
+  return ops;
 }
 
 /** The nft script that turns `have` (undefined: no table) into `want`, as one transaction; '' if nothing differs. */
 export function lbScript(have: LbSpec | undefined, want: LbSpec): string {
-  const lines: string[] = [];
-  const cur = have ?? new Map<string, string[]>();
   if (!have && want.size === 0) return '';
-  if (!have)
-    lines.push(
-      `add table ip ${TABLE}`,
-      `add map ip ${TABLE} vips { type ipv4_addr : verdict; }`,
-      `add chain ip ${TABLE} out { type nat hook output priority -100; policy accept; }`,
-      `add rule ip ${TABLE} out ip daddr vmap @vips`,
-    );
-  for (const vip of cur.keys()) if (!want.has(vip)) lines.push(`delete element ip ${TABLE} vips { ${vip} }`, `delete chain ip ${TABLE} ${chainOf(vip)}`);
-  for (const [vip, backends] of want) {
-    const old = cur.get(vip);
-    if (old && old.join() === backends.join()) continue;
-    // No backend: the chain has no rule, and a connection to the VIP finds nobody (as with IPVS).
-    // A chain left without its element (by hand) is emptied, not given a second rule.
-    if (!old) lines.push(`add chain ip ${TABLE} ${chainOf(vip)}`);
-    if (have) lines.push(`flush chain ip ${TABLE} ${chainOf(vip)}`);
-    if (backends.length) lines.push(`add rule ip ${TABLE} ${chainOf(vip)} ${dnat(backends)}`);
-    if (!old) lines.push(`add element ip ${TABLE} vips { ${vip} : goto ${chainOf(vip)} }`);
-  }
-  return lines.join('\n');
+  const frame = have
+    ? []
+    : [
+        `add table ip ${TABLE}`,
+        `add map ip ${TABLE} vips { type ipv4_addr : verdict; }`,
+        `add chain ip ${TABLE} out { type nat hook output priority -100; policy accept; }`,
+        `add rule ip ${TABLE} out ip daddr vmap @vips`,
+      ];
+  return [...frame, ...lbChanges(have ?? new Map(), want, !have).map(nftText)].join('\n');
 }
 
 export type Json = Record<string, unknown>;
@@ -99,12 +110,20 @@ export function dnatOf(rule: Json): { backends: string[]; port: number } {
   return { backends: [...pairs].sort((a, b) => a[0] - b[0]).map((p) => p[1]), port };
 }
 
-const same = (a: LbSpec, b: LbSpec): boolean => a.size === b.size && [...a].every(([k, v]) => b.get(k)?.join() === v.join());
+const same = (a: LbSpec, b: LbSpec): boolean => {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) {
+    const w = b.get(k);
+    if (!w || !sameList(v, w)) return false;
+  }
+  return true;
+};
 
 /** A task namespace's VIPs as a table of ours; while adopting, a VIP keeps the backends it had besides those gossip has brought back so far. */
 export const VIP_CODEC: NftCodec<LbSpec> = {
   table: TABLE,
   script: lbScript,
+  changes: lbChanges,
   parse: parseLbTable,
   same,
   merge: (goal, held) => new Map([...goal].map(([vip, b]) => [vip, [...new Set([...b, ...(held.get(vip) ?? [])])].sort()])),

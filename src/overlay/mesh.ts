@@ -26,7 +26,8 @@ import { parseIp } from '../core/ipv4.js';
 import { Rtnl, type RuleInfo } from '../kernel/rtnl.js';
 import { Mutex } from '../core/mutex.js';
 import { DOCKER0, GWBRIDGE, HAIRPIN_MARK } from './gwbridge.js';
-import { dnat, dnatOf, type Json } from './lb.js';
+import { dnatText } from '../kernel/nftnl.js';
+import { dnatOf, type Json } from './lb.js';
 import { NftTables, type NftCodec } from './nft-tables.js';
 
 /** "tcp/8080" → where its connections go: backends (one picked per connection) and their port. */
@@ -86,7 +87,7 @@ export function portsCodec(frame: PortsFrame): NftCodec<PortSpec> {
         if (!old) lines.push(`add chain ip ${t} ${chainOf(key)}`);
         if (have) lines.push(`flush chain ip ${t} ${chainOf(key)}`);
         // No backend: no rule, and the connection finds nobody listening.
-        if (dest.to.length) lines.push(`add rule ip ${t} ${chainOf(key)} meta l4proto ${proto} ${dnat(dest.to, dest.port)}`);
+        if (dest.to.length) lines.push(`add rule ip ${t} ${chainOf(key)} meta l4proto ${proto} ${dnatText(dest.to, dest.port)}`);
         if (!old) lines.push(`add element ip ${t} ports { ${key.replace('/', ' . ')} : goto ${chainOf(key)} }`);
       }
       return lines.join('\n');

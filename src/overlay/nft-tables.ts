@@ -4,7 +4,11 @@
 import { KernelError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { Mutex } from '../core/mutex.js';
+import { NftSocket, type NftOp } from '../kernel/nftnl.js';
 import { nftAsync, nftForgetAsync } from '../kernel/thread.js';
+
+/** the largest change sent as a netlink batch of our own */
+const MAX_NETLINK_OPS = 64;
 
 export interface NftCodec<S> {
   /** the table's name (family ip) */
@@ -14,6 +18,8 @@ export interface NftCodec<S> {
   /** what `nft -j list table` shows, or `broken` when its frame is not ours as we made it */
   parse(json: string): { spec: S; broken: boolean };
   same(a: S, b: S): boolean;
+  /** the same change as `script` for a table that exists, as ops sent straight over netlink (the hot path) */
+  changes?(have: S, want: S): NftOp[];
   /** while adopting after a restart: the goal with what the namespace already held kept */
   merge?(goal: S, held: S): S;
 }
@@ -26,6 +32,8 @@ export class NftTables<S> {
   /** namespaces read and found without our table (not read again for every set) */
   private readonly absent = new Set<string>();
   private readonly locks = new Map<string, Mutex>();
+  /** netlink sockets for the changes (codec.changes), one per namespace, kept */
+  private readonly sockets = new Map<string, NftSocket>();
   /** tables found changed behind our back and put back */
   repairs = 0;
   reconciles = 0;
@@ -68,6 +76,8 @@ export class NftTables<S> {
     this.held.delete(netns);
     this.absent.delete(netns);
     this.locks.delete(netns);
+    this.sockets.get(netns)?.close();
+    this.sockets.delete(netns);
     void nftForgetAsync(netns).catch(() => undefined);
   }
 
@@ -128,10 +138,16 @@ export class NftTables<S> {
   }
 
   private async apply(netns: string, goal: S): Promise<void> {
-    const script = this.codec.script(this.held.get(netns), goal);
-    if (!script) return;
+    const have = this.held.get(netns);
+    // A big change goes through libnftables: its cache refetch is small beside it, and a batch of
+    // thousands of messages (and their ACKs) would not fit the socket's buffers.
+    const changes = have !== undefined && this.codec.changes ? this.codec.changes(have, goal) : undefined;
+    const ops = changes && changes.length <= MAX_NETLINK_OPS ? changes : undefined;
+    const script = ops ? '' : this.codec.script(have, goal);
+    if (ops ? ops.length === 0 : !script) return;
     try {
-      await nftAsync(netns, script);
+      if (ops) await this.socket(netns).commit(ops);
+      else await nftAsync(netns, script);
       this.held.set(netns, goal);
       this.absent.delete(netns);
     } catch (e) {
@@ -140,6 +156,12 @@ export class NftTables<S> {
       this.absent.delete(netns);
       throw e;
     }
+  }
+
+  private socket(netns: string): NftSocket {
+    let s = this.sockets.get(netns);
+    if (!s) this.sockets.set(netns, (s = NftSocket.open(netns)));
+    return s;
   }
 
   /** The table as the kernel holds it, or undefined when there is none (or the namespace is gone). */
