@@ -9,6 +9,7 @@ import {
   type UpdatePolicy,
 } from '../cluster/manager/types.js';
 import type { ContainerRecord } from '../runtime/containers.js';
+import { validateHealthcheck, type HealthcheckSpec } from '../runtime/health.js';
 import type { ImageRecord } from '../runtime/images.js';
 import { humanDuration } from '../core/human.js';
 import { BadRequest, isUnset, obj, optArr, optInt, optStr, optStrArr, optStrMap, refuseUnknown } from './check.js';
@@ -39,7 +40,7 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   refuseUnknown(
     obj(tt.ContainerSpec, 'ContainerSpec'),
     'TaskTemplate.ContainerSpec',
-    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod'],
+    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod', 'Healthcheck'],
     {
       Isolation: 'default',
     },
@@ -97,6 +98,39 @@ export function portJson(p: PortConfig): Record<string, unknown> {
   };
 }
 
+/** Docker's Healthcheck object (a service's or a container's); undefined when none is given. */
+export function parseHealthcheck(raw: unknown, where: string): HealthcheckSpec | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const o = obj(raw, where);
+  refuseUnknown(o, where, ['Test', 'Interval', 'Timeout', 'StartPeriod', 'StartInterval', 'Retries']);
+  const h: HealthcheckSpec = {
+    test: optStrArr(o, 'Test') ?? [],
+    interval: optInt(o, 'Interval') ?? 0,
+    timeout: optInt(o, 'Timeout') ?? 0,
+    startPeriod: optInt(o, 'StartPeriod') ?? 0,
+    startInterval: optInt(o, 'StartInterval') ?? 0,
+    retries: optInt(o, 'Retries') ?? 0,
+  };
+  try {
+    validateHealthcheck(h);
+  } catch (e) {
+    throw new BadRequest(e instanceof Error ? e.message : String(e));
+  }
+  return h;
+}
+
+/** Docker's Healthcheck JSON: zero fields left out, as Go's omitempty does. */
+export function healthcheckJson(h: HealthcheckSpec): Record<string, unknown> {
+  return {
+    Test: h.test,
+    ...(h.interval ? { Interval: h.interval } : {}),
+    ...(h.timeout ? { Timeout: h.timeout } : {}),
+    ...(h.startPeriod ? { StartPeriod: h.startPeriod } : {}),
+    ...(h.startInterval ? { StartInterval: h.startInterval } : {}),
+    ...(h.retries ? { Retries: h.retries } : {}),
+  };
+}
+
 export function parseServiceSpec(raw: unknown): ServiceSpec {
   const b = obj(raw, 'service spec');
   auditServiceSpec(b);
@@ -143,6 +177,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const maxReplicas = optInt(placement, 'MaxReplicas') ?? 0;
   if (maxReplicas < 0) throw new BadRequest('Placement.MaxReplicas must not be negative');
   const ports = parsePorts(obj(b.EndpointSpec, 'EndpointSpec'));
+  const healthcheck = parseHealthcheck(cs.Healthcheck, 'TaskTemplate.ContainerSpec.Healthcheck');
   return {
     name: optStr(b, 'Name') ?? '',
     labels: optStrMap(b, 'Labels') ?? {},
@@ -172,6 +207,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     ...(maxReplicas ? { maxReplicasPerNode: maxReplicas } : {}),
     ...(spread.length ? { spread } : {}),
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
+    ...(healthcheck ? { healthcheck } : {}),
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
     ...(optInt(tt, 'ForceUpdate') ? { forceUpdate: optInt(tt, 'ForceUpdate') } : {}),
@@ -189,6 +225,7 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
   if (s.user) cs.User = s.user;
   if (s.hostname) cs.Hostname = s.hostname;
   if (Object.keys(s.containerLabels).length) cs.Labels = s.containerLabels;
+  if (s.healthcheck) cs.Healthcheck = healthcheckJson(s.healthcheck);
   return {
     ContainerSpec: cs,
     Resources: {
@@ -286,8 +323,10 @@ export function taskJson(t: TaskRecord, networkName: (id: string) => string, pre
   };
 }
 
+const HEALTH_SUFFIX = { starting: ' (health: starting)', healthy: ' (healthy)', unhealthy: ' (unhealthy)' } as const;
+
 function statusText(c: ContainerRecord, nowMs = Date.now()): string {
-  if (c.status === 'running') return `Up ${humanDuration(nowMs - Date.parse(c.startedAt))}`;
+  if (c.status === 'running') return `Up ${humanDuration(nowMs - Date.parse(c.startedAt))}${c.health ? HEALTH_SUFFIX[c.health.status] : ''}`;
   if (c.status === 'exited') return `Exited (${c.exitCode}) ${humanDuration(nowMs - Date.parse(c.finishedAt))} ago`;
   return c.status === 'created' ? 'Created' : 'Dead';
 }
@@ -353,6 +392,15 @@ export function containerJson(c: ContainerRecord, dir: string, execIds: string[]
       Error: c.error,
       StartedAt: c.startedAt,
       FinishedAt: c.finishedAt,
+      ...(c.health
+        ? {
+            Health: {
+              Status: c.health.status,
+              FailingStreak: c.health.failingStreak,
+              Log: c.health.log.map((r) => ({ Start: r.start, End: r.end, ExitCode: r.exitCode, Output: r.output })),
+            },
+          }
+        : {}),
     },
     Image: c.imageId,
     ResolvConfPath: `${dir}/resolv.conf`,
@@ -393,6 +441,7 @@ export function containerJson(c: ContainerRecord, dir: string, execIds: string[]
       StdinOnce: false,
       Env: c.env,
       Cmd: c.args,
+      ...(c.healthcheck ? { Healthcheck: healthcheckJson(c.healthcheck) } : {}),
       Image: c.image,
       Volumes: null,
       WorkingDir: c.workingDir,
@@ -455,6 +504,7 @@ export function imageJson(i: ImageRecord): Record<string, unknown> {
       WorkingDir: i.config.WorkingDir ?? '',
       User: i.config.User ?? '',
       Labels: i.config.Labels ?? null,
+      ...(i.config.Healthcheck ? { Healthcheck: i.config.Healthcheck } : {}),
     },
     Architecture: i.architecture,
     Os: i.os,

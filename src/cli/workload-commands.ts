@@ -122,6 +122,32 @@ function updateFlags(c: Command): Command {
     .option('--update-failure-action <action>', 'action on update failure (pause|continue|rollback)');
 }
 
+/** Docker's --health-* flags and --no-healthcheck as a Healthcheck object (undefined: none given). */
+function healthcheckFrom(o: Json): Json | undefined {
+  if (o.healthcheck === false) {
+    if (o.healthCmd) throw new Error('--no-healthcheck conflicts with --health-* options');
+    return { Test: ['NONE'] };
+  }
+  const h: Json = {
+    ...(o.healthCmd ? { Test: ['CMD-SHELL', o.healthCmd] } : {}),
+    ...(o.healthInterval ? { Interval: parseDuration(o.healthInterval) } : {}),
+    ...(o.healthTimeout ? { Timeout: parseDuration(o.healthTimeout) } : {}),
+    ...(o.healthStartPeriod ? { StartPeriod: parseDuration(o.healthStartPeriod) } : {}),
+    ...(o.healthRetries !== undefined ? { Retries: Number(o.healthRetries) } : {}),
+  };
+  return Object.keys(h).length ? h : undefined;
+}
+
+function healthFlags(c: Command): Command {
+  return c
+    .option('--health-cmd <cmd>', 'command to run to check health')
+    .option('--health-interval <d>', 'time between running the check (ms|s|m|h)')
+    .option('--health-timeout <d>', 'maximum time to allow one check to run (ms|s|m|h)')
+    .option('--health-start-period <d>', 'start period for the container to initialize before counting retries (ms|s|m|h)')
+    .option('--health-retries <n>', 'consecutive failures needed to report unhealthy')
+    .option('--no-healthcheck', 'disable any container-specified HEALTHCHECK');
+}
+
 function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: string[]): Json {
   const cs: Json = { Image: image, Init: false, DNSConfig: {} };
   if (args.length) cs.Args = args;
@@ -131,6 +157,8 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
   if (o.hostname) cs.Hostname = o.hostname;
   if (o.entrypoint) cs.Command = [o.entrypoint];
   if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
+  const hc = healthcheckFrom(o);
+  if (hc) cs.Healthcheck = hc;
   const tt: Json = { ContainerSpec: cs, Resources: { Limits: {}, Reservations: {} }, Placement: {}, Networks: networkIds.map((t) => ({ Target: t })) };
   if (o.limitMemory) tt.Resources.Limits.MemoryBytes = parseBytes(o.limitMemory);
   if (o.limitCpu) tt.Resources.Limits.NanoCPUs = Math.round(Number(o.limitCpu) * 1e9);
@@ -155,7 +183,7 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
 
 export function addWorkloadCommands(program: Command): void {
   const service = program.command('service').description('manage swarm services');
-  updateFlags(service.command('create'))
+  healthFlags(updateFlags(service.command('create')))
     .description('create a new service')
     .argument('<image>')
     .argument('[command...]')

@@ -190,6 +190,9 @@ export class Daemon {
           'local',
         ),
       );
+    this.runtime.on('health', (c: ContainerRecord) =>
+      this.events.add('container', `health_status: ${c.health?.status ?? 'none'}`, c.id, { name: c.name, image: c.image, ...c.labels }, 'local'),
+    );
     this.tasks = new TaskRunner(
       this.runtime,
       this.images,
@@ -207,6 +210,7 @@ export class Daemon {
         ready: () => this.restored,
         localTaskIds: () => [...new Set(this.endpoints.flatMap((e) => (e.taskId ? [e.taskId] : [])))],
         withdraw: (taskId) => this.withdrawTask(taskId),
+        serving: (taskId, ok) => this.setServing(taskId, ok),
         egress: async (taskId, ns) => {
           await this.gw.attach(ns, taskId);
           this.refreshMesh();
@@ -648,6 +652,15 @@ export class Daemon {
   /** tasks told to stop whose endpoints are still plumbed: out of DNS and every load balancer */
   private readonly withdrawn = new Set<string>();
 
+  /** tasks whose health check has not passed yet, or has failed: reachable, but out of their services' backends and DNS */
+  private readonly unready = new Set<string>();
+
+  private setServing(taskId: string, ok: boolean): void {
+    if (ok ? !this.unready.delete(taskId) : this.unready.has(taskId)) return;
+    if (!ok) this.unready.add(taskId);
+    for (const ep of this.endpoints) if (ep.taskId === taskId) this.publish(ep);
+  }
+
   private withdrawTask(taskId: string): void {
     this.withdrawn.add(taskId);
     for (const ep of this.endpoints) if (ep.taskId === taskId) this.gossip?.withdraw(ep.networkId, ep.id);
@@ -775,7 +788,8 @@ export class Daemon {
       ...(ep.aliases?.length ? { aliases: ep.aliases } : {}),
       ...(ep.sbox ? { sbox: true, mac: ep.mac } : {}),
     };
-    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, rec);
+    const serving = !(ep.taskId && this.unready.has(ep.taskId));
+    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, serving ? rec : undefined);
     this.refreshDns();
     this.gossip.pushPeers(ep.networkId);
   }
@@ -1408,6 +1422,7 @@ export class Daemon {
       this.gw.release(ns);
       this.br.release(ns);
       this.withdrawn.delete(taskId);
+      this.unready.delete(taskId);
     });
   }
 

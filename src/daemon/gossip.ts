@@ -115,10 +115,12 @@ export class NodeGossip {
   }
 
   /** Publishes a local endpoint in its network's tables (joining the network first). */
-  publish(nid: string, endpointId: string, peer: PeerSpec, ep: EndpointRecord): void {
+  /** The endpoint is reachable (its peer entry) and, given `ep`, in its services' DNS and backends. */
+  publish(nid: string, endpointId: string, peer: PeerSpec, ep: EndpointRecord | undefined): void {
     if (!this.db.inNetwork(nid)) this.db.joinNetwork(nid);
     this.db.put(PEER_TABLE, nid, endpointId, peer);
-    this.db.put(ENDPOINT_TABLE, nid, endpointId, ep);
+    if (ep) this.db.put(ENDPOINT_TABLE, nid, endpointId, ep);
+    else this.db.remove(ENDPOINT_TABLE, nid, endpointId);
   }
 
   /** The endpoint leaves its services (DNS, load balancers) but stays reachable until unpublished. */

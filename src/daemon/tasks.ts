@@ -9,6 +9,7 @@ import { yieldToLoop } from '../core/yield.js';
 import { isTerminal, taskName, type NetworkRecord, type PortConfig, type TaskRecord, type TaskStatusReport } from '../cluster/manager/types.js';
 import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../runtime/containers.js';
 import type { ImageRecord, ImageStore } from '../runtime/images.js';
+import { mergeHealthcheck } from '../runtime/health.js';
 import { parseRef } from '../runtime/reference.js';
 import { pullImage } from '../runtime/registry.js';
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
@@ -34,6 +35,8 @@ export interface TaskHost {
   localTaskIds(): string[];
   /** the task is told to stop: it leaves its services' backends and DNS now, before it is gone */
   withdraw(taskId: string): void;
+  /** the task's endpoints are in its services' backends and DNS (false: still reachable, but out of them) */
+  serving(taskId: string, ok: boolean): void;
   /** the task's way out (docker_gwbridge), for a task on a non-internal network */
   egress(taskId: string, netns: string): Promise<void>;
   /** Docker's local bridge network (docker0), the network of a task that names none */
@@ -46,6 +49,8 @@ export class TaskRunner {
   private readonly launches = new Semaphore(Number(process.env.VXSWARM_PARALLEL_STARTS ?? 4));
   private readonly starting = new Set<string>();
   private wanted = new Map<string, TaskRecord>();
+  /** tasks whose container is being stopped because its health check failed */
+  private readonly unhealthy = new Set<string>();
 
   constructor(
     private readonly runtime: ContainerRuntime,
@@ -55,6 +60,7 @@ export class TaskRunner {
     private readonly log: Logger,
   ) {
     runtime.on('exit', (c: ContainerRecord) => void this.exited(c));
+    runtime.on('health', (c: ContainerRecord) => void this.healthChanged(c));
   }
 
   netnsOf(taskId: string): string {
@@ -105,7 +111,10 @@ export class TaskRunner {
         const c = have.get(t.id);
         if (this.starting.has(t.id)) continue;
         if (c && c.status === 'running') {
-          if (t.state !== 'running') await this.report(t.id, { state: 'running', message: 'started', containerId: c.id });
+          // With a health check, a task is running (and serving) once it is healthy, as in Docker.
+          const ok = !c.health || c.health.status === 'healthy';
+          if (c.health) this.host.serving(t.id, ok);
+          if (ok && t.state !== 'running') await this.report(t.id, { state: 'running', message: 'started', containerId: c.id });
           continue;
         }
         if (c && c.status !== 'created') {
@@ -147,6 +156,8 @@ export class TaskRunner {
       return;
     }
     let container: ContainerRecord | undefined;
+    // Out of the service's backends and DNS from its first endpoint until its check passes.
+    if (mergeHealthcheck(image.config.Healthcheck, t.spec.healthcheck)) this.host.serving(t.id, false);
     try {
       const networks: ContainerNetwork[] = [];
       let external = false;
@@ -201,11 +212,13 @@ export class TaskRunner {
         networks,
         memoryLimit: t.spec.memoryLimit,
         ...(t.spec.nanoCpus ? { nanoCpus: t.spec.nanoCpus } : {}),
+        ...(t.spec.healthcheck ? { healthcheck: t.spec.healthcheck } : {}),
         stopTimeout: t.spec.stopGraceMs / 1000,
       });
       await this.report(t.id, { state: 'starting', message: 'starting', containerId: container.id });
       await this.runtime.start(container.id);
-      await this.report(t.id, { state: 'running', message: 'started', containerId: container.id });
+      // A task with a health check stays starting until it is healthy (healthChanged).
+      if (!container.healthcheck) await this.report(t.id, { state: 'running', message: 'started', containerId: container.id });
     } catch (e) {
       const msg = errorMessage(e);
       this.log.warn('task failed to start', { task: t.id, error: msg });
@@ -222,15 +235,34 @@ export class TaskRunner {
     }
   }
 
+  /**
+   * A task's health changed: healthy, it is running and serves; unhealthy, it leaves its services at
+   * once and its container is stopped, so the task fails and the manager replaces it (as swarmkit).
+   */
+  private async healthChanged(c: ContainerRecord): Promise<void> {
+    const taskId = c.labels[TASK_LABEL];
+    if (!taskId || !this.wanted.has(taskId) || c.status !== 'running' || !c.health) return;
+    if (c.health.status === 'healthy') {
+      this.host.serving(taskId, true);
+      await this.report(taskId, { state: 'running', message: 'started', containerId: c.id });
+    } else if (c.health.status === 'unhealthy') {
+      this.host.serving(taskId, false);
+      this.unhealthy.add(taskId);
+      this.log.warn('task unhealthy: stopping it', { task: taskId, streak: c.health.failingStreak });
+      await this.runtime.stop(c.id).catch((e: unknown) => this.log.error('could not stop an unhealthy task', { task: taskId, error: errorMessage(e) }));
+    }
+  }
+
   /** The container of a wanted task exited: tell the manager, which decides about a restart. */
   private async exited(c: ContainerRecord): Promise<void> {
     const taskId = c.labels[TASK_LABEL];
+    const unhealthy = !!taskId && this.unhealthy.delete(taskId);
     if (!taskId || !this.wanted.has(taskId) || this.starting.has(taskId)) return;
-    const ok = c.exitCode === 0;
+    const ok = c.exitCode === 0 && !unhealthy;
     await this.report(taskId, {
       state: ok ? 'complete' : 'failed',
       message: ok ? 'finished' : 'started',
-      err: ok ? '' : `task: non-zero exit (${c.exitCode})`,
+      err: ok ? '' : `task: non-zero exit (${c.exitCode})${unhealthy ? ': dockerexec: unhealthy container' : ''}`,
       containerId: c.id,
       exitCode: c.exitCode,
     });

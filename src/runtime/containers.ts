@@ -11,6 +11,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError, VxError, errorMessa
 import type { Logger } from '../core/log.js';
 import { mountsUnder, unmount } from '../kernel/mounts.js';
 import { mountOverlayAsync } from '../kernel/thread.js';
+import { HealthMonitor, healthConfig, mergeHealthcheck, timeoutOutput, type HealthState, type HealthcheckSpec } from './health.js';
 import type { ImageRecord, ImageStore } from './images.js';
 import { buildOciSpec, hostsFile, mergeEnv, processSpec, resolvConf } from './spec.js';
 import { Spawner } from './spawner.js';
@@ -63,6 +64,10 @@ export interface ContainerRecord {
   error: string;
   startedAt: string;
   finishedAt: string;
+  /** the health check it runs (the spec's over the image's), in Docker's terms */
+  healthcheck?: HealthcheckSpec;
+  /** since its last start, while it has a health check */
+  health?: HealthState;
 }
 
 export interface CreateOptions {
@@ -80,6 +85,8 @@ export interface CreateOptions {
   networks: ContainerNetwork[];
   memoryLimit?: number;
   nanoCpus?: number;
+  /** the spec's health check (merged over the image's; test ['NONE'] turns the image's off) */
+  healthcheck?: HealthcheckSpec;
   stopTimeout?: number;
 }
 
@@ -101,6 +108,8 @@ export class ContainerRuntime extends EventEmitter {
   private readonly runcRoot: string;
   private timer: NodeJS.Timeout | undefined;
   private readonly spawner = new Spawner(shimPath);
+  /** health checks of running containers */
+  private readonly monitors = new Map<string, HealthMonitor>();
 
   constructor(
     readonly root: string,
@@ -134,6 +143,7 @@ export class ContainerRuntime extends EventEmitter {
       }
       this.records.set(id, rec);
       if (rec.status === 'running') this.checkExit(rec);
+      if (rec.status === 'running') this.watchHealth(rec);
     }
     // runc state with no container of ours behind it: a crash between runc and our record.
     for (const id of await runcIds(this.runcRoot)) {
@@ -147,6 +157,8 @@ export class ContainerRuntime extends EventEmitter {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    for (const m of this.monitors.values()) m.stop();
+    this.monitors.clear();
     this.spawner.close();
   }
 
@@ -202,6 +214,7 @@ export class ContainerRuntime extends EventEmitter {
     const args = [...entry, ...cmd];
     if (args.length === 0) throw new InvalidArgumentError('no command specified');
     const id = randomBytes(32).toString('hex');
+    const health = mergeHealthcheck(cfg.Healthcheck, o.healthcheck);
     const rec: ContainerRecord = {
       id,
       name,
@@ -218,6 +231,7 @@ export class ContainerRuntime extends EventEmitter {
       networks: o.networks,
       memoryLimit: o.memoryLimit ?? 0,
       ...(o.nanoCpus ? { nanoCpus: o.nanoCpus } : {}),
+      ...(health ? { healthcheck: health } : {}),
       stopTimeout: o.stopTimeout ?? 10,
       status: 'created',
       pid: 0,
@@ -285,8 +299,10 @@ export class ContainerRuntime extends EventEmitter {
       rec.finishedAt = ZERO_TIME;
       rec.exitCode = 0;
       rec.error = '';
+      if (rec.healthcheck) rec.health = { status: 'starting', failingStreak: 0, log: [] };
       await this.save(rec);
       this.emit('start', rec);
+      this.watchHealth(rec);
       return rec;
     }
     const msg = runcError(d) || `runc failed (${line})`;
@@ -338,6 +354,7 @@ export class ContainerRuntime extends EventEmitter {
       if (!force) throw new ConflictError(`cannot remove container "/${rec.name}": container is running: stop the container before removing or force remove`);
       await this.stop(rec.id, 0);
     }
+    this.unwatchHealth(rec.id);
     await this.destroyLeftovers(rec.id);
     this.records.delete(rec.id);
     this.emit('destroy', rec);
@@ -369,8 +386,67 @@ export class ContainerRuntime extends EventEmitter {
     rec.exitCode = code;
     rec.finishedAt = new Date().toISOString();
     rec.pid = 0;
+    this.unwatchHealth(rec.id);
     void this.save(rec).catch((e: unknown) => this.log.error('could not save a container record', { container: rec.id, error: errorMessage(e) }));
     this.emit('exit', rec);
+  }
+
+  /** Runs the container's health check while it runs; 'health' is emitted when its status changes. */
+  private watchHealth(rec: ContainerRecord): void {
+    if (!rec.healthcheck || this.monitors.has(rec.id)) return;
+    rec.health ??= { status: 'starting', failingStreak: 0, log: [] };
+    const monitor = new HealthMonitor(
+      healthConfig(rec.healthcheck),
+      Date.parse(rec.startedAt),
+      rec.health,
+      (cmd, timeoutMs) => this.probe(rec.id, cmd, timeoutMs),
+      (state, changed) => {
+        if (this.monitors.get(rec.id) !== monitor) return;
+        rec.health = state;
+        void this.save(rec).catch((e: unknown) => this.log.warn('could not save a container record', { container: rec.id, error: errorMessage(e) }));
+        if (changed) this.emit('health', rec);
+      },
+    );
+    this.monitors.set(rec.id, monitor);
+  }
+
+  private unwatchHealth(id: string): void {
+    this.monitors.get(id)?.stop();
+    this.monitors.delete(id);
+  }
+
+  /** One probe: the command inside the container, its output (stdout and stderr together) and exit code. */
+  private probe(id: string, cmd: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
+    return new Promise((resolve) => {
+      let child: ChildProcess;
+      try {
+        child = this.exec(id, { cmd, tty: false });
+      } catch (e) {
+        resolve({ exitCode: -1, output: errorMessage(e) });
+        return;
+      }
+      child.stdin?.end();
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const take = (b: Buffer): void => {
+        if (size < 8192) chunks.push(b);
+        size += b.length;
+      };
+      child.stdout?.on('data', take);
+      child.stderr?.on('data', take);
+      let timedOut = false;
+      // runc passes TERM on to the probe; KILL ends runc itself if that is not enough
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 1000).unref();
+      }, timeoutMs);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        if (timedOut) resolve({ exitCode: -1, output: timeoutOutput(timeoutMs) });
+        else resolve({ exitCode: code ?? -1, output: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
   }
 
   /** Starts a process inside a running container. With a TTY it runs on a pty held by the shim (fd 3 takes "rows cols" resizes). */

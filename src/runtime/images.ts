@@ -2,6 +2,7 @@
 // image records keyed by the digest of their config, and a tag index. Layers are shared between
 // images and unpacked once; containers stack them with overlayfs.
 import { execFile, spawn } from 'node:child_process';
+import type { ImageHealthcheck } from './health.js';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,7 @@ export interface ImageConfig {
   WorkingDir?: string;
   User?: string;
   Labels?: Record<string, string>;
+  Healthcheck?: ImageHealthcheck;
 }
 
 export interface ImageRecord {

@@ -467,7 +467,6 @@ describe('no service field accepted and dropped', () => {
         (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'bind', Source: '/x', Target: '/y' }]),
         /TaskTemplate\.ContainerSpec\.Mounts is not supported yet/,
       ],
-      ['--health-cmd', (b) => (b.TaskTemplate.ContainerSpec.Healthcheck = { Test: ['CMD', 'true'] }), /ContainerSpec\.Healthcheck/],
       ['--limit-cpu 0.001', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 1e6), /the smallest CPU limit is 0\.01 CPU/],
       ['--reserve-cpu', (b) => (b.TaskTemplate.Resources.Reservations = { NanoCPUs: 5e8 }), /Resources\.Reservations/],
       ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],

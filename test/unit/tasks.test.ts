@@ -33,6 +33,7 @@ class FakeRuntime extends EventEmitter {
     if ([...this.records.values()].some((c) => c.name === o.name)) throw new Error(`name ${o.name} in use`);
     const c = this.add(taskId, 'created');
     (c as { name: string }).name = o.name;
+    if (o.healthcheck) Object.assign(c, { healthcheck: o.healthcheck });
     return c;
   }
   async start(id: string): Promise<ContainerRecord> {
@@ -43,17 +44,37 @@ class FakeRuntime extends EventEmitter {
     this.running--;
     const c = this.records.get(id)!;
     c.status = 'running';
+    if (c.healthcheck) c.health = { status: 'starting', failingStreak: 0, log: [] };
     return c;
   }
-  async stop(): Promise<void> {}
+  stopped: string[] = [];
+  async stop(id: string): Promise<void> {
+    this.stopped.push(id);
+    const c = this.records.get(id)!;
+    Object.assign(c, { status: 'exited', exitCode: 137 });
+    this.emit('exit', c);
+  }
+  /** the container's health check reports `status` */
+  health(id: string, status: 'healthy' | 'unhealthy'): void {
+    const c = this.records.get(id)!;
+    c.health = { status, failingStreak: status === 'healthy' ? 0 : 3, log: [] };
+    this.emit('health', c);
+  }
   async remove(id: string): Promise<void> {
     this.removed.push(id);
     this.records.delete(id);
   }
 }
 
-function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detached: string[]; withdrawn: string[]; withEndpoints: Set<string> } {
+function fakeHost(): TaskHost & {
+  reports: [string, TaskStatusReport][];
+  detached: string[];
+  withdrawn: string[];
+  withEndpoints: Set<string>;
+  servingLog: string[];
+} {
   const h = {
+    servingLog: [] as string[],
     reports: [] as [string, TaskStatusReport][],
     detached: [] as string[],
     withdrawn: [] as string[],
@@ -72,6 +93,7 @@ function fakeHost(): TaskHost & { reports: [string, TaskStatusReport][]; detache
     ready: async () => undefined,
     localTaskIds: () => [...h.withEndpoints],
     withdraw: (taskId: string) => void h.withdrawn.push(taskId),
+    serving: (taskId: string, ok: boolean) => void h.servingLog.push(`${taskId}:${ok}`),
     egress: async () => undefined,
     defaultBridge: async () => undefined,
   };
@@ -160,6 +182,34 @@ describe('task runner', () => {
     assert.deepEqual(host.detached, []);
     await done;
     assert.deepEqual(host.detached, ['t1']);
+  });
+
+  it('a task with a health check serves and runs once healthy; unhealthy, it leaves its services and fails', async () => {
+    const { rt, runner, host, states } = setup();
+    const hc = { test: ['CMD', 'true'], interval: 1e9, timeout: 0, startPeriod: 0, startInterval: 0, retries: 2 };
+    const t = task('h1');
+    t.spec.healthcheck = hc;
+    await runner.apply([t]);
+    assert.deepEqual(states('h1'), ['preparing', 'starting'], 'not running before its first healthy probe');
+    assert.deepEqual(host.servingLog, ['h1:false'], 'out of its services from the start');
+    rt.health('c-h1', 'healthy');
+    await sleep(5);
+    assert.deepEqual(states('h1'), ['preparing', 'starting', 'running']);
+    assert.deepEqual(host.servingLog, ['h1:false', 'h1:true']);
+    rt.health('c-h1', 'unhealthy');
+    await sleep(5);
+    assert.deepEqual(host.servingLog, ['h1:false', 'h1:true', 'h1:false']);
+    assert.deepEqual(rt.stopped, ['c-h1']);
+    const last = host.reports.filter(([id]) => id === 'h1').at(-1)![1];
+    assert.equal(last.state, 'failed');
+    assert.match(last.err ?? '', /non-zero exit \(137\): dockerexec: unhealthy container/);
+  });
+
+  it('a task without a health check runs at once and never leaves its services for health', async () => {
+    const { runner, host, states } = setup();
+    await runner.apply([task('n1')]);
+    assert.deepEqual(states('n1'), ['preparing', 'starting', 'running']);
+    assert.deepEqual(host.servingLog, []);
   });
 
   it('starts at most four tasks at once, and all of them', async () => {

@@ -1,4 +1,5 @@
 // The manager's records. Docker's JSON shapes are built from these in api/ only.
+import type { HealthcheckSpec } from '../../runtime/health.js';
 import type { Role } from './ca.js';
 
 export type Availability = 'active' | 'pause' | 'drain';
@@ -140,6 +141,8 @@ export interface ServiceSpec {
   /** at most this many tasks of the service on one node (Placement.MaxReplicas); 0 or absent: no limit */
   maxReplicasPerNode?: number;
   stopGraceMs: number;
+  /** the container's health check (Docker's Healthcheck; test ['NONE'] turns the image's off) */
+  healthcheck?: HealthcheckSpec;
   /** how a spec change rolls out (Docker's UpdateConfig); absent: Docker's defaults */
   update?: UpdatePolicy;
   containerLabels: Record<string, string>;
