@@ -48,7 +48,7 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
   r.on('GET', '/services', (c) => {
     const o = orch();
     const f = parseFilters(c.query.get('filters'), ['id', 'name', 'label', 'mode']);
-    filterValues(f, 'mode', ['replicated', 'global']);
+    filterValues(f, 'mode', ['replicated', 'global', 'replicated-job', 'global-job']);
     let list = o.listServices();
     if (f.mode) list = list.filter((s) => f.mode!.includes(s.spec.mode ?? 'replicated'));
     if (f.id) list = list.filter((s) => f.id!.some((x) => s.id.startsWith(x)));

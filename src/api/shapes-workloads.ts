@@ -1,7 +1,9 @@
 // Docker JSON for services, tasks, containers, images and execs, and the service spec parser.
 import {
   DEFAULT_UPDATE_POLICY,
+  isJob,
   isTerminal,
+  type ServiceMode,
   type PortConfig,
   type ServiceRecord,
   type ServiceSpec,
@@ -24,8 +26,9 @@ const DEFAULT_ROLLBACK = { Parallelism: 1, Delay: 0, FailureAction: 'pause', Mon
 function auditServiceSpec(b: Record<string, unknown>): void {
   refuseUnknown(b, '', ['Name', 'Labels', 'TaskTemplate', 'Mode', 'UpdateConfig', 'RollbackConfig', 'EndpointSpec', 'Networks']);
   const mode = obj(b.Mode, 'Mode');
-  refuseUnknown(mode, 'Mode', ['Replicated', 'Global']);
+  refuseUnknown(mode, 'Mode', ['Replicated', 'Global', 'ReplicatedJob', 'GlobalJob']);
   refuseUnknown(obj(mode.Replicated, 'Replicated'), 'Mode.Replicated', ['Replicas']);
+  refuseUnknown(obj(mode.ReplicatedJob, 'ReplicatedJob'), 'Mode.ReplicatedJob', ['MaxConcurrent', 'TotalCompletions']);
   const rb = obj(b.RollbackConfig, 'RollbackConfig');
   for (const [k, v] of Object.entries(rb))
     if (!isUnset(v) && (DEFAULT_ROLLBACK as Record<string, unknown>)[k] !== v)
@@ -137,17 +140,31 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const tt = obj(b.TaskTemplate, 'TaskTemplate');
   const cs = obj(tt.ContainerSpec, 'ContainerSpec');
   const mode = obj(b.Mode, 'Mode');
-  const global = mode.Global !== undefined && mode.Global !== null;
-  if (global && mode.Replicated !== undefined && mode.Replicated !== null) throw new BadRequest('a service is either replicated or global, not both');
-  const rep = obj(mode.Replicated, 'Replicated');
-  const replicasRaw = rep.Replicas;
-  if (replicasRaw !== undefined && replicasRaw !== null && (typeof replicasRaw !== 'number' || !Number.isInteger(replicasRaw)))
-    throw new BadRequest('json: Replicas must be an unsigned integer');
-  const replicas = global ? 0 : ((replicasRaw as number | undefined) ?? 1);
+  const given = (['Replicated', 'Global', 'ReplicatedJob', 'GlobalJob'] as const).filter((k) => mode[k] !== undefined && mode[k] !== null);
+  if (given.length > 1) throw new BadRequest(`a service has one mode, not ${given.join(' and ')}`);
+  const kind: ServiceMode = ({ Replicated: 'replicated', Global: 'global', ReplicatedJob: 'replicated-job', GlobalJob: 'global-job' } as const)[
+    given[0] ?? 'Replicated'
+  ];
+  const unsigned = (o: Record<string, unknown>, k: string): number | undefined => {
+    const v = o[k];
+    if (v !== undefined && v !== null && (typeof v !== 'number' || !Number.isInteger(v) || v < 0))
+      throw new BadRequest(`json: ${k} must be an unsigned integer`);
+    return (v as number | undefined) ?? undefined;
+  };
+  const job = obj(mode.ReplicatedJob, 'ReplicatedJob');
+  // Docker's defaults: one at a time; as many completions as run at once.
+  const maxConcurrent = unsigned(job, 'MaxConcurrent') || 1;
+  const replicas =
+    kind === 'replicated'
+      ? (unsigned(obj(mode.Replicated, 'Replicated'), 'Replicas') ?? 1)
+      : kind === 'replicated-job'
+        ? (unsigned(job, 'TotalCompletions') ?? maxConcurrent)
+        : 0;
   const res = obj(tt.Resources, 'Resources');
   const limits = obj(res.Limits, 'Limits');
   const rp = obj(tt.RestartPolicy, 'RestartPolicy');
-  const cond = optStr(rp, 'Condition') ?? 'any';
+  // A job's task is never started again once complete: by default only a failure restarts it.
+  const cond = optStr(rp, 'Condition') || (kind.endsWith('-job') ? 'on-failure' : 'any');
   if (!['none', 'on-failure', 'any'].includes(cond)) throw new BadRequest(`invalid RestartPolicy.Condition "${cond}": none, on-failure or any`);
   const placement = obj(tt.Placement, 'Placement');
   const nets = optArr(tt, 'Networks') ?? optArr(b, 'Networks') ?? [];
@@ -194,8 +211,9 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
       if (!target) throw new BadRequest(`Networks[${i}].Target is required`);
       return { target, aliases: optStrArr(o, 'Aliases') ?? [] };
     }),
-    mode: global ? 'global' : 'replicated',
+    mode: kind,
     replicas,
+    ...(kind === 'replicated-job' ? { maxConcurrent } : {}),
     constraints: optStrArr(placement, 'Constraints') ?? [],
     restart: {
       condition: cond as ServiceSpec['restart']['condition'],
@@ -248,12 +266,25 @@ function updateConfigJson(p: UpdatePolicy = DEFAULT_UPDATE_POLICY): Record<strin
   return { Parallelism: p.parallelism, Delay: p.delayMs * NS_PER_MS, FailureAction: p.failureAction, Monitor: 5e9, MaxFailureRatio: 0, Order: p.order };
 }
 
+function modeJson(s: ServiceSpec): Record<string, unknown> {
+  switch (s.mode) {
+    case 'global':
+      return { Global: {} };
+    case 'global-job':
+      return { GlobalJob: {} };
+    case 'replicated-job':
+      return { ReplicatedJob: { MaxConcurrent: s.maxConcurrent ?? 1, TotalCompletions: s.replicas } };
+    default:
+      return { Replicated: { Replicas: s.replicas } };
+  }
+}
+
 export function serviceSpecJson(s: ServiceSpec): Record<string, unknown> {
   return {
     Name: s.name,
     Labels: s.labels,
     TaskTemplate: taskTemplateJson(s),
-    Mode: s.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: s.replicas } },
+    Mode: modeJson(s),
     UpdateConfig: updateConfigJson(s.update),
     RollbackConfig: updateConfigJson(),
     EndpointSpec: { Mode: s.endpointMode ?? 'vip', ...(s.ports?.length ? { Ports: s.ports.map(portJson) } : {}) },
@@ -282,8 +313,10 @@ export function serviceJson(
   if (s.previousSpec) out.PreviousSpec = serviceSpecJson(s.previousSpec);
   const u = s.updateStatus;
   if (u) out.UpdateStatus = { State: u.state, StartedAt: u.startedAt, ...(u.completedAt ? { CompletedAt: u.completedAt } : {}), Message: u.message };
+  if (isJob(s.spec)) out.JobStatus = { JobIteration: { Index: s.specVersion }, LastExecution: s.lastExecution ?? s.createdAt };
   if (tasks) {
-    const mine = tasks.filter((t) => t.serviceId === s.id);
+    // A job counts its current iteration's tasks only.
+    const mine = tasks.filter((t) => t.serviceId === s.id && (!isJob(s.spec) || t.specVersion === s.specVersion));
     out.ServiceStatus = {
       RunningTasks: mine.filter((t) => t.state === 'running' && t.desiredState === 'running' && (!nodesUp || nodesUp.has(t.nodeId))).length,
       DesiredTasks: desired ?? s.spec.replicas,
@@ -315,7 +348,8 @@ export function taskJson(t: TaskRecord, networkName: (id: string) => string, pre
       // A host-mode port is the task's own, on its node (docker service ps shows it).
       PortStatus: hostPorts.length ? { Ports: hostPorts.map(portJson) } : {},
     },
-    DesiredState: t.desiredState,
+    // A job's task is wanted complete, not running (docker service ps: Complete).
+    DesiredState: isJob(t.spec) && t.desiredState === 'running' ? 'complete' : t.desiredState,
     NetworksAttachments: t.networks.map((n) => ({
       Network: { ID: n.networkId, Spec: { Name: networkName(n.networkId), DriverConfiguration: { Name: 'overlay' }, Scope: 'swarm' } },
       Addresses: [`${n.ip}/${prefixOf(n.networkId, n.ip)}`],

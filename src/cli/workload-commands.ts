@@ -148,6 +148,29 @@ function healthFlags(c: Command): Command {
     .option('--no-healthcheck', 'disable any container-specified HEALTHCHECK');
 }
 
+/** docker service ls's REPLICAS: running/desired, and a job's progress. */
+function replicasColumn(s: Json): string {
+  const st = s.ServiceStatus ?? {};
+  const [running, desired, done] = [st.RunningTasks ?? 0, st.DesiredTasks ?? 0, st.CompletedTasks ?? 0];
+  if (s.Spec.Mode?.ReplicatedJob) return `${running}/${desired} (${done}/${s.Spec.Mode.ReplicatedJob.TotalCompletions} completed)`;
+  if (s.Spec.Mode?.GlobalJob) return `${running}/${desired} (${done}/${desired + done} completed)`;
+  return `${running}/${desired}`;
+}
+
+/** docker's --mode, --replicas and --max-concurrent as a Mode object. */
+function modeFrom(o: Json): Json {
+  const replicas = o.replicas === undefined ? undefined : Number(o.replicas);
+  if (o.mode === 'global') return { Global: {} };
+  if (o.mode === 'global-job') return { GlobalJob: {} };
+  if (o.mode === 'replicated-job') {
+    const concurrent = o.maxConcurrent === undefined ? replicas : Number(o.maxConcurrent);
+    return {
+      ReplicatedJob: { ...(concurrent !== undefined ? { MaxConcurrent: concurrent } : {}), ...(replicas !== undefined ? { TotalCompletions: replicas } : {}) },
+    };
+  }
+  return { Replicated: { Replicas: replicas ?? 1 } };
+}
+
 function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: string[]): Json {
   const cs: Json = { Image: image, Init: false, DNSConfig: {} };
   if (args.length) cs.Args = args;
@@ -175,7 +198,7 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
     Name: o.name ?? '',
     Labels: {},
     TaskTemplate: tt,
-    Mode: o.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas === undefined ? 1 : Number(o.replicas) } },
+    Mode: modeFrom(o),
     UpdateConfig: updateConfigFrom(o, {}),
     EndpointSpec: { Mode: o.endpointMode ?? 'vip', ...(o.publish?.length ? { Ports: (o.publish as string[]).map(parsePublish) } : {}) },
   };
@@ -188,7 +211,8 @@ export function addWorkloadCommands(program: Command): void {
     .argument('<image>')
     .argument('[command...]')
     .option('--name <name>', 'service name')
-    .option('--mode <mode>', 'service mode (replicated or global)', 'replicated')
+    .option('--mode <mode>', 'service mode (replicated, global, replicated-job, global-job)', 'replicated')
+    .option('--max-concurrent <n>', 'number of job tasks to run concurrently (default equal to --replicas)')
     .option('--replicas <n>', 'number of tasks')
     .option('--network <net>', 'network attachments (repeatable)', collect)
     .option('--endpoint-mode <mode>', 'endpoint mode (vip or dnsrr)', 'vip')
@@ -209,8 +233,10 @@ export function addWorkloadCommands(program: Command): void {
     .option('-d, --detach', 'exit immediately instead of waiting for the service to converge')
     .action(async (image: string, args: string[], o: Json, cmd: Command) => {
       const api = apiFrom(cmd);
-      if (o.mode !== 'replicated' && o.mode !== 'global') throw new VxError(`invalid mode "${o.mode}": replicated or global`, 400);
-      if (o.mode === 'global' && o.replicas !== undefined) throw new VxError('replicas can only be used with replicated mode', 400);
+      if (!['replicated', 'global', 'replicated-job', 'global-job'].includes(o.mode))
+        throw new VxError(`invalid mode "${o.mode}": replicated, global, replicated-job or global-job`, 400);
+      if (o.mode.startsWith('global') && o.replicas !== undefined) throw new VxError('replicas can only be used with replicated or replicated-job mode', 400);
+      if (o.maxConcurrent !== undefined && o.mode !== 'replicated-job') throw new VxError('max-concurrent can only be used with replicated-job mode', 400);
       const nets: string[] = [];
       for (const n of (o.network as string[] | undefined) ?? []) nets.push((await api.get<Json>(`/networks/${encodeURIComponent(n)}`, { scope: 'swarm' })).Id);
       const r = await api.request<Json>('POST', '/services/create', serviceSpecFrom(image, args, o, nets));
@@ -229,8 +255,8 @@ export function addWorkloadCommands(program: Command): void {
       const rows = list.map((s) => ({
         ID: s.ID.slice(0, 12),
         Name: s.Spec.Name,
-        Mode: s.Spec.Mode?.Global ? 'global' : 'replicated',
-        Replicas: `${s.ServiceStatus?.RunningTasks ?? 0}/${s.ServiceStatus?.DesiredTasks ?? 0}`,
+        Mode: s.Spec.Mode?.Global ? 'global' : s.Spec.Mode?.ReplicatedJob ? 'replicated job' : s.Spec.Mode?.GlobalJob ? 'global job' : 'replicated',
+        Replicas: replicasColumn(s),
         Image: s.Spec.TaskTemplate.ContainerSpec.Image.replace(/@sha256:.*/, ''),
         Ports: portsColumn(s.Endpoint?.Ports),
       }));
@@ -339,8 +365,10 @@ export function addWorkloadCommands(program: Command): void {
           api,
           m[1]!,
           (spec) => {
-            if (spec.Mode?.Global) throw new VxError(`${m[1]}: scale can only be used with replicated mode`, 400);
-            spec.Mode = { Replicated: { Replicas: Number(m[2]) } };
+            if (spec.Mode?.Global || spec.Mode?.GlobalJob) throw new VxError(`${m[1]}: scale can only be used with replicated or replicated-job mode`, 400);
+            // as docker: a replicated job's scale is its completions
+            if (spec.Mode?.ReplicatedJob) spec.Mode.ReplicatedJob.TotalCompletions = Number(m[2]);
+            else spec.Mode = { Replicated: { Replicas: Number(m[2]) } };
           },
           !!o.detach,
         );

@@ -10,7 +10,7 @@ import { Store } from '../../src/cluster/manager/store.js';
 import { MemKv } from '../../src/cluster/etcd/memkv.js';
 import { createRootCA } from '../../src/cluster/manager/ca.js';
 import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
-import type { NodeRecord } from '../../src/cluster/manager/types.js';
+import type { NodeRecord, TaskRecord } from '../../src/cluster/manager/types.js';
 import { parseRef } from '../../src/runtime/reference.js';
 import { buildOciSpec, hostsFile, mergeEnv, parseUser } from '../../src/runtime/spec.js';
 
@@ -79,7 +79,7 @@ describe('service spec (Docker JSON ↔ ours)', () => {
   });
   it('refuses wrong types with the field named', () => {
     assert.throws(() => parseServiceSpec({ ...body, Mode: { Replicated: { Replicas: 'two' } } }), /Replicas/);
-    assert.throws(() => parseServiceSpec({ ...body, Mode: { Global: {}, Replicated: { Replicas: 2 } } }), /either replicated or global/);
+    assert.throws(() => parseServiceSpec({ ...body, Mode: { Global: {}, Replicated: { Replicas: 2 } } }), /a service has one mode, not Replicated and Global/);
     assert.throws(() => parseServiceSpec({ Name: 'x', TaskTemplate: { ContainerSpec: {} } }), /image reference must be provided/);
     assert.throws(() => parseServiceSpec({ ...body, TaskTemplate: { ...body.TaskTemplate, RestartPolicy: { Condition: 'always' } } }), /Condition/);
   });
@@ -204,6 +204,122 @@ describe('global services', () => {
     assert.deepEqual(
       live.map((t) => [t.slot, t.nodeId]),
       [[1, other]],
+    );
+    o.close();
+  });
+});
+
+describe('jobs', () => {
+  /** Nodes run what they are assigned: the task exits with `code` (0: complete). */
+  const finish = async (o: Orchestrator, serviceId: string, code: (t: TaskRecord) => number = () => 0): Promise<void> => {
+    for (const t of o.listTasks({ serviceId }))
+      if (t.desiredState === 'running' && t.state === 'assigned') {
+        await o.reportStatus(t.nodeId, t.id, { state: 'running', message: 'started' });
+        const c = code(t);
+        await o.reportStatus(t.nodeId, t.id, { state: c === 0 ? 'complete' : 'failed', message: 'finished', exitCode: c });
+      } else if (t.desiredState !== 'running' && !['shutdown', 'failed', 'complete'].includes(t.state))
+        await o.reportStatus(t.nodeId, t.id, { state: 'shutdown', message: '' });
+    await o.reconcile();
+  };
+
+  it('replicated-job: TotalCompletions completions, at most MaxConcurrent at once, a completed task never started again; --force runs it again', async () => {
+    const { store, o } = await managerOf();
+    await store.tx(() => store.putNode(node('n2')));
+    const body = {
+      Name: 'batch',
+      Mode: { ReplicatedJob: { MaxConcurrent: 2, TotalCompletions: 5 } },
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } },
+    };
+    const spec = parseServiceSpec(body);
+    assert.deepEqual([spec.mode, spec.replicas, spec.maxConcurrent, spec.restart.condition], ['replicated-job', 5, 2, 'on-failure']);
+    assert.deepEqual(serviceSpecJson(spec).Mode, { ReplicatedJob: { MaxConcurrent: 2, TotalCompletions: 5 } });
+    const s = await o.createService(spec);
+    await o.reconcile();
+    const current = () => o.listTasks({ serviceId: s.id }).filter((t) => t.specVersion === o.findService(s.id).specVersion);
+    const active = () => current().filter((t) => t.desiredState === 'running' && !['complete', 'failed'].includes(t.state));
+    assert.equal(active().length, 2, 'two at once');
+    assert.equal(o.desiredTasks(s), 2);
+    for (let i = 0; i < 5; i++) {
+      assert.ok(active().length <= 2);
+      await finish(o, s.id);
+    }
+    assert.equal(current().filter((t) => t.state === 'complete').length, 5);
+    assert.deepEqual([...new Set(current().map((t) => t.slot))].sort(), [1, 2, 3, 4, 5]);
+    await o.reconcile();
+    await o.reconcile();
+    assert.equal(current().length, 5, 'nothing started again once complete');
+    const json = serviceJson(o.findService(s.id), () => 24, o.listTasks(), undefined, o.desiredTasks(s)) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    assert.deepEqual(json.ServiceStatus, { RunningTasks: 0, DesiredTasks: 2, CompletedTasks: 5 });
+    assert.equal(json.JobStatus.JobIteration.Index, 1);
+    const t0 = taskJson(
+      current()[0]!,
+      () => 'x',
+      () => 24,
+    ) as { DesiredState: string };
+    assert.equal(t0.DesiredState, 'complete');
+    // service update --force: a new iteration, run in full again
+    const cur = o.findService(s.id);
+    await o.updateService(s.id, undefined, { ...cur.spec, forceUpdate: 1 });
+    await o.reconcile();
+    assert.equal(o.findService(s.id).specVersion, 2);
+    assert.equal(active().length, 2);
+    assert.equal((serviceJson(o.findService(s.id), () => 24) as { JobStatus: { JobIteration: { Index: number } } }).JobStatus.JobIteration.Index, 2);
+    o.close();
+  });
+
+  it('a failed job task is restarted by its policy, counting against MaxConcurrent; condition none leaves it failed', async () => {
+    const { o } = await managerOf();
+    const mk = (name: string, cond?: string) =>
+      o.createService(
+        parseServiceSpec({
+          Name: name,
+          Mode: { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } },
+          TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, RestartPolicy: { Delay: 0, ...(cond ? { Condition: cond } : {}) } },
+        }),
+      );
+    const s = await mk('retry');
+    await o.reconcile();
+    let n = 0;
+    await finish(o, s.id, () => (n++ === 0 ? 1 : 0));
+    const slot1 = o.listTasks({ serviceId: s.id }).filter((t) => t.slot === 1);
+    assert.deepEqual(slot1.map((t) => t.state).sort(), ['assigned', 'failed'], 'restarted in the same slot, alone (MaxConcurrent 1)');
+    await finish(o, s.id);
+    await finish(o, s.id);
+    assert.equal(o.listTasks({ serviceId: s.id }).filter((t) => t.state === 'complete').length, 2);
+    const none = await mk('once', 'none');
+    await o.reconcile();
+    await finish(o, none.id, () => 1);
+    await o.reconcile();
+    assert.deepEqual(
+      o.listTasks({ serviceId: none.id }).map((t) => t.state),
+      ['failed'],
+      'no restart, and no other slot while the failed one holds the only place',
+    );
+    o.close();
+  });
+
+  it('global-job: one completion on every eligible node, a node joining later runs it too', async () => {
+    const { store, o } = await managerOf();
+    await store.tx(() => store.putNode(node('n2')));
+    const s = await o.createService(parseServiceSpec({ Name: 'prep', Mode: { GlobalJob: {} }, TaskTemplate: { ContainerSpec: { Image: 'busybox:local' } } }));
+    assert.deepEqual(serviceSpecJson(o.findService(s.id).spec).Mode, { GlobalJob: {} });
+    await o.reconcile();
+    assert.equal(o.desiredTasks(s), 2);
+    await finish(o, s.id);
+    assert.equal(o.desiredTasks(s), 0);
+    await store.tx(() => store.putNode(node('n3')));
+    await o.reconcile();
+    await finish(o, s.id);
+    assert.deepEqual(
+      o
+        .listTasks({ serviceId: s.id })
+        .map((t) => [t.nodeId, t.state])
+        .sort(),
+      [
+        ['n1', 'complete'],
+        ['n2', 'complete'],
+        ['n3', 'complete'],
+      ],
     );
     o.close();
   });
@@ -471,7 +587,8 @@ describe('no service field accepted and dropped', () => {
       ['--reserve-cpu', (b) => (b.TaskTemplate.Resources.Reservations = { NanoCPUs: 5e8 }), /Resources\.Reservations/],
       ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],
       ['--placement-pref other', (b) => (b.TaskTemplate.Placement.Preferences = [{ Binpack: { On: 'memory' } }]), /Placement\.Preferences\[0\]\.Binpack/],
-      ['--mode replicated-job', (b) => (b.Mode = { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 2 } }), /Mode\.ReplicatedJob/],
+      ['two modes', (b) => (b.Mode = { Replicated: { Replicas: 1 }, ReplicatedJob: {} }), /a service has one mode, not Replicated and ReplicatedJob/],
+      ['a job field', (b) => (b.Mode = { ReplicatedJob: { Deadline: 5 } }), /Mode\.ReplicatedJob\.Deadline is not supported yet/],
       [
         '--publish 8080:80/sctp',
         (b) => (b.EndpointSpec.Ports = [{ Protocol: 'sctp', TargetPort: 80, PublishedPort: 8080 }]),

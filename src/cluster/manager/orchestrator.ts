@@ -14,6 +14,8 @@ import {
   DEFAULT_UPDATE_POLICY,
   TASK_STATE_ORDER,
   INGRESS_SBOX,
+  isGlobal,
+  isJob,
   isTerminal,
   type NodeReport,
   type PortConfig,
@@ -183,7 +185,15 @@ export class Orchestrator {
       if (this.store.listServices().some((s) => s.spec.name === spec.name))
         throw new ConflictError(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${spec.name} already exists`);
       const t = now();
-      const s: ServiceRecord = { id: newId(), spec, specVersion: 1, version: this.store.bump(), createdAt: t, updatedAt: t };
+      const s: ServiceRecord = {
+        id: newId(),
+        spec,
+        specVersion: 1,
+        version: this.store.bump(),
+        createdAt: t,
+        updatedAt: t,
+        ...(isJob(spec) ? { lastExecution: t } : {}),
+      };
       this.syncPorts(s);
       this.syncVips(s);
       this.store.putService(s);
@@ -238,8 +248,10 @@ export class Orchestrator {
       if (spec.name !== s.spec.name) throw new InvalidArgumentError('renaming services is not supported');
       if ((spec.mode ?? 'replicated') !== (s.spec.mode ?? 'replicated')) throw new InvalidArgumentError('service mode change is not allowed');
       // Only a change to what runs replaces tasks; scaling, the update policy and the service's
-      // own labels keep them (Docker redeploys only on a TaskTemplate change).
-      const changed = !sameTask(spec, s.spec);
+      // own labels keep them (Docker redeploys only on a TaskTemplate change). A job runs again
+      // after any update (a new iteration), all at once: no rolling update.
+      const job = isJob(spec);
+      const changed = job || !sameTask(spec, s.spec);
       const next: ServiceRecord = {
         ...s,
         previousSpec: s.spec,
@@ -247,7 +259,8 @@ export class Orchestrator {
         specVersion: changed ? s.specVersion + 1 : s.specVersion,
         version: this.store.bump(),
         updatedAt: now(),
-        ...(changed ? { updateStatus: { state: 'updating' as const, startedAt: now(), message: 'update in progress' } } : {}),
+        ...(job ? { lastExecution: now() } : {}),
+        ...(changed && !job ? { updateStatus: { state: 'updating' as const, startedAt: now(), message: 'update in progress' } } : {}),
       };
       this.syncPorts(next, s);
       this.syncVips(next);
@@ -280,7 +293,9 @@ export class Orchestrator {
     s.previousSpec = s.spec;
     s.spec = back;
     s.specVersion += 1;
-    s.updateStatus = { state: 'rollback_started', startedAt: now(), message: reason };
+    // A job runs its previous spec again as a new iteration, all at once.
+    if (isJob(s.spec)) s.lastExecution = now();
+    else s.updateStatus = { state: 'rollback_started', startedAt: now(), message: reason };
     s.version = this.store.bump();
     s.updatedAt = now();
     this.syncPorts(s, { ...s, ports: s.ports });
@@ -418,9 +433,75 @@ export class Orchestrator {
     t.networks = [];
   }
 
-  /** How many tasks the service wants running now (a global one: its eligible nodes). */
+  /**
+   * How many tasks the service wants running now (a global one: its eligible nodes; a replicated
+   * job: as many as may run at once; a global job: its nodes that have not completed it yet).
+   */
   desiredTasks(s: ServiceRecord): number {
-    return wantedSlots(s, this.m.listNodes()).size;
+    if (s.spec.mode === 'replicated-job') return Math.min(s.spec.maxConcurrent ?? 1, s.spec.replicas);
+    const slots = wantedSlots(s, this.m.listNodes());
+    if (s.spec.mode !== 'global-job') return slots.size;
+    const done = new Set(
+      this.store.listTasks({ serviceId: s.id }).flatMap((t) => (t.specVersion === s.specVersion && t.state === 'complete' ? [slotOf(t)] : [])),
+    );
+    return [...slots].filter((x) => !done.has(x)).length;
+  }
+
+  /**
+   * A job's pass (swarmkit's jobs orchestrator): the current iteration (specVersion) fills each
+   * slot until one of its tasks completes, never starting a completed one again; a replicated job
+   * runs at most MaxConcurrent at once, counting failed ones waiting for their restart; a failed
+   * task is restarted by the restart policy. Tasks of an older iteration are stopped. Returns when
+   * to pass again (a restart delay), or Infinity.
+   */
+  private reconcileJob(
+    s: ServiceRecord,
+    mine: TaskRecord[],
+    bySlot: Map<string, TaskRecord[]>,
+    wanted: Set<string>,
+    live: (t: TaskRecord) => boolean,
+    isDown: (nodeId: string) => boolean,
+  ): number {
+    let wakeAt = Infinity;
+    for (const t of mine)
+      if (t.specVersion < s.specVersion && t.desiredState === 'running') {
+        t.desiredState = 'shutdown';
+        t.message = isTerminal(t.state) ? t.message : 'job iteration replaced';
+        this.touch(t);
+      }
+    let busy = 0;
+    const free: string[] = [];
+    const restart: string[] = [];
+    for (const slot of wanted) {
+      const history = (bySlot.get(slot) ?? []).filter((t) => t.specVersion === s.specVersion).sort(byAge);
+      const last = history[history.length - 1];
+      if (history.some((t) => t.state === 'complete')) continue;
+      if (!last) free.push(slot);
+      else if (live(last)) busy++;
+      else if (last.desiredState === 'running') {
+        // It failed (or was rejected): the restart policy says whether and when it goes again.
+        busy++;
+        const r = s.spec.restart;
+        if (r.condition === 'none') continue;
+        if (r.maxAttempts > 0 && history.length >= r.maxAttempts + 1) continue;
+        const due = Date.parse(last.timestamp) + r.delayMs;
+        if (due > Date.now()) wakeAt = Math.min(wakeAt, due);
+        else restart.push(slot);
+      } else if (!isTerminal(last.state) && !isDown(last.nodeId)) busy++;
+      else free.push(slot);
+    }
+    const room = s.spec.mode === 'replicated-job' ? Math.max(0, (s.spec.maxConcurrent ?? 1) - busy) : free.length;
+    for (const slot of [...restart, ...free.slice(0, room)]) {
+      for (const old of bySlot.get(slot) ?? [])
+        if (isTerminal(old.state) && old.desiredState === 'running') {
+          old.desiredState = 'shutdown';
+          this.touch(old);
+        }
+      const t = isGlobal(s.spec) ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
+      this.store.putTask(t);
+      bySlot.set(slot, [...(bySlot.get(slot) ?? []), t]);
+    }
+    return wakeAt;
   }
 
   // ---- the pass ----
@@ -540,53 +621,55 @@ export class Orchestrator {
         const bySlot = new Map<string, TaskRecord[]>();
         for (const t of mine) bySlot.set(slotOf(t), [...(bySlot.get(slotOf(t)) ?? []), t]);
 
-        for (const slot of wanted.get(s.id)!) {
-          const history = (bySlot.get(slot) ?? []).sort(byAge);
-          const alive = history.filter(live);
-          const newest = alive[alive.length - 1];
-          // start-first: the new task starts next to the old one, which stops once it runs.
-          if (alive.length === 1 && newest!.specVersion < s.specVersion && toUpdate.get(s.id)!.has(slot) && updateOrder(s) === 'start-first') {
-            const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
-            this.store.putTask(t);
-            history.push(t);
-            continue;
-          }
-          const replacing = alive.length > 1 && newest!.specVersion === s.specVersion && newest!.state !== 'running' && updateOrder(s) === 'start-first';
-          // Two live tasks in one slot (a node came back, or a start-first update is done): keep the newest.
-          if (!replacing)
-            for (const extra of alive.slice(0, -1)) {
-              extra.desiredState = 'shutdown';
-              extra.message = extra.specVersion < s.specVersion ? 'updating' : extra.message;
-              this.touch(extra);
-            }
-          if (alive.length) continue;
-          const last = history[history.length - 1];
-          if (last && !isTerminal(last.state) && last.desiredState !== 'running' && !isDown(last.nodeId)) {
-            continue; // the old task is still stopping: start its replacement after it
-          }
-          // The restart policy applies to a task of the current spec; an older one's slot is an update.
-          if (last && (last.state === 'complete' || last.state === 'failed') && last.desiredState === 'running' && last.specVersion === s.specVersion) {
-            const r = s.spec.restart;
-            if (r.condition === 'none' || (r.condition === 'on-failure' && last.state === 'complete')) continue;
-            const attempts = history.filter((x) => x.specVersion === s.specVersion && (x.state === 'failed' || x.state === 'complete')).length;
-            if (r.maxAttempts > 0 && attempts >= r.maxAttempts) continue;
-            const due = Date.parse(last.timestamp) + r.delayMs;
-            if (due > Date.now()) {
-              wakeAt = Math.min(wakeAt, due);
+        if (isJob(s.spec)) wakeAt = Math.min(wakeAt, this.reconcileJob(s, mine, bySlot, wanted.get(s.id)!, live, isDown));
+        else
+          for (const slot of wanted.get(s.id)!) {
+            const history = (bySlot.get(slot) ?? []).sort(byAge);
+            const alive = history.filter(live);
+            const newest = alive[alive.length - 1];
+            // start-first: the new task starts next to the old one, which stops once it runs.
+            if (alive.length === 1 && newest!.specVersion < s.specVersion && toUpdate.get(s.id)!.has(slot) && updateOrder(s) === 'start-first') {
+              const t = isGlobal(s.spec) ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
+              this.store.putTask(t);
+              history.push(t);
               continue;
             }
-          }
-          // The finished tasks it replaces are no longer wanted running (docker service ps: Shutdown).
-          for (const old of history)
-            if (isTerminal(old.state) && old.desiredState === 'running') {
-              old.desiredState = 'shutdown';
-              this.touch(old);
+            const replacing = alive.length > 1 && newest!.specVersion === s.specVersion && newest!.state !== 'running' && updateOrder(s) === 'start-first';
+            // Two live tasks in one slot (a node came back, or a start-first update is done): keep the newest.
+            if (!replacing)
+              for (const extra of alive.slice(0, -1)) {
+                extra.desiredState = 'shutdown';
+                extra.message = extra.specVersion < s.specVersion ? 'updating' : extra.message;
+                this.touch(extra);
+              }
+            if (alive.length) continue;
+            const last = history[history.length - 1];
+            if (last && !isTerminal(last.state) && last.desiredState !== 'running' && !isDown(last.nodeId)) {
+              continue; // the old task is still stopping: start its replacement after it
             }
-          const t = s.spec.mode === 'global' ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
-          this.store.putTask(t);
-          history.push(t);
-          bySlot.set(slot, history);
-        }
+            // The restart policy applies to a task of the current spec; an older one's slot is an update.
+            if (last && (last.state === 'complete' || last.state === 'failed') && last.desiredState === 'running' && last.specVersion === s.specVersion) {
+              const r = s.spec.restart;
+              if (r.condition === 'none' || (r.condition === 'on-failure' && last.state === 'complete')) continue;
+              const attempts = history.filter((x) => x.specVersion === s.specVersion && (x.state === 'failed' || x.state === 'complete')).length;
+              if (r.maxAttempts > 0 && attempts >= r.maxAttempts) continue;
+              const due = Date.parse(last.timestamp) + r.delayMs;
+              if (due > Date.now()) {
+                wakeAt = Math.min(wakeAt, due);
+                continue;
+              }
+            }
+            // The finished tasks it replaces are no longer wanted running (docker service ps: Shutdown).
+            for (const old of history)
+              if (isTerminal(old.state) && old.desiredState === 'running') {
+                old.desiredState = 'shutdown';
+                this.touch(old);
+              }
+            const t = isGlobal(s.spec) ? this.newTask(s, 0, slot) : this.newTask(s, Number(slot), '');
+            this.store.putTask(t);
+            history.push(t);
+            bySlot.set(slot, history);
+          }
 
         // Schedule what has no node yet (a global task has its node from the start).
         for (const t of this.store.listTasks({ serviceId: s.id })) {
@@ -741,7 +824,7 @@ export function slotOf(t: TaskRecord): string {
 
 /** The slots a service wants filled: 1..replicas, or every node a global task may run on. */
 function wantedSlots(s: ServiceRecord, nodes: NodeRecord[]): Set<string> {
-  if (s.spec.mode !== 'global') return new Set(Array.from({ length: s.spec.replicas }, (_, i) => String(i + 1)));
+  if (!isGlobal(s.spec)) return new Set(Array.from({ length: s.spec.replicas }, (_, i) => String(i + 1)));
   const cs = s.spec.constraints.map(parseConstraint);
   // 'unknown' (after a leader change, until the node's session is back) keeps its task.
   return new Set(nodes.filter((n) => (n.state === 'ready' || n.state === 'unknown') && n.availability === 'active' && matches(n, cs)).map((n) => n.id));

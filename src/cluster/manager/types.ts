@@ -128,9 +128,16 @@ export interface ServiceSpec {
   user: string;
   hostname: string;
   networks: { target: string; aliases: string[] }[];
-  /** replicated: `replicas` tasks placed by the scheduler; global: one task on every eligible node */
-  mode?: 'replicated' | 'global';
+  /**
+   * replicated: `replicas` tasks placed by the scheduler; global: one task on every eligible node;
+   * replicated-job: `replicas` completions, at most `maxConcurrent` at once; global-job: one
+   * completion on every eligible node. A job's finished task is never started again.
+   */
+  mode?: ServiceMode;
+  /** replicated: tasks; replicated-job: completions wanted (TotalCompletions) */
   replicas: number;
+  /** replicated-job: tasks running at once (MaxConcurrent) */
+  maxConcurrent?: number;
   constraints: string[];
   restart: { condition: RestartCondition; delayMs: number; maxAttempts: number };
   memoryLimit: number;
@@ -153,6 +160,11 @@ export interface ServiceSpec {
   /** published ports as asked for (EndpointSpec.Ports); a published port of 0 is assigned one */
   ports?: PortConfig[];
 }
+
+export type ServiceMode = 'replicated' | 'global' | 'replicated-job' | 'global-job';
+
+export const isJob = (spec: ServiceSpec): boolean => spec.mode === 'replicated-job' || spec.mode === 'global-job';
+export const isGlobal = (spec: ServiceSpec): boolean => spec.mode === 'global' || spec.mode === 'global-job';
 
 /** A published port: ingress (every node, through the routing mesh) or host (the task's node only). */
 export interface PortConfig {
@@ -199,6 +211,8 @@ export interface ServiceRecord extends Meta {
   vips?: ServiceVip[];
   /** its published ports with every port assigned (Docker's Endpoint.Ports) */
   ports?: PortConfig[];
+  /** a job: when its current iteration (specVersion) began (JobStatus.LastExecution) */
+  lastExecution?: string;
 }
 
 export interface ServiceVip {

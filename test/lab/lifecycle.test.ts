@@ -1,6 +1,7 @@
-// Issue 17: health checks with the stock docker CLI on two hosts. A task stays starting and out of
-// its service's DNS and load balancing until its check passes; healthy, it serves; unhealthy, it
-// leaves at once, fails with Docker's reason and is replaced.
+// Issue 17: health checks and jobs with the stock docker CLI on two hosts. A task stays starting and
+// out of its service's DNS and load balancing until its check passes; healthy, it serves;
+// unhealthy, it leaves at once, fails with Docker's reason and is replaced. A job's tasks run to
+// completion and are never started again, until `service update --force` runs it again.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -11,7 +12,7 @@ import { SwarmLab, formSwarm, hasDocker, waitFor } from './swarm-helpers.js';
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const execFileP = promisify(execFile);
 
-describe('health checks', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
+describe('task lifecycle: health checks and jobs', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
   let lab: SwarmLab;
   const docker = async (host: string, args: string[]): Promise<string> => {
     const r = await lab.docker(host, args);
@@ -164,6 +165,65 @@ describe('health checks', { skip: skipUnlessRoot || (!hasDocker && 'needs the do
     );
     const events = await docker(c.host, ['events', '--since', '5m', '--until', '0s', '--filter', `container=${c.id}`, '--format', '{{.Action}}']);
     assert.match(events, /health_status: healthy\nhealth_status: unhealthy\n(.*\n)*die/);
+  });
+
+  it('replicated-job: two completions, shown as Docker shows them, never restarted; --force runs it again', async () => {
+    await docker('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'batch',
+      '--mode',
+      'replicated-job',
+      '--replicas',
+      '2',
+      'busybox:local',
+      'sh',
+      '-c',
+      'echo done',
+    ]);
+    const ls = (): Promise<string> => docker('node1', ['service', 'ls', '--filter', 'name=batch', '--format', '{{.Mode}} {{.Replicas}}']);
+    await waitFor('the job complete', async () => ((await ls()).trim() === 'replicated job 0/2 (2/2 completed)' ? true : undefined), 30_000, 200);
+    const ps = async (): Promise<string[]> =>
+      (await docker('node1', ['service', 'ps', 'batch', '--format', '{{.DesiredState}} {{.CurrentState}}'])).trim().split('\n').filter(Boolean);
+    // The restart delay is 5 s: a finished task that were started again would show by now.
+    await new Promise((r) => setTimeout(r, 6000));
+    const rows = await ps();
+    assert.equal(rows.length, 2, rows.join('\n'));
+    for (const r of rows) assert.match(r, /^Complete Complete/);
+    const svc = (JSON.parse(await docker('node1', ['service', 'inspect', 'batch'])) as Json[])[0]!;
+    assert.deepEqual(svc.Spec.Mode, { ReplicatedJob: { MaxConcurrent: 2, TotalCompletions: 2 } });
+    const iteration = svc.JobStatus.JobIteration.Index as number;
+    await docker('node1', ['service', 'update', '-d', '--force', 'batch']);
+    await waitFor(
+      'the job run again',
+      async () => {
+        const s = (JSON.parse(await docker('node1', ['service', 'inspect', 'batch'])) as Json[])[0]!;
+        return s.JobStatus.JobIteration.Index > iteration && (await ls()).trim() === 'replicated job 0/2 (2/2 completed)' ? true : undefined;
+      },
+      30_000,
+      200,
+    );
+    const after = await ps();
+    assert.equal(after.length, 4, after.join('\n'));
+    assert.equal(after.filter((r) => /^Complete Complete/.test(r)).length, 2, 'the new run: two completions');
+    assert.equal(after.filter((r) => /^Shutdown Complete/.test(r)).length, 2, 'the first run, kept as history');
+  });
+
+  it('global-job: one completion on every node', async () => {
+    await docker('node1', ['service', 'create', '-d', '--name', 'prep', '--mode', 'global-job', 'busybox:local', 'true']);
+    await waitFor(
+      'the global job complete on both nodes',
+      async () =>
+        (await docker('node1', ['service', 'ls', '--filter', 'name=prep', '--format', '{{.Mode}} {{.Replicas}}'])).trim() === 'global job 0/0 (2/2 completed)'
+          ? true
+          : undefined,
+      30_000,
+      200,
+    );
+    const nodes = (await docker('node1', ['service', 'ps', 'prep', '--format', '{{.Node}}'])).trim().split('\n').sort();
+    assert.deepEqual(nodes, ['node1', 'node2']);
   });
 
   it('bad health settings are refused and change nothing', async () => {
