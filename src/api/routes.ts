@@ -351,6 +351,15 @@ export function buildRouter(d: Daemon): Router {
     return { json: { Keys: (await d.requireManager().rotateGossipKey(step)).length } };
   });
 
+  // ---- vxswarm extension: the overlay as every node's kernel holds it, and a packet's path through it ----
+  r.on('GET', '/vxswarm/topology', async () => ({ json: await d.clusterTopology() }));
+  r.on('GET', '/vxswarm/explain', async (c) => {
+    const container = c.query.get('container');
+    const target = c.query.get('target');
+    if (!container || !target) throw new BadRequest('explain needs container and target (an address or a name)');
+    return { json: await d.explain(container, target) };
+  });
+
   // ---- vxswarm extension: endpoints attached through the control plane ----
   // Diagnosis: this manager's view of the control plane (leader, cache revision, etcd members).
   r.on('GET', '/vxswarm/control', () => {

@@ -1,4 +1,5 @@
 // docker's swarm, node, network, info and version commands, against our Engine API.
+import { formatExplanation, type Explanation } from '../daemon/explain.js';
 import type { Command } from 'commander';
 import { VxError } from '../core/errors.js';
 import { ApiClient, DEFAULT_HOST } from './client.js';
@@ -355,6 +356,20 @@ export function addSwarmCommands(program: Command): void {
       out(
         `Server: ${v.Platform?.Name}\n Engine:\n  Version:          ${v.Version}\n  API version:      ${v.ApiVersion} (minimum version ${v.MinAPIVersion})\n  Node version:     ${v.GoVersion}\n  OS/Arch:          ${v.Os}/${v.Arch}\n  Kernel Version:   ${v.KernelVersion}\n`,
       );
+    });
+
+  program
+    .command('explain')
+    .description('explain the overlay from the live kernel state')
+    .command('path')
+    .description('each hop a packet takes from a container to an address or a name, with the kernel entry used at each, and the first fault')
+    .argument('<container>')
+    .argument('<target>', 'an address, or a name as the container resolves it (a service, tasks.<service>, a task)')
+    .option('--format <fmt>', 'json for the raw explanation')
+    .action(async (container: string, target: string, o: Json, cmd: Command) => {
+      const e = await apiFrom(cmd).get<Explanation>('/vxswarm/explain', { container, target });
+      out(o.format === 'json' ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e));
+      if (!e.delivered) process.exitCode = 1;
     });
 
   const ep = program.command('endpoint').description('endpoints attached to overlay networks through the control plane (a test hook until containers)');

@@ -37,6 +37,8 @@ import { ImageStore } from '../runtime/images.js';
 import { NodeGossip, GOSSIP_PORT, ENDPOINT_TABLE, type EndpointRecord } from './gossip.js';
 import { TaskRunner, TASK_LABEL } from './tasks.js';
 import { NodeMesh, meshWant } from './mesh.js';
+import { TOPOLOGY_REQUEST, clusterTopology, nodeTopology, type ClusterTopology, type TopologySource } from './topology.js';
+import { explainPath, type Explanation } from './explain.js';
 import { EventLog } from './events.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import { EmbeddedDns } from '../dns/server.js';
@@ -558,9 +560,58 @@ export class Daemon {
       });
       // Gossip tells a dead leader within a few hundred ms: the managers need not wait for its lease.
       this.gossip.ml.on('dead', (m: { name: string }) => void this.control?.holderGone(m.name, 'gossip'));
+      // A peer's topology page or `explain path` asks for what our kernel holds.
+      this.gossip.db.onRequest = (_from, d) => ((d as { k?: string } | null)?.k === TOPOLOGY_REQUEST ? nodeTopology(this.topologySource) : null);
       for (const ep of this.endpoints) this.publish(ep);
     })();
     return this.gossipStarting;
+  }
+
+  /** What the topology page and `explain path` read: this node's kernel, its containers and gossip. */
+  readonly topologySource: TopologySource = {
+    node: () => (this.state ? { id: this.state.nodeId, hostname: this.hostname, role: this.state.role, addr: this.state.advertiseAddr } : undefined),
+    underlay: async () => this.overlay?.underlay().catch(() => undefined),
+    networks: () => (this.overlay?.listNetworks() ?? []).map((n) => ({ id: n.id, name: this.networks.get(n.id)?.name ?? n.id, view: () => n.view() })),
+    containers: () =>
+      this.runtime.list().map((c) => ({
+        id: c.id,
+        name: c.name,
+        netns: c.netns,
+        status: c.status,
+        ...(c.labels['com.docker.swarm.service.name'] ? { service: c.labels['com.docker.swarm.service.name'] } : {}),
+        ...(c.labels[TASK_LABEL] ? { taskId: c.labels[TASK_LABEL] } : {}),
+      })),
+    gossip: () => this.gossip,
+  };
+
+  /** Every node's overlay as its kernel holds it (ours read here, the others asked over gossip). */
+  clusterTopology(): Promise<ClusterTopology> {
+    return clusterTopology(this.topologySource);
+  }
+
+  /** `vxswarm explain path`: the hops from a container here to an address or name, from every node's kernel. */
+  async explain(container: string, target: string): Promise<Explanation> {
+    return explainPath({
+      topology: await this.clusterTopology(),
+      container: this.runtime.find(container)?.id ?? container,
+      target,
+      resolve: (name, nets) => this.resolveName(name, nets),
+      vips: (netns) => this.lb.spec(netns),
+    });
+  }
+
+  /** A name as a task's resolver answers it: a service (its VIP, or a task in dnsrr), tasks.<service>, a task or container name, an alias. */
+  private resolveName(name: string, networkIds: string[]): string | undefined {
+    const vip = this.vips.find((v) => networkIds.includes(v.networkId) && (v.service === name || v.aliases?.includes(name)));
+    if (vip) return vip.ip;
+    const svc = name.startsWith('tasks.') ? name.slice(6) : undefined;
+    for (const nid of networkIds)
+      for (const e of this.gossip?.db.list(ENDPOINT_TABLE, nid) ?? []) {
+        const v = e.value as EndpointRecord | undefined;
+        if (!v || typeof v.ip !== 'string') continue;
+        if (v.name === name || v.aliases?.includes(name) || (v.service && (v.service === name || v.service === svc))) return v.ip;
+      }
+    return undefined;
   }
 
   /** The embedded DNS server, started with the first container that needs it. */

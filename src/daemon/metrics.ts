@@ -160,13 +160,14 @@ export class DaemonMetrics {
     router.observe = (route, code, s) => this.requests.observe({ route, code: String(code) }, s);
   }
 
-  /** Serves /metrics on host:port. */
-  async listen(addr: string, log: Logger): Promise<http.Server> {
+  /** Serves /metrics on host:port, and what `also` serves (the topology page). */
+  async listen(addr: string, log: Logger, also?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean): Promise<http.Server> {
     const m = /^(.*):(\d+)$/.exec(addr);
     if (!m) throw new Error(`invalid --metrics-addr "${addr}": HOST:PORT`);
     const server = http.createServer((req, res) => {
+      if (also?.(req, res)) return;
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-        res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: GET /metrics\n');
+        res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: GET /metrics, /ui\n');
         return;
       }
       this.registry.metrics().then(

@@ -57,13 +57,17 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
   const router = buildRouter(daemon);
   const server = createHttpServer(router, log);
   let metricsServer: http.Server | undefined;
+  let page: { close(): void } | undefined;
   if (f.metricsAddr) {
     // Loaded only when asked for: a daemon without metrics does not carry prom-client.
     const { DaemonMetrics } = await import('./metrics.js');
     const metrics = new DaemonMetrics(daemon);
     metrics.attach(router);
-    metricsServer = await metrics.listen(f.metricsAddr, log);
-    log.info('metrics served', { addr: f.metricsAddr, path: '/metrics' });
+    const { TopologyPage } = await import('./ui.js');
+    const ui = new TopologyPage(() => daemon.clusterTopology(), log.child({ component: 'ui' }));
+    page = ui;
+    metricsServer = await metrics.listen(f.metricsAddr, log, (req, res) => ui.handle(req, res));
+    log.info('metrics and the topology page served', { addr: f.metricsAddr, paths: ['/metrics', '/ui'] });
   }
   await listenUnix(server, socket);
   log.info('daemon ready', { socket, root: f.root });
@@ -76,6 +80,7 @@ export async function runDaemon(f: DaemonFlags): Promise<void> {
     log.info('stopping', { signal: sig });
     server.close();
     server.closeAllConnections();
+    page?.close();
     metricsServer?.close();
     try {
       await daemon.stop();

@@ -342,7 +342,7 @@ export class Membership extends EventEmitter {
   private async onRequest(_from: string, data: Buffer): Promise<Buffer> {
     if (!this.running) return Buffer.alloc(0);
     const req = this.decode<PushPull | UserRequest>(data);
-    if (req?.t === 'ureq') return this.encode({ d: this.delegate.onUserRequest?.(req.from, req.d) ?? null });
+    if (req?.t === 'ureq') return this.encode({ d: (await this.delegate.onUserRequest?.(req.from, req.d)) ?? null });
     if (!req || req.t !== 'pp') return Buffer.alloc(0);
     this.mergePushPull(req);
     return this.encode(this.localPushPull(false));

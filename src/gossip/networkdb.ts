@@ -92,7 +92,7 @@ export class NetworkDB extends EventEmitter {
     this.clockValue = clock.now();
     ml.delegate = {
       onUser: (from, d) => this.onUser(from, d as UserMsg),
-      onUserRequest: (from, d) => this.onBulk(from, d as BulkRequest),
+      onUserRequest: (from, d) => ((d as BulkRequest | null)?.k === 'bulk' ? this.onBulk(from, d as BulkRequest) : (this.onRequest?.(from, d) ?? null)),
       localState: () => this.localState(),
       mergeState: (from, s) => this.mergeState(from, s),
     };
@@ -100,6 +100,9 @@ export class NetworkDB extends EventEmitter {
     ml.on('leave', (m: Member) => this.nodeGone(m.name));
     ml.on('join', (m: Member) => this.nodeBack(m.name));
   }
+
+  /** requests over the stream transport that are not the tables' own (a node's topology): the reply goes back */
+  onRequest?: (from: string, data: unknown) => unknown;
 
   get self(): string {
     return this.ml.name;

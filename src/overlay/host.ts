@@ -21,6 +21,15 @@ export interface OverlayHostOptions {
   log?: Logger;
 }
 
+export interface UnderlayView {
+  ip: string;
+  prefix: number;
+  device: string;
+  mtu: number;
+  /** the default route's gateway (the lab's router) */
+  gateway?: string;
+}
+
 export class OverlayHost {
   private readonly networks = new Map<string, OverlayNetwork>();
   private readonly creating = new Map<string, Promise<OverlayNetwork>>();
@@ -65,6 +74,22 @@ export class OverlayHost {
     if (!addr) throw new NotFoundError(`underlay address ${this.opts.underlayIp} is not configured on this host`);
     const link = (await host.getLinks()).find((l) => l.index === addr.index);
     return link?.mtu ?? 1500;
+  }
+
+  /** The underlay as the kernel has it: the VTEPs' address, its device, prefix and MTU, and the way off its subnet. */
+  async underlay(): Promise<UnderlayView> {
+    const host = this.mustHost();
+    const [addrs, links, routes] = await Promise.all([host.getAddresses(), host.getLinks(), host.getRoutes()]);
+    const addr = addrs.find((a) => a.ip === this.opts.underlayIp);
+    const link = addr ? links.find((l) => l.index === addr.index) : undefined;
+    const dflt = routes.find((r) => r.prefix === 0 && r.gateway);
+    return {
+      ip: this.opts.underlayIp,
+      prefix: addr?.prefix ?? 0,
+      device: link?.name ?? '',
+      mtu: link?.mtu ?? 0,
+      ...(dflt?.gateway ? { gateway: dflt.gateway } : {}),
+    };
   }
 
   get mtuDefault(): number {

@@ -45,6 +45,30 @@ export interface ReconcileReport {
   ms: number;
 }
 
+/** A kernel entry as the reconciler judges it: as wanted, missing, or pointing elsewhere than wanted. */
+export type EntryState = 'ok' | 'missing' | 'wrong';
+
+/** What one network's sandbox holds in the kernel right now, beside what it should hold. */
+export interface NetworkView {
+  id: string;
+  sandbox: string;
+  mtu: number;
+  subnets: {
+    index: number;
+    subnet: string;
+    gateway: string;
+    /** the VNI the network's spec gives this subnet (the device's own is in vxlan) */
+    wantVni: number;
+    bridge?: { name: string; mac?: string; mtu: number; up: boolean };
+    vxlan?: { name: string; vni: number; port: number; local?: string; mtu: number; up: boolean };
+  }[];
+  endpoints: (Endpoint & { vethMaster?: string; vethUp: boolean; vethMtu: number; present: boolean })[];
+  /** each wanted remote peer and the state of its neighbour (IP → MAC) and FDB (MAC → VTEP) entries */
+  peers: (PeerSpec & { subnet: number; device: string; neigh: EntryState; neighMac?: string; fdb: EntryState; fdbDst?: string[] })[];
+  /** kernel entries on a VTEP that no wanted peer accounts for (left behind) */
+  stale: { kind: 'neigh' | 'fdb'; device: string; key: string; value: string }[];
+}
+
 const zeroRepairs = (): RepairCounts => ({ sandbox: 0, links: 0, endpoints: 0, neigh: 0, fdb: 0 });
 
 export class OverlayNetwork {
@@ -258,6 +282,74 @@ export class OverlayNetwork {
 
   reconcile(): Promise<ReconcileReport> {
     return this.mutex.lock(() => this.reconcileLocked());
+  }
+
+  /**
+   * The sandbox as the kernel holds it (the reconciler's own read-back), each wanted peer's entries
+   * judged against what gossip says they should be. Reads only: a fault is shown, not repaired.
+   */
+  async view(): Promise<NetworkView> {
+    return this.mutex.lock(async () => {
+      const v: NetworkView = { id: this.id, sandbox: this.sandbox, mtu: this.mtu, subnets: [], endpoints: [], peers: [], stale: [] };
+      if (this.destroyed || !netnsExists(this.sandbox)) return v;
+      const [links, neighs, fdb] = await Promise.all([this.sbx.getLinks(), this.sbx.getNeighs(), this.sbx.getFdb()]);
+      const byName = new Map(links.map((l) => [l.name, l]));
+      const byIndex = new Map(links.map((l) => [l.index, l]));
+      for (const s of this.subnets) {
+        const br = byName.get(bridgeName(s.index));
+        const vx = byName.get(vxlanName(s.index));
+        v.subnets.push({
+          index: s.index,
+          subnet: s.text,
+          gateway: formatIp(s.gateway),
+          wantVni: s.vni,
+          ...(br ? { bridge: { name: br.name, ...(br.mac ? { mac: br.mac } : {}), mtu: br.mtu, up: br.up } } : {}),
+          ...(vx?.vxlan
+            ? { vxlan: { name: vx.name, vni: vx.vxlan.vni, port: vx.vxlan.port, ...(vx.vxlan.local ? { local: vx.vxlan.local } : {}), mtu: vx.mtu, up: vx.up } }
+            : {}),
+        });
+      }
+      for (const ep of this.endpoints.values()) {
+        const veth = byName.get(ep.veth);
+        v.endpoints.push({
+          ...ep,
+          ...(veth?.master !== undefined && byIndex.get(veth.master) ? { vethMaster: byIndex.get(veth.master)!.name } : {}),
+          vethUp: !!veth?.up,
+          vethMtu: veth?.mtu ?? 0,
+          present: !!veth,
+        });
+      }
+      const localIps = new Set([...this.endpoints.values()].map((e) => e.ip));
+      for (const s of this.subnets) {
+        const vx = byName.get(vxlanName(s.index));
+        if (!vx) continue;
+        const neigh = new Map(neighs.filter((n) => n.index === vx.index).map((n) => [n.ip, n]));
+        const fdbs = new Map<string, string[]>();
+        for (const f of fdb) if (f.index === vx.index && f.self && f.mac !== '00:00:00:00:00:00') fdbs.set(f.mac, [...(fdbs.get(f.mac) ?? []), f.dst ?? '']);
+        const wantIps = new Set<string>();
+        const wantMacs = new Set<string>();
+        for (const p of this.peers.values()) {
+          if (localIps.has(p.ip) || subnetFor(this.subnets, p.ip, 'peer').index !== s.index) continue;
+          wantIps.add(p.ip);
+          wantMacs.add(p.mac);
+          const n = neigh.get(p.ip);
+          const dst = fdbs.get(p.mac);
+          v.peers.push({
+            ...p,
+            subnet: s.index,
+            device: vx.name,
+            neigh: !n || n.state !== NUD_PERMANENT ? 'missing' : n.mac === p.mac ? 'ok' : 'wrong',
+            ...(n?.mac ? { neighMac: n.mac } : {}),
+            fdb: !dst ? 'missing' : dst.length === 1 && dst[0] === p.vtep ? 'ok' : 'wrong',
+            ...(dst ? { fdbDst: dst } : {}),
+          });
+        }
+        for (const [ip, n] of neigh)
+          if (!wantIps.has(ip) && n.state === NUD_PERMANENT) v.stale.push({ kind: 'neigh', device: vx.name, key: ip, value: n.mac ?? '' });
+        for (const [mac, dst] of fdbs) if (!wantMacs.has(mac)) v.stale.push({ kind: 'fdb', device: vx.name, key: mac, value: dst.join(',') });
+      }
+      return v;
+    });
   }
 
   private async reconcileLocked(): Promise<ReconcileReport> {
