@@ -13,9 +13,10 @@ fi
 # runc runs containers, busybox-static makes the demo and test images, gcc builds the shim,
 # docker-registry serves images on loopback to the pull tests, tmux drives `docker exec -it`.
 # etcd-server is the managers' store (each manager's daemon runs its own etcd; curl drives its
-# gateway in the lab tests).
+# gateway in the lab tests). chromium is the browser the topology page's test drives (through
+# playwright-core, which downloads nothing).
 pkgs=(iproute2 iputils-ping traceroute iperf3 nftables libnftables1 python3 util-linux procps tar
-  runc busybox-static gcc libc6-dev attr tmux docker-registry etcd-server curl)
+  runc busybox-static gcc libc6-dev attr tmux docker-registry etcd-server curl chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -363,8 +363,11 @@ export function addSwarmCommands(program: Command): void {
     .description('explain the overlay from the live kernel state')
     .command('path')
     .description('each hop a packet takes from a container to an address or a name, with the kernel entry used at each, and the first fault')
-    .argument('<container>')
-    .argument('<target>', 'an address, or a name as the container resolves it (a service, tasks.<service>, a task)')
+    .argument('<container>', 'a container on this node (- with a published port: a client outside the swarm)')
+    .argument(
+      '<target>',
+      'an address, a name as the container resolves it (a service, tasks.<service>, a task), or NODE-ADDRESS:PORT[/udp] for a published port',
+    )
     .option('--format <fmt>', 'json for the raw explanation')
     .action(async (container: string, target: string, o: Json, cmd: Command) => {
       const e = await apiFrom(cmd).get<Explanation>('/vxswarm/explain', { container, target });

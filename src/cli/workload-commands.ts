@@ -205,11 +205,13 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
 }
 
 export function addWorkloadCommands(program: Command): void {
-  const service = program.command('service').description('manage swarm services');
+  // Options after the image belong to its command (sh -c …), as with docker.
+  const service = program.command('service').description('manage swarm services').enablePositionalOptions();
   healthFlags(updateFlags(service.command('create')))
     .description('create a new service')
     .argument('<image>')
     .argument('[command...]')
+    .passThroughOptions()
     .option('--name <name>', 'service name')
     .option('--mode <mode>', 'service mode (replicated, global, replicated-job, global-job)', 'replicated')
     .option('--max-concurrent <n>', 'number of job tasks to run concurrently (default equal to --replicas)')

@@ -581,6 +581,11 @@ export class Daemon {
         ...(c.labels['com.docker.swarm.service.name'] ? { service: c.labels['com.docker.swarm.service.name'] } : {}),
         ...(c.labels[TASK_LABEL] ? { taskId: c.labels[TASK_LABEL] } : {}),
       })),
+    mesh: () => ({
+      sboxNetns: this.sboxNetns,
+      node: Object.fromEntries(this.mesh.node.spec('') ?? []),
+      sbox: Object.fromEntries(this.mesh.sbox.spec(this.sboxNetns) ?? []),
+    }),
     gossip: () => this.gossip,
   };
 

@@ -65,6 +65,10 @@ export function explainPath(x: ExplainInput): Explanation {
     fail('?', 'this node', 'this node has no overlay state (not in a swarm)');
     return out(x.target);
   }
+  const port = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d+)(?:\/(tcp|udp))?$/.exec(x.target);
+  if (port) {
+    return out(published(x.topology, hops, port[1]!, `${port[3] ?? 'tcp'}/${port[2]}`) ?? x.target);
+  }
   const here = self.node.hostname;
   const c = self.containers.find((k) => k.id === x.container || k.name === x.container || (x.container.length >= 4 && k.id.startsWith(x.container)));
   if (!c) {
@@ -101,6 +105,66 @@ export function explainPath(x: ExplainInput): Explanation {
     });
     dest = backends[0]!;
   }
+  walk(x.topology, hops, { node: self, name: c.name, netns: c.netns }, dest);
+  return out(dest);
+}
+
+/**
+ * A connection to a published port on a node's address: the node's table sends it to its ingress
+ * sandbox, the sandbox's picks a task per connection, and the ingress overlay carries it there;
+ * the task sees the client's own address (no source NAT, unlike Docker's mesh).
+ */
+function published(topology: ClusterTopology, hops: Hop[], addr: string, key: string): string | undefined {
+  const n = topology.nodes.find((k) => k.node.addr === addr);
+  if (!n) return void hops.push({ node: '?', what: 'published port', detail: '', fault: `${addr} is no node of the swarm` });
+  const here = n.node.hostname;
+  if (!isTopology(n)) return void hops.push({ node: here, what: 'published port', detail: '', fault: `could not read ${here}'s kernel state: ${n.error}` });
+  const m = n.mesh;
+  const rule = m?.node[key];
+  if (!m || !rule)
+    return void hops.push({
+      node: here,
+      what: 'published port',
+      detail: '',
+      fault: `${key} is not published on ${here}: no rule for it in table ip vxswarm_ports`,
+    });
+  hops.push({
+    node: here,
+    what: 'published port',
+    detail: `a connection to ${addr}:${key.split('/')[1]}/${key.split('/')[0]} is sent to the ingress sandbox ${rule.to[0]} on docker_gwbridge`,
+    entry: `nft table ip vxswarm_ports: prerouting fib daddr type local, ${key.replace('/', ' . ')} → dnat to ${rule.to.join(', ')}:${rule.port}`,
+  });
+  const sb = m.sbox[key];
+  if (!sb)
+    return void hops.push({ node: here, what: 'ingress sandbox', detail: m.sboxNetns, fault: `the ingress sandbox ${m.sboxNetns} has no rule for ${key}` });
+  if (!sb.to.length)
+    return void hops.push({
+      node: here,
+      what: 'ingress sandbox',
+      detail: m.sboxNetns,
+      fault: `no task of the service publishing ${key} is running (or healthy): nothing to send it to`,
+    });
+  hops.push({
+    node: here,
+    what: 'ingress sandbox',
+    detail: `${m.sboxNetns} picks a task per connection among ${sb.to.join(', ')} (port ${sb.port}); following ${sb.to[0]}; the client's address is kept`,
+    entry: `nft table ip vxswarm_ports (netns ${m.sboxNetns}): iifname gw0, ${key.replace('/', ' . ')} → ${sb.to.length === 1 ? `dnat to ${sb.to[0]}:${sb.port}` : `dnat to numgen random mod ${sb.to.length} map { ${sb.to.map((b, i) => `${i} : ${b}`).join(', ')} }:${sb.port}`}`,
+  });
+  walk(topology, hops, { node: n, name: 'the ingress sandbox', netns: m.sboxNetns }, sb.to[0]!);
+  return sb.to[0];
+}
+
+/**
+ * The overlay part of the path, from a namespace on `src.node` (a container, or an ingress sandbox)
+ * to `dest`, hop by hop; a fault is pushed as a hop with `fault` set, and the walk stops there when
+ * nothing after it could be true.
+ */
+function walk(topology: ClusterTopology, hops: Hop[], from: { node: NodeTopology; name: string; netns: string }, dest: string): void {
+  const self = from.node;
+  const here = self.node.hostname;
+  const c = { name: from.name, netns: from.netns };
+  const fail = (node: string, what: string, fault: string, detail = ''): void => void hops.push({ node, what, detail, fault });
+  const mine = self.networks.flatMap((n) => n.endpoints.filter((e) => e.netns === c.netns).map((e) => ({ net: n, ep: e })));
   const m = mine.find((k) => k.net.subnets.some((s) => inSubnet(dest, s.subnet)));
   if (!m) {
     hops.push({
@@ -108,7 +172,7 @@ export function explainPath(x: ExplainInput): Explanation {
       what: 'route',
       detail: `${dest} is on none of ${c.name}'s overlay networks (${mine.map((k) => k.net.name).join(', ') || 'none'}): it leaves by the container's default route (docker_gwbridge, masqueraded), not the overlay`,
     });
-    return out(dest);
+    return;
   }
   const { net, ep } = m;
   const sub = net.subnets.find((s) => inSubnet(dest, s.subnet))!;
@@ -117,7 +181,7 @@ export function explainPath(x: ExplainInput): Explanation {
     what: 'container',
     detail: `${c.name}: ${ep.ifname} ${ep.ip}/${sub.subnet.split('/')[1]} mac ${ep.mac} mtu ${ep.mtu} (netns ${c.netns}); ${dest} is on-link: the container ARPs for it`,
   });
-  if (!vethHop(hops, here, net, ep, sub)) return out(dest);
+  if (!vethHop(hops, here, net, ep, sub)) return;
   // Delivered on this node: the bridge forwards port to port.
   const local = net.endpoints.find((e) => e.ip === dest);
   if (local) {
@@ -129,12 +193,12 @@ export function explainPath(x: ExplainInput): Explanation {
       entry: `fdb ${local.mac} on ${local.veth} (learned)`,
     });
     arrive(hops, here, net, local, tc?.name, sub);
-    return out(dest);
+    return;
   }
   const peer = net.peers.find((p) => p.ip === dest);
   const owner = net.sources[dest];
   if (!peer) {
-    const holder = x.topology.nodes.filter(isTopology).find((n) => n.networks.some((k) => k.id === net.id && k.endpoints.some((e) => e.ip === dest)));
+    const holder = topology.nodes.filter(isTopology).find((n) => n.networks.some((k) => k.id === net.id && k.endpoints.some((e) => e.ip === dest)));
     fail(
       here,
       'gossip',
@@ -142,13 +206,13 @@ export function explainPath(x: ExplainInput): Explanation {
         ? `${holder.node.hostname} has ${dest} on ${net.name}, but its peer entry has not reached ${here}: no neighbour or FDB entry can be made`
         : `no endpoint ${dest} on network ${net.name} on any node: nothing answers it`,
     );
-    return out(dest);
+    return;
   }
   const src = owner ? `gossip entry ${owner.key} in overlay_peer_table, written by ${owner.ownerHost}` : 'gossip';
   const vx = sub.vxlan;
   if (!vx) {
     fail(here, 'VTEP', `the sandbox ${net.sandbox} has no VXLAN device for ${sub.subnet}`);
-    return out(dest);
+    return;
   }
   if (peer.neigh === 'ok')
     hops.push({
@@ -202,21 +266,21 @@ export function explainPath(x: ExplainInput): Explanation {
       ...(!sameNet && !u.gateway ? { fault: `${here} has no route to ${peer.vtep}` } : {}),
     });
   }
-  const remote = x.topology.nodes.find((n) => n.node.addr === peer.vtep);
+  const remote = topology.nodes.find((n) => n.node.addr === peer.vtep);
   if (!remote) {
     fail(here, 'remote', `no node of the swarm has the VTEP address ${peer.vtep}: the FDB entry points nowhere`);
-    return out(dest);
+    return;
   }
   const there = remote.node.hostname;
   if (!isTopology(remote)) {
     fail(there, 'remote', `could not read ${there}'s kernel state: ${remote.error}`);
-    return out(dest);
+    return;
   }
   const rnet = remote.networks.find((k) => k.id === net.id);
   const rsub = rnet?.subnets.find((s) => s.subnet === sub.subnet);
   if (!rnet || !rsub?.vxlan) {
     fail(there, 'VTEP', `${there} has no sandbox with a VXLAN device for ${net.name} ${sub.subnet}: the datagram is dropped`);
-    return out(dest);
+    return;
   }
   hops.push({
     node: there,
@@ -227,7 +291,7 @@ export function explainPath(x: ExplainInput): Explanation {
   const target = rnet.endpoints.find((e) => e.ip === dest);
   if (!target) {
     fail(there, 'endpoint', `${there} has no endpoint ${dest} on ${net.name}: ${src} is stale`);
-    return out(dest);
+    return;
   }
   if (target.mac !== peer.mac) fail(there, 'endpoint', `${dest} on ${there} has MAC ${target.mac}, ${src} says ${peer.mac}`);
   const tc = remote.containers.find((k) => k.netns === target.netns);
@@ -238,7 +302,6 @@ export function explainPath(x: ExplainInput): Explanation {
     entry: `fdb ${target.mac} on ${target.veth}`,
   });
   arrive(hops, there, rnet, target, tc?.name, rsub);
-  return out(dest);
 }
 
 /** The container's veth into its network's sandbox; false when it is not plugged where it should be. */

@@ -30,7 +30,15 @@ export interface NodeTopology {
   networks: (NetworkView & { name: string; sources: Record<string, PeerSource> })[];
   containers: ContainerView[];
   members: { id: string; hostname: string; addr: string; state: string }[];
+  /** published ports as programmed: the node's own table (port → its ingress sandbox) and the sandbox's (→ tasks) */
+  mesh?: MeshView;
   at: string;
+}
+
+export interface MeshView {
+  sboxNetns: string;
+  node: Record<string, { to: string[]; port: number }>;
+  sbox: Record<string, { to: string[]; port: number }>;
 }
 
 export type NodeEntry = NodeTopology | { node: { id: string; hostname: string; addr: string }; error: string };
@@ -48,6 +56,7 @@ export interface TopologySource {
   underlay(): Promise<UnderlayView | undefined>;
   networks(): { id: string; name: string; view: () => Promise<NetworkView> }[];
   containers(): ContainerView[];
+  mesh(): MeshView | undefined;
   gossip(): NodeGossip | undefined;
 }
 
@@ -73,6 +82,7 @@ export async function nodeTopology(src: TopologySource): Promise<NodeTopology | 
     ...(await src.underlay().then((u) => (u ? { underlay: u } : {}))),
     networks,
     containers: src.containers(),
+    ...(src.mesh() ? { mesh: src.mesh()! } : {}),
     members: (g?.ml.all() ?? []).map((m) => ({ id: m.name, hostname: m.meta.hostname ?? m.name, addr: m.addr.replace(/:\d+$/, ''), state: m.state })),
     at: new Date().toISOString(),
   };

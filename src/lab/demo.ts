@@ -128,6 +128,12 @@ export async function seedDemo(o: DemoOptions): Promise<DemoResult> {
   const hops = trace.split('\n').filter((l) => /^\s*\d+\s/.test(l));
   const hop = /^\s*1\s+(\S+)\s+\(/.exec(hops[0] ?? '')?.[1] ?? '';
   check(hops.length === 1 && /^test\.\d+\.\w{25}\.uber-net$/.test(hop), `traceroute: one hop, ${hop}`);
+  // The hop traceroute sees as one, as the kernels of both nodes hold it (issue 19).
+  const why = await run('node1', ['explain', 'path', containers.node1, ips.node2]);
+  check(
+    /\[node1\] FDB: .*\n\s+entry: fdb \S+ dev vxlan0 dst /.test(why) && /\[node2\] container: .*delivered/.test(why),
+    'explain path: every hop from the kernel, delivered',
+  );
 
   // Layer 3 inside one overlay: two subnets, one bridge each, routed in the network's sandbox.
   // The seed's second subnet, 11.1.1.0/24, is a public range (someone else's addresses); we use

@@ -90,6 +90,40 @@ describe('the overlay seen live: topology page and explain path', { skip: skipUn
     assert.match(byName.stdout, /result: delivered/);
   });
 
+  it("a published port: from node1's address through its ingress sandbox over the ingress overlay to the task on node2", async () => {
+    const r0 = await vx('node1', [
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'web',
+      '-p',
+      '8080:80',
+      '--constraint',
+      'node.hostname==node2',
+      'busybox:local',
+      'sh',
+      '-c',
+      'mkdir -p /www && exec httpd -f -p 80 -h /www',
+    ]);
+    assert.equal(r0.code, 0, r0.stderr);
+    const r = await waitFor(
+      'the published path explained, delivered',
+      async () => {
+        const x = await vx('node1', ['explain', 'path', '-', '172.31.1.5:8080']);
+        return x.code === 0 ? x : undefined;
+      },
+      30_000,
+      300,
+    );
+    assert.match(r.stdout, /\[node1\] published port: .*\n\s+entry: nft table ip vxswarm_ports: .*tcp \. 8080 → dnat to 172\.18\.\d+\.\d+:8080/);
+    assert.match(r.stdout, /\[node1\] ingress sandbox: .* picks a task per connection among 10\.255\.\d+\.\d+ \(port 80\)/);
+    assert.match(r.stdout, /\[node1\] VTEP: vxlan0 VNI 4096 wraps the frame in UDP 172\.31\.1\.5:4789 → 192\.168\.1\.5:4789/);
+    assert.match(r.stdout, /\[node2\] container: web\.1\.\w+: eth0 10\.255\.\d+\.\d+ mac \S+: delivered/);
+    const rm = await vx('node1', ['service', 'rm', 'web']);
+    assert.equal(rm.code, 0, rm.stderr);
+  });
+
   it('an FDB entry deleted by hand (reconciler paused) is named as the fault', async () => {
     const a = await containerOn('node1');
     const b = await containerOn('node2');
