@@ -46,9 +46,10 @@ export function buildProgram(): Command {
     .option('--l2 <n>', 'number of L2 networks (default: min(hosts, 2))', int)
     .option('--mtu <bytes>', 'underlay MTU', int, 1500)
     .option('--daemons', 'start a vxswarm daemon on every host')
-    .action(async (o: { name: string; hosts: number; l2?: number; mtu: number; daemons?: boolean }) => {
+    .option('--metrics-addr <host:port>', "each daemon's metrics and topology page, inside its host (e.g. 127.0.0.1:9323)")
+    .action(async (o: { name: string; hosts: number; l2?: number; mtu: number; daemons?: boolean; metricsAddr?: string }) => {
       const plan = await labUp(o.name, o.hosts, o.l2, o.mtu);
-      if (o.daemons) for (const h of plan.hosts) await startDaemon(o.name, h.name);
+      if (o.daemons) for (const h of plan.hosts) await startDaemon(o.name, h.name, o.metricsAddr ? { extraArgs: ['--metrics-addr', o.metricsAddr] } : {});
       for (const h of plan.hosts)
         process.stdout.write(
           `${h.name}\t${h.ip}\t${plan.nets[h.l2]!.cidr}\tnetns ${h.netns}${o.daemons ? `\tDOCKER_HOST=unix://${daemonSocket(o.name, h.name)}` : ''}\n`,
