@@ -49,7 +49,8 @@ function auditServiceSpec(b: Record<string, unknown>): void {
     },
   );
   const res = obj(tt.Resources, 'Resources');
-  refuseUnknown(res, 'TaskTemplate.Resources', ['Limits']);
+  refuseUnknown(res, 'TaskTemplate.Resources', ['Limits', 'Reservations']);
+  refuseUnknown(obj(res.Reservations, 'Reservations'), 'TaskTemplate.Resources.Reservations', ['NanoCPUs', 'MemoryBytes']);
   refuseUnknown(obj(res.Limits, 'Limits'), 'TaskTemplate.Resources.Limits', ['MemoryBytes', 'NanoCPUs']);
   refuseUnknown(obj(tt.RestartPolicy, 'RestartPolicy'), 'TaskTemplate.RestartPolicy', ['Condition', 'Delay', 'MaxAttempts']);
   const pl = obj(tt.Placement, 'Placement');
@@ -183,6 +184,10 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   if (updateDelay < 0) throw new BadRequest('UpdateConfig.Delay must not be negative');
   const memory = optInt(limits, 'MemoryBytes') ?? 0;
   if (memory < 0) throw new BadRequest('MemoryBytes must not be negative');
+  const resv = obj(res.Reservations, 'Reservations');
+  const reserveCpus = optInt(resv, 'NanoCPUs') ?? 0;
+  const reserveMemory = optInt(resv, 'MemoryBytes') ?? 0;
+  if (reserveCpus < 0 || reserveMemory < 0) throw new BadRequest('Resources.Reservations must not be negative');
   const nanoCpus = optInt(limits, 'NanoCPUs') ?? 0;
   if (nanoCpus < 0) throw new BadRequest('NanoCPUs must not be negative');
   if (nanoCpus > 0 && nanoCpus < 1e7) throw new BadRequest(`invalid NanoCPUs ${nanoCpus}: the smallest CPU limit is 0.01 CPU (10000000)`);
@@ -222,6 +227,9 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     },
     memoryLimit: memory,
     ...(nanoCpus ? { nanoCpus } : {}),
+    ...(reserveCpus || reserveMemory
+      ? { reservations: { ...(reserveCpus ? { nanoCpus: reserveCpus } : {}), ...(reserveMemory ? { memoryBytes: reserveMemory } : {}) } }
+      : {}),
     ...(maxReplicas ? { maxReplicasPerNode: maxReplicas } : {}),
     ...(spread.length ? { spread } : {}),
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
@@ -248,7 +256,10 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
     ContainerSpec: cs,
     Resources: {
       Limits: { ...(s.nanoCpus ? { NanoCPUs: s.nanoCpus } : {}), ...(s.memoryLimit ? { MemoryBytes: s.memoryLimit } : {}) },
-      Reservations: {},
+      Reservations: {
+        ...(s.reservations?.nanoCpus ? { NanoCPUs: s.reservations.nanoCpus } : {}),
+        ...(s.reservations?.memoryBytes ? { MemoryBytes: s.reservations.memoryBytes } : {}),
+      },
     },
     RestartPolicy: { Condition: s.restart.condition, Delay: s.restart.delayMs * NS_PER_MS, MaxAttempts: s.restart.maxAttempts },
     Placement: {
@@ -455,6 +466,7 @@ export function containerJson(c: ContainerRecord, dir: string, execIds: string[]
       LogConfig: { Type: 'json-file', Config: {} },
       Memory: c.memoryLimit,
       NanoCpus: c.nanoCpus ?? 0,
+      MemoryReservation: c.memoryReservation ?? 0,
       CapAdd: null,
       CapDrop: null,
       Privileged: false,

@@ -31,7 +31,9 @@ export function nodeJson(n: NodeRecord, view: ManagerView, caPem: string): Recor
     Description: {
       Hostname: n.hostname,
       Platform: { Architecture: 'x86_64', OS: 'linux' },
-      Resources: { NanoCPUs: os.cpus().length * 1e9, MemoryBytes: os.totalmem() },
+      Resources: n.resources
+        ? { NanoCPUs: n.resources.nanoCpus, MemoryBytes: n.resources.memoryBytes }
+        : { NanoCPUs: os.cpus().length * 1e9, MemoryBytes: os.totalmem() },
       Engine: { EngineVersion: n.engineVersion, Plugins: [{ Type: 'Network', Name: 'overlay' }] },
       TLSInfo: tls(caPem),
     },

@@ -185,6 +185,8 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
   const tt: Json = { ContainerSpec: cs, Resources: { Limits: {}, Reservations: {} }, Placement: {}, Networks: networkIds.map((t) => ({ Target: t })) };
   if (o.limitMemory) tt.Resources.Limits.MemoryBytes = parseBytes(o.limitMemory);
   if (o.limitCpu) tt.Resources.Limits.NanoCPUs = Math.round(Number(o.limitCpu) * 1e9);
+  if (o.reserveMemory) tt.Resources.Reservations.MemoryBytes = parseBytes(o.reserveMemory);
+  if (o.reserveCpu) tt.Resources.Reservations.NanoCPUs = Math.round(Number(o.reserveCpu) * 1e9);
   if (o.replicasMaxPerNode) tt.Placement.MaxReplicas = Number(o.replicasMaxPerNode);
   if (o.constraint?.length) tt.Placement.Constraints = o.constraint;
   if (o.restartCondition || o.restartDelay || o.restartMaxAttempts !== undefined) {
@@ -226,6 +228,8 @@ export function addWorkloadCommands(program: Command): void {
     .option('--restart-max-attempts <n>', 'maximum number of restarts before giving up')
     .option('--limit-memory <bytes>', 'limit memory')
     .option('--limit-cpu <cpus>', 'limit CPUs (e.g. 0.5)')
+    .option('--reserve-memory <bytes>', 'reserve memory (the scheduler places the task only where it is free)')
+    .option('--reserve-cpu <cpus>', 'reserve CPUs')
     .option('--replicas-max-per-node <n>', 'maximum number of tasks per node (0 = unlimited)')
     .option('--stop-grace-period <d>', 'time to wait before force killing a container')
     .option('-w, --workdir <dir>', 'working directory inside the container')

@@ -398,6 +398,7 @@ export class Daemon {
           advertiseAddr: advertise,
           managerAddr,
           engineVersion: VERSION,
+          resources: machineResources(),
           ca,
           certSerial: certInfo(certPem).serial,
         };
@@ -448,6 +449,7 @@ export class Daemon {
             addr: advertise,
             availability: req.availability || 'active',
             engineVersion: VERSION,
+            resources: machineResources(),
             managerPort: splitHostPort(listen).port,
           },
         );
@@ -1668,4 +1670,9 @@ export class Daemon {
     );
     this.saveEndpoints();
   }
+}
+
+/** What this machine offers tasks to reserve (Docker's Description.Resources). */
+function machineResources(): { nanoCpus: number; memoryBytes: number } {
+  return { nanoCpus: os.cpus().length * 1e9, memoryBytes: os.totalmem() };
 }

@@ -212,6 +212,7 @@ export class TaskRunner {
         networks,
         memoryLimit: t.spec.memoryLimit,
         ...(t.spec.nanoCpus ? { nanoCpus: t.spec.nanoCpus } : {}),
+        ...(t.spec.reservations?.memoryBytes ? { memoryReservation: t.spec.reservations.memoryBytes } : {}),
         ...(t.spec.healthcheck ? { healthcheck: t.spec.healthcheck } : {}),
         stopTimeout: t.spec.stopGraceMs / 1000,
       });

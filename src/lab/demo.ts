@@ -49,9 +49,11 @@ export async function seedDemo(o: DemoOptions): Promise<DemoResult> {
   const prog = o.cli === 'docker' ? 'docker' : 'vxswarm';
 
   /** Runs one CLI command on a node, prints it as the seed shows it, fails the demo if it fails. */
-  const run = async (node: string, args: string[], show = args.join(' ')): Promise<string> => {
+  const run = async (node: string, args: string[], show = args.join(' '), ours = false): Promise<string> => {
     const start = Date.now();
-    const [cmd, ...pre] = cliBase as [string, ...string[]];
+    // `explain` is vxswarm's own: the docker CLI has no such command.
+    const [cmd, ...pre] = (ours ? cliCommand(o.preferBuild) : cliBase) as [string, ...string[]];
+    const progName = ours ? 'vxswarm' : prog;
     const env = { ...process.env, DOCKER_HOST: `unix://${sockets[node]}`, VXSWARM_HOST: `unix://${sockets[node]}` };
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
       const p = spawn(cmd, [...pre, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -63,9 +65,9 @@ export async function seedDemo(o: DemoOptions): Promise<DemoResult> {
       p.stderr.on('data', (c: Buffer) => (out += c.toString()));
       p.on('close', (code) => resolve({ code: code ?? 1, out }));
     });
-    say(`\n[${node}] $ ${prog} ${show}\n${r.out}`);
-    steps.push({ node, command: `${prog} ${show}`, output: r.out, ms: Date.now() - start });
-    if (r.code !== 0) throw new VxError(`step failed on ${node}: ${prog} ${show} (exit ${r.code})`, 500);
+    say(`\n[${node}] $ ${progName} ${show}\n${r.out}`);
+    steps.push({ node, command: `${progName} ${show}`, output: r.out, ms: Date.now() - start });
+    if (r.code !== 0) throw new VxError(`step failed on ${node}: ${progName} ${show} (exit ${r.code})`, 500);
     return r.out;
   };
   const check = (ok: boolean, what: string): void => {
@@ -129,7 +131,7 @@ export async function seedDemo(o: DemoOptions): Promise<DemoResult> {
   const hop = /^\s*1\s+(\S+)\s+\(/.exec(hops[0] ?? '')?.[1] ?? '';
   check(hops.length === 1 && /^test\.\d+\.\w{25}\.uber-net$/.test(hop), `traceroute: one hop, ${hop}`);
   // The hop traceroute sees as one, as the kernels of both nodes hold it (issue 19).
-  const why = await run('node1', ['explain', 'path', containers.node1, ips.node2]);
+  const why = await run('node1', ['explain', 'path', containers.node1, ips.node2], undefined, true);
   check(
     /\[node1\] FDB: .*\n\s+entry: fdb \S+ dev vxlan0 dst /.test(why) && /\[node2\] container: .*delivered/.test(why),
     'explain path: every hop from the kernel, delivered',

@@ -56,6 +56,7 @@ export interface ContainerRecord {
   networks: ContainerNetwork[];
   memoryLimit: number;
   nanoCpus?: number;
+  memoryReservation?: number;
   /** seconds between SIGTERM and SIGKILL on stop */
   stopTimeout: number;
   status: ContainerStatus;
@@ -85,6 +86,7 @@ export interface CreateOptions {
   networks: ContainerNetwork[];
   memoryLimit?: number;
   nanoCpus?: number;
+  memoryReservation?: number;
   /** the spec's health check (merged over the image's; test ['NONE'] turns the image's off) */
   healthcheck?: HealthcheckSpec;
   stopTimeout?: number;
@@ -231,6 +233,7 @@ export class ContainerRuntime extends EventEmitter {
       networks: o.networks,
       memoryLimit: o.memoryLimit ?? 0,
       ...(o.nanoCpus ? { nanoCpus: o.nanoCpus } : {}),
+      ...(o.memoryReservation ? { memoryReservation: o.memoryReservation } : {}),
       ...(health ? { healthcheck: health } : {}),
       stopTimeout: o.stopTimeout ?? 10,
       status: 'created',
@@ -268,6 +271,7 @@ export class ContainerRuntime extends EventEmitter {
         etc: { hosts: path.join(d, 'hosts'), hostname: path.join(d, 'hostname'), resolvConf: path.join(d, 'resolv.conf') },
         ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
         ...(rec.nanoCpus ? { nanoCpus: rec.nanoCpus } : {}),
+        ...(rec.memoryReservation ? { memoryReservation: rec.memoryReservation } : {}),
       });
       await write(path.join(d, 'config.json'), JSON.stringify(spec));
       await this.save(rec);

@@ -43,6 +43,8 @@ export interface ContainerSpecInput extends ProcessSpecInput {
   memoryLimit?: number;
   /** CPU limit in billionths of a CPU: a CFS quota over a 100 ms period */
   nanoCpus?: number;
+  /** the memory cgroup's soft limit (Docker's MemoryReservation), bytes */
+  memoryReservation?: number;
   pidsLimit?: number;
 }
 
@@ -77,7 +79,8 @@ export function processSpec(p: ProcessSpecInput, terminal: boolean): Record<stri
 
 export function buildOciSpec(c: ContainerSpecInput): Record<string, unknown> {
   const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
-  if (c.memoryLimit) resources.memory = { limit: c.memoryLimit };
+  if (c.memoryLimit || c.memoryReservation)
+    resources.memory = { ...(c.memoryLimit ? { limit: c.memoryLimit } : {}), ...(c.memoryReservation ? { reservation: c.memoryReservation } : {}) };
   if (c.nanoCpus) resources.cpu = { quota: Math.round((c.nanoCpus * CFS_PERIOD_US) / 1e9), period: CFS_PERIOD_US };
   if (c.pidsLimit) resources.pids = { limit: c.pidsLimit };
   const bind = (src: string, dst: string): Record<string, unknown> => ({ destination: dst, type: 'bind', source: src, options: ['rbind', 'rprivate'] });

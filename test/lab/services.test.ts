@@ -412,7 +412,7 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
     assert.equal(mounts, (await containerOn('node1', 'test')).length, 'one rootfs mount per live container');
   });
 
-  it('--limit-cpu and --limit-memory reach the cgroup; --replicas-max-per-node keeps a replica pending and says why', async () => {
+  it('--limit-cpu, --limit-memory and --reserve-memory reach the cgroup; --replicas-max-per-node keeps a replica pending and says why', async () => {
     const c = await lab.docker('node1', [
       'service',
       'create',
@@ -425,6 +425,8 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
       '0.5',
       '--limit-memory',
       '64m',
+      '--reserve-memory',
+      '32m',
       '--replicas-max-per-node',
       '1',
       'busybox:local',
@@ -452,10 +454,12 @@ describe('services on two lab hosts', { skip: skipUnlessRoot || (!hasDocker && '
       if (v2 !== undefined) {
         assert.equal(v2, '50000 100000');
         assert.equal(read(`/sys/fs/cgroup/${parent}/${full[0]}/memory.max`), String(64 << 20));
+        assert.equal(read(`/sys/fs/cgroup/${parent}/${full[0]}/memory.low`), String(32 << 20));
       } else {
         assert.equal(read(`/sys/fs/cgroup/cpu/${parent}/${full[0]}/cpu.cfs_quota_us`), '50000');
         assert.equal(read(`/sys/fs/cgroup/cpu/${parent}/${full[0]}/cpu.cfs_period_us`), '100000');
         assert.equal(read(`/sys/fs/cgroup/memory/${parent}/${full[0]}/memory.limit_in_bytes`), String(64 << 20));
+        assert.equal(read(`/sys/fs/cgroup/memory/${parent}/${full[0]}/memory.soft_limit_in_bytes`), String(32 << 20), 'the reservation is the soft limit');
       }
     } finally {
       await lab.docker('node1', ['service', 'rm', 'capped']);

@@ -584,8 +584,11 @@ describe('no service field accepted and dropped', () => {
         /TaskTemplate\.ContainerSpec\.Mounts is not supported yet/,
       ],
       ['--limit-cpu 0.001', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 1e6), /the smallest CPU limit is 0\.01 CPU/],
-      ['--reserve-cpu', (b) => (b.TaskTemplate.Resources.Reservations = { NanoCPUs: 5e8 }), /Resources\.Reservations/],
-      ['--reserve-memory', (b) => (b.TaskTemplate.Resources.Reservations = { MemoryBytes: 1 << 20 }), /Resources\.Reservations/],
+      [
+        'generic resources',
+        (b) => (b.TaskTemplate.Resources.Reservations = { GenericResources: [{ DiscreteResourceSpec: { Kind: 'gpu', Value: 1 } }] }),
+        /Resources\.Reservations\.GenericResources/,
+      ],
       ['--placement-pref other', (b) => (b.TaskTemplate.Placement.Preferences = [{ Binpack: { On: 'memory' } }]), /Placement\.Preferences\[0\]\.Binpack/],
       ['two modes', (b) => (b.Mode = { Replicated: { Replicas: 1 }, ReplicatedJob: {} }), /a service has one mode, not Replicated and ReplicatedJob/],
       ['a job field', (b) => (b.Mode = { ReplicatedJob: { Deadline: 5 } }), /Mode\.ReplicatedJob\.Deadline is not supported yet/],
@@ -714,6 +717,46 @@ describe('published ports (EndpointSpec.Ports)', () => {
     // Two host-mode services may share a number: the scheduler keeps them apart.
     await o.createService(parseServiceSpec(json('hosted2', [p(8081, 80, { PublishMode: 'host' })])));
     assert.ok(web.ports);
+    store.close();
+  });
+
+  it("--reserve-cpu and --reserve-memory: kept and shown; a node's reserved total never passes what it has; the rest wait and say why", async () => {
+    const { store, o } = await managerOf();
+    const res = { nanoCpus: 2e9, memoryBytes: 4 * 2 ** 30 };
+    await store.tx(() => {
+      store.putNode(node('n2', { resources: res }));
+      store.putNode({ ...store.getNode('n1')!, resources: res });
+    });
+    const spec = parseServiceSpec({
+      Name: 'big',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Resources: { Reservations: { NanoCPUs: 15e8, MemoryBytes: 1 << 30 } } },
+      Mode: { Replicated: { Replicas: 3 } },
+    });
+    assert.deepEqual(spec.reservations, { nanoCpus: 15e8, memoryBytes: 1 << 30 });
+    assert.deepEqual((serviceSpecJson(spec).TaskTemplate as Json).Resources.Reservations, { NanoCPUs: 15e8, MemoryBytes: 1 << 30 });
+    assert.deepEqual(parseServiceSpec(serviceSpecJson(spec)), spec);
+    const s = await o.createService(spec);
+    await o.reconcile();
+    const tasks = o.listTasks({ serviceId: s.id });
+    assert.deepEqual(
+      tasks
+        .filter((t) => t.nodeId)
+        .map((t) => t.nodeId)
+        .sort(),
+      ['n1', 'n2'],
+      '1.5 CPUs each: one task per 2-CPU node',
+    );
+    assert.match(tasks.find((t) => !t.nodeId)!.err, /no suitable node \(insufficient resources on 2 nodes\)/);
+    // A small one still fits beside them; memory counts too.
+    const small = await o.createService(
+      parseServiceSpec({ Name: 'small', TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Resources: { Reservations: { NanoCPUs: 5e8 } } } }),
+    );
+    const mem = await o.createService(
+      parseServiceSpec({ Name: 'mem', TaskTemplate: { ContainerSpec: { Image: 'busybox:local' }, Resources: { Reservations: { MemoryBytes: 4 * 2 ** 30 } } } }),
+    );
+    await o.reconcile();
+    assert.ok(o.listTasks({ serviceId: small.id })[0]!.nodeId, 'half a CPU is still free on a node');
+    assert.match(o.listTasks({ serviceId: mem.id })[0]!.err, /insufficient resources on 2 nodes/);
     store.close();
   });
 

@@ -11,7 +11,7 @@ import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniL
 import type { Store, StoreChange } from './store.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
 import { randomBytes } from 'node:crypto';
-import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord } from './types.js';
+import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord, NodeResources } from './types.js';
 
 export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
@@ -46,6 +46,7 @@ export interface InitOptions {
   /** this manager's API address, host:port */
   managerAddr: string;
   engineVersion: string;
+  resources?: NodeResources;
   defaultAddrPool?: string[];
   subnetSize?: number;
   dataPathPort?: number;
@@ -75,6 +76,7 @@ export interface JoinRequest {
   addr: string;
   availability?: Availability;
   engineVersion: string;
+  resources?: NodeResources;
   /** a joining manager's API port */
   managerPort?: number;
 }
@@ -148,6 +150,7 @@ export class Manager extends EventEmitter {
         state: 'ready',
         message: '',
         engineVersion: o.engineVersion,
+        ...(o.resources ? { resources: o.resources } : {}),
         labels: {},
         version: store.bump(),
         createdAt: t,
@@ -303,6 +306,7 @@ export class Manager extends EventEmitter {
         state: 'unknown',
         message: '',
         engineVersion: r.engineVersion,
+        ...(r.resources ? { resources: r.resources } : {}),
         labels: {},
         version: this.store.bump(),
         createdAt: t,

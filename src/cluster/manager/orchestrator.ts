@@ -604,8 +604,16 @@ export class Orchestrator {
       }
 
       const all = this.store.listTasks();
-      const load: Load = { service: new Map(), total: new Map(), hostPorts: new Map() };
+      const load: Load = { service: new Map(), total: new Map(), hostPorts: new Map(), reserved: new Map() };
       for (const t of all) if (live(t) && t.nodeId) load.total.set(t.nodeId, (load.total.get(t.nodeId) ?? 0) + 1);
+      // Reservations are held by tasks not yet ended, as host ports are.
+      const reserves = (t: TaskRecord, nodeId: string): void => {
+        const r = t.spec.reservations;
+        if (!r) return;
+        const u = load.reserved!.get(nodeId) ?? { nanoCpus: 0, memoryBytes: 0 };
+        load.reserved!.set(nodeId, { nanoCpus: u.nanoCpus + (r.nanoCpus ?? 0), memoryBytes: u.memoryBytes + (r.memoryBytes ?? 0) });
+      };
+      for (const t of all) if (t.nodeId && !isTerminal(t.state)) reserves(t, t.nodeId);
       // A host-mode port stays taken until its task has ended, not just been told to stop.
       const holds = (t: TaskRecord, nodeId: string): void => {
         for (const p of hostPortKeys(t.spec)) load.hostPorts!.set(nodeId, (load.hostPorts!.get(nodeId) ?? new Set()).add(p));
@@ -683,6 +691,7 @@ export class Orchestrator {
                 hostPortKeys(s.spec),
                 s.spec.maxReplicasPerNode ?? 0,
                 s.spec.spread ?? [],
+                s.spec.reservations ?? {},
               );
           if ('error' in p) {
             if (t.err !== p.error || t.state !== 'pending') {
@@ -718,6 +727,7 @@ export class Orchestrator {
           load.service.set(p.nodeId, (load.service.get(p.nodeId) ?? 0) + 1);
           load.total.set(p.nodeId, (load.total.get(p.nodeId) ?? 0) + 1);
           holds(t, p.nodeId);
+          reserves(t, p.nodeId);
         }
 
         // History: at most the cluster's limit (Docker's default 5) of finished tasks per slot.

@@ -1,7 +1,7 @@
 // Placement: which node a new task runs on. Filters say why they reject a node, so a task that
 // fits nowhere carries Docker's "no suitable node (...)" explanation instead of waiting silently.
 import { InvalidArgumentError } from '../../core/errors.js';
-import type { NodeRecord } from './types.js';
+import type { NodeRecord, NodeResources } from './types.js';
 
 export interface Constraint {
   key: string;
@@ -56,6 +56,8 @@ export interface Load {
   total: Map<string, number>;
   /** host-mode ports held on each node by tasks not yet ended ("tcp/8081") */
   hostPorts?: Map<string, Set<string>>;
+  /** what live tasks reserve on each node */
+  reserved?: Map<string, NodeResources>;
 }
 
 export type Placement = { nodeId: string } | { error: string };
@@ -69,7 +71,22 @@ export type Placement = { nodeId: string } | { error: string };
  * `spread`: node attributes (node.labels.zone, outermost first) whose values should hold the
  * service's tasks evenly, as Docker's spread preferences: a node's group with fewer of them first.
  */
-export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load, ports: string[] = [], maxPerNode = 0, spread: string[] = []): Placement {
+/** `reserve`: what the task reserves; a node that told its resources must have that much unreserved. */
+export function place(
+  nodes: NodeRecord[],
+  constraints: Constraint[],
+  load: Load,
+  ports: string[] = [],
+  maxPerNode = 0,
+  spread: string[] = [],
+  reserve: Partial<NodeResources> = {},
+): Placement {
+  let short = 0;
+  const fits = (n: NodeRecord): boolean => {
+    if (!n.resources || (!reserve.nanoCpus && !reserve.memoryBytes)) return true;
+    const used = load.reserved?.get(n.id) ?? { nanoCpus: 0, memoryBytes: 0 };
+    return used.nanoCpus + (reserve.nanoCpus ?? 0) <= n.resources.nanoCpus && used.memoryBytes + (reserve.memoryBytes ?? 0) <= n.resources.memoryBytes;
+  };
   let unavailable = 0;
   let unmatched = 0;
   let busy = 0;
@@ -80,6 +97,7 @@ export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load
     else if (!matches(n, constraints)) unmatched++;
     else if (ports.some((p) => load.hostPorts?.get(n.id)?.has(p))) busy++;
     else if (maxPerNode > 0 && (load.service.get(n.id) ?? 0) >= maxPerNode) full++;
+    else if (!fits(n)) short++;
     else fit.push(n);
   }
   if (fit.length === 0) {
@@ -87,6 +105,7 @@ export function place(nodes: NodeRecord[], constraints: Constraint[], load: Load
     if (unmatched) why.push(`scheduling constraints not satisfied on ${unmatched} node${unmatched === 1 ? '' : 's'}`);
     if (busy) why.push(`host-mode port already in use on ${busy} node${busy === 1 ? '' : 's'}`);
     if (full) why.push(`max replicas per node limit exceed`);
+    if (short) why.push(`insufficient resources on ${short} node${short === 1 ? '' : 's'}`);
     if (unavailable) why.push(`${unavailable} node${unavailable === 1 ? '' : 's'} not available for new tasks`);
     return { error: `no suitable node (${why.join('; ') || 'no nodes in the swarm'})` };
   }

@@ -16,7 +16,7 @@ import { ouRole, type Role } from './ca.js';
 import { NotLeaderError, type ControlPlane } from './control.js';
 import type { SessionPeer } from './dispatcher.js';
 import { ForbiddenError } from './manager.js';
-import type { TaskStatusReport } from './types.js';
+import type { NodeResources, TaskStatusReport } from './types.js';
 
 interface Caller {
   nodeId: string;
@@ -85,6 +85,7 @@ export class ManagerServer {
             addr: str(b.addr, 'addr'),
             availability: (b.availability as never) || undefined,
             engineVersion: typeof b.engineVersion === 'string' ? b.engineVersion : '',
+            ...(resourcesOf(b.resources) ? { resources: resourcesOf(b.resources)! } : {}),
             ...(typeof b.managerPort === 'number' ? { managerPort: b.managerPort } : {}),
           };
           return this.joins.lock(() => api().manager.join(req));
@@ -307,4 +308,12 @@ function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown,
   if (stream.destroyed || stream.closed) return;
   if (!stream.headersSent) stream.respond({ ':status': status, 'content-type': 'application/json', ...extra });
   stream.end(JSON.stringify(body));
+}
+
+/** A joining node's resources, if it sent them as numbers. */
+function resourcesOf(v: unknown): NodeResources | undefined {
+  const r = v as { nanoCpus?: unknown; memoryBytes?: unknown } | null | undefined;
+  return r && typeof r.nanoCpus === 'number' && typeof r.memoryBytes === 'number' && r.nanoCpus > 0 && r.memoryBytes > 0
+    ? { nanoCpus: r.nanoCpus, memoryBytes: r.memoryBytes }
+    : undefined;
 }

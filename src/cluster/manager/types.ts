@@ -28,6 +28,13 @@ export interface NodeRecord extends Meta {
   managerAddr?: string;
   /** serials (hex) of the manager certificates issued to this node, revoked when it is demoted or removed */
   managerCerts?: string[];
+  /** what the node has for tasks to reserve (Description.Resources); absent: not told, nothing reserved against it */
+  resources?: NodeResources;
+}
+
+export interface NodeResources {
+  nanoCpus: number;
+  memoryBytes: number;
 }
 
 export interface IpamConfig {
@@ -143,6 +150,8 @@ export interface ServiceSpec {
   memoryLimit: number;
   /** CPU limit in billionths of a CPU (Docker's NanoCPUs); 0 or absent: none */
   nanoCpus?: number;
+  /** what each task reserves on its node (Resources.Reservations): the scheduler places it only where that is free */
+  reservations?: Partial<NodeResources>;
   /** spread preferences, outermost first: node attributes (node.labels.zone) whose values share the tasks evenly */
   spread?: string[];
   /** at most this many tasks of the service on one node (Placement.MaxReplicas); 0 or absent: no limit */
