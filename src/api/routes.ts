@@ -333,6 +333,28 @@ export function buildRouter(d: Daemon): Router {
     });
     return { status: 201, json: { Id: net.id, Warning: '' } };
   });
+  // docker network prune: every network no service and no endpoint uses (never ingress, never
+  // Docker's predefined local ones), as Docker's cluster prune, which skips those still in use.
+  r.on('POST', '/networks/prune', async (c) => {
+    const f = parseFilters(c.query.get('filters'), ['until', 'label', 'label!']);
+    const until = f.until?.length ? pruneUntil(f.until[0]!) : undefined;
+    const m = d.manager;
+    const deleted: string[] = [];
+    for (const n of m?.listNetworks() ?? []) {
+      if (n.ingress || n.pendingDelete) continue;
+      if (until !== undefined && Date.parse(n.createdAt) >= until) continue;
+      if (f.label && !f.label.every((l) => labelMatch(n.labels, l))) continue;
+      if (f['label!']?.some((l) => labelMatch(n.labels, l))) continue;
+      try {
+        await m!.removeNetwork(n.id);
+        deleted.push(n.name);
+      } catch (e) {
+        if (!(e instanceof VxError && e.status === 409)) throw e;
+      }
+    }
+    return { json: { NetworksDeleted: deleted } };
+  });
+
   r.on('DELETE', '/networks/:id', async (c) => {
     const local = localNetwork(c.params[0]!);
     if (local) throw new VxError(`${local.name} is a pre-defined network and cannot be removed`, 403);
@@ -511,4 +533,14 @@ function infoJson(d: Daemon): Record<string, unknown> {
     SecurityOptions: [],
     Warnings: null,
   };
+}
+
+/** A prune filter's `until`: a duration before now (10m, 24h), Unix seconds, or a date. */
+function pruneUntil(v: string): number {
+  const d = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v);
+  if (d) return Date.now() - Number(d[1]) * { ms: 1, s: 1e3, m: 6e4, h: 36e5 }[d[2] as 'ms' | 's' | 'm' | 'h'];
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new BadRequest(`invalid filter 'until=${v}': a duration (24h), Unix seconds or a date`);
+  return t;
 }

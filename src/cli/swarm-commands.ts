@@ -304,6 +304,23 @@ export function addSwarmCommands(program: Command): void {
         out(`${n}\n`);
       }
     });
+  network
+    .command('prune')
+    .description('remove all networks no service or endpoint uses')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .option('--filter <k=v>', 'provide filter values (until=<timestamp>, label=<key>[=<value>])', collect)
+    .action(async (o: Json, cmd: Command) => {
+      // Like docker, it asks first; without a terminal to ask on, -f is needed.
+      if (!o.force) throw new VxError('WARNING! This will remove all custom networks not used by at least one container: run with -f to confirm', 400);
+      const filters: Record<string, string[]> = {};
+      for (const f of (o.filter as string[] | undefined) ?? []) {
+        const i = f.indexOf('=');
+        const k = i < 0 ? f : f.slice(0, i);
+        (filters[k] ??= []).push(i < 0 ? '' : f.slice(i + 1));
+      }
+      const r = await apiFrom(cmd).post<{ NetworksDeleted: string[] }>(`/networks/prune?filters=${encodeURIComponent(JSON.stringify(filters))}`, {});
+      if (r.NetworksDeleted.length) out(`Deleted Networks:\n${r.NetworksDeleted.join('\n')}\n`);
+    });
 
   program
     .command('info')

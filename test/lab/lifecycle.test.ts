@@ -226,6 +226,16 @@ describe('task lifecycle: health checks and jobs', { skip: skipUnlessRoot || (!h
     assert.deepEqual(nodes, ['node1', 'node2']);
   });
 
+  it('docker network prune removes the networks nothing uses, and only those', async () => {
+    await docker('node1', ['network', 'create', '-d', 'overlay', 'spare-net']);
+    await docker('node1', ['network', 'create', '-d', 'overlay', '--label', 'keep=1', 'kept-net']);
+    const out = await docker('node1', ['network', 'prune', '-f', '--filter', 'label!=keep']);
+    assert.match(out, /Deleted Networks:\nspare-net\n/);
+    const names = (await docker('node1', ['network', 'ls', '--format', '{{.Name}}'])).split('\n');
+    assert.ok(!names.includes('spare-net'), 'the unused one is gone');
+    for (const n of ['hc-net', 'kept-net', 'ingress', 'bridge', 'docker_gwbridge', 'host', 'none']) assert.ok(names.includes(n), `${n} stays`);
+  });
+
   it('bad health settings are refused and change nothing', async () => {
     const before = await docker('node1', ['service', 'inspect', '-f', '{{.Version.Index}}', 'web']);
     const r = await lab.docker('node1', ['service', 'update', '--health-retries', '-1', 'web']);
