@@ -154,19 +154,22 @@ export function buildRouter(d: Daemon): Router {
     const m = d.requireManager();
     const version = requiredVersion(c.query, 'swarm');
     if (version !== m.cluster().version) throw new VxError(`update out of sequence: swarm is at version ${m.cluster().version}`, 409);
-    // The task history and the certificate lifetime change here, the join tokens rotate; any other
-    // change is refused, not ignored.
-    const cur = swarmSpec(m.cluster()) as { Orchestration: Record<string, unknown>; CAConfig: Record<string, unknown> };
+    // The task history, the certificate lifetime and the heartbeat period change here, the join
+    // tokens rotate; any other change is refused, not ignored.
+    const cur = swarmSpec(m.cluster()) as { Orchestration: Record<string, unknown>; CAConfig: Record<string, unknown>; Dispatcher: Record<string, unknown> };
     const b = obj(await c.body(), 'swarm spec');
     const orch = obj(b.Orchestration, 'Orchestration');
     const ca = obj(b.CAConfig, 'CAConfig');
     const history = optInt(orch, 'TaskHistoryRetentionLimit');
     const expiry = optInt(ca, 'NodeCertExpiry');
+    const disp = obj(b.Dispatcher, 'Dispatcher');
+    const heartbeat = optInt(disp, 'HeartbeatPeriod');
     refuseChanged(
       {
         ...b,
         Orchestration: { ...orch, TaskHistoryRetentionLimit: cur.Orchestration.TaskHistoryRetentionLimit },
         CAConfig: { ...ca, NodeCertExpiry: cur.CAConfig.NodeCertExpiry },
+        Dispatcher: { ...disp, HeartbeatPeriod: cur.Dispatcher.HeartbeatPeriod },
       },
       cur,
       'Spec',
@@ -174,6 +177,7 @@ export function buildRouter(d: Daemon): Router {
     const settings = {
       ...(history !== undefined && history !== cur.Orchestration.TaskHistoryRetentionLimit ? { taskHistory: history } : {}),
       ...(expiry && expiry !== cur.CAConfig.NodeCertExpiry ? { certDays: expiry / (24 * 3600 * 1e9) } : {}),
+      ...(heartbeat && heartbeat !== cur.Dispatcher.HeartbeatPeriod ? { heartbeatMs: heartbeat / 1e6 } : {}),
     };
     if (Object.keys(settings).length) await m.updateSettings(settings);
     if (qBool(c.query, 'rotateManagerUnlockKey')) throw new BadRequest('rotateManagerUnlockKey is not supported yet: autolock is not implemented');

@@ -48,13 +48,13 @@ export function nodeJson(n: NodeRecord, view: ManagerView, caPem: string): Recor
   return out;
 }
 
-export function swarmSpec(c: Pick<ClusterRecord, 'certDays' | 'taskHistory'>): Record<string, unknown> {
+export function swarmSpec(c: Pick<ClusterRecord, 'certDays' | 'taskHistory' | 'heartbeatMs'>): Record<string, unknown> {
   return {
     Name: 'default',
     Labels: {},
     Orchestration: { TaskHistoryRetentionLimit: c.taskHistory ?? 5 },
     Raft: { SnapshotInterval: 10000, KeepOldSnapshots: 0, LogEntriesForSlowFollowers: 500, ElectionTick: 10, HeartbeatTick: 1 },
-    Dispatcher: { HeartbeatPeriod: 500_000_000 },
+    Dispatcher: { HeartbeatPeriod: (c.heartbeatMs ?? 500) * 1e6 },
     CAConfig: { NodeCertExpiry: c.certDays * 24 * 3600 * 1e9 || NODE_CERT_EXPIRY_NS },
     TaskDefaults: {},
     EncryptionConfig: { AutoLockManagers: false },

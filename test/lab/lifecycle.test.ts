@@ -14,15 +14,8 @@ const execFileP = promisify(execFile);
 
 describe('task lifecycle: health checks and jobs', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
   let lab: SwarmLab;
-  const docker = async (host: string, args: string[]): Promise<string> => {
-    const r = await lab.docker(host, args);
-    assert.equal(r.code, 0, `docker ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const tasksOf = async (svc: string): Promise<Json[]> =>
-    (await lab.api('node1').get<Json[]>(`/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [svc]: true } }))}`)).filter(
-      (t) => t.DesiredState === 'running',
-    );
+  const docker = (host: string, args: string[]): Promise<string> => lab.dockerOk(host, args);
+  const tasksOf = (svc: string): Promise<Json[]> => lab.tasks(svc);
   /** The container of the task, found on whichever host runs it. */
   const where = async (t: Json): Promise<{ host: string; id: string }> => {
     const nodes = await lab.api('node1').get<Json[]>('/nodes');

@@ -10,6 +10,7 @@ import type { LabPlan } from '../../src/lab/plan.js';
 import { uniqueLabName } from './helpers.js';
 
 const execFileP = promisify(execFile);
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 export const DOCKER = '/usr/local/bin/docker';
 export const hasDocker = fs.existsSync(DOCKER);
 
@@ -66,6 +67,19 @@ export class SwarmLab {
 
   async docker(host: string, args: string[]): Promise<RunResult> {
     return run(DOCKER, args, { DOCKER_HOST: `unix://${this.socket(host)}` });
+  }
+
+  /** The docker CLI's output; a failure fails the test, with what it said. */
+  async dockerOk(host: string, args: string[]): Promise<string> {
+    const r = await this.docker(host, args);
+    if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${host} (exit ${r.code}): ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** A service's tasks still wanted running, as the manager on `host` lists them. */
+  async tasks(service: string, host = 'node1'): Promise<Json[]> {
+    const all = await this.api(host).get<Json[]>(`/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [service]: true } }))}`);
+    return all.filter((t) => t.DesiredState === 'running');
   }
 
   /** Our CLI, from the TypeScript source. */

@@ -229,9 +229,11 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
         lab
           .api('node1')
           .get<Json>('/swarm')
-          .then((sw) => api('POST', `/swarm/update?version=${sw.Version.Index}`, JSON.stringify({ ...sw.Spec, Dispatcher: { HeartbeatPeriod: 1e10 } }))),
+          .then((sw) =>
+            api('POST', `/swarm/update?version=${sw.Version.Index}`, JSON.stringify({ ...sw.Spec, Raft: { ...sw.Spec.Raft, SnapshotInterval: 20000 } })),
+          ),
         400,
-        /Spec\.Dispatcher\.HeartbeatPeriod cannot be set to 10000000000 yet: vxswarm runs with 500000000/,
+        /Spec\.Raft\.SnapshotInterval cannot be set to 20000 yet: vxswarm runs with 10000/,
       ],
       [
         'swarm init asking for what it does not do',
@@ -272,9 +274,20 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
       const short = await lab.docker('node1', ['swarm', 'update', '--cert-expiry', '30m']);
       assert.notEqual(short.code, 0);
       assert.match(short.stderr, /minimum certificate expiry time is 1h/);
-      const hb = await lab.docker('node1', ['swarm', 'update', '--dispatcher-heartbeat', '10s']);
-      assert.notEqual(hb.code, 0);
-      assert.match(hb.stderr, /HeartbeatPeriod cannot be set/);
+      // the heartbeat period: shown, and the sessions live on at it (the nodes beat to what the manager says)
+      const hb = await lab.docker('node1', ['swarm', 'update', '--dispatcher-heartbeat', '2s']);
+      assert.equal(hb.code, 0, hb.stderr);
+      assert.equal((await lab.api('node1').get<Json>('/swarm')).Spec.Dispatcher.HeartbeatPeriod, 2e9);
+      await new Promise((r) => setTimeout(r, 4000));
+      const states = (await lab.api('node1').get<Json[]>('/nodes')).map((n) => n.Status.State as string);
+      assert.ok(
+        states.every((st) => st === 'ready'),
+        `every node still ready at a 2 s period: ${states.join(', ')}`,
+      );
+      const fast = await lab.docker('node1', ['swarm', 'update', '--dispatcher-heartbeat', '100ms']);
+      assert.notEqual(fast.code, 0);
+      assert.match(fast.stderr, /invalid dispatcher heartbeat period 0\.1s: 500ms to 1m/);
+      assert.equal((await lab.docker('node1', ['swarm', 'update', '--dispatcher-heartbeat', '500ms'])).code, 0);
       assert.equal((await lab.docker('node1', ['swarm', 'update', '--task-history-limit', '5', '--cert-expiry', '2160h'])).code, 0);
       const lock = await lab.docker('node1', ['swarm', 'update', '--autolock=true']);
       assert.notEqual(lock.code, 0);

@@ -44,15 +44,8 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
   const servers: ChildProcess[] = [];
   const hosts = ['node1', 'node2', 'node3'];
 
-  const docker = async (host: string, args: string[]): Promise<string> => {
-    const r = await lab.docker(host, args);
-    assert.equal(r.code, 0, `docker ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const live = async (svc: string): Promise<Json[]> =>
-    (await lab.api('node1').get<Json[]>(`/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [svc]: true } }))}`)).filter(
-      (t) => t.DesiredState === 'running' && t.Status.State === 'running',
-    );
+  const docker = (host: string, args: string[]): Promise<string> => lab.dockerOk(host, args);
+  const live = async (svc: string): Promise<Json[]> => (await lab.tasks(svc)).filter((t) => t.Status.State === 'running');
   const running = (svc: string, n: number): Promise<Json[]> =>
     waitFor(`${n} running ${svc} tasks`, async () => ((await live(svc)).length === n ? live(svc) : undefined), 30_000, 200);
   /** The container of a running task of `svc` on `host`. */

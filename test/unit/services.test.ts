@@ -1028,16 +1028,18 @@ describe('docker events', () => {
 });
 
 describe('swarm update settings', () => {
-  it('task history and certificate lifetime are kept and shown; out-of-range values change nothing', async () => {
+  it('task history, certificate lifetime and heartbeat period are kept and shown; out-of-range values change nothing', async () => {
     const { swarmSpec } = await import('../../src/api/shapes.js');
     const { m, store } = await managerOf();
-    await m.updateSettings({ taskHistory: 2, certDays: 2 });
+    await m.updateSettings({ taskHistory: 2, certDays: 2, heartbeatMs: 2000 });
     const spec = swarmSpec(m.cluster()) as Json;
+    assert.equal(spec.Dispatcher.HeartbeatPeriod, 2e9);
     assert.equal(spec.Orchestration.TaskHistoryRetentionLimit, 2);
     assert.equal(spec.CAConfig.NodeCertExpiry, 2 * 24 * 3600 * 1e9);
     const v = m.cluster().version;
     await assert.rejects(m.updateSettings({ certDays: 1 / 48 }), /minimum certificate expiry time is 1h/);
     await assert.rejects(m.updateSettings({ taskHistory: -1 }), /invalid task history limit/);
+    await assert.rejects(m.updateSettings({ heartbeatMs: 100 }), /invalid dispatcher heartbeat period 0\.1s: 500ms to 1m/);
     assert.equal(m.cluster().version, v);
     assert.equal(m.cluster().taskHistory, 2);
     store.close();

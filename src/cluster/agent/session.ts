@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type http2 from 'node:http2';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { HEARTBEAT_PERIOD_MS, HEARTBEAT_TIMEOUT_MS } from '../manager/manager.js';
+import { HEARTBEAT_MISSES, HEARTBEAT_PERIOD_MS } from '../manager/manager.js';
 import type { ManagerClient } from './client.js';
 
 const BACKOFF_MIN_MS = 100;
@@ -63,6 +63,8 @@ export class AgentSession extends EventEmitter implements NodeSession {
         stream.close();
       });
       let heard = Date.now();
+      // The manager says its period with every beat (swarm update --dispatcher-heartbeat).
+      let period = HEARTBEAT_PERIOD_MS;
       stream.on('data', (c: Buffer) => {
         heard = Date.now();
         buf += c.toString('utf8');
@@ -71,8 +73,11 @@ export class AgentSession extends EventEmitter implements NodeSession {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
           try {
-            const msg = JSON.parse(line) as { type: string };
-            if (msg.type === 'heartbeat') continue;
+            const msg = JSON.parse(line) as { type: string; periodMs?: number };
+            if (msg.type === 'heartbeat') {
+              if (typeof msg.periodMs === 'number' && msg.periodMs > 0) period = msg.periodMs;
+              continue;
+            }
             if (msg.type === 'welcome') {
               this.connected = true;
               this.backoff = BACKOFF_MIN_MS;
@@ -88,7 +93,7 @@ export class AgentSession extends EventEmitter implements NodeSession {
       this.beat = setInterval(() => {
         // The manager beats too: silence means it or the path to it is gone (a partitioned or
         // powered-off host closes nothing), so go to another.
-        if (this.connected && Date.now() - heard > HEARTBEAT_TIMEOUT_MS) {
+        if (this.connected && Date.now() - heard > period * HEARTBEAT_MISSES) {
           this.log.warn('no heartbeat from the manager: reconnecting', { manager: this.client.addr });
           this.client.follow(undefined);
           stream.close();

@@ -9,7 +9,7 @@ import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import type { Kv } from '../etcd/kv.js';
 import type { ControlPlane } from './control.js';
-import { HEARTBEAT_PERIOD_MS, HEARTBEAT_TIMEOUT_MS } from './manager.js';
+import { HEARTBEAT_MISSES, HEARTBEAT_PERIOD_MS } from './manager.js';
 import { collKey, type Store, type StoreChange } from './store.js';
 import { INGRESS_SBOX, type NodeReport, type SessionRecord, type TaskRecord } from './types.js';
 
@@ -108,7 +108,19 @@ export class Dispatcher {
     ctl.on('gossip-keys', this.onKeys);
     this.timer = setInterval(() => void this.keepAlive(), KEEPALIVE_MS);
     this.timer.unref();
-    this.beat = setInterval(() => this.heartbeat(), HEARTBEAT_PERIOD_MS);
+    this.scheduleBeat();
+  }
+
+  /** The swarm's heartbeat period (swarm update --dispatcher-heartbeat), read at every beat. */
+  private get period(): number {
+    return this.store.getCluster()?.heartbeatMs ?? HEARTBEAT_PERIOD_MS;
+  }
+
+  private scheduleBeat(): void {
+    this.beat = setTimeout(() => {
+      this.heartbeat();
+      if (!this.closed) this.scheduleBeat();
+    }, this.period);
     this.beat.unref();
   }
 
@@ -168,7 +180,8 @@ export class Dispatcher {
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    if (this.beat) clearInterval(this.beat);
+    clearTimeout(this.beat);
+    this.beat = undefined;
     this.store.off('change', this.onChange);
     this.store.off('reset', this.onReset);
     this.ctl.off('node-role', this.onRole);
@@ -341,11 +354,11 @@ export class Dispatcher {
     const t = Date.now();
     for (const s of [...this.live]) {
       if (s.peer.local) continue;
-      if (t - s.heard > HEARTBEAT_TIMEOUT_MS) {
+      if (t - s.heard > this.period * HEARTBEAT_MISSES) {
         this.log.info('no heartbeat from a node: ending its session', { node: s.nodeId });
         s.peer.close('normal');
         this.ended(s);
-      } else s.peer.send({ type: 'heartbeat' });
+      } else s.peer.send({ type: 'heartbeat', periodMs: this.period });
     }
   }
 

@@ -17,8 +17,9 @@ export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
 export const DEFAULT_DATA_PATH_PORT = 4789;
 /** A session that sends nothing for this long is ended, and its node marked down (a closed one is at once). */
-export const HEARTBEAT_TIMEOUT_MS = 2500;
 export const HEARTBEAT_PERIOD_MS = 500;
+/** a session silent for this many heartbeat periods is gone */
+export const HEARTBEAT_MISSES = 5;
 /** Extra time nodes get to reconnect when a manager (re)starts leading. */
 export const TAKEOVER_GRACE_MS = 3000;
 /** manager certificates remembered per node (renewals add one each) */
@@ -248,7 +249,9 @@ export class Manager extends EventEmitter {
   }
 
   /** `swarm update --task-history-limit / --cert-expiry`: checked, then written in one go. */
-  async updateSettings(o: { taskHistory?: number; certDays?: number }): Promise<void> {
+  async updateSettings(o: { taskHistory?: number; certDays?: number; heartbeatMs?: number }): Promise<void> {
+    if (o.heartbeatMs !== undefined && !(o.heartbeatMs >= 500 && o.heartbeatMs <= 60_000))
+      throw new InvalidArgumentError(`invalid dispatcher heartbeat period ${o.heartbeatMs / 1000}s: 500ms to 1m`);
     if (o.taskHistory !== undefined && (!Number.isInteger(o.taskHistory) || o.taskHistory < 0 || o.taskHistory > 1000))
       throw new InvalidArgumentError(`invalid task history limit ${o.taskHistory}: 0 to 1000`);
     if (o.certDays !== undefined && !(o.certDays >= 1 / 24)) throw new InvalidArgumentError('minimum certificate expiry time is 1h0m0s');
@@ -256,6 +259,7 @@ export class Manager extends EventEmitter {
       const c = this.cluster();
       if (o.taskHistory !== undefined) c.taskHistory = o.taskHistory;
       if (o.certDays !== undefined) c.certDays = o.certDays;
+      if (o.heartbeatMs !== undefined) c.heartbeatMs = o.heartbeatMs;
       c.updatedAt = now();
       c.version = this.store.bump();
       this.store.putCluster(c);

@@ -91,6 +91,8 @@ export interface ClusterRecord {
   certDays: number;
   /** finished tasks kept per slot (Docker's TaskHistoryRetentionLimit); absent: 5 */
   taskHistory?: number;
+  /** how often managers and nodes beat on a session (Docker's Dispatcher.HeartbeatPeriod); absent: 500 ms */
+  heartbeatMs?: number;
   /** gossip encryption keys (base64); the first is the one nodes send with */
   gossipKeys?: string[];
   /** serials (hex) of manager certificates of nodes since demoted or removed: etcd's peers refuse them */
