@@ -4,6 +4,10 @@
 // veth: only the ratios matter.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { formatIp, parseIp } from '../src/core/ipv4.js';
 import { createLogger } from '../src/core/log.js';
 import { createNetns, deleteNetns } from '../src/kernel/netns.js';
@@ -14,19 +18,9 @@ const SERVICES = Number(process.env.BENCH_LB_SERVICES ?? 1000);
 const BACKENDS = 10;
 // 1,000 changes: a p99 of 200 is their second worst, one scheduling hiccup of the machine.
 const UPDATES = Number(process.env.BENCH_LB_UPDATES ?? 1000);
-const CONNECTS = Number(process.env.BENCH_LB_CONNECTS ?? 2000);
+// 60,000 connections in a run: within the port range and conntrack's table, TIME_WAIT included.
+const CONNECTS = Number(process.env.BENCH_LB_CONNECTS ?? 5000);
 const ROUNDS = Number(process.env.BENCH_LB_ROUNDS ?? 3);
-
-const SERVER = `import socket
-s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',8080));s.listen(1024)
-while True:
-  c,_=s.accept();c.close()`;
-/** CONNECTS connections to host:8080, one after the other; prints connections per second. */
-const CLIENT = `import socket,sys,time
-n=int(sys.argv[2]);t=time.perf_counter()
-for i in range(n):
-  c=socket.create_connection((sys.argv[1],8080));c.close()
-print(n/(time.perf_counter()-t))`;
 
 /** VIP i of the bulk set: 10.80.x.y, backends in 10.90.x.y (never connected to). */
 function bulk(n: number): LbSpec {
@@ -42,6 +36,7 @@ export async function run(): Promise<void> {
   const server = `vxbl${tag}s`;
   const prog = `vxbl${tag}p`;
   let srv: ChildProcess | undefined;
+  const cleanup: (() => void)[] = [];
   const lb = new LoadBalancers(createLogger());
   try {
     for (const n of [client, server, prog]) createNetns(n);
@@ -81,9 +76,14 @@ export async function run(): Promise<void> {
     emit({ metric: 'update', n: UPDATES, p50_ms: round(percentile(times, 50)), p99_ms: round(percentile(times, 99)) });
 
     // Connections: straight to the server, through a VIP, with 10 and with SERVICES VIPs in the table.
-    srv = spawn('ip', ['netns', 'exec', server, 'python3', '-c', SERVER], { stdio: 'ignore' });
+    // The client is C (bench/native/connect.c, built here): a Python loop's own cost per connection
+    // was most of what it measured, and its noise drowned the NAT's cost.
+    const connectBin = path.join(os.tmpdir(), `vxswarm-bench-connect-${tag}`);
+    await sh(['cc', '-O2', '-Wall', '-o', connectBin, path.join(path.dirname(fileURLToPath(import.meta.url)), 'native', 'connect.c')]);
+    cleanup.push(() => fs.rmSync(connectBin, { force: true }));
+    srv = spawn('ip', ['netns', 'exec', server, connectBin, '-l', '8080'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
-    const rate = async (target: string): Promise<number> => Number((await ns(client, ['python3', '-c', CLIENT, target, String(CONNECTS)], 300_000)).trim());
+    const rate = async (target: string): Promise<number> => Number((await ns(client, [connectBin, target, '8080', String(CONNECTS)], 300_000)).trim());
     const withVips = async (n: number): Promise<void> => {
       const spec = bulk(n - 1);
       spec.set('10.77.0.100', ['10.77.0.3']);
@@ -91,7 +91,7 @@ export async function run(): Promise<void> {
       // The kernel frees a replaced table's chains after an RCU grace: not inside a measurement.
       await new Promise((r) => setTimeout(r, 1000));
     };
-    // Alternated rounds, medians: one run of a Python loop is noisy on two cores.
+    // Alternated rounds, medians: one run is noisy on two shared cores.
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     // The two table sizes take turns round by round, and within a round so do direct and VIP:
     // what drifts over a run (TIME_WAIT sockets pile up, the machine's other load) hits all four alike.
@@ -128,6 +128,7 @@ export async function run(): Promise<void> {
       lookup_ratio: round(lookup1000 / lookup10),
     });
   } finally {
+    for (const c of cleanup) c();
     if (srv?.pid) process.kill(srv.pid, 'SIGKILL');
     for (const n of [client, server, prog]) deleteNetns(n);
   }
