@@ -713,10 +713,25 @@ export class Daemon {
   /** tasks whose health check has not passed yet, or has failed: reachable, but out of their services' backends and DNS */
   private readonly unready = new Set<string>();
 
+  /** tasks whose endpoint-table entries publish() left out (not ready, or a container not healthy) */
+  private readonly withheld = new Set<string>();
+
   private setServing(taskId: string, ok: boolean): void {
-    if (ok ? !this.unready.delete(taskId) : this.unready.has(taskId)) return;
+    if (ok ? !this.unready.delete(taskId) && !this.withheld.has(taskId) : this.unready.has(taskId)) return;
     if (!ok) this.unready.add(taskId);
     for (const ep of this.endpoints) if (ep.taskId === taskId) this.publish(ep);
+  }
+
+  /**
+   * A task serves unless it is marked not ready or its container has a health check that has not
+   * passed: after a restart the saved health decides from the first publish, before the task
+   * runner's first pass.
+   */
+  private serving(taskId: string | undefined): boolean {
+    if (!taskId) return true;
+    if (this.unready.has(taskId)) return false;
+    const c = this.runtime.list().find((x) => x.labels[TASK_LABEL] === taskId);
+    return !c?.healthcheck || c.status !== 'running' || c.health?.status === 'healthy';
   }
 
   private withdrawTask(taskId: string): void {
@@ -846,7 +861,11 @@ export class Daemon {
       ...(ep.aliases?.length ? { aliases: ep.aliases } : {}),
       ...(ep.sbox ? { sbox: true, mac: ep.mac } : {}),
     };
-    const serving = !(ep.taskId && this.unready.has(ep.taskId));
+    const serving = this.serving(ep.taskId);
+    if (ep.taskId) {
+      if (serving) this.withheld.delete(ep.taskId);
+      else this.withheld.add(ep.taskId);
+    }
     this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, serving ? rec : undefined);
     this.refreshDns();
     this.gossip.pushPeers(ep.networkId);
@@ -1481,6 +1500,7 @@ export class Daemon {
       this.br.release(ns);
       this.withdrawn.delete(taskId);
       this.unready.delete(taskId);
+      this.withheld.delete(taskId);
     });
   }
 

@@ -160,6 +160,21 @@ describe('task lifecycle: health checks and jobs', { skip: skipUnlessRoot || (!h
     assert.match(events, /health_status: healthy\nhealth_status: unhealthy\n(.*\n)*die/);
   });
 
+  it('a restarted daemon keeps its starting task out of DNS from its first moment', async () => {
+    const starting = (await tasksOf('web')).find((t) => t.Status.State === 'starting' && t.Status.ContainerStatus?.ContainerID);
+    assert.ok(starting, 'a web task still starting (its check never passes)');
+    const ip = (starting.NetworksAttachments as Json[]).find((n) => n.Network.Spec.Name === 'hc-net')!.Addresses[0].split('/')[0] as string;
+    const { host } = await where(starting);
+    const client = await where((await tasksOf('client'))[0]!);
+    assert.equal(await lab.stop(host), true);
+    await lab.start(host);
+    // The first seconds after the restart: the task's saved health keeps it out before any probe.
+    for (const end = Date.now() + 4000; Date.now() < end;) {
+      assert.ok(!(await resolve(client, 'tasks.web')).includes(ip), `${ip} (starting) must not resolve after ${host}'s restart`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
   it('replicated-job: two completions, shown as Docker shows them, never restarted; --force runs it again', async () => {
     await docker('node1', [
       'service',
