@@ -753,13 +753,20 @@ export class Daemon {
     const g = this.gossip;
     const byNetns = new Map<string, Set<string>>();
     for (const ep of this.endpoints) if (ep.taskId) byNetns.set(ep.netns, (byNetns.get(ep.netns) ?? new Set()).add(ep.networkId));
+    // Each network's table read once per refresh, not once per VIP and namespace.
+    const byNetwork = new Map<string, Map<string, string[]>>();
     const backends = (networkId: string, service: string): string[] => {
-      if (!g?.db.inNetwork(networkId)) return [];
-      const ips = g.db.list(ENDPOINT_TABLE, networkId).flatMap((e) => {
-        const v = e.value as EndpointRecord | undefined;
-        return v?.service === service && typeof v.ip === 'string' ? [v.ip] : [];
-      });
-      return [...new Set(ips)].sort();
+      let svcs = byNetwork.get(networkId);
+      if (!svcs) {
+        svcs = new Map();
+        for (const e of g?.db.inNetwork(networkId) ? g.db.list(ENDPOINT_TABLE, networkId) : []) {
+          const v = e.value as EndpointRecord | undefined;
+          if (v?.service && typeof v.ip === 'string') svcs.set(v.service, [...(svcs.get(v.service) ?? []), v.ip]);
+        }
+        for (const [k, ips] of svcs) svcs.set(k, [...new Set(ips)].sort());
+        byNetwork.set(networkId, svcs);
+      }
+      return svcs.get(service) ?? [];
     };
     for (const [netns, nets] of byNetns) {
       const want: LbSpec = new Map();

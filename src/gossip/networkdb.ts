@@ -64,6 +64,24 @@ const key3 = (table: string, nid: string, key: string): string => `${table}\u000
 
 export class NetworkDB extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
+  /** the same entries by table and network: list() is asked per VIP and port at every refresh */
+  private readonly byTable = new Map<string, Map<string, Entry>>();
+
+  private setEntry(k: string, e: Entry): void {
+    this.entries.set(k, e);
+    const t = `${e.table}\u0000${e.nid}`;
+    let m = this.byTable.get(t);
+    if (!m) this.byTable.set(t, (m = new Map()));
+    m.set(k, e);
+  }
+
+  private deleteEntry(k: string, e: Entry): void {
+    this.entries.delete(k);
+    const t = `${e.table}\u0000${e.nid}`;
+    const m = this.byTable.get(t);
+    m?.delete(k);
+    if (m && m.size === 0) this.byTable.delete(t);
+  }
   /** network → node → attachment record (Lamport time, leaving) */
   private readonly nets = new Map<string, Map<string, { lt: number; leaving: boolean }>>();
   private readonly queues = new Map<string, BroadcastQueue<WireEntry>>();
@@ -152,7 +170,7 @@ export class NetworkDB extends EventEmitter {
   leaveNetwork(nid: string): void {
     const lt = this.tick();
     this.ml.broadcastUser(`net:${this.self}:${nid}`, { k: 'net', node: this.self, nid, lt, leaving: true });
-    for (const e of [...this.entries.values()]) if (e.nid === nid) this.entries.delete(key3(e.table, e.nid, e.key));
+    for (const e of [...this.entries.values()]) if (e.nid === nid) this.deleteEntry(key3(e.table, e.nid, e.key), e);
     this.nets.delete(nid);
     this.queues.delete(nid);
   }
@@ -204,7 +222,7 @@ export class NetworkDB extends EventEmitter {
 
   /** Live entries of a table in a network (tombstones excluded). */
   list(table: string, nid: string): Entry[] {
-    return [...this.entries.values()].filter((e) => e.table === table && e.nid === nid && !e.deleting);
+    return [...(this.byTable.get(`${table}\u0000${nid}`)?.values() ?? [])].filter((e) => !e.deleting);
   }
 
   /** Everything, tombstones included, for diagnosis. */
@@ -229,7 +247,7 @@ export class NetworkDB extends EventEmitter {
     this.tick(ev.lt);
     const next: Entry = { table: ev.tb, nid, key: ev.k, value: ev.v, owner: ev.o, ltime: ev.lt, deleting: ev.del };
     if (ev.del) next.reapAt = this.clock.now() + this.cfg.reapMs;
-    this.entries.set(k, next);
+    this.setEntry(k, next);
     if (fromRemote) this.stats.eventsApplied++;
     const type = ev.del ? 'delete' : cur && !cur.deleting ? 'update' : 'create';
     if (!(ev.del && (!cur || cur.deleting))) this.emit('event', { type, table: ev.tb, nid, key: ev.k, value: ev.v, owner: ev.o });
@@ -370,6 +388,6 @@ export class NetworkDB extends EventEmitter {
 
   private reap(): void {
     const now = this.clock.now();
-    for (const [k, e] of this.entries) if (e.deleting && e.reapAt !== undefined && e.reapAt <= now) this.entries.delete(k);
+    for (const [k, e] of [...this.entries]) if (e.deleting && e.reapAt !== undefined && e.reapAt <= now) this.deleteEntry(k, e);
   }
 }
