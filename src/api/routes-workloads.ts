@@ -8,10 +8,25 @@ import type { Orchestrator } from '../cluster/manager/orchestrator.js';
 import { taskName, type TaskRecord } from '../cluster/manager/types.js';
 import { pullImage } from '../runtime/registry.js';
 import { parseRef } from '../runtime/reference.js';
-import { BadRequest, filterValues, requiredVersion, labelMatch, obj, optArr, optBool, optStr, optStrArr, parseFilters, qBool } from './check.js';
+import {
+  BadRequest,
+  filterValues,
+  requiredVersion,
+  labelMatch,
+  obj,
+  optArr,
+  optBool,
+  optStr,
+  optStrArr,
+  optStrMap,
+  parseFilters,
+  qBool,
+  refuseUnknown,
+} from './check.js';
+import type { VolumeRecord } from '../runtime/volumes.js';
 import { Execs, frame } from './exec.js';
 import type { Router } from './http.js';
-import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parseServiceSpec, serviceJson, taskJson } from './shapes-workloads.js';
+import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parseServiceSpec, serviceJson, taskJson, volumeJson } from './shapes-workloads.js';
 
 /** how often a followed service log asks every node for its new lines */
 const FOLLOW_POLL_MS = 500;
@@ -306,12 +321,59 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
             }
           : {}),
         ...(want('container') ? { Containers: containers.map((x) => ({ ...containerSummaryJson(x), SizeRw: 0, SizeRootFs: 0 })) } : {}),
-        ...(want('volume') ? { Volumes: [] } : {}),
+        ...(want('volume') ? { Volumes: d.volumes.list().map((v) => ({ ...volumeJson(v, d.volumes.dataPath(v.name)), UsageData: { Size: -1, RefCount: d.volumeUsers(v.name).length } })) } : {}),
         ...(want('build-cache') ? { BuildCache: [] } : {}),
       },
     };
   });
   r.on('GET', /^\/images\/(.+)\/json$/, (c) => ({ json: imageJson(d.images.get(c.params[0]!)) }));
+
+  // ---- volumes: the local driver, on this node ----
+  const volumeOut = (v: VolumeRecord): Record<string, unknown> => volumeJson(v, d.volumes.dataPath(v.name));
+  r.on('GET', '/volumes', (c) => {
+    const f = parseFilters(c.query.get('filters'), ['dangling', 'name', 'label', 'driver']);
+    filterValues(f, 'dangling', ['true', 'false', '1', '0']);
+    let list = d.volumes.list();
+    if (f.name) list = list.filter((v) => f.name!.some((n) => v.name.includes(n)));
+    if (f.label) list = list.filter((v) => f.label!.every((l) => labelMatch(v.labels, l)));
+    if (f.driver) list = list.filter((v) => f.driver!.includes(v.driver));
+    if (f.dangling?.length) {
+      const dangling = ['true', '1'].includes(f.dangling[0]!);
+      list = list.filter((v) => (d.volumeUsers(v.name).length === 0) === dangling);
+    }
+    return { json: { Volumes: list.map(volumeOut), Warnings: null } };
+  });
+  r.on('POST', '/volumes/create', async (c) => {
+    const b = obj(await c.body(), 'volume create request');
+    refuseUnknown(b, '', ['Name', 'Driver', 'Labels']);
+    const driver = optStr(b, 'Driver') || 'local';
+    if (driver !== 'local') throw new NotFoundError(`error looking up volume plugin ${driver}: plugin "${driver}" not found`);
+    const name = optStr(b, 'Name');
+    const { volume } = await d.volumes.create({ ...(name ? { name } : {}), labels: optStrMap(b, 'Labels') ?? {} });
+    return { status: 201, json: volumeOut(volume) };
+  });
+  r.on('POST', '/volumes/prune', async (c) => {
+    // As Docker 23+: anonymous volumes only, unless all=true; never one in use.
+    const f = parseFilters(c.query.get('filters'), ['all', 'label', 'label!']);
+    const all = ['true', '1'].includes(f.all?.[0] ?? '');
+    const deleted: string[] = [];
+    for (const v of d.volumes.list()) {
+      if ((!all && !v.anonymous) || d.volumeUsers(v.name).length) continue;
+      if (f.label && !f.label.every((l) => labelMatch(v.labels, l))) continue;
+      if (f['label!']?.some((l) => labelMatch(v.labels, l))) continue;
+      await d.volumes.remove(v.name, []);
+      deleted.push(v.name);
+    }
+    return { json: { VolumesDeleted: deleted, SpaceReclaimed: 0 } };
+  });
+  r.on('GET', '/volumes/:name', (c) => ({ json: volumeOut(d.volumes.get(c.params[0]!)) }));
+  r.on('DELETE', '/volumes/:name', async (c) => {
+    const name = c.params[0]!;
+    // -f ignores a volume that is not there (as Docker); one in use is never removed.
+    if (qBool(c.query, 'force') && !d.volumes.find(name)) return { status: 204 };
+    await d.volumes.remove(name, d.volumeUsers(name));
+    return { status: 204 };
+  });
   r.on('GET', /^\/distribution\/(.+)\/json$/, (c) => {
     // No registry lookups for service create: the CLI then keeps the plain tag, as it does offline.
     throw new NotFoundError(`no registry lookup for ${c.params[0]}: image digests are not pinned`);

@@ -12,9 +12,10 @@ import {
 } from '../cluster/manager/types.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import { validateHealthcheck, type HealthcheckSpec } from '../runtime/health.js';
+import { checkMounts, type MountSpec, type VolumeRecord } from '../runtime/volumes.js';
 import type { ImageRecord } from '../runtime/images.js';
 import { humanDuration } from '../core/human.js';
-import { BadRequest, isUnset, obj, optArr, optInt, optStr, optStrArr, optStrMap, refuseUnknown } from './check.js';
+import { BadRequest, isUnset, obj, optArr, optBool, optInt, optStr, optStrArr, optStrMap, refuseUnknown } from './check.js';
 
 const NS_PER_MS = 1e6;
 
@@ -43,7 +44,7 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   refuseUnknown(
     obj(tt.ContainerSpec, 'ContainerSpec'),
     'TaskTemplate.ContainerSpec',
-    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod', 'Healthcheck'],
+    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod', 'Healthcheck', 'Mounts'],
     {
       Isolation: 'default',
     },
@@ -99,6 +100,62 @@ export function portJson(p: PortConfig): Record<string, unknown> {
     TargetPort: p.targetPort,
     ...(p.publishedPort ? { PublishedPort: p.publishedPort } : {}),
     PublishMode: p.publishMode,
+  };
+}
+
+/** Docker's Mount objects (a service's, or a container's --mount): what is not carried out is refused by name. */
+export function parseMounts(raw: unknown[], where: string): MountSpec[] {
+  const out = raw.map((x, i): MountSpec => {
+    const w = `${where}[${i}]`;
+    const m = obj(x, w);
+    refuseUnknown(m, w, ['Type', 'Source', 'Target', 'ReadOnly', 'VolumeOptions', 'TmpfsOptions', 'BindOptions'], { Consistency: 'default' });
+    const type = optStr(m, 'Type') || 'volume';
+    if (type !== 'volume' && type !== 'bind' && type !== 'tmpfs') throw new BadRequest(`invalid mount config: mount type unknown: ${type} (volume, bind or tmpfs)`);
+    const vo = obj(m.VolumeOptions, `${w}.VolumeOptions`);
+    refuseUnknown(vo, `${w}.VolumeOptions`, ['NoCopy', 'Labels', 'DriverConfig']);
+    const dc = obj(vo.DriverConfig, `${w}.VolumeOptions.DriverConfig`);
+    refuseUnknown(dc, `${w}.VolumeOptions.DriverConfig`, ['Name']);
+    const driver = optStr(dc, 'Name');
+    if (driver && driver !== 'local') throw new BadRequest(`${w}.VolumeOptions.DriverConfig.Name: volume driver "${driver}" is not supported yet: only local`);
+    const to = obj(m.TmpfsOptions, `${w}.TmpfsOptions`);
+    refuseUnknown(to, `${w}.TmpfsOptions`, ['SizeBytes', 'Mode']);
+    refuseUnknown(obj(m.BindOptions, `${w}.BindOptions`), `${w}.BindOptions`, [], { Propagation: 'rprivate' });
+    if (type !== 'volume' && Object.keys(vo).some((k) => !isUnset(vo[k]))) throw new BadRequest(`invalid mount config for type "${type}": VolumeOptions must not be specified`);
+    if (type !== 'tmpfs' && Object.keys(to).some((k) => !isUnset(to[k]))) throw new BadRequest(`invalid mount config for type "${type}": TmpfsOptions must not be specified`);
+    const size = optInt(to, 'SizeBytes') ?? 0;
+    const mode = optInt(to, 'Mode') ?? 0;
+    if (size < 0) throw new BadRequest(`${w}.TmpfsOptions.SizeBytes must not be negative`);
+    const labels = optStrMap(vo, 'Labels');
+    return {
+      type,
+      source: optStr(m, 'Source') ?? '',
+      target: optStr(m, 'Target') ?? '',
+      readOnly: optBool(m, 'ReadOnly') ?? false,
+      ...(labels && Object.keys(labels).length ? { volumeLabels: labels } : {}),
+      ...(optBool(vo, 'NoCopy') ? { noCopy: true } : {}),
+      ...(size ? { tmpfsSize: size } : {}),
+      ...(mode ? { tmpfsMode: mode } : {}),
+    };
+  });
+  try {
+    checkMounts(out);
+  } catch (e) {
+    throw new BadRequest(e instanceof Error ? e.message : String(e));
+  }
+  return out;
+}
+
+/** Docker's Mount JSON, unset fields left out. */
+export function mountJson(m: MountSpec): Record<string, unknown> {
+  const vo = { ...(m.noCopy ? { NoCopy: true } : {}), ...(m.volumeLabels ? { Labels: m.volumeLabels } : {}) };
+  const to = { ...(m.tmpfsSize ? { SizeBytes: m.tmpfsSize } : {}), ...(m.tmpfsMode ? { Mode: m.tmpfsMode } : {}) };
+  return {
+    Type: m.type,
+    ...(m.source ? { Source: m.source } : {}),
+    Target: m.target,
+    ...(m.readOnly ? { ReadOnly: true } : {}),
+    ...(Object.keys(vo).length ? { VolumeOptions: vo } : {}),
+    ...(Object.keys(to).length ? { TmpfsOptions: to } : {}),
   };
 }
 
@@ -200,6 +257,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   if (maxReplicas < 0) throw new BadRequest('Placement.MaxReplicas must not be negative');
   const ports = parsePorts(obj(b.EndpointSpec, 'EndpointSpec'));
   const healthcheck = parseHealthcheck(cs.Healthcheck, 'TaskTemplate.ContainerSpec.Healthcheck');
+  const mounts = parseMounts(optArr(cs, 'Mounts') ?? [], 'TaskTemplate.ContainerSpec.Mounts');
   return {
     name: optStr(b, 'Name') ?? '',
     labels: optStrMap(b, 'Labels') ?? {},
@@ -234,6 +292,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     ...(spread.length ? { spread } : {}),
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
     ...(healthcheck ? { healthcheck } : {}),
+    ...(mounts.length ? { mounts } : {}),
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
     ...(optInt(tt, 'ForceUpdate') ? { forceUpdate: optInt(tt, 'ForceUpdate') } : {}),
@@ -252,6 +311,7 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
   if (s.hostname) cs.Hostname = s.hostname;
   if (Object.keys(s.containerLabels).length) cs.Labels = s.containerLabels;
   if (s.healthcheck) cs.Healthcheck = healthcheckJson(s.healthcheck);
+  if (s.mounts?.length) cs.Mounts = s.mounts.map(mountJson);
   return {
     ContainerSpec: cs,
     Resources: {
@@ -415,7 +475,7 @@ export function containerSummaryJson(c: ContainerRecord): Record<string, unknown
     Status: statusText(c),
     HostConfig: { NetworkMode: 'default' },
     NetworkSettings: { Networks: endpointSettings(c) },
-    Mounts: [],
+    Mounts: containerMountsJson(c),
   };
 }
 
@@ -474,7 +534,7 @@ export function containerJson(c: ContainerRecord, dir: string, execIds: string[]
       Init: false,
     },
     GraphDriver: { Name: 'overlay', Data: { MergedDir: `${dir}/rootfs`, UpperDir: `${dir}/upper`, WorkDir: `${dir}/work` } },
-    Mounts: [],
+    Mounts: containerMountsJson(c),
     Config: {
       Hostname: c.hostname,
       Domainname: '',
@@ -559,4 +619,22 @@ export function imageJson(i: ImageRecord): Record<string, unknown> {
     RootFS: { Type: 'layers', Layers: i.diffIds },
     Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
   };
+}
+
+/** Docker's Volume JSON (local driver, scope local). */
+export function volumeJson(v: VolumeRecord, mountpoint: string): Record<string, unknown> {
+  return { CreatedAt: v.createdAt, Driver: v.driver, Labels: v.labels, Mountpoint: mountpoint, Name: v.name, Options: null, Scope: 'local' };
+}
+
+/** A container's mounts as inspect and ps show them. */
+export function containerMountsJson(c: ContainerRecord): Record<string, unknown>[] {
+  return (c.mounts ?? []).map((m) => ({
+    Type: m.type,
+    ...(m.name ? { Name: m.name, Driver: 'local' } : {}),
+    Source: m.source,
+    Destination: m.destination,
+    Mode: m.type === 'volume' ? 'z' : '',
+    RW: !m.readOnly,
+    Propagation: m.type === 'bind' ? 'rprivate' : '',
+  }));
 }

@@ -43,7 +43,9 @@ import { EventLog } from './events.js';
 import type { ContainerRecord } from '../runtime/containers.js';
 import { EmbeddedDns } from '../dns/server.js';
 import type { DnsRecord } from '../dns/records.js';
+import fs from 'node:fs';
 import path from 'node:path';
+import { VolumeStore, type ContainerMount, type MountSpec } from '../runtime/volumes.js';
 import { NodeDisk, type CertFiles, type LocalEndpoint, type SwarmState } from './state.js';
 
 export interface DaemonConfig {
@@ -165,12 +167,14 @@ export class Daemon {
   readonly startedAt = new Date();
   readonly images: ImageStore;
   readonly runtime: ContainerRuntime;
+  readonly volumes: VolumeStore;
   readonly tasks: TaskRunner;
   private dns: EmbeddedDns | undefined;
 
   constructor(readonly cfg: DaemonConfig) {
     this.disk = new NodeDisk(cfg.root);
     this.images = new ImageStore(path.join(cfg.root, 'images'));
+    this.volumes = new VolumeStore(path.join(cfg.root, 'volumes'));
     const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
     this.lb = new LoadBalancers(cfg.log.child({ component: 'lb' }));
     this.mesh = new NodeMesh(this.sboxNetns, cfg.log.child({ component: 'mesh' }));
@@ -213,6 +217,7 @@ export class Daemon {
         localTaskIds: () => [...new Set(this.endpoints.flatMap((e) => (e.taskId ? [e.taskId] : [])))],
         withdraw: (taskId) => this.withdrawTask(taskId),
         serving: (taskId, ok) => this.setServing(taskId, ok),
+        mounts: (specs) => Promise.all(specs.map((m) => this.mountFor(m))),
         egress: async (taskId, ns) => {
           await this.gw.attach(ns, taskId);
           this.refreshMesh();
@@ -712,6 +717,34 @@ export class Daemon {
 
   /** tasks whose health check has not passed yet, or has failed: reachable, but out of their services' backends and DNS */
   private readonly unready = new Set<string>();
+
+  /** A task's mount on this node: a tmpfs, a bind whose source must exist, or a volume (made on demand). */
+  private async mountFor(m: MountSpec): Promise<ContainerMount> {
+    if (m.type === 'tmpfs')
+      return {
+        type: 'tmpfs',
+        source: '',
+        destination: m.target,
+        readOnly: m.readOnly,
+        options: [...(m.tmpfsSize ? [`size=${m.tmpfsSize}`] : []), ...(m.tmpfsMode ? [`mode=${m.tmpfsMode.toString(8)}`] : [])],
+      };
+    if (m.type === 'bind') {
+      await fs.promises.access(m.source).catch(() => {
+        throw new InvalidArgumentError(`invalid mount config for type "bind": bind source path does not exist: ${m.source}`);
+      });
+      return { type: 'bind', source: m.source, destination: m.target, readOnly: m.readOnly };
+    }
+    const { volume, created } = await this.volumes.create({ ...(m.source ? { name: m.source } : {}), ...(m.volumeLabels ? { labels: m.volumeLabels } : {}) });
+    return { type: 'volume', name: volume.name, source: this.volumes.dataPath(volume.name), destination: m.target, readOnly: m.readOnly, copyUp: created && !m.noCopy };
+  }
+
+  /** The containers using a volume (any state, as Docker counts them). */
+  volumeUsers(name: string): string[] {
+    return this.runtime
+      .list()
+      .filter((c) => c.mounts?.some((m) => m.type === 'volume' && m.name === name))
+      .map((c) => c.id);
+  }
 
   /** tasks whose endpoint-table entries publish() left out (not ready, or a container not healthy) */
   private readonly withheld = new Set<string>();

@@ -11,6 +11,7 @@ import type { ContainerNetwork, ContainerRecord, ContainerRuntime } from '../run
 import type { ImageRecord, ImageStore } from '../runtime/images.js';
 import { mergeHealthcheck } from '../runtime/health.js';
 import { parseRef } from '../runtime/reference.js';
+import type { ContainerMount, MountSpec } from '../runtime/volumes.js';
 import { pullImage } from '../runtime/registry.js';
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 
@@ -37,6 +38,8 @@ export interface TaskHost {
   withdraw(taskId: string): void;
   /** the task's endpoints are in its services' backends and DNS (false: still reachable, but out of them) */
   serving(taskId: string, ok: boolean): void;
+  /** the task's mounts made real on this node: volumes made on demand, bind sources checked */
+  mounts(specs: MountSpec[]): Promise<ContainerMount[]>;
   /** the task's way out (docker_gwbridge), for a task on a non-internal network */
   egress(taskId: string, netns: string): Promise<void>;
   /** Docker's local bridge network (docker0), the network of a task that names none */
@@ -155,6 +158,13 @@ export class TaskRunner {
       await this.report(t.id, { state: 'rejected', message: 'preparing', err: errorMessage(e) });
       return;
     }
+    let mounts: ContainerMount[];
+    try {
+      mounts = await this.host.mounts(t.spec.mounts ?? []);
+    } catch (e) {
+      await this.report(t.id, { state: 'rejected', message: 'preparing', err: errorMessage(e) });
+      return;
+    }
     let container: ContainerRecord | undefined;
     // Out of the service's backends and DNS from its first endpoint until its check passes.
     if (mergeHealthcheck(image.config.Healthcheck, t.spec.healthcheck)) this.host.serving(t.id, false);
@@ -214,6 +224,7 @@ export class TaskRunner {
         ...(t.spec.nanoCpus ? { nanoCpus: t.spec.nanoCpus } : {}),
         ...(t.spec.reservations?.memoryBytes ? { memoryReservation: t.spec.reservations.memoryBytes } : {}),
         ...(t.spec.healthcheck ? { healthcheck: t.spec.healthcheck } : {}),
+        ...(mounts.length ? { mounts } : {}),
         stopTimeout: t.spec.stopGraceMs / 1000,
       });
       await this.report(t.id, { state: 'starting', message: 'starting', containerId: container.id });

@@ -13,6 +13,7 @@ import { mountsUnder, unmount } from '../kernel/mounts.js';
 import { mountOverlayAsync } from '../kernel/thread.js';
 import { HealthMonitor, healthConfig, mergeHealthcheck, timeoutOutput, type HealthState, type HealthcheckSpec } from './health.js';
 import type { ImageRecord, ImageStore } from './images.js';
+import type { ContainerMount } from './volumes.js';
 import { buildOciSpec, hostsFile, mergeEnv, processSpec, resolvConf } from './spec.js';
 import { Spawner } from './spawner.js';
 
@@ -69,6 +70,8 @@ export interface ContainerRecord {
   healthcheck?: HealthcheckSpec;
   /** since its last start, while it has a health check */
   health?: HealthState;
+  /** volumes, binds and tmpfs mounts */
+  mounts?: ContainerMount[];
 }
 
 export interface CreateOptions {
@@ -89,6 +92,7 @@ export interface CreateOptions {
   memoryReservation?: number;
   /** the spec's health check (merged over the image's; test ['NONE'] turns the image's off) */
   healthcheck?: HealthcheckSpec;
+  mounts?: ContainerMount[];
   stopTimeout?: number;
 }
 
@@ -235,6 +239,7 @@ export class ContainerRuntime extends EventEmitter {
       ...(o.nanoCpus ? { nanoCpus: o.nanoCpus } : {}),
       ...(o.memoryReservation ? { memoryReservation: o.memoryReservation } : {}),
       ...(health ? { healthcheck: health } : {}),
+      ...(o.mounts?.length ? { mounts: o.mounts.map(({ copyUp: _, ...m }) => m) } : {}),
       stopTimeout: o.stopTimeout ?? 10,
       status: 'created',
       pid: 0,
@@ -250,6 +255,8 @@ export class ContainerRuntime extends EventEmitter {
       const write = fs.promises.writeFile;
       for (const sub of ['rootfs', 'upper', 'work']) await fs.promises.mkdir(path.join(d, sub), { recursive: true, mode: 0o700 });
       await mountOverlayAsync(path.join(d, 'rootfs'), this.images.layerDirs(o.image), path.join(d, 'upper'), path.join(d, 'work'));
+      // A volume made for this container starts with what the image has at its target (as Docker's).
+      for (const m of o.mounts ?? []) if (m.copyUp) await copyInto(path.join(d, 'rootfs', m.destination), m.source);
       await write(path.join(d, 'hostname'), `${rec.hostname}\n`);
       await write(
         path.join(d, 'hosts'),
@@ -272,6 +279,7 @@ export class ContainerRuntime extends EventEmitter {
         ...(rec.memoryLimit ? { memoryLimit: rec.memoryLimit } : {}),
         ...(rec.nanoCpus ? { nanoCpus: rec.nanoCpus } : {}),
         ...(rec.memoryReservation ? { memoryReservation: rec.memoryReservation } : {}),
+        ...(rec.mounts?.length ? { mounts: rec.mounts.map(ociMount) } : {}),
       });
       await write(path.join(d, 'config.json'), JSON.stringify(spec));
       await this.save(rec);
@@ -595,4 +603,25 @@ export async function purgeRuntime(root: string, execRoot: string, cgroupParent:
     }
   }
   return removed;
+}
+
+/** A mount as runc takes it. */
+function ociMount(m: ContainerMount): { destination: string; type: 'bind' | 'tmpfs'; source: string; options: string[] } {
+  const ro = m.readOnly ? ['ro'] : [];
+  if (m.type === 'tmpfs') return { destination: m.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...(m.options ?? []), ...ro] };
+  return { destination: m.destination, type: 'bind', source: m.source, options: ['rbind', 'rprivate', ...ro] };
+}
+
+/** Copies a directory's content, owners and modes kept (cp -a), into `dest`; nothing when there is none. */
+async function copyInto(src: string, dest: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(src);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) return;
+  await new Promise<void>((resolve, reject) =>
+    execFile('cp', ['-a', `${src}/.`, dest], (e, _out, err) => (e ? reject(new VxError(`copying the image's ${src} into the volume: ${err || e.message}`, 500)) : resolve())),
+  );
 }

@@ -46,6 +46,8 @@ export interface ContainerSpecInput extends ProcessSpecInput {
   /** the memory cgroup's soft limit (Docker's MemoryReservation), bytes */
   memoryReservation?: number;
   pidsLimit?: number;
+  /** volumes and binds (host paths) and tmpfs mounts, after the runtime's own */
+  mounts?: { destination: string; type: 'bind' | 'tmpfs'; source: string; options: string[] }[];
 }
 
 /** Splits "uid[:gid]"; a non-numeric user is refused rather than silently run as root. */
@@ -100,6 +102,7 @@ export function buildOciSpec(c: ContainerSpecInput): Record<string, unknown> {
       bind(c.etc.hosts, '/etc/hosts'),
       bind(c.etc.hostname, '/etc/hostname'),
       bind(c.etc.resolvConf, '/etc/resolv.conf'),
+      ...(c.mounts ?? []),
     ],
     linux: {
       cgroupsPath: c.cgroupsPath,

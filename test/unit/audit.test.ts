@@ -23,7 +23,7 @@ const FIELDS: [path: string, value: unknown][] = [
   ['TaskTemplate.ContainerSpec.TTY', true],
   ['TaskTemplate.ContainerSpec.OpenStdin', true],
   ['TaskTemplate.ContainerSpec.ReadOnly', true],
-  ['TaskTemplate.ContainerSpec.Mounts', [{ Type: 'volume', Source: 'v', Target: '/v' }]],
+  ['TaskTemplate.ContainerSpec.Mounts', [{ Type: 'volume', Source: 'vol', Target: '/v' }]],
   ['TaskTemplate.ContainerSpec.StopSignal', 'SIGINT'],
   ['TaskTemplate.ContainerSpec.StopGracePeriod', 3e9],
   ['TaskTemplate.ContainerSpec.Healthcheck', { Test: ['CMD', 'true'], Interval: 2e9 }],

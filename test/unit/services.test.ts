@@ -579,10 +579,22 @@ describe('no service field accepted and dropped', () => {
   it('refuses each field it would ignore, naming it', () => {
     const cases: Array<[string, (b: Json) => void, RegExp]> = [
       [
-        '--mount',
-        (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'bind', Source: '/x', Target: '/y' }]),
-        /TaskTemplate\.ContainerSpec\.Mounts is not supported yet/,
+        '--mount bind-propagation=shared',
+        (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'bind', Source: '/x', Target: '/y', BindOptions: { Propagation: 'shared' } }]),
+        /TaskTemplate\.ContainerSpec\.Mounts\[0\]\.BindOptions\.Propagation is not supported yet/,
       ],
+      ['--mount type=npipe', (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'npipe', Source: 'x', Target: '/y' }]), /mount type unknown: npipe/],
+      ['--mount relative bind', (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'bind', Source: 'x', Target: '/y' }]), /mount path must be absolute/],
+      [
+        '--mount twice at one target',
+        (b) =>
+          (b.TaskTemplate.ContainerSpec.Mounts = [
+            { Type: 'tmpfs', Target: '/y' },
+            { Type: 'volume', Source: 'data', Target: '/y' },
+          ]),
+        /duplicate mount point: \/y/,
+      ],
+      ['--mount tmpfs with a source', (b) => (b.TaskTemplate.ContainerSpec.Mounts = [{ Type: 'tmpfs', Source: 'x', Target: '/y' }]), /must not be specified/],
       ['--limit-cpu 0.001', (b) => (b.TaskTemplate.Resources.Limits.NanoCPUs = 1e6), /the smallest CPU limit is 0\.01 CPU/],
       [
         'generic resources',

@@ -94,6 +94,7 @@ function fakeHost(): TaskHost & {
     localTaskIds: () => [...h.withEndpoints],
     withdraw: (taskId: string) => void h.withdrawn.push(taskId),
     serving: (taskId: string, ok: boolean) => void h.servingLog.push(`${taskId}:${ok}`),
+    mounts: async () => [],
     egress: async () => undefined,
     defaultBridge: async () => undefined,
   };

@@ -1,5 +1,6 @@
 // The manager's records. Docker's JSON shapes are built from these in api/ only.
 import type { HealthcheckSpec } from '../../runtime/health.js';
+import type { MountSpec } from '../../runtime/volumes.js';
 import type { Role } from './ca.js';
 
 export type Availability = 'active' | 'pause' | 'drain';
@@ -161,6 +162,8 @@ export interface ServiceSpec {
   stopGraceMs: number;
   /** the container's health check (Docker's Healthcheck; test ['NONE'] turns the image's off) */
   healthcheck?: HealthcheckSpec;
+  /** volumes, bind mounts and tmpfs mounts of each task's container */
+  mounts?: MountSpec[];
   /** how a spec change rolls out (Docker's UpdateConfig); absent: Docker's defaults */
   update?: UpdatePolicy;
   containerLabels: Record<string, string>;
