@@ -321,7 +321,13 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
             }
           : {}),
         ...(want('container') ? { Containers: containers.map((x) => ({ ...containerSummaryJson(x), SizeRw: 0, SizeRootFs: 0 })) } : {}),
-        ...(want('volume') ? { Volumes: d.volumes.list().map((v) => ({ ...volumeJson(v, d.volumes.dataPath(v.name)), UsageData: { Size: -1, RefCount: d.volumeUsers(v.name).length } })) } : {}),
+        ...(want('volume')
+          ? {
+              Volumes: d.volumes
+                .list()
+                .map((v) => ({ ...volumeJson(v, d.volumes.dataPath(v.name)), UsageData: { Size: -1, RefCount: d.volumeUsers(v.name).length } })),
+            }
+          : {}),
         ...(want('build-cache') ? { BuildCache: [] } : {}),
       },
     };

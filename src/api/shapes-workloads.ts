@@ -110,7 +110,8 @@ export function parseMounts(raw: unknown[], where: string): MountSpec[] {
     const m = obj(x, w);
     refuseUnknown(m, w, ['Type', 'Source', 'Target', 'ReadOnly', 'VolumeOptions', 'TmpfsOptions', 'BindOptions'], { Consistency: 'default' });
     const type = optStr(m, 'Type') || 'volume';
-    if (type !== 'volume' && type !== 'bind' && type !== 'tmpfs') throw new BadRequest(`invalid mount config: mount type unknown: ${type} (volume, bind or tmpfs)`);
+    if (type !== 'volume' && type !== 'bind' && type !== 'tmpfs')
+      throw new BadRequest(`invalid mount config: mount type unknown: ${type} (volume, bind or tmpfs)`);
     const vo = obj(m.VolumeOptions, `${w}.VolumeOptions`);
     refuseUnknown(vo, `${w}.VolumeOptions`, ['NoCopy', 'Labels', 'DriverConfig']);
     const dc = obj(vo.DriverConfig, `${w}.VolumeOptions.DriverConfig`);
@@ -120,8 +121,10 @@ export function parseMounts(raw: unknown[], where: string): MountSpec[] {
     const to = obj(m.TmpfsOptions, `${w}.TmpfsOptions`);
     refuseUnknown(to, `${w}.TmpfsOptions`, ['SizeBytes', 'Mode']);
     refuseUnknown(obj(m.BindOptions, `${w}.BindOptions`), `${w}.BindOptions`, [], { Propagation: 'rprivate' });
-    if (type !== 'volume' && Object.keys(vo).some((k) => !isUnset(vo[k]))) throw new BadRequest(`invalid mount config for type "${type}": VolumeOptions must not be specified`);
-    if (type !== 'tmpfs' && Object.keys(to).some((k) => !isUnset(to[k]))) throw new BadRequest(`invalid mount config for type "${type}": TmpfsOptions must not be specified`);
+    if (type !== 'volume' && Object.keys(vo).some((k) => !isUnset(vo[k])))
+      throw new BadRequest(`invalid mount config for type "${type}": VolumeOptions must not be specified`);
+    if (type !== 'tmpfs' && Object.keys(to).some((k) => !isUnset(to[k])))
+      throw new BadRequest(`invalid mount config for type "${type}": TmpfsOptions must not be specified`);
     const size = optInt(to, 'SizeBytes') ?? 0;
     const mode = optInt(to, 'Mode') ?? 0;
     if (size < 0) throw new BadRequest(`${w}.TmpfsOptions.SizeBytes must not be negative`);

@@ -735,7 +735,14 @@ export class Daemon {
       return { type: 'bind', source: m.source, destination: m.target, readOnly: m.readOnly };
     }
     const { volume, created } = await this.volumes.create({ ...(m.source ? { name: m.source } : {}), ...(m.volumeLabels ? { labels: m.volumeLabels } : {}) });
-    return { type: 'volume', name: volume.name, source: this.volumes.dataPath(volume.name), destination: m.target, readOnly: m.readOnly, copyUp: created && !m.noCopy };
+    return {
+      type: 'volume',
+      name: volume.name,
+      source: this.volumes.dataPath(volume.name),
+      destination: m.target,
+      readOnly: m.readOnly,
+      copyUp: created && !m.noCopy,
+    };
   }
 
   /** The containers using a volume (any state, as Docker counts them). */

@@ -608,7 +608,8 @@ export async function purgeRuntime(root: string, execRoot: string, cgroupParent:
 /** A mount as runc takes it. */
 function ociMount(m: ContainerMount): { destination: string; type: 'bind' | 'tmpfs'; source: string; options: string[] } {
   const ro = m.readOnly ? ['ro'] : [];
-  if (m.type === 'tmpfs') return { destination: m.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...(m.options ?? []), ...ro] };
+  if (m.type === 'tmpfs')
+    return { destination: m.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...(m.options ?? []), ...ro] };
   return { destination: m.destination, type: 'bind', source: m.source, options: ['rbind', 'rprivate', ...ro] };
 }
 
@@ -622,6 +623,8 @@ async function copyInto(src: string, dest: string): Promise<void> {
   }
   if (!st.isDirectory()) return;
   await new Promise<void>((resolve, reject) =>
-    execFile('cp', ['-a', `${src}/.`, dest], (e, _out, err) => (e ? reject(new VxError(`copying the image's ${src} into the volume: ${err || e.message}`, 500)) : resolve())),
+    execFile('cp', ['-a', `${src}/.`, dest], (e, _out, err) =>
+      e ? reject(new VxError(`copying the image's ${src} into the volume: ${err || e.message}`, 500)) : resolve(),
+    ),
   );
 }

@@ -20,7 +20,9 @@ const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
 export function checkVolumeName(name: string): void {
   if (!NAME_RE.test(name))
-    throw new InvalidArgumentError(`create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed`);
+    throw new InvalidArgumentError(
+      `create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed`,
+    );
 }
 
 export class VolumeStore {
@@ -118,7 +120,8 @@ export function checkMounts(mounts: MountSpec[]): void {
     seen.add(m.target);
     if (m.type === 'bind') {
       if (!m.source) throw new InvalidArgumentError('invalid mount config for type "bind": field Source must not be empty');
-      if (!m.source.startsWith('/')) throw new InvalidArgumentError(`invalid mount config for type "bind": invalid mount path: '${m.source}' mount path must be absolute`);
+      if (!m.source.startsWith('/'))
+        throw new InvalidArgumentError(`invalid mount config for type "bind": invalid mount path: '${m.source}' mount path must be absolute`);
     } else if (m.type === 'volume') {
       if (m.source) checkVolumeName(m.source);
     } else if (m.type === 'tmpfs') {
