@@ -122,6 +122,31 @@ function updateFlags(c: Command): Command {
     .option('--update-failure-action <action>', 'action on update failure (pause|continue|rollback)');
 }
 
+/** docker's --mount: "type=volume,source=data,target=/data,readonly,volume-label=k=v,tmpfs-size=…". */
+export function parseMount(spec: string): Json {
+  const m: Json = { Type: 'volume' };
+  for (const part of spec.split(',')) {
+    const i = part.indexOf('=');
+    const k = (i < 0 ? part : part.slice(0, i)).trim().toLowerCase();
+    const v = i < 0 ? '' : part.slice(i + 1);
+    if (k === 'type') m.Type = v;
+    else if (k === 'source' || k === 'src') m.Source = v;
+    else if (k === 'target' || k === 'dst' || k === 'destination') m.Target = v;
+    else if (k === 'readonly' || k === 'ro') m.ReadOnly = v === '' || v === 'true' || v === '1';
+    else if (k === 'volume-nocopy') m.VolumeOptions = { ...(m.VolumeOptions ?? {}), NoCopy: v === '' || v === 'true' };
+    else if (k === 'volume-label') {
+      const j = v.indexOf('=');
+      m.VolumeOptions = {
+        ...(m.VolumeOptions ?? {}),
+        Labels: { ...(m.VolumeOptions?.Labels ?? {}), [j < 0 ? v : v.slice(0, j)]: j < 0 ? '' : v.slice(j + 1) },
+      };
+    } else if (k === 'tmpfs-size') m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), SizeBytes: parseBytes(v) };
+    else if (k === 'tmpfs-mode') m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), Mode: parseInt(v, 8) };
+    else throw new VxError(`invalid field '${k}' must be a key=value pair`, 400);
+  }
+  return m;
+}
+
 /** Docker's --health-* flags and --no-healthcheck as a Healthcheck object (undefined: none given). */
 function healthcheckFrom(o: Json): Json | undefined {
   if (o.healthcheck === false) {
@@ -182,6 +207,7 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
   if (o.stopGracePeriod) cs.StopGracePeriod = parseDuration(o.stopGracePeriod);
   const hc = healthcheckFrom(o);
   if (hc) cs.Healthcheck = hc;
+  if (o.mount?.length) cs.Mounts = (o.mount as string[]).map(parseMount);
   const tt: Json = { ContainerSpec: cs, Resources: { Limits: {}, Reservations: {} }, Placement: {}, Networks: networkIds.map((t) => ({ Target: t })) };
   if (o.limitMemory) tt.Resources.Limits.MemoryBytes = parseBytes(o.limitMemory);
   if (o.limitCpu) tt.Resources.Limits.NanoCPUs = Math.round(Number(o.limitCpu) * 1e9);
@@ -206,7 +232,70 @@ function serviceSpecFrom(image: string, args: string[], o: Json, networkIds: str
   };
 }
 
+function addVolumeCommands(program: Command): void {
+  const volume = program.command('volume').description('manage volumes (the local driver, on this node)');
+  volume
+    .command('create')
+    .description('create a volume')
+    .argument('[name]')
+    .option('-d, --driver <name>', 'volume driver name', 'local')
+    .option('--label <k=v>', 'set metadata for a volume (repeatable)', collect)
+    .action(async (name: string | undefined, o: Json, cmd: Command) => {
+      const labels = Object.fromEntries(((o.label as string[] | undefined) ?? []).map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
+      const v = await apiFrom(cmd).post<Json>('/volumes/create', { Name: name ?? '', Driver: o.driver, Labels: labels });
+      out(`${v.Name}\n`);
+    });
+  volume
+    .command('ls')
+    .alias('list')
+    .description('list volumes')
+    .option('-q, --quiet', 'only display volume names')
+    .option('-f, --filter <k=v>', 'provide filter values (dangling, name, label, driver)', collect)
+    .option('--format <tpl>', 'format output using a Go template')
+    .action(async (o: Json, cmd: Command) => {
+      const r = await apiFrom(cmd).get<{ Volumes: Json[] }>('/volumes', { filters: JSON.stringify(filterFlags(o.filter)) });
+      if (o.quiet) return out(r.Volumes.map((v) => `${v.Name}\n`).join(''));
+      out(formatList(o.format ?? 'table {{.Driver}}\t{{.Name}}', r.Volumes, { Driver: 'DRIVER', Name: 'VOLUME NAME' }));
+    });
+  volume
+    .command('inspect')
+    .description('display detailed information on one or more volumes')
+    .argument('<volume...>')
+    .option('-f, --format <tpl>', 'format output using a Go template')
+    .action(async (names: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      inspectOut(await Promise.all(names.map((n) => api.get<Json>(`/volumes/${encodeURIComponent(n)}`))), o.format);
+    });
+  volume
+    .command('rm')
+    .alias('remove')
+    .description('remove one or more volumes')
+    .argument('<volume...>')
+    .option('-f, --force', 'do not fail on a volume that does not exist')
+    .action(async (names: string[], o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      for (const n of names) {
+        await api.del(`/volumes/${encodeURIComponent(n)}${o.force ? '?force=1' : ''}`);
+        out(`${n}\n`);
+      }
+    });
+  volume
+    .command('prune')
+    .description('remove unused volumes (anonymous ones, or all with -a)')
+    .option('-a, --all', 'remove all unused volumes, not just anonymous ones')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .option('--filter <k=v>', 'provide filter values (label=…, label!=…)', collect)
+    .action(async (o: Json, cmd: Command) => {
+      if (!o.force) throw new VxError('WARNING! This will remove unused volumes: run with -f to confirm', 400);
+      const filters = filterFlags(o.filter);
+      if (o.all) filters.all = ['true'];
+      const r = await apiFrom(cmd).post<{ VolumesDeleted: string[] }>(`/volumes/prune?filters=${encodeURIComponent(JSON.stringify(filters))}`, {});
+      if (r.VolumesDeleted.length) out(`Deleted Volumes:\n${r.VolumesDeleted.join('\n')}\n`);
+    });
+}
+
 export function addWorkloadCommands(program: Command): void {
+  addVolumeCommands(program);
   // Options after the image belong to its command (sh -c …), as with docker.
   const service = program.command('service').description('manage swarm services').enablePositionalOptions();
   healthFlags(updateFlags(service.command('create')))
@@ -230,6 +319,7 @@ export function addWorkloadCommands(program: Command): void {
     .option('--limit-cpu <cpus>', 'limit CPUs (e.g. 0.5)')
     .option('--reserve-memory <bytes>', 'reserve memory (the scheduler places the task only where it is free)')
     .option('--reserve-cpu <cpus>', 'reserve CPUs')
+    .option('--mount <mount>', 'attach a filesystem mount to the service (repeatable)', collect)
     .option('--replicas-max-per-node <n>', 'maximum number of tasks per node (0 = unlimited)')
     .option('--stop-grace-period <d>', 'time to wait before force killing a container')
     .option('-w, --workdir <dir>', 'working directory inside the container')

@@ -95,6 +95,8 @@ describe('volumes and mounts', { skip: skipUnlessRoot || (!hasDocker && 'needs t
     const pruned = await docker('node1', ['volume', 'prune', '-a', '-f', '--filter', 'label!=keep']);
     assert.match(pruned, /Deleted Volumes:\netc-copy\n/);
     assert.deepEqual((await docker('node1', ['volume', 'ls', '-q'])).trim().split('\n'), ['kept']);
+    const ours = await lab.vx('node1', ['volume', 'ls', '-q']);
+    assert.equal(ours.stdout.trim(), 'kept', 'our CLI lists the same');
     const bad = await lab.docker('node1', ['volume', 'create', 'x']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /includes invalid characters for a local volume name/);
