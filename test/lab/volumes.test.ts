@@ -102,6 +102,47 @@ describe('volumes and mounts', { skip: skipUnlessRoot || (!hasDocker && 'needs t
     assert.match(bad.stderr, /includes invalid characters for a local volume name/);
   });
 
+  it("docker stack deploy of a compose file with a named volume: the stack's volume is made, labelled, and mounted", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${lab.name}-stack-`));
+    try {
+      fs.writeFileSync(
+        path.join(dir, 'compose.yml'),
+        [
+          'services:',
+          '  db:',
+          '    image: busybox:local',
+          '    command: ["sh", "-c", "echo ready > /var/lib/db/state && sleep 100000"]',
+          '    volumes:',
+          '      - dbdata:/var/lib/db',
+          '    deploy:',
+          '      placement:',
+          '        constraints: ["node.hostname==node1"]',
+          'volumes:',
+          '  dbdata:',
+          '    labels:',
+          '      tier: data',
+          '',
+        ].join('\n'),
+      );
+      await docker('node1', ['stack', 'deploy', '--detach=true', '-c', path.join(dir, 'compose.yml'), 'app']);
+      const vol = await waitFor(
+        'the stack volume',
+        async () => {
+          const r = await lab.docker('node1', ['volume', 'inspect', 'app_dbdata']);
+          return r.code === 0 ? (JSON.parse(r.stdout) as Json[])[0] : undefined;
+        },
+        30_000,
+        200,
+      );
+      assert.equal(vol.Labels['com.docker.stack.namespace'], 'app');
+      assert.equal(vol.Labels.tier, 'data');
+      await waitFor('the state written into it', async () => (fs.existsSync(path.join(vol.Mountpoint as string, 'state')) ? true : undefined), 30_000, 200);
+      await docker('node1', ['stack', 'rm', 'app']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a bind source that does not exist rejects the task, with Docker's reason", async () => {
     await docker('node1', [
       'service',
