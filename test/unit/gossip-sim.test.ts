@@ -224,3 +224,42 @@ test('keyring: rotation keeps messages flowing; unknown keys are dropped and cou
   assert.equal(b.open(tampered), undefined);
   assert.throws(() => new Keyring([Buffer.alloc(7)]), /16, 24 or 32 bytes/);
 });
+
+test("list() by table and network: other tables and networks left out, a delete at once, the tombstone's reap and a leave keep the index whole", async () => {
+  const clock = new FakeClock();
+  const rng = seededRng(5);
+  const net = new MemNetwork(clock, rng);
+  const m = new Membership({ name: 'solo', transport: net.create('10.9.0.1:7946'), clock, rng, incarnation: 1 });
+  const db = new NetworkDB(m, clock, { rng, reapMs: 1000 });
+  m.start();
+  db.start();
+  try {
+    db.joinNetwork('a');
+    db.joinNetwork('b');
+    db.put('t1', 'a', 'k1', { v: 1 });
+    db.put('t1', 'a', 'k2', { v: 2 });
+    db.put('t2', 'a', 'k1', { v: 3 });
+    db.put('t1', 'b', 'k1', { v: 4 });
+    const keys = (table: string, nid: string): string[] =>
+      db
+        .list(table, nid)
+        .map((e) => `${e.key}=${(e.value as { v: number }).v}`)
+        .sort();
+    assert.deepEqual(keys('t1', 'a'), ['k1=1', 'k2=2']);
+    assert.deepEqual(keys('t2', 'a'), ['k1=3']);
+    assert.deepEqual(keys('t1', 'b'), ['k1=4']);
+    db.put('t1', 'a', 'k1', { v: 5 });
+    db.remove('t1', 'a', 'k2');
+    assert.deepEqual(keys('t1', 'a'), ['k1=5'], 'an update replaces, a delete hides at once');
+    await clock.advance(6000);
+    assert.equal(db.dump('a').filter((e) => e.key === 'k2').length, 0, 'the tombstone reaped');
+    db.put('t1', 'a', 'k2', { v: 6 });
+    assert.deepEqual(keys('t1', 'a'), ['k1=5', 'k2=6'], 'written again after its reap');
+    db.leaveNetwork('b');
+    assert.deepEqual(keys('t1', 'b'), []);
+    assert.deepEqual(keys('t1', 'a'), ['k1=5', 'k2=6']);
+  } finally {
+    m.shutdown();
+    db.stop();
+  }
+});
