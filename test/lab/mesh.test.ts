@@ -63,8 +63,14 @@ describe(
       waitFor(`${n} running ${svc} tasks`, async () => ((await live(svc)).length === n ? live(svc) : undefined), 30_000, 200);
     const nodeNames = async (): Promise<Record<string, string>> =>
       Object.fromEntries((await lab.api('node1').get<Json[]>('/nodes')).map((n) => [n.ID as string, n.Description.Hostname as string]));
-    const meshRepairs = async (host: string): Promise<number> =>
-      (await lab.api(host).get<Json>('/networks/ingress?verbose=true')).Overlay.Mesh.Repairs as number;
+    // Just after a restart the node may not have its ingress overlay back yet: wait for it.
+    const meshRepairs = (host: string): Promise<number> =>
+      waitFor(
+        `the ingress overlay on ${host}`,
+        async () => (await lab.api(host).get<Json>('/networks/ingress?verbose=true')).Overlay?.Mesh?.Repairs as number | undefined,
+        15_000,
+        100,
+      );
 
     before(async () => {
       lab = await SwarmLab.up('mesh', 3, 500);
