@@ -4,6 +4,7 @@
 // entry gossip asked for and the kernel lacks, an FDB entry pointing at another VTEP, a VNI that
 // differs between the two ends, an MTU larger than the path carries, a stale gossip entry.
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
+import { dnatText } from '../kernel/nftnl.js';
 import type { NetworkView } from '../overlay/network.js';
 import { isTopology, type ClusterTopology, type NodeTopology } from './topology.js';
 
@@ -101,7 +102,7 @@ export function explainPath(x: ExplainInput): Explanation {
       node: here,
       what: 'VIP',
       detail: `${dest} is a service VIP: each new connection is DNATed to one of ${backends.join(', ')}; following ${backends[0]}`,
-      entry: `nft table ip vxswarm (netns ${c.netns}): map vips { ${dest} : goto vip_${dest.replace(/\./g, '_')} }, ${backends.length === 1 ? `dnat to ${backends[0]}` : `dnat to numgen random mod ${backends.length} map { ${backends.map((b, i) => `${i} : ${b}`).join(', ')} }`}`,
+      entry: `nft table ip vxswarm (netns ${c.netns}): map vips { ${dest} : goto vip_${dest.replace(/\./g, '_')} }, ${dnatText(backends)}`,
     });
     dest = backends[0]!;
   }
@@ -148,7 +149,7 @@ function published(topology: ClusterTopology, hops: Hop[], addr: string, key: st
     node: here,
     what: 'ingress sandbox',
     detail: `${m.sboxNetns} picks a task per connection among ${sb.to.join(', ')} (port ${sb.port}); following ${sb.to[0]}; the client's address is kept`,
-    entry: `nft table ip vxswarm_ports (netns ${m.sboxNetns}): iifname gw0, ${key.replace('/', ' . ')} → ${sb.to.length === 1 ? `dnat to ${sb.to[0]}:${sb.port}` : `dnat to numgen random mod ${sb.to.length} map { ${sb.to.map((b, i) => `${i} : ${b}`).join(', ')} }:${sb.port}`}`,
+    entry: `nft table ip vxswarm_ports (netns ${m.sboxNetns}): iifname gw0, ${key.replace('/', ' . ')} → ${dnatText(sb.to, sb.port)}`,
   });
   walk(topology, hops, { node: n, name: 'the ingress sandbox', netns: m.sboxNetns }, sb.to[0]!);
   return sb.to[0];

@@ -28,6 +28,7 @@ export function checkVolumeName(name: string): void {
 export class VolumeStore {
   private readonly records = new Map<string, VolumeRecord>();
 
+  /** Reads the records once, at the daemon's start (before gossip or any session runs). */
   constructor(readonly root: string) {
     fs.mkdirSync(root, { recursive: true, mode: 0o701 });
     for (const name of fs.readdirSync(root)) {
