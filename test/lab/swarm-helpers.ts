@@ -41,6 +41,15 @@ export class SwarmLab {
   async down(): Promise<void> {
     // For debugging a failure by hand: keep the hosts and daemons (remove with `vxswarm lab down --name`).
     if (process.env.VXSWARM_KEEP_LAB) return void console.log(`# kept lab ${this.name}`);
+    // For reading a failure afterwards: every host's daemon log, kept under this directory.
+    const keep = process.env.VXSWARM_LAB_LOGS;
+    if (keep) {
+      fs.mkdirSync(path.join(keep, this.name), { recursive: true });
+      for (const h of this.plan?.hosts ?? []) {
+        const log = hostPaths(this.name, h.name).log;
+        if (fs.existsSync(log)) fs.copyFileSync(log, path.join(keep, this.name, `${h.name}.log`));
+      }
+    }
     await labDown(this.name);
   }
 

@@ -51,6 +51,16 @@ function peer(): SessionPeer & { got: Record<string, unknown>[]; closedAs: strin
   return { local: true, got, closedAs, send: (m) => void got.push(m), close: (how) => void closedAs.push(how) };
 }
 
+/** etcd that fails the next lease grants, as one back from a partition but not yet serving. */
+class FlakyGrants extends MemKv {
+  failGrants = 0;
+  override leaseGrant(): Promise<string> {
+    if (this.failGrants <= 0) return super.leaseGrant();
+    this.failGrants--;
+    return Promise.reject(new Error('etcdserver: request timed out (test)'));
+  }
+}
+
 describe('sessions with any manager', () => {
   it("a worker's session on a follower: ready on the leader, assignments from the follower's cache, down when it ends or the follower's lease runs out", async () => {
     const kv = new MemKv();
@@ -127,6 +137,36 @@ describe('sessions with any manager', () => {
       await leader.store.tx(() => leader.store.deleteNode('w1'));
       await waitFor('the session refused', async () => (again.closedAs.includes('refused') ? true : undefined), 1000, 10);
       await assert.rejects(follower.dispatcher.open('w1', peer()), (e: unknown) => (e as { status?: number }).status === 401);
+    } finally {
+      follower.close();
+      leader.close();
+      follower.store.close();
+      leader.store.close();
+    }
+  });
+
+  it('a lost lease whose new grant fails is granted again on a later tick: the keys come back and the nodes are ready again', async () => {
+    const kv = new FlakyGrants();
+    const leader = await plane(kv, 'm1');
+    await leader.init({ nodeId: 'm1', hostname: 'm1', advertiseAddr: '172.31.1.5', managerAddr: 'm1:2377', engineVersion: 't', ca: await createRootCA() });
+    await leader.store.tx(() => leader.store.putNode(node('m2', 'manager')));
+    const follower = await plane(kv, 'm2');
+    await follower.store.caughtUp(leader.store.rev);
+    await follower.openApi();
+    const stateOf = (id: string): string => leader.store.getNode(id)!.state;
+    try {
+      // The follower's own node, in-process, as after the partition the lab test makes.
+      const own = peer();
+      await follower.dispatcher.open('m2', own);
+      await waitFor('m2 ready', async () => (stateOf('m2') === 'ready' ? true : undefined), 3000, 10);
+      const { kvs } = await kv.range('/vxswarm/sessions/');
+      kv.failGrants = 2;
+      kv.expire(kvs[0]!.lease!);
+      await waitFor('m2 down once its lease is gone', async () => (stateOf('m2') === 'down' ? true : undefined), 1000, 10);
+      await waitFor('m2 ready again after two failed grants', async () => (stateOf('m2') === 'ready' ? true : undefined), 6000, 20);
+      assert.equal(kv.failGrants, 0, 'both failed grants were tried');
+      assert.deepEqual(own.closedAs, [], 'its session was never ended');
+      assert.equal((await kv.range('/vxswarm/sessions/')).kvs.length, 1);
     } finally {
       follower.close();
       leader.close();

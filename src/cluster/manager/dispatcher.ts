@@ -364,7 +364,8 @@ export class Dispatcher {
 
   /**
    * Keeps the session lease alive. Lost (expired while etcd was away): a new one, and every live
-   * session's key again. Not renewed for a lease's lifetime: this manager is cut off and the
+   * session's key again; if that fails (etcd back but not yet serving), every tick tries again
+   * until the keys are back. Not renewed for a lease's lifetime: this manager is cut off and the
    * leader has marked its nodes down, so their sessions end and they find another manager.
    */
   private keeping = false;
@@ -372,17 +373,20 @@ export class Dispatcher {
     // One keep-alive at a time, and a lost lease is the one that was sent: two answers of the
     // same lost lease must not each grant a new one (keys left on a lease nobody keeps alive).
     const lease = this.lease;
-    if (this.closed || !lease || this.keeping) return;
+    const keyed = (): Live[] => [...this.live].filter((s) => s.rev && !s.done && this.store.getNode(s.nodeId));
+    if (this.closed || this.keeping || (!lease && !keyed().length)) return;
     this.keeping = true;
     const sent = Date.now();
     try {
-      const ttl = await this.kv.leaseKeepAlive(lease);
-      if (ttl <= 0) return await this.leaseLost(lease);
-      this.renewedAt = sent;
+      if (lease) {
+        const ttl = await this.kv.leaseKeepAlive(lease);
+        if (ttl <= 0) return await this.leaseLost(lease);
+        this.renewedAt = sent;
+      }
       // A key our sessions should have and the store does not (it went with a lease lost in a
-      // race, or was deleted by hand) is written again.
-      for (const s of this.live)
-        if (s.rev && !s.done && !this.store.getSession(s.nodeId) && this.store.getNode(s.nodeId))
+      // race, or was deleted by hand, or the rewrite after a lost lease failed) is written again.
+      for (const s of keyed())
+        if (!lease || !this.store.getSession(s.nodeId))
           await this.putKey(s, false).catch((e: unknown) => this.log.debug('could not rewrite a session key', { node: s.nodeId, error: errorMessage(e) }));
     } catch (e) {
       this.log.debug('session lease keep-alive failed', { error: errorMessage(e) });
