@@ -14,9 +14,10 @@ fi
 # docker-registry serves images on loopback to the pull tests, tmux drives `docker exec -it`.
 # etcd-server is the managers' store (each manager's daemon runs its own etcd; curl drives its
 # gateway in the lab tests). chromium is the browser the topology page's test drives (through
-# playwright-core, which downloads nothing).
+# playwright-core, which downloads nothing). wireguard-go carries encrypted overlays (this kernel has
+# no WireGuard module); tcpdump is the tests' look at the wire.
 pkgs=(iproute2 iputils-ping traceroute iperf3 nftables libnftables1 python3 util-linux procps tar
-  runc busybox-static gcc libc6-dev attr tmux docker-registry etcd-server curl chromium)
+  runc busybox-static gcc libc6-dev attr tmux docker-registry etcd-server curl chromium wireguard-go tcpdump)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -293,13 +293,17 @@ export function buildRouter(d: Daemon): Router {
     const byPrefix = ref.length >= 3 ? all.filter((n) => n.id.startsWith(ref)) : [];
     return byPrefix.length === 1 ? byPrefix[0] : undefined;
   };
-  r.on('GET', '/networks/:id', (c) => {
+  r.on('GET', '/networks/:id', async (c) => {
     const scope = c.query.get('scope');
     if (scope && !['swarm', 'local', 'global'].includes(scope)) throw new BadRequest(`invalid scope "${scope}"`);
     const local = scope === 'swarm' ? undefined : localNetwork(c.params[0]!);
     if (local) return { json: localNetworkJson(local) };
     if (scope === 'local') throw new VxError(`network ${c.params[0]} not found`, 404);
-    return { json: netJson(d.findNetwork(c.params[0]!), qBool(c.query, 'verbose')) };
+    const n = d.findNetwork(c.params[0]!);
+    const verbose = qBool(c.query, 'verbose');
+    const out = netJson(n, verbose);
+    if (verbose && 'encrypted' in n.options) out.Encryption = tunnelJson(await d.tunnelState());
+    return { json: out };
   });
   r.on('POST', '/networks/create', async (c) => {
     const b = obj(await c.body(), 'network create request');
@@ -379,6 +383,9 @@ export function buildRouter(d: Daemon): Router {
 
   // ---- vxswarm extension: the overlay as every node's kernel holds it, and a packet's path through it ----
   r.on('GET', '/vxswarm/topology', async () => ({ json: await d.clusterTopology() }));
+  // This node's WireGuard key pair, new; its peers follow through the managers.
+  r.on('POST', '/vxswarm/wireguard/rotate-key', async () => ({ json: { PublicKey: await d.rotateTunnelKey() } }));
+  r.on('GET', '/vxswarm/wireguard', async () => ({ json: tunnelJson(await d.tunnelState()) }));
   r.on('GET', '/vxswarm/explain', async (c) => {
     const container = c.query.get('container');
     const target = c.query.get('target');
@@ -443,6 +450,33 @@ function endpointJson(e: ReturnType<Daemon['listEndpoints']>[number]): Record<st
 }
 
 /** Nodes that have the network: from gossip when it runs, else from the manager's attachments. */
+/** An encrypted network's tunnel on this node: WireGuard's own figures, per peer (`wg show`'s). */
+function tunnelJson(t: Awaited<ReturnType<Daemon['tunnelState']>>): Record<string, unknown> {
+  if (!t) return { Protocol: 'wireguard', Running: false };
+  const byKey = new Map(t.peerNodes.map((p) => [p.publicKey, p]));
+  return {
+    Protocol: 'wireguard',
+    Running: true,
+    Interface: 'vxwg0',
+    TunnelIP: t.ip,
+    PublicKey: t.publicKey ?? '',
+    ListenPort: t.listenPort,
+    Peers: t.peers.map((p) => {
+      const node = byKey.get(p.publicKey);
+      return {
+        Node: node?.nodeId ?? '',
+        Name: node ? t.hostnames[node.nodeId] || '' : '',
+        PublicKey: p.publicKey,
+        Endpoint: p.endpoint,
+        AllowedIP: p.allowedIp,
+        LatestHandshake: p.lastHandshake?.toISOString() ?? '',
+        RxBytes: p.rxBytes,
+        TxBytes: p.txBytes,
+      };
+    }),
+  };
+}
+
 function networkPeers(d: Daemon, n: NetworkRecord): Array<{ name: string; ip: string }> {
   if (d.gossip) return d.gossip.networkPeers(n.id);
   const m = d.manager;

@@ -17,7 +17,7 @@ import { OverlayHost } from '../overlay/host.js';
 import type { EndpointSpec, NetworkSpec } from '../overlay/spec.js';
 import { DEFAULT_CERT_DAYS, RootCA, certInfo, createCsr, createRootCA, renewalDelayMs } from '../cluster/manager/ca.js';
 import { ControlPlane, type Active, type ControlStatus } from '../cluster/manager/control.js';
-import { MTU_OPTION, managerIps, type Manager, type InitOptions } from '../cluster/manager/manager.js';
+import { ENCRYPTED_OPTION, MTU_OPTION, managerIps, type Manager, type InitOptions } from '../cluster/manager/manager.js';
 import { ManagerServer } from '../cluster/manager/server.js';
 import { Store } from '../cluster/manager/store.js';
 import { EtcdKv } from '../cluster/etcd/kv.js';
@@ -27,7 +27,9 @@ import { ManagerClient, callManager, fetchPinnedCa, portRefuses } from '../clust
 import { LocalSession } from '../cluster/agent/local.js';
 import { LoadBalancers, type LbSpec } from '../overlay/lb.js';
 import { DOCKER0, GWBRIDGE, LocalBridge } from '../overlay/gwbridge.js';
-import type { MeshAssignment, ServiceVipEntry } from '../cluster/manager/dispatcher.js';
+import type { MeshAssignment, ServiceVipEntry, TunnelAssignment } from '../cluster/manager/dispatcher.js';
+import { NodeEncryption } from './encryption.js';
+import type { Tunnel } from '../overlay/tunnel.js';
 import { AgentSession, type NodeSession } from '../cluster/agent/session.js';
 import { MANAGER_PORT, splitHostPort } from '../cluster/wire.js';
 import type { Orchestrator } from '../cluster/manager/orchestrator.js';
@@ -145,7 +147,12 @@ function overlayEndpoint(ep: LocalEndpoint): EndpointSpec {
 
 export function overlaySpec(n: NetworkRecord): NetworkSpec {
   const mtu = n.options[MTU_OPTION] !== undefined ? Number(n.options[MTU_OPTION]) : undefined;
-  return { id: n.id, subnets: n.ipam.configs.map((c, i) => ({ subnet: c.subnet, gateway: c.gateway, vni: n.vnis[i]! })), ...(mtu ? { mtu } : {}) };
+  return {
+    id: n.id,
+    subnets: n.ipam.configs.map((c, i) => ({ subnet: c.subnet, gateway: c.gateway, vni: n.vnis[i]! })),
+    ...(mtu ? { mtu } : {}),
+    ...(ENCRYPTED_OPTION in n.options ? { encrypted: true } : {}),
+  };
 }
 
 export class Daemon {
@@ -170,9 +177,16 @@ export class Daemon {
   readonly volumes: VolumeStore;
   readonly tasks: TaskRunner;
   private dns: EmbeddedDns | undefined;
+  readonly encryption: NodeEncryption;
 
   constructor(readonly cfg: DaemonConfig) {
     this.disk = new NodeDisk(cfg.root);
+    this.encryption = new NodeEncryption(
+      this.disk.swarmDir,
+      () => this.overlay,
+      (msg) => this.session?.send(msg),
+      cfg.log.child({ component: 'encryption' }),
+    );
     this.images = new ImageStore(path.join(cfg.root, 'images'));
     this.volumes = new VolumeStore(path.join(cfg.root, 'volumes'));
     const cgroupParent = cfg.netnsPrefix === 'vxs-' ? 'vxswarm' : cfg.netnsPrefix.replace(/-+$/, '') || 'vxswarm';
@@ -913,7 +927,10 @@ export class Daemon {
       if (serving) this.withheld.delete(ep.taskId);
       else this.withheld.add(ep.taskId);
     }
-    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep: this.state.advertiseAddr }, serving ? rec : undefined);
+    // An encrypted network's VTEP is this node's tunnel address: its peers' VXLAN goes through WireGuard.
+    const net = this.overlay?.hasNetwork(ep.networkId) ? this.overlay.network(ep.networkId) : undefined;
+    const vtep = net?.encrypted ? (this.overlay!.tunnel.ip ?? this.state.advertiseAddr) : this.state.advertiseAddr;
+    this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep }, serving ? rec : undefined);
     this.refreshDns();
     this.gossip.pushPeers(ep.networkId);
   }
@@ -1109,6 +1126,7 @@ export class Daemon {
           void this.gossip.rejoin();
         } else void this.startGossip(msg.gossipKeys).catch((e: unknown) => this.log.error('gossip start failed', { error: errorMessage(e) }));
       }
+      void this.encryption.welcome(msg.node).catch((e: unknown) => this.log.error('could not set up the WireGuard identity', { error: errorMessage(e) }));
       // A new session: the manager learns what this node holds (after a restart, once adopted),
       // and finishes the tasks and endpoints it no longer has.
       void this.restored.then(() => {
@@ -1123,7 +1141,15 @@ export class Daemon {
     });
     session.on(
       'message',
-      (msg: { type: string; gossipKeys?: string[]; tasks?: TaskRecord[]; networks?: NetworkRecord[]; vips?: ServiceVipEntry[]; mesh?: MeshAssignment }) => {
+      (msg: {
+        type: string;
+        gossipKeys?: string[];
+        tasks?: TaskRecord[];
+        networks?: NetworkRecord[];
+        vips?: ServiceVipEntry[];
+        mesh?: MeshAssignment;
+        tunnel?: TunnelAssignment;
+      }) => {
         if (this.session !== session) return;
         if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
         if (msg.type === 'logs-request') {
@@ -1137,6 +1163,7 @@ export class Daemon {
           for (const n of msg.networks ?? []) this.networks.set(n.id, n);
           this.setVips(msg.vips ?? []);
           if (msg.mesh) this.setMesh(msg.mesh);
+          void this.encryption.assign(msg.tunnel);
           void this.tasks.apply(msg.tasks);
         }
       },
@@ -1233,10 +1260,12 @@ export class Daemon {
     this.overlay = new OverlayHost({
       prefix: this.cfg.netnsPrefix,
       underlayIp: this.state!.advertiseAddr,
+      tunnelDir: path.join(this.cfg.execRoot, 'wireguard'),
       reconcileMs: this.cfg.reconcileMs ?? 3000,
       log: this.log.child({ component: 'overlay' }),
     });
     await this.overlay.start({ adopt });
+    await this.encryption.restore().catch((e: unknown) => this.log.error('could not restore the WireGuard tunnel identity', { error: errorMessage(e) }));
     // Egress for the tasks: the bridge, masquerade and isolation, and the addresses tasks hold.
     for (const b of [this.gw, this.br])
       await b.start().catch((e: unknown) => this.log.error(`${b.cfg.name} could not be set up: tasks have no way out`, { error: errorMessage(e) }));
@@ -1390,6 +1419,22 @@ export class Daemon {
   /** Local data-plane view of a network (sandbox, peers) if this node has it. */
   overlayNetwork(id: string): ReturnType<OverlayHost['network']> | undefined {
     return this.overlay?.hasNetwork(id) ? this.overlay.network(id) : undefined;
+  }
+
+  /** This node's WireGuard tunnel as its process reports it (peers' endpoints, handshakes, bytes); undefined while none runs. */
+  async tunnelState(): Promise<(NonNullable<Awaited<ReturnType<Tunnel['state']>>> & { hostnames: Record<string, string> }) | undefined> {
+    const t = this.overlay?.tunnelIfAny;
+    const st = t ? await t.state() : undefined;
+    if (!st) return undefined;
+    const hostnames: Record<string, string> = {};
+    for (const p of st.peerNodes) hostnames[p.nodeId] = this.gossip?.ml.get(p.nodeId)?.meta?.hostname ?? '';
+    return { ...st, hostnames };
+  }
+
+  /** A new WireGuard key pair for this node, its peers told through the managers (no packet lost). */
+  rotateTunnelKey(): Promise<string> {
+    if (!this.state) throw new VxError('This node is not part of a swarm', 503);
+    return this.encryption.rotate();
   }
 
   // ---- endpoints (attached through the control plane) ----

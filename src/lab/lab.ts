@@ -12,6 +12,7 @@ import { createNetns, listNetns, netnsExists, writeSysctl } from '../kernel/netn
 import { Rtnl } from '../kernel/rtnl.js';
 import { destroyNetns } from '../kernel/teardown.js';
 import { stopStaleEtcd } from '../cluster/etcd/member.js';
+import { Tunnel } from '../overlay/tunnel.js';
 import { planLab, type LabPlan } from './plan.js';
 
 export const LAB_STATE_DIR = '/run/vxswarm/labs';
@@ -134,10 +135,11 @@ export async function labDown(name: string): Promise<string[]> {
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) await stopDaemon(name, host, 'SIGKILL');
   // A killed daemon's etcd runs on (the next daemon replaces it); a lab ends it.
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) await stopStaleEtcd(path.join(hostPaths(name, host).root, 'etcd'));
-  // Containers outlive their daemon by design; a lab takes them down with it.
+  // Containers and the WireGuard process outlive their daemon by design; a lab takes them down with it.
   for (const host of fs.existsSync(labDir) ? fs.readdirSync(labDir) : []) {
     const p = hostPaths(name, host);
     await purgeRuntime(path.join(p.root, 'containers'), p.execRoot, `${name}-${host}`);
+    await Tunnel.reap(path.join(p.execRoot, 'wireguard'));
   }
   // Reverse order removes "x-node1-ov-..." before "x-node1": children before the host they hang off.
   for (const ns of listNetns(`${name}-`).reverse()) {

@@ -7,6 +7,7 @@ import { Rtnl } from '../kernel/rtnl.js';
 import { sandboxName } from './names.js';
 import { OverlayNetwork, type Endpoint, type ReconcileReport, type RepairCounts } from './network.js';
 import { removeStaleSandboxes } from './sandbox.js';
+import { Tunnel, WIREGUARD_OVERHEAD, type TunnelIdentity, type TunnelPeer } from './tunnel.js';
 import { DEFAULT_VXLAN_PORT, MIN_MTU, VXLAN_OVERHEAD, parseNetworkSpec, type EndpointSpec, type NetworkSpec, type PeerSpec } from './spec.js';
 
 export interface OverlayHostOptions {
@@ -16,6 +17,8 @@ export interface OverlayHostOptions {
   underlayIp: string;
   /** Namespace that holds the underlay; default: the process's own. */
   hostNetns?: string;
+  /** Where the WireGuard tunnel keeps its process's socket and pid (encrypted networks); unset: none here. */
+  tunnelDir?: string;
   /** Period of the full reconcile; 0 disables the timer. Default 3000 ms. */
   reconcileMs?: number;
   log?: Logger;
@@ -36,6 +39,7 @@ export class OverlayHost {
   private timer: NodeJS.Timeout | undefined;
   private host: Rtnl | undefined;
   private underlayMtu = 1500;
+  private tunnelRef: Tunnel | undefined;
   readonly log: Logger;
 
   constructor(readonly opts: OverlayHostOptions) {
@@ -52,6 +56,7 @@ export class OverlayHost {
   async start(opts: { adopt?: boolean } = {}): Promise<void> {
     this.host = Rtnl.open(this.opts.hostNetns);
     if (!opts.adopt) await this.pruneSandboxes();
+    if (!opts.adopt && this.opts.tunnelDir) await Tunnel.reap(this.opts.tunnelDir, this.log);
     this.underlayMtu = await this.detectUnderlayMtu();
     const period = this.opts.reconcileMs ?? 3000;
     if (period > 0) {
@@ -96,6 +101,26 @@ export class OverlayHost {
     return this.underlayMtu - VXLAN_OVERHEAD;
   }
 
+  /** The node's WireGuard tunnel, which encrypted networks ride. */
+  get tunnel(): Tunnel {
+    if (!this.opts.tunnelDir) throw new InvalidArgumentError('this host has no WireGuard tunnel configured');
+    this.tunnelRef ??= new Tunnel(this.mustHost(), this.opts.tunnelDir, () => this.underlayMtu, this.log.child({ component: 'tunnel' }));
+    return this.tunnelRef;
+  }
+
+  /** The tunnel if this host made one (nothing is started by asking). */
+  get tunnelIfAny(): Tunnel | undefined {
+    return this.tunnelRef;
+  }
+
+  setTunnelIdentity(id: TunnelIdentity): Promise<void> {
+    return this.tunnel.setIdentity(id);
+  }
+
+  setTunnelPeers(peers: TunnelPeer[]): Promise<void> {
+    return this.tunnel.setPeers(peers);
+  }
+
   private mustHost(): Rtnl {
     if (!this.host) throw new Error('overlay host not started');
     return this.host;
@@ -108,15 +133,20 @@ export class OverlayHost {
     if (existing) {
       const same = JSON.stringify(existing.subnets.map((s) => [s.text, s.gateway, s.vni])) === JSON.stringify(subnets.map((s) => [s.text, s.gateway, s.vni]));
       if (!same) throw new ConflictError(`network ${spec.id} already exists with different subnets`);
+      if (existing.encrypted !== !!spec.encrypted)
+        throw new ConflictError(`network ${spec.id} already exists ${existing.encrypted ? 'encrypted' : 'unencrypted'}`);
       return existing;
     }
     for (const n of this.networks.values()) {
       for (const s of subnets) if (n.subnets.some((x) => x.vni === s.vni)) throw new ConflictError(`VNI ${s.vni} is already used by network ${n.id}`);
     }
-    let mtu = spec.mtu ?? this.mtuDefault;
-    if (mtu > this.mtuDefault) {
-      this.log.warn('network MTU above what the underlay carries; clamped', { network: spec.id, asked: mtu, used: this.mtuDefault });
-      mtu = this.mtuDefault;
+    // An encrypted network's VTEP sends from the tunnel's address, inside WireGuard's header too.
+    const local = spec.encrypted ? (await this.tunnel.ensure(), this.tunnel.ip!) : this.opts.underlayIp;
+    const most = this.mtuDefault - (spec.encrypted ? WIREGUARD_OVERHEAD : 0);
+    let mtu = spec.mtu ?? most;
+    if (mtu > most) {
+      this.log.warn('network MTU above what the underlay carries; clamped', { network: spec.id, asked: mtu, used: most });
+      mtu = most;
     }
     if (mtu < MIN_MTU) throw new InvalidArgumentError(`network ${spec.id}: underlay MTU ${this.underlayMtu} leaves no room for VXLAN`);
     const cfg = {
@@ -124,7 +154,8 @@ export class OverlayHost {
       subnets,
       mtu,
       port: spec.port ?? DEFAULT_VXLAN_PORT,
-      underlayIp: this.opts.underlayIp,
+      underlayIp: local,
+      encrypted: !!spec.encrypted,
       hostNetns: this.opts.hostNetns,
     };
     const p = OverlayNetwork.create(spec.id, cfg, this.mustHost(), this.log);
@@ -172,6 +203,7 @@ export class OverlayHost {
 
   /** One full pass over every network; errors are logged, not thrown (the timer calls this). */
   async reconcileAll(): Promise<void> {
+    await this.tunnelRef?.reconcile();
     await Promise.all(
       [...this.networks.values()].map((n) =>
         n.requestReconcile().catch((e: unknown) => this.log.error('reconcile failed', { network: n.id, error: errorMessage(e) })),
@@ -195,6 +227,9 @@ export class OverlayHost {
         this.networks.delete(id);
       } else await this.deleteNetwork(id).catch((e: unknown) => this.log.error('teardown failed', { network: id, error: errorMessage(e) }));
     }
+    if (opts.keepKernelState) this.tunnelRef?.release();
+    else await this.tunnelRef?.stop().catch((e: unknown) => this.log.error('tunnel teardown failed', { error: errorMessage(e) }));
+    this.tunnelRef = undefined;
     this.host?.close();
     this.host = undefined;
   }

@@ -125,6 +125,9 @@ export class OverlayNetwork {
   get mtu(): number {
     return this.cfg.mtu;
   }
+  get encrypted(): boolean {
+    return !!this.cfg.encrypted;
+  }
   listEndpoints(): Endpoint[] {
     return [...this.endpoints.values()];
   }

@@ -15,7 +15,9 @@ export interface SandboxConfig {
   subnets: ParsedSubnet[];
   mtu: number;
   port: number;
+  /** the VTEPs' source: the underlay address, or the tunnel's for an encrypted network */
   underlayIp: string;
+  encrypted?: boolean;
   /** namespace holding the underlay (undefined: ours) */
   hostNetns: string | undefined;
 }

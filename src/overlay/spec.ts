@@ -25,6 +25,8 @@ export interface NetworkSpec {
   mtu?: number;
   /** VXLAN UDP port; default 4789. */
   port?: number;
+  /** Its VXLAN rides the node's WireGuard tunnel (--opt encrypted). */
+  encrypted?: boolean;
 }
 
 export interface EndpointSpec {

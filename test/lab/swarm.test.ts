@@ -208,10 +208,10 @@ describe('swarm control plane on three lab hosts', { skip: skipUnlessRoot }, () 
         /IPAM\.Config\[0\]\.AuxiliaryAddresses/,
       ],
       [
-        'encryption we cannot give',
-        create({ Name: 'secure-net', Driver: 'overlay', Options: { encrypted: '' } }),
+        "a subnet in the nodes' WireGuard tunnel range",
+        create({ Name: 'x12', Driver: 'overlay', IPAM: { Config: [{ Subnet: '198.18.5.0/24' }] } }),
         400,
-        /encrypted overlay networks are not supported yet/,
+        /198\.18\.0\.0\/15 is the nodes' WireGuard tunnel range/,
       ],
       ['an unknown network filter', api('GET', `/networks?filters=${encodeURIComponent('{"nosuch":{"x":true}}')}`), 400, /invalid filter 'nosuch'/],
       ['an unknown node filter', api('GET', `/nodes?filters=${encodeURIComponent('{"colour":{"red":true}}')}`), 400, /invalid filter 'colour'/],

@@ -13,6 +13,7 @@ import type { NodeRecord } from '../../src/cluster/manager/types.js';
 import { parseServiceSpec } from '../../src/api/shapes-workloads.js';
 import { createLogger } from '../../src/core/log.js';
 import { waitFor } from '../lab/swarm-helpers.js';
+import { generateWgKeyPair } from '../../src/kernel/wireguard.js';
 
 const log = createLogger();
 /** etcd's membership calls: one member, healthy (membership is tested on real etcd in the lab). */
@@ -171,6 +172,71 @@ describe('sessions with any manager', () => {
       follower.close();
       leader.close();
       follower.store.close();
+      leader.store.close();
+    }
+  });
+
+  it("encrypted networks: a node's peers are exactly the nodes with an endpoint on an encrypted network it has; keys and removals follow", async () => {
+    const kv = new MemKv();
+    const leader = await plane(kv, 'm1');
+    await leader.init({ nodeId: 'm1', hostname: 'm1', advertiseAddr: '172.31.1.5', managerAddr: 'm1:2377', engineVersion: 't', ca: await createRootCA() });
+    const m = leader.api.manager;
+    try {
+      await leader.store.tx(() => {
+        for (const [id, ip] of [
+          ['w1', '198.18.0.2'],
+          ['w2', '198.18.0.3'],
+          ['w3', '198.18.0.4'],
+        ] as const)
+          leader.store.putNode({ ...node(id, 'worker'), addr: `10.1.0.${id.slice(1)}`, tunnelIp: ip });
+      });
+      const keys = await Promise.all(['w1', 'w2', 'w3'].map(() => generateWgKeyPair()));
+      await assert.rejects(m.setWireguardKey('w1', 'not-a-key'), /invalid WireGuard public key/);
+      for (const [i, id] of ['w1', 'w2', 'w3'].entries()) await m.setWireguardKey(id, keys[i]!.publicKey);
+      assert.equal(leader.store.getNode('w1')!.wgPublicKey, keys[0]!.publicKey);
+      assert.equal(leader.store.getNode('m1')!.tunnelIp, '198.18.0.1', 'the first node has the first address');
+      const sec = await m.createNetwork({ name: 'sec', options: { encrypted: '' } });
+      const plain = await m.createNetwork({ name: 'plain' });
+      // w1 and w2 on the encrypted network, w3 only on the plain one; each node a task's endpoint there.
+      const svc = (name: string, nets: string[], nodeId: string): Promise<unknown> =>
+        leader.api.orchestrator.createService(
+          parseServiceSpec({
+            Name: name,
+            TaskTemplate: {
+              ContainerSpec: { Image: 'busybox:local' },
+              Networks: nets.map((Target) => ({ Target })),
+              Placement: { Constraints: [`node.hostname==${nodeId}`] },
+            },
+          }),
+        );
+      await svc('s1', [sec.id, plain.id], 'w1');
+      await svc('s2', [sec.id], 'w2');
+      await svc('s3', [plain.id], 'w3');
+      await leader.store.tx(() => {
+        for (const n of ['w1', 'w2', 'w3']) leader.store.putNode({ ...leader.store.getNode(n)!, state: 'ready' });
+      });
+      const tunnelOf = (
+        p: ReturnType<typeof peer>,
+      ): { ip: string; peers: { nodeId: string; publicKey: string; addr: string; tunnelIp: string }[] } | undefined =>
+        (p.got.filter((x) => x.type === 'assignments').pop() as { tunnel?: { ip: string; peers: [] } } | undefined)?.tunnel;
+      const p1 = peer();
+      const p3 = peer();
+      await leader.dispatcher.open('w1', p1);
+      await leader.dispatcher.open('w3', p3);
+      const t1 = await waitFor('w1 told its peer w2', async () => (tunnelOf(p1)?.peers.length === 1 ? tunnelOf(p1) : undefined), 3000, 10);
+      assert.deepEqual(t1, { ip: '198.18.0.2', peers: [{ nodeId: 'w2', publicKey: keys[1]!.publicKey, addr: '10.1.0.2', tunnelIp: '198.18.0.3' }] });
+      await waitFor('w3 has tasks', async () => (tunnelOf(p3) ? true : undefined), 3000, 10);
+      assert.deepEqual(tunnelOf(p3), { ip: '198.18.0.4', peers: [] }, 'w3 shares no encrypted network: no peers');
+      // w2 rotates its key: w1 is told the new one.
+      const k2 = await generateWgKeyPair();
+      await m.setWireguardKey('w2', k2.publicKey);
+      await waitFor('w1 told the new key', async () => (tunnelOf(p1)?.peers[0]?.publicKey === k2.publicKey ? true : undefined), 3000, 10);
+      // w2 is removed from the swarm: out of w1's peers at once.
+      await leader.store.tx(() => leader.store.putNode({ ...leader.store.getNode('w2')!, state: 'down' }));
+      await m.removeNode('w2', true);
+      await waitFor('w2 out of w1 peers', async () => (tunnelOf(p1)?.peers.length === 0 ? true : undefined), 3000, 10);
+    } finally {
+      leader.close();
       leader.store.close();
     }
   });

@@ -1003,8 +1003,13 @@ describe('bad input changes nothing', () => {
     await assert.rejects(m.removeNetwork('used-net'), /network used-net is in use by service idle/);
     assert.ok(m.findNetwork('used-net'));
     for (const name of ['host', 'bridge', 'none']) await assert.rejects(m.createNetwork({ name }), /is a pre-defined network and cannot be created/);
-    await assert.rejects(m.createNetwork({ name: 'sec', options: { encrypted: '' } }), /encrypted overlay networks are not supported yet/);
-    assert.throws(() => m.findNetwork('sec'), /not found/);
+    // Encrypted is kept as Docker keeps it; not on ingress, and no subnet in the tunnels' range.
+    assert.equal((await m.createNetwork({ name: 'sec', options: { encrypted: '' } })).options.encrypted, '');
+    await assert.rejects(m.createNetwork({ name: 'sec-in', ingress: true, options: { encrypted: '' } }), /encrypted ingress network is not supported/);
+    await assert.rejects(m.createNetwork({ name: 'tun', subnets: [{ subnet: '198.19.0.0/24' }] }), /WireGuard tunnel range, reserved/);
+    for (const name of ['sec-in', 'tun']) assert.throws(() => m.findNetwork(name), /not found/);
+    // Nor is the range handed out from a pool that holds it.
+    await assert.rejects(m.createNetwork({ name: 'tun2', subnets: [{ subnet: '198.16.0.0/13' }] }), /WireGuard tunnel range/);
     o.close();
   });
 });

@@ -9,7 +9,8 @@ import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import type { Kv } from '../etcd/kv.js';
 import type { ControlPlane } from './control.js';
-import { HEARTBEAT_MISSES, HEARTBEAT_PERIOD_MS } from './manager.js';
+import type { TunnelPeer } from '../../overlay/tunnel.js';
+import { ENCRYPTED_OPTION, HEARTBEAT_MISSES, HEARTBEAT_PERIOD_MS } from './manager.js';
 import { collKey, type Store, type StoreChange } from './store.js';
 import { INGRESS_SBOX, type NodeReport, type SessionRecord, type TaskRecord } from './types.js';
 
@@ -24,6 +25,12 @@ const LOGS_TIMEOUT_MS = 5000;
  * down at once.
  */
 export const GOODBYE_GRACE_MS = 10_000;
+
+/** A node's own tunnel address and the peers its WireGuard interface has. */
+export interface TunnelAssignment {
+  ip: string;
+  peers: TunnelPeer[];
+}
 
 /** A service's VIP on one network, as a node's resolver and load balancer need it. */
 export interface ServiceVipEntry {
@@ -286,6 +293,10 @@ export class Dispatcher {
       this.ctl.api.orchestrator
         .nodeReport(s.nodeId, r, s.openedAt)
         .catch((e: unknown) => this.log.warn('could not apply a node report', { node: s.nodeId, error: errorMessage(e) }));
+    } else if (msg.type === 'wireguard') {
+      this.ctl.api.manager
+        .setWireguardKey(s.nodeId, msg.publicKey)
+        .catch((e: unknown) => this.log.warn('could not record a WireGuard key', { node: s.nodeId, error: errorMessage(e) }));
     } else if (msg.type === 'logs' && typeof msg.reqId === 'string' && Array.isArray(msg.lines)) {
       const w = this.logWaiters.get(msg.reqId);
       if (w && w.nodeId === s.nodeId) w.done((msg.lines as LogLine[]).filter((l) => l && typeof l.text === 'string' && typeof l.time === 'string'));
@@ -299,13 +310,21 @@ export class Dispatcher {
     const netIds = new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)));
     const vips = this.vipsOn(netIds);
     const mesh = this.meshOf(s.nodeId);
+    const tunnel = this.tunnelOf(s.nodeId, netIds);
     // Every node has the ingress network, for its routing mesh sandbox.
     const ingress = this.store.listNetworks().find((n) => n.ingress);
     if (ingress) netIds.add(ingress.id);
-    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips, mesh, ingress?.version]);
+    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips, mesh, ingress?.version, tunnel]);
     if (key === s.lastSet) return;
     s.lastSet = key;
-    s.peer.send({ type: 'assignments', tasks, networks: [...netIds].map((id) => this.store.getNetwork(id)).filter((n) => n), vips, mesh });
+    s.peer.send({
+      type: 'assignments',
+      tasks,
+      networks: [...netIds].map((id) => this.store.getNetwork(id)).filter((n) => n),
+      vips,
+      mesh,
+      ...(tunnel ? { tunnel } : {}),
+    });
   }
 
   private meshOf(nodeId: string): MeshAssignment {
@@ -317,6 +336,27 @@ export class Dispatcher {
         if (p.publishMode === 'ingress') ports.push({ service: svc.spec.name, protocol: p.protocol, publishedPort: p.publishedPort, targetPort: p.targetPort });
     ports.sort((x, y) => x.publishedPort - y.publishedPort || x.protocol.localeCompare(y.protocol));
     return { ...(a ? { sbox: { id: a.id, ip: a.ip, mac: a.mac } } : {}), ports };
+  }
+
+  /**
+   * The node's tunnel address and its WireGuard peers: exactly the nodes holding an endpoint on
+   * an encrypted network this node has tasks on. A node removed from the swarm drops out of
+   * every list at once (its record goes), so nobody decrypts for it any more.
+   */
+  private tunnelOf(nodeId: string, netIds: Set<string>): TunnelAssignment | undefined {
+    const self = this.store.getNode(nodeId);
+    if (!self?.tunnelIp) return undefined;
+    const others = new Set<string>();
+    for (const id of netIds) {
+      if (!(ENCRYPTED_OPTION in (this.store.getNetwork(id)?.options ?? {}))) continue;
+      for (const a of this.store.listAttachments({ networkId: id })) if (a.nodeId && a.nodeId !== nodeId) others.add(a.nodeId);
+    }
+    const peers: TunnelPeer[] = [];
+    for (const id of [...others].sort()) {
+      const n = this.store.getNode(id);
+      if (n?.wgPublicKey && n.tunnelIp) peers.push({ nodeId: n.id, publicKey: n.wgPublicKey, addr: n.addr, tunnelIp: n.tunnelIp });
+    }
+    return { ip: self.tunnelIp, peers };
   }
 
   /** The VIPs of every service on these networks (the node's tasks resolve and reach them). */
@@ -332,7 +372,8 @@ export class Dispatcher {
   }
 
   private readonly onChange = (changes: StoreChange[]): void => {
-    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks' || c.coll === 'services' || c.coll === 'attachments')) return;
+    // Nodes too: a peer's new WireGuard key, or its removal, changes the tunnel's peers.
+    if (!changes.some((c) => c.coll === 'tasks' || c.coll === 'networks' || c.coll === 'services' || c.coll === 'attachments' || c.coll === 'nodes')) return;
     for (const s of this.live) this.sendAssignments(s);
   };
   private readonly onReset = (): void => {

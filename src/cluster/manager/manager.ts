@@ -4,17 +4,31 @@
 import { EventEmitter } from 'node:events';
 import { ConflictError, InvalidArgumentError, NotFoundError, VxError } from '../../core/errors.js';
 import { newId, randomMac } from '../../core/ids.js';
-import { formatIp, parseCidr, parseIp } from '../../core/ipv4.js';
+import { formatIp, overlaps, parseCidr, parseIp, sizeOf } from '../../core/ipv4.js';
 import type { Logger } from '../../core/log.js';
 import { DEFAULT_CERT_DAYS, RootCA, certInfo, type Role } from './ca.js';
 import { DEFAULT_ADDR_POOL, DEFAULT_SUBNET_SIZE, checkPool, nextFitIp, parseVniList, planSubnets, planVnis, type SubnetRequest } from './allocator.js';
 import type { Store, StoreChange } from './store.js';
+import { TUNNEL_POOL } from '../../overlay/tunnel.js';
+import { isWgKey } from '../../kernel/wireguard.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
 import { randomBytes } from 'node:crypto';
 import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord, NodeResources } from './types.js';
 
 export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
+export const ENCRYPTED_OPTION = 'encrypted';
+
+/** The lowest tunnel address no node holds. */
+export function nextTunnelIp(nodes: NodeRecord[]): string {
+  const pool = parseCidr(TUNNEL_POOL);
+  const held = new Set(nodes.map((n) => n.tunnelIp).filter((x): x is string => !!x));
+  for (let i = 1; i < sizeOf(pool) - 1; i++) {
+    const ip = formatIp((pool.network + i) >>> 0);
+    if (!held.has(ip)) return ip;
+  }
+  throw new VxError(`no WireGuard tunnel address left in ${TUNNEL_POOL}`, 503);
+}
 export const DEFAULT_DATA_PATH_PORT = 4789;
 /** A session that sends nothing for this long is ended, and its node marked down (a closed one is at once). */
 export const HEARTBEAT_PERIOD_MS = 500;
@@ -152,6 +166,7 @@ export class Manager extends EventEmitter {
         message: '',
         engineVersion: o.engineVersion,
         ...(o.resources ? { resources: o.resources } : {}),
+        tunnelIp: nextTunnelIp([]),
         labels: {},
         version: store.bump(),
         createdAt: t,
@@ -311,6 +326,7 @@ export class Manager extends EventEmitter {
         message: '',
         engineVersion: r.engineVersion,
         ...(r.resources ? { resources: r.resources } : {}),
+        tunnelIp: nextTunnelIp(this.store.listNodes()),
         labels: {},
         version: this.store.bump(),
         createdAt: t,
@@ -429,6 +445,27 @@ export class Manager extends EventEmitter {
     });
   }
 
+  /**
+   * A node's WireGuard public key, as it sent it (at each session start, and after a rotation).
+   * A node from before tunnels existed gets its address now.
+   */
+  async setWireguardKey(nodeId: string, publicKey: unknown): Promise<NodeRecord> {
+    if (!isWgKey(publicKey)) throw new InvalidArgumentError('invalid WireGuard public key: expected 32 bytes in base64');
+    return this.store.tx(() => {
+      const n = this.mustNode(nodeId);
+      if (n.wgPublicKey === publicKey && n.tunnelIp) return n;
+      const next: NodeRecord = {
+        ...n,
+        wgPublicKey: publicKey,
+        tunnelIp: n.tunnelIp ?? nextTunnelIp(this.store.listNodes()),
+        updatedAt: now(),
+        version: this.store.bump(),
+      };
+      this.store.putNode(next);
+      return next;
+    });
+  }
+
   // ---- liveness (the leader's) ----
 
   /** nodes without a session key: when they are marked down, and whether a session just ended */
@@ -515,12 +552,14 @@ export class Manager extends EventEmitter {
     if (same) throw new ConflictError(`network with name ${req.name} already exists`);
     const options = { ...(req.options ?? {}) };
     for (const [k, v] of Object.entries(options)) if (typeof v !== 'string') throw new InvalidArgumentError(`option ${k} must be a string`);
-    // Accepting it would leave the traffic readable on the wire while the user believes it sealed.
-    if ('encrypted' in options)
-      throw new InvalidArgumentError('encrypted overlay networks are not supported yet: --opt encrypted was refused rather than leave the traffic unencrypted');
+    // Encrypted: its VXLAN rides the nodes' WireGuard tunnel (Docker's option, any value, as dockerd).
+    if (ENCRYPTED_OPTION in options && req.ingress)
+      throw new InvalidArgumentError(
+        'an encrypted ingress network is not supported: --opt encrypted was refused rather than leave the routing mesh unencrypted',
+      );
     // any other driver option would be stored and ignored
     for (const k of Object.keys(options))
-      if (k !== MTU_OPTION && k !== VXLANID_OPTION)
+      if (k !== MTU_OPTION && k !== VXLANID_OPTION && k !== ENCRYPTED_OPTION)
         throw new InvalidArgumentError(`network option "${k}" is not supported yet: vxswarm refuses it rather than ignore it`);
     if (options[MTU_OPTION] !== undefined) {
       const mtu = Number(options[MTU_OPTION]);
@@ -529,6 +568,9 @@ export class Manager extends EventEmitter {
     }
     const c = this.cluster();
     const taken = this.store.listNetworks().flatMap((n) => n.ipam.configs.map((x) => parseCidr(x.subnet)));
+    if ((req.subnets ?? []).some((r) => r.subnet !== undefined && overlaps(parseCidr(r.subnet), parseCidr(TUNNEL_POOL))))
+      throw new InvalidArgumentError(`invalid pool request: ${TUNNEL_POOL} is the nodes' WireGuard tunnel range, reserved by vxswarm`);
+    taken.push(parseCidr(TUNNEL_POOL));
     const configs = planSubnets(taken, req.subnets ?? [], c.defaultAddrPool, c.subnetSize);
     const vnis = planVnis(this.store.usedVnis(), configs.length, options[VXLANID_OPTION] !== undefined ? parseVniList(options[VXLANID_OPTION]) : undefined);
     options[VXLANID_OPTION] = vnis.join(',');

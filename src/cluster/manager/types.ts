@@ -31,6 +31,10 @@ export interface NodeRecord extends Meta {
   managerCerts?: string[];
   /** what the node has for tasks to reserve (Description.Resources); absent: not told, nothing reserved against it */
   resources?: NodeResources;
+  /** its address on the encrypted overlays' WireGuard tunnel (TUNNEL_POOL), given when it joins */
+  tunnelIp?: string;
+  /** its WireGuard public key, as the node last sent it (the private key never leaves the node) */
+  wgPublicKey?: string;
 }
 
 export interface NodeResources {
