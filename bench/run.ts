@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<void>> = {
   managers: async () => (await import('./managers.js')).run(),
   lb: async () => (await import('./lb.js')).run(),
   mesh: async () => (await import('./mesh.js')).run(),
+  encrypted: async () => (await import('./encrypted.js')).run(),
 };
 
 const name = process.argv[2];

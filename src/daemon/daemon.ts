@@ -590,7 +590,11 @@ export class Daemon {
 
   /** What the topology page and `explain path` read: this node's kernel, its containers and gossip. */
   readonly topologySource: TopologySource = {
-    node: () => (this.state ? { id: this.state.nodeId, hostname: this.hostname, role: this.state.role, addr: this.state.advertiseAddr } : undefined),
+    node: () => {
+      if (!this.state) return undefined;
+      const tunnelIp = this.overlay?.tunnelIfAny?.ip;
+      return { id: this.state.nodeId, hostname: this.hostname, role: this.state.role, addr: this.state.advertiseAddr, ...(tunnelIp ? { tunnelIp } : {}) };
+    },
     underlay: async () => this.overlay?.underlay().catch(() => undefined),
     networks: () => (this.overlay?.listNetworks() ?? []).map((n) => ({ id: n.id, name: this.networks.get(n.id)?.name ?? n.id, view: () => n.view() })),
     containers: () =>

@@ -6,6 +6,7 @@
 import { contains, parseCidr, parseIp } from '../core/ipv4.js';
 import { dnatText } from '../kernel/nftnl.js';
 import type { NetworkView } from '../overlay/network.js';
+import { WIREGUARD_OVERHEAD, WIREGUARD_PORT } from '../overlay/tunnel.js';
 import { isTopology, type ClusterTopology, type NodeTopology } from './topology.js';
 
 /** VXLAN over IPv4 and UDP adds this much to every frame. */
@@ -252,22 +253,32 @@ function walk(topology: ClusterTopology, hops: Hop[], from: { node: NodeTopology
     detail: `${vx.name} VNI ${vx.vni} wraps the frame in UDP ${vx.local ?? u?.ip}:${vx.port} → ${peer.vtep}:${vx.port}`,
     ...(vx.vni !== sub.wantVni ? { fault: `${vx.name} carries VNI ${vx.vni}, the network's spec says ${sub.wantVni}` } : {}),
   });
-  if (u && u.mtu - VXLAN_OVERHEAD < ep.mtu)
+  const overhead = VXLAN_OVERHEAD + (net.encrypted ? WIREGUARD_OVERHEAD : 0);
+  if (u && u.mtu - overhead < ep.mtu)
     fail(
       here,
       'MTU',
-      `${c.name}'s ${ep.ifname} has MTU ${ep.mtu}, more than the underlay ${u.device} (${u.mtu}) carries after VXLAN's ${VXLAN_OVERHEAD} bytes`,
+      `${c.name}'s ${ep.ifname} has MTU ${ep.mtu}, more than the underlay ${u.device} (${u.mtu}) carries after ${net.encrypted ? `VXLAN's and WireGuard's ${overhead}` : `VXLAN's ${overhead}`} bytes`,
     );
-  if (u) {
-    const sameNet = u.prefix > 0 && inSubnet(peer.vtep, `${u.ip}/${u.prefix}`);
+  // An encrypted network's VTEP address is the peer's tunnel address: WireGuard carries the datagram.
+  const remote = topology.nodes.find((n) => n.node.addr === peer.vtep || (net.encrypted && n.node.tunnelIp === peer.vtep));
+  const wire = net.encrypted ? remote?.node.addr : peer.vtep;
+  if (net.encrypted)
+    hops.push({
+      node: here,
+      what: 'WireGuard',
+      detail: `vxwg0 ${self.node.tunnelIp ?? '?'} → ${peer.vtep}: the VXLAN datagram is encrypted to ${wire ?? '?'}:${WIREGUARD_PORT}; only WireGuard's UDP is on the wire`,
+      ...(self.node.tunnelIp ? {} : { fault: `${here} has no WireGuard tunnel up` }),
+    });
+  if (u && wire) {
+    const sameNet = u.prefix > 0 && inSubnet(wire, `${u.ip}/${u.prefix}`);
     hops.push({
       node: here,
       what: 'underlay',
-      detail: `${u.device} ${u.ip}/${u.prefix} → ${peer.vtep}${sameNet ? ' on the same underlay network' : u.gateway ? ` via the router ${u.gateway}` : ' (no route off the underlay subnet)'}`,
-      ...(!sameNet && !u.gateway ? { fault: `${here} has no route to ${peer.vtep}` } : {}),
+      detail: `${u.device} ${u.ip}/${u.prefix} → ${wire}${sameNet ? ' on the same underlay network' : u.gateway ? ` via the router ${u.gateway}` : ' (no route off the underlay subnet)'}`,
+      ...(!sameNet && !u.gateway ? { fault: `${here} has no route to ${wire}` } : {}),
     });
   }
-  const remote = topology.nodes.find((n) => n.node.addr === peer.vtep);
   if (!remote) {
     fail(here, 'remote', `no node of the swarm has the VTEP address ${peer.vtep}: the FDB entry points nowhere`);
     return;

@@ -25,7 +25,8 @@ export interface PeerSource {
 }
 
 export interface NodeTopology {
-  node: { id: string; hostname: string; role: string; addr: string };
+  /** tunnelIp: its address on the encrypted networks' WireGuard tunnel, once it has one */
+  node: { id: string; hostname: string; role: string; addr: string; tunnelIp?: string };
   underlay?: UnderlayView;
   networks: (NetworkView & { name: string; sources: Record<string, PeerSource> })[];
   containers: ContainerView[];
@@ -41,7 +42,7 @@ export interface MeshView {
   sbox: Record<string, { to: string[]; port: number }>;
 }
 
-export type NodeEntry = NodeTopology | { node: { id: string; hostname: string; addr: string }; error: string };
+export type NodeEntry = NodeTopology | { node: { id: string; hostname: string; addr: string; tunnelIp?: string }; error: string };
 
 export interface ClusterTopology {
   /** the node that answered, first */

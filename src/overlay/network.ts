@@ -53,6 +53,8 @@ export interface NetworkView {
   id: string;
   sandbox: string;
   mtu: number;
+  /** its VTEPs send over the node's WireGuard tunnel */
+  encrypted?: boolean;
   subnets: {
     index: number;
     subnet: string;
@@ -293,7 +295,16 @@ export class OverlayNetwork {
    */
   async view(): Promise<NetworkView> {
     return this.mutex.lock(async () => {
-      const v: NetworkView = { id: this.id, sandbox: this.sandbox, mtu: this.mtu, subnets: [], endpoints: [], peers: [], stale: [] };
+      const v: NetworkView = {
+        id: this.id,
+        sandbox: this.sandbox,
+        mtu: this.mtu,
+        ...(this.encrypted ? { encrypted: true } : {}),
+        subnets: [],
+        endpoints: [],
+        peers: [],
+        stale: [],
+      };
       if (this.destroyed || !netnsExists(this.sandbox)) return v;
       const [links, neighs, fdb] = await Promise.all([this.sbx.getLinks(), this.sbx.getNeighs(), this.sbx.getFdb()]);
       const byName = new Map(links.map((l) => [l.name, l]));

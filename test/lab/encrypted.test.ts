@@ -165,6 +165,13 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
     );
     assert.ok(t1.Peers[0].LatestHandshake && t1.Peers[0].RxBytes > 0 && t1.Peers[0].TxBytes > 0, JSON.stringify(t1.Peers[0]));
     assert.equal(t1.Peers[0].Endpoint, `${lab.host('node2').ip}:51820`);
+    // explain path follows the datagram into the tunnel and out to node2's underlay address.
+    const ex = await lab.vx('node1', ['explain', 'path', a, bSecure]);
+    assert.equal(ex.code, 0, ex.stdout + ex.stderr);
+    assert.match(ex.stdout, /\[node1\] VTEP: vxlan0 VNI \d+ wraps the frame in UDP 198\.18\.0\.\d+:4789 → 198\.18\.0\.\d+:4789/);
+    assert.match(ex.stdout, /\[node1\] WireGuard: vxwg0 198\.18\.0\.\d+ → 198\.18\.0\.\d+: the VXLAN datagram is encrypted to 192\.168\.1\.5:51820/);
+    assert.match(ex.stdout, /\[node1\] underlay: \S+ 172\.31\.1\.5\/24 → 192\.168\.1\.5 via the router/);
+    assert.match(ex.stdout, /result: delivered/);
     // network inspect -v shows the same per peer.
     const v = JSON.parse(await docker('node1', ['network', 'inspect', '-v', 'secure'])) as Json[];
     assert.equal(v[0]!.Options.encrypted, '');
