@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { VxError } from '../core/errors.js';
 import { ApiClient, DEFAULT_HOST } from './client.js';
 import { collect, filterFlags, inspectOut, out } from './output.js';
-import { formatList, renderTemplate } from './template.js';
+import { formatList, renderTemplate, tabulate } from './template.js';
+import { humanBytes } from '../core/human.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -101,6 +102,33 @@ export function addSwarmCommands(program: Command): void {
       const sw = await api.get<Json>('/swarm');
       if (o.quiet) out(`${role === 'worker' ? sw.JoinTokens.Worker : sw.JoinTokens.Manager}\n`);
       else out(await joinHint(api, role, prog));
+    });
+
+  swarm
+    .command('tunnel')
+    .description("this node's WireGuard tunnel for encrypted networks: its peers with endpoint, last handshake and bytes")
+    .option('--rotate-key', 'make this node a new key pair; its peers learn the new public key through the managers, and no packet is lost')
+    .option('--format <fmt>', 'json for the raw state')
+    .action(async (o: Json, cmd: Command) => {
+      const api = apiFrom(cmd);
+      if (o.rotateKey) out(`New public key: ${(await api.post<Json>('/vxswarm/wireguard/rotate-key')).PublicKey}\n`);
+      const t = await api.get<Json>('/vxswarm/wireguard');
+      if (o.format === 'json') return out(`${JSON.stringify(t, null, 2)}\n`);
+      if (!t.Running) return out('No WireGuard tunnel runs on this node (it starts with its first task on an encrypted network).\n');
+      out(`Interface: ${t.Interface}  address ${t.TunnelIP}  port ${t.ListenPort}\nPublic key: ${t.PublicKey}\n`);
+      out(
+        tabulate([
+          ['NODE', 'ENDPOINT', 'ALLOWED IP', 'LATEST HANDSHAKE', 'RECEIVED', 'SENT'],
+          ...(t.Peers as Json[]).map((p) => [
+            p.Name || p.Node,
+            p.Endpoint,
+            p.AllowedIP,
+            p.LatestHandshake || 'never',
+            humanBytes(p.RxBytes),
+            humanBytes(p.TxBytes),
+          ]),
+        ]),
+      );
     });
 
   const node = program.command('node').description('manage swarm nodes');

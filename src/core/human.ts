@@ -18,3 +18,14 @@ export function humanDuration(ms: number): string {
   if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
   return `${Math.round(h / 24 / 365)} years`;
 }
+
+/** Bytes as Docker prints sizes (units.HumanSize: decimal, four significant digits). */
+export function humanBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${Number(n.toPrecision(4))}${units[i]}`;
+}

@@ -213,15 +213,19 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
     const before = (await tunnel('node2')).PublicKey as string;
     const ping = lab.docker('node1', ['exec', a, 'ping', '-c', '40', '-i', '0.1', bSecure]);
     await new Promise((r) => setTimeout(r, 1000));
-    const rot = await lab.raw('node2', 'POST', '/vxswarm/wireguard/rotate-key', '');
-    assert.equal(rot.status, 200, rot.body);
-    const after = (JSON.parse(rot.body) as Json).PublicKey as string;
+    const rot = await lab.vx('node2', ['swarm', 'tunnel', '--rotate-key']);
+    assert.equal(rot.code, 0, rot.stderr);
+    const after = /New public key: (\S+)/.exec(rot.stdout)?.[1] ?? '';
     assert.notEqual(after, before);
     const r = await ping;
     assert.equal(r.code, 0, r.stdout);
     assert.match(r.stdout, / 0% packet loss/, r.stdout.split('\n').slice(-3).join('\n'));
-    // node1 now knows node2 by its new key.
+    assert.match(rot.stdout, new RegExp(`Public key: ${after.replace(/[+/]/g, '\\$&')}`));
+    // node1 now knows node2 by its new key; its table shows node2 with a handshake.
     await waitFor('node1 has the new key', async () => ((await tunnel('node1')).Peers.some((p: Json) => p.PublicKey === after) ? true : undefined), 3000, 50);
+    const shown = await lab.vx('node1', ['swarm', 'tunnel']);
+    assert.match(shown.stdout, /^NODE\s+ENDPOINT\s+ALLOWED IP\s+LATEST HANDSHAKE\s+RECEIVED\s+SENT$/m);
+    assert.match(shown.stdout, /^node2\s+192\.168\.1\.5:51820\s+198\.18\.0\.\d+\/32\s+20\d\d-\S+\s+[\d.]+[kMG]?B\s+[\d.]+[kMG]?B$/m);
   });
 
   it('the daemon killed -9: its tunnel process is adopted on restart, no second copy runs', async () => {

@@ -89,6 +89,13 @@ describe('WireGuard keys and UAPI', () => {
   });
 });
 
+describe('sizes as Docker prints them', () => {
+  it('decimal units, four significant digits', async () => {
+    const { humanBytes } = await import('../../src/core/human.js');
+    assert.deepEqual([0, 999, 1000, 1234, 15_360_000, 2.5e9].map(humanBytes), ['0B', '999B', '1kB', '1.234kB', '15.36MB', '2.5GB']);
+  });
+});
+
 describe('tunnel addresses', () => {
   const node = (id: string, tunnelIp?: string): NodeRecord =>
     ({
