@@ -26,7 +26,17 @@ import {
 import type { VolumeRecord } from '../runtime/volumes.js';
 import { Execs, frame } from './exec.js';
 import type { Router } from './http.js';
-import { containerJson, containerSummaryJson, imageJson, imageSummaryJson, parseServiceSpec, serviceJson, taskJson, volumeJson } from './shapes-workloads.js';
+import {
+  configJson,
+  containerJson,
+  containerSummaryJson,
+  imageJson,
+  imageSummaryJson,
+  parseServiceSpec,
+  serviceJson,
+  taskJson,
+  volumeJson,
+} from './shapes-workloads.js';
 
 /** how often a followed service log asks every node for its new lines */
 const FOLLOW_POLL_MS = 500;
@@ -48,9 +58,38 @@ export function addWorkloadRoutes(r: Router, d: Daemon): void {
     const s = await o.createService(spec);
     return { status: 201, json: { ID: s.id, Warnings: null } };
   });
-  // Secrets and configs are not built: none exist (so `docker stack rm` and `secret ls` work), and
-  // making one is refused, never taken and ignored.
-  for (const kind of ['secrets', 'configs'] as const) {
+  // ---- configs ----
+  const configSpec = (b: Record<string, unknown>): { name: string; labels: Record<string, string>; data: string } => {
+    refuseUnknown(b, '', ['Name', 'Labels', 'Data'], { Templating: null, Driver: null });
+    return { name: optStr(b, 'Name') ?? '', labels: optStrMap(b, 'Labels') ?? {}, data: optStr(b, 'Data') ?? '' };
+  };
+  r.on('GET', '/configs', (c) => {
+    const f = parseFilters(c.query.get('filters'), ['id', 'name', 'names', 'label']);
+    let list = d.requireManager().listConfigs();
+    if (f.id) list = list.filter((x) => f.id!.some((v) => x.id.startsWith(v)));
+    if (f.name) list = list.filter((x) => f.name!.some((v) => x.name.startsWith(v)));
+    if (f.names) list = list.filter((x) => f.names!.includes(x.name));
+    if (f.label) list = list.filter((x) => f.label!.every((l) => labelMatch(x.labels, l)));
+    return { json: list.map(configJson) };
+  });
+  r.on('POST', '/configs/create', async (c) => {
+    const cfg = await d.requireManager().createConfig(configSpec(obj(await c.body(), 'config spec')));
+    return { status: 201, json: { ID: cfg.id } };
+  });
+  r.on('GET', '/configs/:id', (c) => ({ json: configJson(d.requireManager().findConfig(c.params[0]!)) }));
+  r.on('DELETE', '/configs/:id', async (c) => {
+    await d.requireManager().removeConfig(c.params[0]!);
+    return { status: 204 };
+  });
+  r.on('POST', '/configs/:id/update', async (c) => {
+    const v = c.query.get('version');
+    if (v === null || !/^\d+$/.test(v)) throw new BadRequest(`invalid config version '${v ?? ''}': an update must name the version it read`);
+    await d.requireManager().updateConfig(c.params[0]!, Number(v), configSpec(obj(await c.body(), 'config spec')));
+    return { status: 200 };
+  });
+  // Secrets are not built: none exist (so `docker stack rm` and `secret ls` work), and making one
+  // is refused, never taken and ignored.
+  for (const kind of ['secrets'] as const) {
     r.on('GET', `/${kind}`, (c) => {
       parseFilters(c.query.get('filters'), ['id', 'name', 'names', 'label']);
       orch();

@@ -3,6 +3,8 @@ import {
   DEFAULT_UPDATE_POLICY,
   isJob,
   isTerminal,
+  type ConfigRecord,
+  type ConfigRef,
   type ServiceMode,
   type PortConfig,
   type ServiceRecord,
@@ -44,7 +46,7 @@ function auditServiceSpec(b: Record<string, unknown>): void {
   refuseUnknown(
     obj(tt.ContainerSpec, 'ContainerSpec'),
     'TaskTemplate.ContainerSpec',
-    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod', 'Healthcheck', 'Mounts'],
+    ['Image', 'Command', 'Args', 'Env', 'Dir', 'User', 'Hostname', 'Labels', 'StopGracePeriod', 'Healthcheck', 'Mounts', 'Configs'],
     {
       Isolation: 'default',
     },
@@ -101,6 +103,29 @@ export function portJson(p: PortConfig): Record<string, unknown> {
     ...(p.publishedPort ? { PublishedPort: p.publishedPort } : {}),
     PublishMode: p.publishMode,
   };
+}
+
+/** ContainerSpec.Configs as the CLI sends them (--config source=x,target=/p,mode=0440); a config runtime target is refused. */
+export function parseConfigRefs(raw: unknown[]): ConfigRef[] {
+  return raw.map((x, i) => {
+    const where = `TaskTemplate.ContainerSpec.Configs[${i}]`;
+    const o = obj(x, where);
+    refuseUnknown(o, where, ['File', 'ConfigID', 'ConfigName']);
+    const f = obj(o.File, `${where}.File`);
+    if (isUnset(o.File)) throw new BadRequest(`${where}: only a File target is supported (Runtime configs are not)`);
+    refuseUnknown(f, `${where}.File`, ['Name', 'UID', 'GID', 'Mode']);
+    const mode = optInt(f, 'Mode') ?? 0o444;
+    if (mode < 0 || mode > 0o7777) throw new BadRequest(`${where}.File.Mode ${mode} is not a file mode`);
+    const configId = optStr(o, 'ConfigID') ?? '';
+    const configName = optStr(o, 'ConfigName') ?? '';
+    if (!configId && !configName) throw new BadRequest(`${where}: ConfigID or ConfigName is required`);
+    return { configId, configName, target: optStr(f, 'Name') ?? '', uid: optStr(f, 'UID') || '0', gid: optStr(f, 'GID') || '0', mode };
+  });
+}
+
+/** A config as docker config inspect shows it. */
+export function configJson(c: ConfigRecord): Record<string, unknown> {
+  return { ID: c.id, Version: { Index: c.version }, CreatedAt: c.createdAt, UpdatedAt: c.updatedAt, Spec: { Name: c.name, Labels: c.labels, Data: c.data } };
 }
 
 /** Docker's Mount objects (a service's, or a container's --mount): what is not carried out is refused by name. */
@@ -261,6 +286,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
   const ports = parsePorts(obj(b.EndpointSpec, 'EndpointSpec'));
   const healthcheck = parseHealthcheck(cs.Healthcheck, 'TaskTemplate.ContainerSpec.Healthcheck');
   const mounts = parseMounts(optArr(cs, 'Mounts') ?? [], 'TaskTemplate.ContainerSpec.Mounts');
+  const configs = parseConfigRefs(optArr(cs, 'Configs') ?? []);
   return {
     name: optStr(b, 'Name') ?? '',
     labels: optStrMap(b, 'Labels') ?? {},
@@ -296,6 +322,7 @@ export function parseServiceSpec(raw: unknown): ServiceSpec {
     stopGraceMs: nsToMs(optInt(cs, 'StopGracePeriod'), 10_000),
     ...(healthcheck ? { healthcheck } : {}),
     ...(mounts.length ? { mounts } : {}),
+    ...(configs.length ? { configs } : {}),
     update: { parallelism, delayMs: nsToMs(updateDelay, 0), order, failureAction },
     containerLabels: optStrMap(cs, 'Labels') ?? {},
     ...(optInt(tt, 'ForceUpdate') ? { forceUpdate: optInt(tt, 'ForceUpdate') } : {}),
@@ -315,6 +342,8 @@ function taskTemplateJson(s: ServiceSpec): Record<string, unknown> {
   if (Object.keys(s.containerLabels).length) cs.Labels = s.containerLabels;
   if (s.healthcheck) cs.Healthcheck = healthcheckJson(s.healthcheck);
   if (s.mounts?.length) cs.Mounts = s.mounts.map(mountJson);
+  if (s.configs?.length)
+    cs.Configs = s.configs.map((c) => ({ File: { Name: c.target, UID: c.uid, GID: c.gid, Mode: c.mode }, ConfigID: c.configId, ConfigName: c.configName }));
   return {
     ContainerSpec: cs,
     Resources: {

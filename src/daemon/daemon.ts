@@ -220,7 +220,11 @@ export class Daemon {
         nodeId: () => this.state?.nodeId ?? '',
         network: (id) => this.networkRecord(id),
         attach: (t, net, ep, ns) => this.attachTaskEndpoint(t, net, ep, ns),
-        detachAll: (taskId, ns) => this.detachTask(taskId, ns),
+        detachAll: async (taskId, ns) => {
+          await this.detachTask(taskId, ns);
+          await fs.promises.rm(this.configDir(taskId), { recursive: true, force: true });
+        },
+        configFiles: (t) => this.configFiles(t),
         ensureNetns: (ns) => this.ensureTaskNetns(ns),
         report: (taskId, r) => this.reportTask(taskId, r),
         serveDns: (ns, nets) => this.resolver().add(ns, nets),
@@ -737,6 +741,31 @@ export class Daemon {
   private readonly unready = new Set<string>();
 
   /** A task's mount on this node: a tmpfs, a bind whose source must exist, or a volume (made on demand). */
+  /** configs' data as the manager sent it with the assignments (only those this node's tasks name) */
+  private readonly configData = new Map<string, string>();
+  private configDir(taskId: string): string {
+    return path.join(this.cfg.execRoot, 'configs', taskId);
+  }
+
+  /** Each config a file under the exec root (tmpfs: never on disk), mounted read-only where the spec says. */
+  private async configFiles(t: TaskRecord): Promise<ContainerMount[]> {
+    const refs = t.spec.configs ?? [];
+    if (!refs.length) return [];
+    const dir = this.configDir(t.id);
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+    return Promise.all(
+      refs.map(async (r, i) => {
+        const data = this.configData.get(r.configId);
+        if (data === undefined) throw new NotFoundError(`config ${r.configName} (${r.configId}) was not sent to this node`);
+        const file = path.join(dir, `${i}-${r.configId}`);
+        await fs.promises.writeFile(file, Buffer.from(data, 'base64'), { mode: r.mode });
+        await fs.promises.chmod(file, r.mode);
+        await fs.promises.chown(file, Number(r.uid) || 0, Number(r.gid) || 0);
+        return { type: 'bind' as const, source: file, destination: r.target, readOnly: true };
+      }),
+    );
+  }
+
   private async mountFor(m: MountSpec): Promise<ContainerMount> {
     if (m.type === 'tmpfs')
       return {
@@ -1153,6 +1182,7 @@ export class Daemon {
         vips?: ServiceVipEntry[];
         mesh?: MeshAssignment;
         tunnel?: TunnelAssignment;
+        configs?: { id: string; data: string }[];
       }) => {
         if (this.session !== session) return;
         if (msg.type === 'gossip-keys' && msg.gossipKeys?.length) this.gossip?.setKeys(msg.gossipKeys);
@@ -1168,6 +1198,7 @@ export class Daemon {
           this.setVips(msg.vips ?? []);
           if (msg.mesh) this.setMesh(msg.mesh);
           void this.encryption.assign(msg.tunnel);
+          for (const c of msg.configs ?? []) this.configData.set(c.id, c.data);
           void this.tasks.apply(msg.tasks);
         }
       },

@@ -40,6 +40,8 @@ export interface TaskHost {
   serving(taskId: string, ok: boolean): void;
   /** the task's mounts made real on this node: volumes made on demand, bind sources checked */
   mounts(specs: MountSpec[]): Promise<ContainerMount[]>;
+  /** the task's configs written as files (on tmpfs), each a read-only bind mount at its target */
+  configFiles(task: TaskRecord): Promise<ContainerMount[]>;
   /** the task's way out (docker_gwbridge), for a task on a non-internal network */
   egress(taskId: string, netns: string): Promise<void>;
   /** Docker's local bridge network (docker0), the network of a task that names none */
@@ -160,7 +162,7 @@ export class TaskRunner {
     }
     let mounts: ContainerMount[];
     try {
-      mounts = await this.host.mounts(t.spec.mounts ?? []);
+      mounts = [...(await this.host.mounts(t.spec.mounts ?? [])), ...(await this.host.configFiles(t))];
     } catch (e) {
       await this.report(t.id, { state: 'rejected', message: 'preparing', err: errorMessage(e) });
       return;

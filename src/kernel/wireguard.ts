@@ -255,7 +255,13 @@ export class WireguardDevice {
 
   /** The interface's own key and port; its peers' sessions restart on a new key (the caller then tells them). */
   async configure(privateKey: string, port: number): Promise<void> {
-    await this.set(`private_key=${hex(privateKey)}\nlisten_port=${port}`);
+    // Setting the port rebinds the socket even when it is the same one: only when it differs.
+    const st = await this.state();
+    const lines = [
+      ...(st.publicKey !== wgPublicKey(privateKey) ? [`private_key=${hex(privateKey)}`] : []),
+      ...(st.listenPort !== port ? [`listen_port=${port}`] : []),
+    ];
+    if (lines.length) await this.set(lines.join('\n'));
   }
 
   /** Makes the peer list exactly `want`, touching only what differs. */

@@ -211,21 +211,39 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
     const b = await containerOn('node2', 'eb');
     const bSecure = await ipOn('node2', b, 'secure');
     const before = (await tunnel('node2')).PublicKey as string;
-    const ping = lab.docker('node1', ['exec', a, 'ping', '-c', '40', '-i', '0.1', bSecure]);
-    await new Promise((r) => setTimeout(r, 1000));
-    const rot = await lab.vx('node2', ['swarm', 'tunnel', '--rotate-key']);
-    assert.equal(rot.code, 0, rot.stderr);
-    const after = /New public key: (\S+)/.exec(rot.stdout)?.[1] ?? '';
-    assert.notEqual(after, before);
+    let pinging = true;
+    const ping = lab.docker('node1', ['exec', a, 'ping', '-c', '60', '-i', '0.1', bSecure]).finally(() => (pinging = false));
+    await new Promise((r) => setTimeout(r, 1500));
+    // The daemon's API straight (a CLI start takes seconds on a loaded machine): the rotation must land mid-ping.
+    const rot = await lab.raw('node2', 'POST', '/vxswarm/wireguard/rotate-key', '');
+    assert.equal(rot.status, 200, rot.body);
+    assert.ok(pinging, 'the rotation landed while the ping ran');
+    const mid = (JSON.parse(rot.body) as Json).PublicKey as string;
+    assert.notEqual(mid, before);
     const r = await ping;
     assert.equal(r.code, 0, r.stdout);
     assert.match(r.stdout, / 0% packet loss/, r.stdout.split('\n').slice(-3).join('\n'));
-    assert.match(rot.stdout, new RegExp(`Public key: ${after.replace(/[+/]/g, '\\$&')}`));
+    // Once more from the CLI, which prints the new key.
+    const cli = await lab.vx('node2', ['swarm', 'tunnel', '--rotate-key']);
+    assert.equal(cli.code, 0, cli.stderr);
+    const after = /New public key: (\S+)/.exec(cli.stdout)?.[1] ?? '';
+    assert.ok(after && after !== mid, cli.stdout);
+    assert.match(cli.stdout, new RegExp(`Public key: ${after.replace(/[+/]/g, '\\$&')}`));
     // node1 now knows node2 by its new key; its table shows node2 with a handshake.
     await waitFor('node1 has the new key', async () => ((await tunnel('node1')).Peers.some((p: Json) => p.PublicKey === after) ? true : undefined), 3000, 50);
-    const shown = await lab.vx('node1', ['swarm', 'tunnel']);
-    assert.match(shown.stdout, /^NODE\s+ENDPOINT\s+ALLOWED IP\s+LATEST HANDSHAKE\s+RECEIVED\s+SENT$/m);
-    assert.match(shown.stdout, /^node2\s+192\.168\.1\.5:51820\s+198\.18\.0\.\d+\/32\s+20\d\d-\S+\s+[\d.]+[kMG]?B\s+[\d.]+[kMG]?B$/m);
+    // Its table shows node2 on the new key with a handshake once traffic has flowed on it.
+    const row = /^node2\s+192\.168\.1\.5:51820\s+198\.18\.0\.\d+\/32\s+20\d\d-\S+\s+[\d.]+[kMG]?B\s+[\d.]+[kMG]?B$/m;
+    const shown = await waitFor(
+      "node1's table with node2's handshake",
+      async () => {
+        await lab.docker('node1', ['exec', a, 'ping', '-c', '1', '-W', '1', bSecure]);
+        const t = await lab.vx('node1', ['swarm', 'tunnel']);
+        return row.test(t.stdout) ? t.stdout : undefined;
+      },
+      10_000,
+      200,
+    );
+    assert.match(shown, /^NODE\s+ENDPOINT\s+ALLOWED IP\s+LATEST HANDSHAKE\s+RECEIVED\s+SENT$/m);
   });
 
   it('the daemon killed -9: its tunnel process is adopted on restart, no second copy runs', async () => {

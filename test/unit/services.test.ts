@@ -1014,6 +1014,64 @@ describe('bad input changes nothing', () => {
   });
 });
 
+describe('configs', () => {
+  it('kept, found by ID, name or prefix, resolved for a service (targets, modes), refused while in use; only labels change', async () => {
+    const { m, o } = await managerOf();
+    const data = Buffer.from('key = value\n').toString('base64');
+    const c = await m.createConfig({ name: 'app.conf', labels: { a: '1' }, data });
+    assert.equal(m.findConfig('app.conf').id, c.id);
+    assert.equal(m.findConfig(c.id.slice(0, 6)).name, 'app.conf');
+    for (const [req, why] of [
+      [{ name: 'app.conf', labels: {}, data }, /already exists/],
+      [{ name: 'bad name', labels: {}, data }, /invalid config name/],
+      [{ name: 'e', labels: {}, data: '' }, /larger than 0/],
+      [{ name: 'big', labels: {}, data: Buffer.alloc(1000 * 1024).toString('base64') }, /less than 1000KB/],
+      [{ name: 'nb64', labels: {}, data: 'not base64!' }, /base64/],
+    ] as const)
+      await assert.rejects(m.createConfig(req), why);
+    assert.equal(m.listConfigs().length, 1, 'nothing else was made');
+    const spec = (configs: unknown[]): ReturnType<typeof parseServiceSpec> =>
+      parseServiceSpec({ Name: 'web', TaskTemplate: { ContainerSpec: { Image: 'busybox:local', Configs: configs } } });
+    const s = await o.createService(
+      spec([
+        { File: { Name: 'etc/app.conf', UID: '0', GID: '0', Mode: 0o440 }, ConfigName: 'app.conf' },
+        { File: { Name: '', UID: '', GID: '', Mode: 0o444 }, ConfigID: c.id, ConfigName: 'app.conf' },
+      ]),
+    );
+    assert.deepEqual(
+      s.spec.configs!.map((r) => [r.configId, r.target, r.mode]),
+      [
+        [c.id, '/etc/app.conf', 0o440],
+        [c.id, '/app.conf', 0o444],
+      ],
+    );
+    await assert.rejects(o.createService({ ...spec([{ File: { Name: '/x' }, ConfigName: 'nosuch' }]), name: 'other' }), /config not found: nosuch/);
+    await assert.rejects(
+      o.createService({
+        ...spec([
+          { File: { Name: '/x' }, ConfigName: 'app.conf' },
+          { File: { Name: '/x' }, ConfigName: 'app.conf' },
+        ]),
+        name: 'twice',
+      }),
+      /config target \/x is used twice/,
+    );
+    assert.throws(() => spec([{ Runtime: {}, ConfigName: 'app.conf' }]), /only a File target is supported/);
+    await assert.rejects(m.removeConfig('app.conf'), /config 'app.conf' is in use by the following service: web/);
+    await assert.rejects(
+      m.updateConfig(c.id, c.version, { name: 'app.conf', labels: {}, data: Buffer.from('other').toString('base64') }),
+      /only updates to Labels/,
+    );
+    await assert.rejects(m.updateConfig(c.id, c.version + 99, { name: 'app.conf', labels: {}, data }), /update out of sequence/);
+    const u = await m.updateConfig(c.id, c.version, { name: 'app.conf', labels: { b: '2' }, data });
+    assert.deepEqual([u.labels, u.data], [{ b: '2' }, data]);
+    await o.removeService('web');
+    await m.removeConfig('app.conf');
+    assert.equal(m.listConfigs().length, 0);
+    o.close();
+  });
+});
+
 describe('docker events', () => {
   it("a manager's store watch gives service and network create, update and remove; kept events are found by time", async () => {
     const { EventLog } = await import('../../src/daemon/events.js');

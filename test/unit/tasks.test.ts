@@ -95,6 +95,7 @@ function fakeHost(): TaskHost & {
     withdraw: (taskId: string) => void h.withdrawn.push(taskId),
     serving: (taskId: string, ok: boolean) => void h.servingLog.push(`${taskId}:${ok}`),
     mounts: async () => [],
+    configFiles: async () => [],
     egress: async () => undefined,
     defaultBridge: async () => undefined,
   };

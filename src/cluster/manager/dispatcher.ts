@@ -314,7 +314,13 @@ export class Dispatcher {
     // Every node has the ingress network, for its routing mesh sandbox.
     const ingress = this.store.listNetworks().find((n) => n.ingress);
     if (ingress) netIds.add(ingress.id);
-    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips, mesh, ingress?.version, tunnel]);
+    // The data of the configs its tasks name (only the node running such a task gets it).
+    const configIds = new Set(tasks.flatMap((t) => (t.spec.configs ?? []).map((c) => c.configId)));
+    const configs = [...configIds]
+      .map((id) => this.store.getConfig(id))
+      .filter((c) => c !== undefined)
+      .map((c) => ({ id: c.id, data: c.data }));
+    const key = JSON.stringify([tasks.map((t) => [t.id, t.version]), vips, mesh, ingress?.version, tunnel, configs.map((c) => c.id)]);
     if (key === s.lastSet) return;
     s.lastSet = key;
     s.peer.send({
@@ -324,6 +330,7 @@ export class Dispatcher {
       vips,
       mesh,
       ...(tunnel ? { tunnel } : {}),
+      ...(configs.length ? { configs } : {}),
     });
   }
 

@@ -13,7 +13,8 @@ import { TUNNEL_POOL } from '../../overlay/tunnel.js';
 import { isWgKey } from '../../kernel/wireguard.js';
 import { caDigest, formatToken, newSecret, parseToken, secretsEqual } from './tokens.js';
 import { randomBytes } from 'node:crypto';
-import type { AttachmentRecord, Availability, ClusterRecord, NetworkRecord, NodeRecord, NodeResources } from './types.js';
+import { createConfigTx, findConfig, removeConfigTx, updateConfigTx, type ConfigCreate } from './configs.js';
+import type { AttachmentRecord, Availability, ClusterRecord, ConfigRecord, NetworkRecord, NodeRecord, NodeResources } from './types.js';
 
 export const VXLANID_OPTION = 'com.docker.network.driver.overlay.vxlanid_list';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
@@ -464,6 +465,24 @@ export class Manager extends EventEmitter {
       this.store.putNode(next);
       return next;
     });
+  }
+
+  // ---- configs ----
+
+  createConfig(req: ConfigCreate): Promise<ConfigRecord> {
+    return this.store.tx(() => createConfigTx(this.store, req));
+  }
+  listConfigs(): ConfigRecord[] {
+    return this.store.listConfigs();
+  }
+  findConfig(ref: string): ConfigRecord {
+    return findConfig(this.store, ref);
+  }
+  removeConfig(ref: string): Promise<ConfigRecord> {
+    return this.store.tx(() => removeConfigTx(this.store, ref));
+  }
+  updateConfig(ref: string, version: number | undefined, next: ConfigCreate): Promise<ConfigRecord> {
+    return this.store.tx(() => updateConfigTx(this.store, ref, version, next));
   }
 
   // ---- liveness (the leader's) ----

@@ -8,6 +8,7 @@ import { formatIp, parseIp } from '../../core/ipv4.js';
 import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
 import { matches, parseConstraint, place, type Load } from './scheduler.js';
+import { resolveConfigRefs } from './configs.js';
 import type { StoreChange } from './store.js';
 import type { NodeRecord } from './types.js';
 import {
@@ -129,6 +130,8 @@ export class Orchestrator {
       seen.add(net.id);
       return { target: net.id, aliases: n.aliases };
     });
+    const configs = resolveConfigRefs(this.store, spec);
+    if (configs) spec = { ...spec, configs };
     const ports = spec.ports ?? [];
     if (spec.endpointMode === 'dnsrr' && ports.some((p) => p.publishMode === 'ingress'))
       throw new InvalidArgumentError("port published with ingress mode can't be used with dnsrr mode");

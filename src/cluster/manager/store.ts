@@ -12,12 +12,12 @@ import { EventEmitter } from 'node:events';
 import { VxError, errorMessage } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import { NotSentError, OutcomeUnknownError, prefixEnd, type Compare, type Kv, type Op, type Watch, type WatchEvent } from '../etcd/kv.js';
-import type { AttachmentRecord, ClusterRecord, NetworkRecord, NodeRecord, ServiceRecord, SessionRecord, TaskRecord } from './types.js';
+import type { AttachmentRecord, ClusterRecord, ConfigRecord, NetworkRecord, NodeRecord, ServiceRecord, SessionRecord, TaskRecord } from './types.js';
 
-export const COLLECTIONS = ['cluster', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks', 'sessions'] as const;
+export const COLLECTIONS = ['cluster', 'nodes', 'networks', 'vnis', 'ips', 'cursors', 'attachments', 'services', 'tasks', 'sessions', 'configs'] as const;
 export type Collection = (typeof COLLECTIONS)[number];
 /** collections whose records carry `version` (the key's mod_revision) */
-const VERSIONED = new Set<Collection>(['cluster', 'nodes', 'networks', 'services', 'tasks']);
+const VERSIONED = new Set<Collection>(['cluster', 'nodes', 'networks', 'services', 'tasks', 'configs']);
 export const KEY_PREFIX = '/vxswarm/';
 /** written with every insert into or delete from a collection: a listing compares it */
 const GEN_PREFIX = `${KEY_PREFIX}gen/`;
@@ -518,6 +518,20 @@ export class Store extends EventEmitter {
   }
   listSessions(): SessionRecord[] {
     return [...this.data.get('sessions')!.values()].map((c) => JSON.parse(c.value) as SessionRecord);
+  }
+
+  // configs
+  getConfig(id: string): ConfigRecord | undefined {
+    return this.one<ConfigRecord>('configs', id);
+  }
+  listConfigs(): ConfigRecord[] {
+    return this.all<ConfigRecord>('configs').sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+  putConfig(c: ConfigRecord): void {
+    this.write('configs', c.id, c);
+  }
+  deleteConfig(id: string): void {
+    this.write('configs', id, undefined);
   }
 
   // networks

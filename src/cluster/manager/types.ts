@@ -168,6 +168,8 @@ export interface ServiceSpec {
   healthcheck?: HealthcheckSpec;
   /** volumes, bind mounts and tmpfs mounts of each task's container */
   mounts?: MountSpec[];
+  /** configs made files in each task's container (ContainerSpec.Configs) */
+  configs?: ConfigRef[];
   /** how a spec change rolls out (Docker's UpdateConfig); absent: Docker's defaults */
   update?: UpdatePolicy;
   containerLabels: Record<string, string>;
@@ -216,6 +218,27 @@ export interface UpdateStatus {
   /** a batch is being replaced; when it finished (for the delay before the next) */
   inBatch?: boolean;
   batchDoneAt?: number;
+}
+
+/** A swarm config (docker config create): data any task can be given as a read-only file. */
+export interface ConfigRecord extends Meta {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  /** base64, as the API carries it */
+  data: string;
+}
+
+/** A service's use of a config: which one, and the file it becomes in the container. */
+export interface ConfigRef {
+  configId: string;
+  configName: string;
+  /** absolute path in the container */
+  target: string;
+  uid: string;
+  gid: string;
+  /** file mode (Docker's default 0444) */
+  mode: number;
 }
 
 export interface ServiceRecord extends Meta {
