@@ -56,7 +56,6 @@ export class OverlayHost {
   async start(opts: { adopt?: boolean } = {}): Promise<void> {
     this.host = Rtnl.open(this.opts.hostNetns);
     if (!opts.adopt) await this.pruneSandboxes();
-    if (!opts.adopt && this.opts.tunnelDir) await Tunnel.reap(this.opts.tunnelDir, this.log);
     this.underlayMtu = await this.detectUnderlayMtu();
     const period = this.opts.reconcileMs ?? 3000;
     if (period > 0) {
@@ -70,6 +69,8 @@ export class OverlayHost {
     const keep = new Set([...this.networks.values()].map((n) => n.sandbox));
     const removed = await removeStaleSandboxes(this.opts.prefix, keep);
     if (removed.length) this.log.warn('removed stale sandboxes', { removed });
+    // A tunnel a previous run left that no adopted network needs goes too.
+    if (this.opts.tunnelDir && !this.tunnelRef?.up && ![...this.networks.values()].some((n) => n.encrypted)) await Tunnel.reap(this.opts.tunnelDir, this.log);
     return removed;
   }
 
@@ -228,7 +229,8 @@ export class OverlayHost {
       } else await this.deleteNetwork(id).catch((e: unknown) => this.log.error('teardown failed', { network: id, error: errorMessage(e) }));
     }
     if (opts.keepKernelState) this.tunnelRef?.release();
-    else await this.tunnelRef?.stop().catch((e: unknown) => this.log.error('tunnel teardown failed', { error: errorMessage(e) }));
+    else if (this.tunnelRef) await this.tunnelRef.stop().catch((e: unknown) => this.log.error('tunnel teardown failed', { error: errorMessage(e) }));
+    else if (this.opts.tunnelDir) await Tunnel.reap(this.opts.tunnelDir, this.log);
     this.tunnelRef = undefined;
     this.host?.close();
     this.host = undefined;

@@ -275,5 +275,9 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
         }
       });
     assert.deepEqual(wg, [String(pid)]);
+    // Leaving the swarm ends it.
+    await docker('node2', ['swarm', 'leave', '--force']);
+    assert.equal(fs.existsSync(`/proc/${pid}`) && fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'wireguard-go', false, 'wireguard-go ended on leave');
+    assert.equal(fs.existsSync(pidFile), false);
   });
 });
