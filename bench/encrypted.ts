@@ -4,8 +4,8 @@
 // moved on each path (kernel, wireguard-go and iperf3 together, as a user pays them).
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { labDown, labUp } from '../src/lab/lab.js';
-import { apiOf, emit, importBusybox, iperfGbps, round, startBuilt, until } from './util.js';
+import { labDown } from '../src/lab/lab.js';
+import { emit, iperfGbps, round, runningTask, taskNetns, twoNodeSwarm, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const IPERF_S = Number(process.env.BENCH_IPERF_S ?? 5);
@@ -33,14 +33,7 @@ export async function run(): Promise<void> {
   const name = `ben${randomBytes(3).toString('hex')}`;
   const summary: Record<string, number | string> = { bench: 'encrypted' };
   try {
-    await labUp(name, 2);
-    await startBuilt(name, 'node1');
-    await startBuilt(name, 'node2');
-    const a1 = apiOf(name, 'node1');
-    const a2 = apiOf(name, 'node2');
-    await a1.post('/swarm/init', {});
-    await a2.post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: (await a1.get<Json>('/swarm')).JoinTokens.Worker });
-    await importBusybox(name, ['node1', 'node2']);
+    const { a1 } = await twoNodeSwarm(name);
     const secure = (await a1.request<Json>('POST', '/networks/create', { Name: 'secure', Driver: 'overlay', Options: { encrypted: '' } })).data.Id as string;
     const plain = (await a1.request<Json>('POST', '/networks/create', { Name: 'plain', Driver: 'overlay' })).data.Id as string;
     const spec = (svc: string, host: string): Json => ({
@@ -54,17 +47,11 @@ export async function run(): Promise<void> {
     });
     await a1.post('/services/create', spec('srv', 'node1'));
     await a1.post('/services/create', spec('cli', 'node2'));
-    const running = (svc: string): Promise<Json> =>
-      until(async () => {
-        const ts = await a1.get<Json[]>('/tasks', { filters: JSON.stringify({ service: { [svc]: true } }) });
-        return ts.find((t) => t.Status.State === 'running' && t.DesiredState === 'running');
-      }, 30000);
-    const srv = await running('srv');
-    const cli = await running('cli');
-    const netnsOf = (host: string, t: Json): string => `${name}-${host}-c-${(t.ID as string).slice(0, 12)}`;
+    const srv = await runningTask(a1, 'srv');
+    const cli = await runningTask(a1, 'cli');
     const ipOn = (t: Json, net: string): string => (t.NetworksAttachments as Json[]).find((n) => n.Network.ID === net)!.Addresses[0].split('/')[0] as string;
-    const serverNs = netnsOf('node1', srv);
-    const clientNs = netnsOf('node2', cli);
+    const serverNs = taskNetns(name, 'node1', srv);
+    const clientNs = taskNetns(name, 'node2', cli);
     // The tunnel's first handshake is not what this measures.
     await until(async () => (await iperfGbps(serverNs, ipOn(srv, secure), clientNs, 1).catch(() => 0)) > 0, 30000, 200);
     const enc: { gbps: number; cpuPerGb: number }[] = [];

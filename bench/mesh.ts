@@ -3,8 +3,8 @@
 // a task on node2 straight to the same task over the overlay, in one run (mesh_vs_overlay); new
 // connections per second through the mesh; service create → the port answers on every node.
 import { randomBytes } from 'node:crypto';
-import { labDown, labUp } from '../src/lab/lab.js';
-import { apiOf, emit, importBusybox, ns, percentile, round, sleeperSpec, startBuilt, until } from './util.js';
+import { labDown } from '../src/lab/lab.js';
+import { emit, ns, percentile, round, runningTask, sleeperSpec, taskNetns, twoNodeSwarm, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const IPERF_S = Number(process.env.BENCH_IPERF_S ?? 4);
@@ -37,23 +37,12 @@ export async function run(): Promise<void> {
   const summary: Record<string, number | string> = { bench: 'mesh' };
   const killers: Array<() => void> = [];
   try {
-    const plan = await labUp(name, 2);
+    const { plan, a1 } = await twoNodeSwarm(name);
     const client = plan.client!.netns;
-    await startBuilt(name, 'node1');
-    await startBuilt(name, 'node2');
-    const a1 = apiOf(name, 'node1');
-    const a2 = apiOf(name, 'node2');
-    await a1.post('/swarm/init', {});
-    await a2.post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: (await a1.get<Json>('/swarm')).JoinTokens.Worker });
-    await importBusybox(name, ['node1', 'node2']);
     const net = (await a1.request<Json>('POST', '/networks/create', { Name: 'bench-net', Driver: 'overlay' })).data.Id as string;
     const node2Ip = plan.hosts[1]!.ip;
-    const running = async (svc: string): Promise<Json> =>
-      until(async () => {
-        const ts = await a1.get<Json[]>('/tasks', { filters: JSON.stringify({ service: { [svc]: true } }) });
-        return ts.find((t) => t.Status.State === 'running' && t.DesiredState === 'running');
-      }, 30000);
-    const netnsOf = (host: string, t: Json): string => `${name}-${host}-c-${(t.ID as string).slice(0, 12)}`;
+    const running = (svc: string): Promise<Json> => runningTask(a1, svc);
+    const netnsOf = (host: string, t: Json): string => taskNetns(name, host, t);
     const withPorts = (spec: Json, ports: Json[]): Json => ({ ...spec, EndpointSpec: { Ports: ports } });
 
     // The target on node1, publishing iperf3's port and an accept loop's; a peer task on node2.

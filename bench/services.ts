@@ -4,8 +4,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { labDown, labUp, stopDaemon } from '../src/lab/lab.js';
-import { apiOf, emit, importBusybox, percentile, round, rssMb, sleeperSpec, startBuilt, until } from './util.js';
+import { labDown, stopDaemon } from '../src/lab/lab.js';
+import { emit, percentile, round, rssMb, sleeperSpec, twoNodeSwarm, until } from './util.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -17,14 +17,7 @@ export async function run(): Promise<void> {
   const name = `bsv${randomBytes(3).toString('hex')}`;
   const summary: Record<string, number | string> = { bench: 'services' };
   try {
-    await labUp(name, 2);
-    const pid1 = await startBuilt(name, 'node1');
-    await startBuilt(name, 'node2');
-    const a1 = apiOf(name, 'node1');
-    const a2 = apiOf(name, 'node2');
-    await a1.post('/swarm/init', {});
-    await a2.post('/swarm/join', { RemoteAddrs: ['172.31.1.5:2377'], JoinToken: (await a1.get<Json>('/swarm')).JoinTokens.Worker });
-    await importBusybox(name, ['node1', 'node2']);
+    const { a1, pid1 } = await twoNodeSwarm(name);
     const net = (await a1.request<Json>('POST', '/networks/create', { Name: 'uber-net', Driver: 'overlay' })).data.Id as string;
     const nodes = Object.fromEntries((await a1.get<Json[]>('/nodes')).map((n) => [n.Description.Hostname, n.ID]));
     const tasks = async (svc: string): Promise<Json[]> =>

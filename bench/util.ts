@@ -4,8 +4,12 @@ import { promisify } from 'node:util';
 import { ApiClient } from '../src/cli/client.js';
 import { daemonSocket, hostPaths, startDaemon } from '../src/lab/lab.js';
 
+import { labUp } from '../src/lab/lab.js';
+import type { LabPlan } from '../src/lab/plan.js';
+import { importBusybox } from '../test/lab/swarm-helpers.js';
+
 /** the test image, as the lab tests import it */
-export { importBusybox } from '../test/lab/swarm-helpers.js';
+export { importBusybox };
 
 const execFileP = promisify(execFile);
 
@@ -70,6 +74,32 @@ export const anonMb = (pid: number): number => memKb(pid, 'RssAnon') / 1024;
 export const startBuilt = (lab: string, host: string): Promise<number> => startDaemon(lab, host, { preferBuild: true, logLevel: 'warn' });
 export const apiOf = (lab: string, host: string): ApiClient => new ApiClient(`unix://${daemonSocket(lab, host)}`);
 export const daemonPid = (lab: string, host: string): number => Number(fs.readFileSync(hostPaths(lab, host).pid, 'utf8'));
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Two lab hosts, built daemons, node1 the manager and node2 a worker, the busybox image on both. */
+export async function twoNodeSwarm(lab: string): Promise<{ plan: LabPlan; a1: ApiClient; a2: ApiClient; pid1: number }> {
+  const plan = await labUp(lab, 2);
+  const pid1 = await startBuilt(lab, 'node1');
+  await startBuilt(lab, 'node2');
+  const a1 = apiOf(lab, 'node1');
+  const a2 = apiOf(lab, 'node2');
+  await a1.post('/swarm/init', {});
+  await a2.post('/swarm/join', { RemoteAddrs: [`${plan.hosts[0]!.ip}:2377`], JoinToken: (await a1.get<Json>('/swarm')).JoinTokens.Worker });
+  await importBusybox(lab, ['node1', 'node2']);
+  return { plan, a1, a2, pid1 };
+}
+
+/** The service's running task (its desired state running too), once there is one. */
+export function runningTask(a: ApiClient, svc: string): Promise<Json> {
+  return until(async () => {
+    const ts = await a.get<Json[]>('/tasks', { filters: JSON.stringify({ service: { [svc]: true } }) });
+    return ts.find((t) => t.Status.State === 'running' && t.DesiredState === 'running');
+  }, 30000);
+}
+
+/** A task's network namespace on a lab host. */
+export const taskNetns = (lab: string, host: string, t: Json): string => `${lab}-${host}-c-${(t.ID as string).slice(0, 12)}`;
 
 /** A replicated service of `sleep infinity` tasks that stop at once (busybox's sleep ignores SIGTERM). */
 export function sleeperSpec(name: string, replicas: number, network?: string, constraints: string[] = []): Record<string, unknown> {

@@ -28,6 +28,7 @@ import { Router, serverHeader } from './http.js';
 import { addWorkloadRoutes } from './routes-workloads.js';
 import { clusterJson, eventJson, localNetworkJson, networkJson, nodeJson, swarmJson, swarmSpec, versionJson, type ManagerView } from './shapes.js';
 import { DEFAULT_CERT_DAYS } from '../cluster/manager/ca.js';
+import { ENCRYPTED_OPTION } from '../cluster/manager/manager.js';
 
 /** what a new swarm runs with */
 const DEFAULT_CLUSTER_SETTINGS = { certDays: DEFAULT_CERT_DAYS };
@@ -302,7 +303,7 @@ export function buildRouter(d: Daemon): Router {
     const n = d.findNetwork(c.params[0]!);
     const verbose = qBool(c.query, 'verbose');
     const out = netJson(n, verbose);
-    if (verbose && 'encrypted' in n.options) out.Encryption = tunnelJson(await d.tunnelState());
+    if (verbose && ENCRYPTED_OPTION in n.options) out.Encryption = tunnelJson(await d.tunnelState());
     return { json: out };
   });
   r.on('POST', '/networks/create', async (c) => {
@@ -449,7 +450,6 @@ function endpointJson(e: ReturnType<Daemon['listEndpoints']>[number]): Record<st
   return { Id: e.id, Name: e.name, Network: e.networkName, NetworkID: e.networkId, IPAddress: e.ip, MacAddress: e.mac, Netns: e.netns };
 }
 
-/** Nodes that have the network: from gossip when it runs, else from the manager's attachments. */
 /** An encrypted network's tunnel on this node: WireGuard's own figures, per peer (`wg show`'s). */
 function tunnelJson(t: Awaited<ReturnType<Daemon['tunnelState']>>): Record<string, unknown> {
   if (!t) return { Protocol: 'wireguard', Running: false };
@@ -477,6 +477,7 @@ function tunnelJson(t: Awaited<ReturnType<Daemon['tunnelState']>>): Record<strin
   };
 }
 
+/** Nodes that have the network: from gossip when it runs, else from the manager's attachments. */
 function networkPeers(d: Daemon, n: NetworkRecord): Array<{ name: string; ip: string }> {
   if (d.gossip) return d.gossip.networkPeers(n.id);
   const m = d.manager;

@@ -740,7 +740,6 @@ export class Daemon {
   /** tasks whose health check has not passed yet, or has failed: reachable, but out of their services' backends and DNS */
   private readonly unready = new Set<string>();
 
-  /** A task's mount on this node: a tmpfs, a bind whose source must exist, or a volume (made on demand). */
   /** configs' data as the manager sent it with the assignments (only those this node's tasks name) */
   private readonly configData = new Map<string, string>();
   private configDir(taskId: string): string {
@@ -766,6 +765,7 @@ export class Daemon {
     );
   }
 
+  /** A task's mount on this node: a tmpfs, a bind whose source must exist, or a volume (made on demand). */
   private async mountFor(m: MountSpec): Promise<ContainerMount> {
     if (m.type === 'tmpfs')
       return {
@@ -960,9 +960,8 @@ export class Daemon {
       if (serving) this.withheld.delete(ep.taskId);
       else this.withheld.add(ep.taskId);
     }
-    // An encrypted network's VTEP is this node's tunnel address: its peers' VXLAN goes through WireGuard.
-    const net = this.overlay?.hasNetwork(ep.networkId) ? this.overlay.network(ep.networkId) : undefined;
-    const vtep = net?.encrypted ? (this.overlay!.tunnel.ip ?? this.state.advertiseAddr) : this.state.advertiseAddr;
+    // The network's own VTEP source: for an encrypted one the tunnel address, so peers' VXLAN goes through WireGuard.
+    const vtep = this.overlayNetwork(ep.networkId)?.cfg.underlayIp ?? this.state.advertiseAddr;
     this.gossip.publish(ep.networkId, ep.id, { ip: ep.ip, mac: ep.mac, vtep }, serving ? rec : undefined);
     this.refreshDns();
     this.gossip.pushPeers(ep.networkId);

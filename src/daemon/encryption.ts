@@ -9,7 +9,6 @@ import type { TunnelAssignment } from '../cluster/manager/dispatcher.js';
 import type { NodeRecord } from '../cluster/manager/types.js';
 import { generateWgKeyPair, wgPublicKey } from '../kernel/wireguard.js';
 import type { OverlayHost } from '../overlay/host.js';
-import type { TunnelPeer } from '../overlay/tunnel.js';
 
 interface KeyFile {
   privateKey: string;
@@ -20,7 +19,6 @@ interface KeyFile {
 export class NodeEncryption {
   private file: KeyFile | undefined;
   private making: Promise<KeyFile> | undefined;
-  private peers: TunnelPeer[] = [];
 
   constructor(
     private readonly dir: string,
@@ -60,7 +58,11 @@ export class NodeEncryption {
 
   /** At start, before any session: a restored encrypted network needs its tunnel's address and key. */
   async restore(): Promise<void> {
-    const f = fs.existsSync(this.path) ? await this.load() : undefined;
+    // Only a node that has a key file restores (load() would make one).
+    const f = await fs.promises.access(this.path).then(
+      () => this.load(),
+      () => undefined,
+    );
     if (f?.tunnelIp) await this.overlay()?.setTunnelIdentity({ ip: f.tunnelIp, privateKey: f.privateKey });
   }
 
@@ -84,7 +86,6 @@ export class NodeEncryption {
     if (!t) return;
     try {
       await this.setAddress(t.ip);
-      this.peers = t.peers;
       await this.overlay()?.setTunnelPeers(t.peers);
     } catch (e) {
       this.log.error('could not set the WireGuard peers', { error: errorMessage(e) });
@@ -104,13 +105,5 @@ export class NodeEncryption {
     this.send({ type: 'wireguard', publicKey: k.publicKey });
     this.log.info('WireGuard key rotated', { publicKey: k.publicKey });
     return k.publicKey;
-  }
-
-  get peerList(): TunnelPeer[] {
-    return this.peers;
-  }
-
-  async publicKey(): Promise<string> {
-    return wgPublicKey((await this.load()).privateKey);
   }
 }

@@ -137,9 +137,9 @@ function uapi(socket: string, request: string): Promise<string> {
   });
 }
 
-function alive(pid: number): boolean {
+async function alive(pid: number): Promise<boolean> {
   try {
-    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'wireguard-go';
+    return (await fs.promises.readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'wireguard-go';
   } catch {
     return false;
   }
@@ -164,54 +164,62 @@ export class WireguardDevice {
     return path.join(dir, `${ifname}.pid`);
   }
 
+  /** The process a previous run recorded, if it is still a wireguard-go. */
+  private static async recorded(dir: string, ifname: string): Promise<number | undefined> {
+    const pid = Number(await fs.promises.readFile(WireguardDevice.pidFile(dir, ifname), 'utf8').catch(() => '0'));
+    return pid && (await alive(pid)) ? pid : undefined;
+  }
+
+  private answers(): Promise<boolean> {
+    return this.state().then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** Its pid file and socket go (the process has ended or is ending). */
+  private static async forget(dir: string, ifname: string): Promise<void> {
+    await fs.promises.rm(WireguardDevice.pidFile(dir, ifname), { force: true });
+    await fs.promises.rm(path.join(dir, `${ifname}.sock`), { force: true });
+  }
+
   static async open(ifname: string, dir: string, log: Logger): Promise<WireguardDevice> {
     if (!/^[a-z0-9]{1,15}$/.test(ifname)) throw new KernelError('wireguard', ifname, 22, 'EINVAL', 'bad interface name');
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const pidFile = WireguardDevice.pidFile(dir, ifname);
-    const old = Number(fs.existsSync(pidFile) ? fs.readFileSync(pidFile, 'utf8') : 0);
-    if (old && alive(old)) {
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+    const old = await WireguardDevice.recorded(dir, ifname);
+    if (old) {
       const dev = new WireguardDevice(ifname, dir, old);
-      if (
-        await dev.state().then(
-          () => true,
-          () => false,
-        )
-      ) {
+      if (await dev.answers()) {
         log.info('adopted the WireGuard interface a previous run left', { ifname, pid: old });
         return dev;
       }
       log.warn('replacing a WireGuard process that does not answer', { ifname, pid: old });
       await WireguardDevice.kill(old);
     }
-    fs.rmSync(path.join(dir, `${ifname}.sock`), { force: true });
-    if (!fs.existsSync(WG_BIN)) throw new VxError(`encrypted overlays need ${WG_BIN} (Debian package wireguard-go)`, 500);
-    fs.mkdirSync(SOCKET_DIR, { recursive: true });
-    const out = fs.openSync(path.join(dir, `${ifname}.log`), 'a');
+    await WireguardDevice.forget(dir, ifname);
+    await fs.promises.access(WG_BIN).catch(() => {
+      throw new VxError(`encrypted overlays need ${WG_BIN} (Debian package wireguard-go)`, 500);
+    });
+    await fs.promises.mkdir(SOCKET_DIR, { recursive: true });
+    const out = await fs.promises.open(path.join(dir, `${ifname}.log`), 'a');
     // Detached: it outlives a daemon killed -9, whose restart adopts it, as the sandboxes are.
     const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount --bind "$0" ${SOCKET_DIR} && exec ${WG_BIN} -f "$1"`, dir, ifname], {
       detached: true,
-      stdio: ['ignore', out, out],
+      stdio: ['ignore', out.fd, out.fd],
       env: { ...process.env, LOG_LEVEL: 'error' },
     });
-    fs.closeSync(out);
+    await out.close();
     child.unref();
     const pid = child.pid;
     if (!pid) throw new VxError('wireguard-go could not be started', 500);
     let exited: number | null | undefined;
     child.once('exit', (code) => (exited = code));
-    fs.writeFileSync(pidFile, String(pid));
+    await fs.promises.writeFile(WireguardDevice.pidFile(dir, ifname), String(pid));
     const dev = new WireguardDevice(ifname, dir, pid);
     const until = Date.now() + START_TIMEOUT_MS;
     for (;;) {
       if (exited !== undefined) throw new VxError(`wireguard-go exited (${exited}) on start; see ${path.join(dir, `${ifname}.log`)}`, 500);
-      if (
-        fs.existsSync(dev.socket) &&
-        (await dev.state().then(
-          () => true,
-          () => false,
-        ))
-      )
-        return dev;
+      if (await dev.answers()) return dev;
       if (Date.now() > until) {
         await WireguardDevice.kill(pid);
         throw new VxError(`wireguard-go did not open its socket within ${START_TIMEOUT_MS} ms`, 500);
@@ -222,14 +230,12 @@ export class WireguardDevice {
 
   /** Ends a copy a previous run left, found by its pid file (a fresh start adopts nothing). */
   static async reap(dir: string, ifname: string, log?: Logger): Promise<void> {
-    const pidFile = WireguardDevice.pidFile(dir, ifname);
-    const old = Number(fs.existsSync(pidFile) ? fs.readFileSync(pidFile, 'utf8') : 0);
-    if (old && alive(old)) {
+    const old = await WireguardDevice.recorded(dir, ifname);
+    if (old) {
       log?.warn('ending the WireGuard process a previous run left', { ifname, pid: old });
       await WireguardDevice.kill(old);
     }
-    fs.rmSync(pidFile, { force: true });
-    fs.rmSync(path.join(dir, `${ifname}.sock`), { force: true });
+    await WireguardDevice.forget(dir, ifname);
   }
 
   private static async kill(pid: number): Promise<void> {
@@ -238,8 +244,8 @@ export class WireguardDevice {
     } catch {
       return;
     }
-    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && (await alive(pid)); i++) await new Promise((r) => setTimeout(r, 20));
+    if (await alive(pid)) process.kill(pid, 'SIGKILL');
   }
 
   async state(): Promise<WgDeviceState> {
@@ -274,7 +280,6 @@ export class WireguardDevice {
   /** Ends the process; the interface goes with it. */
   async stop(): Promise<void> {
     await WireguardDevice.kill(this.pid);
-    fs.rmSync(WireguardDevice.pidFile(this.dir, this.ifname), { force: true });
-    fs.rmSync(this.socket, { force: true });
+    await WireguardDevice.forget(this.dir, this.ifname);
   }
 }

@@ -62,12 +62,7 @@ describe('configs', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker C
         ['app-cfg', id, '/app-cfg', 0o444, '0'],
       ],
     );
-    const c = await waitFor(
-      'the task running on node2',
-      async () => (await docker('node2', ['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=app'])).split('\n').filter(Boolean)[0],
-      30_000,
-      200,
-    );
+    const c = await lab.containerOf('node2', 'app');
     assert.equal(await docker('node2', ['exec', c, 'cat', '/etc/app.conf']), 'listen 8080\nname "vxswarm"\n');
     assert.equal((await docker('node2', ['exec', c, 'stat', '-c', '%a %u', '/etc/app.conf'])).trim(), '440 1000');
     assert.equal((await docker('node2', ['exec', c, 'stat', '-c', '%a %u', '/app-cfg'])).trim(), '444 0');

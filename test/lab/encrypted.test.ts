@@ -18,15 +18,12 @@ const execFileP = promisify(execFile);
 describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker && 'needs the docker CLI') }, () => {
   let lab: SwarmLab;
   const docker = (host: string, args: string[]): Promise<string> => lab.dockerOk(host, args);
-  const containerOn = (host: string, svc: string): Promise<string> =>
-    waitFor(
-      `a running ${svc} container on ${host}`,
-      async () => (await docker(host, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).split('\n').filter(Boolean)[0],
-      30_000,
-      200,
-    );
+  const containerOn = (host: string, svc: string): Promise<string> => lab.containerOf(host, svc);
   const ipOn = async (host: string, container: string, network: string): Promise<string> =>
     (await docker(host, ['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container])).trim();
+  /** Waits until one ping from `container` on `host` to `ip` is answered. */
+  const pingsSoon = (what: string, host: string, container: string, ip: string): Promise<boolean> =>
+    waitFor(what, async () => ((await lab.docker(host, ['exec', container, 'ping', '-c', '1', '-W', '1', ip])).code === 0 ? true : undefined), 20_000, 200);
   const tunnel = async (host: string): Promise<Json> => JSON.parse((await lab.raw(host, 'GET', '/vxswarm/wireguard')).body) as Json;
   const service = (name: string, host: string, extra: string[] = []): Promise<string> =>
     docker('node1', [
@@ -108,12 +105,7 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
       ?.split(/\s+/)[1];
     const mtu = (await docker('node1', ['exec', a, 'cat', `/sys/class/net/${ifname}/mtu`])).trim();
     assert.equal(Number(mtu), 1390, `the encrypted network's MTU on ${ifname}: 1500 less VXLAN's 50 and WireGuard's 60`);
-    await waitFor(
-      'a ping over the encrypted network',
-      async () => ((await lab.docker('node1', ['exec', a, 'ping', '-c', '1', '-W', '1', bSecure])).code === 0 ? true : undefined),
-      20_000,
-      200,
-    );
+    await pingsSoon('a ping over the encrypted network', 'node1', a, bSecure);
 
     const marker = `vxswarm-marker-${Math.random().toString(36).slice(2, 10)}`;
     // b serves the marker many times over; a fetches it, on each network in turn.
@@ -183,12 +175,7 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
     const c = await containerOn('node3', 'ec');
     const a = await containerOn('node1', 'ea');
     const aSecure = await ipOn('node1', a, 'secure');
-    await waitFor(
-      'node3 pings node1 over the encrypted network',
-      async () => ((await lab.docker('node3', ['exec', c, 'ping', '-c', '1', '-W', '1', aSecure])).code === 0 ? true : undefined),
-      20_000,
-      200,
-    );
+    await pingsSoon('node3 pings node1 over the encrypted network', 'node3', c, aSecure);
     const node3Id = (await docker('node1', ['node', 'inspect', '--format', '{{.ID}}', 'node3'])).trim();
     for (const h of ['node1', 'node2'])
       assert.ok(
@@ -255,12 +242,7 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
     const a = await containerOn('node1', 'ea');
     const b = await containerOn('node2', 'eb');
     const bSecure = await ipOn('node2', b, 'secure');
-    await waitFor(
-      'a ping over the encrypted network after the restart',
-      async () => ((await lab.docker('node1', ['exec', a, 'ping', '-c', '1', '-W', '1', bSecure])).code === 0 ? true : undefined),
-      20_000,
-      200,
-    );
+    await pingsSoon('a ping over the encrypted network after the restart', 'node1', a, bSecure);
     assert.equal(Number(fs.readFileSync(pidFile, 'utf8')), pid, 'the same process');
     // One wireguard-go in node2's namespace: the adopted one.
     const { stdout } = await execFileP('ip', ['netns', 'pids', lab.host('node2').netns]);

@@ -92,6 +92,16 @@ export class SwarmLab {
   }
 
   /** Our CLI, from the TypeScript source. */
+  /** A container of a running task of `svc` on `host`, once there is one. */
+  containerOf(host: string, svc: string, timeoutMs = 30_000): Promise<string> {
+    return waitFor(
+      `a running ${svc} container on ${host}`,
+      async () => (await this.dockerOk(host, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).split('\n').filter(Boolean)[0],
+      timeoutMs,
+      200,
+    );
+  }
+
   async vx(host: string, args: string[]): Promise<RunResult> {
     return run(process.execPath, ['--import', 'tsx', 'src/cli/entry.ts', '-H', `unix://${this.socket(host)}`, ...args], {});
   }

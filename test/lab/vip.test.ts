@@ -49,13 +49,7 @@ describe('service VIPs, load-balanced in the kernel', { skip: skipUnlessRoot || 
   const running = (svc: string, n: number): Promise<Json[]> =>
     waitFor(`${n} running ${svc} tasks`, async () => ((await live(svc)).length === n ? live(svc) : undefined), 30_000, 200);
   /** The container of a running task of `svc` on `host`. */
-  const containerOn = async (host: string, svc: string): Promise<string> =>
-    waitFor(
-      `a ${svc} container on ${host}`,
-      async () => (await docker(host, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).split('\n').filter(Boolean)[0],
-      20_000,
-      200,
-    );
+  const containerOn = (host: string, svc: string): Promise<string> => lab.containerOf(host, svc, 20_000);
   const netnsOf = (host: string, taskId: string): string => `${lab.host(host).netns}-c-${taskId.slice(0, 12)}`;
   const vipOf = async (svc: string): Promise<string | undefined> =>
     (await docker('node1', ['service', 'inspect', '-f', '{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}', svc])).trim().split('/')[0] || undefined;

@@ -16,13 +16,7 @@ describe('volumes and mounts', { skip: skipUnlessRoot || (!hasDocker && 'needs t
   let lab: SwarmLab;
   let bindDir = '';
   const docker = (host: string, args: string[]): Promise<string> => lab.dockerOk(host, args);
-  const containerOf = async (svc: string): Promise<string> =>
-    waitFor(
-      `a running ${svc} container on node1`,
-      async () => (await docker('node1', ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).split('\n').filter(Boolean)[0],
-      30_000,
-      200,
-    );
+  const containerOf = (svc: string): Promise<string> => lab.containerOf('node1', svc);
 
   before(async () => {
     lab = await SwarmLab.up('vol', 2);

@@ -13,6 +13,7 @@ import type { NodeRecord } from '../../src/cluster/manager/types.js';
 import { parseServiceSpec } from '../../src/api/shapes-workloads.js';
 import { createLogger } from '../../src/core/log.js';
 import { waitFor } from '../lab/swarm-helpers.js';
+import { nodeRecord } from './fixtures.js';
 import { generateWgKeyPair } from '../../src/kernel/wireguard.js';
 
 const log = createLogger();
@@ -30,20 +31,7 @@ async function plane(kv: MemKv, nodeId: string): Promise<ControlPlane> {
 
 function node(id: string, role: 'manager' | 'worker'): NodeRecord {
   const t = new Date().toISOString();
-  return {
-    id,
-    hostname: id,
-    role,
-    availability: 'active',
-    addr: '172.31.1.9',
-    state: 'unknown',
-    message: '',
-    engineVersion: 't',
-    labels: {},
-    version: 0,
-    createdAt: t,
-    updatedAt: t,
-  };
+  return nodeRecord(id, { role, addr: '172.31.1.9', state: 'unknown', engineVersion: 't', version: 0, createdAt: t, updatedAt: t });
 }
 
 function peer(): SessionPeer & { got: Record<string, unknown>[]; closedAs: string[] } {

@@ -10,25 +10,12 @@ import { Store } from '../../src/cluster/manager/store.js';
 import { MemKv } from '../../src/cluster/etcd/memkv.js';
 import { createRootCA } from '../../src/cluster/manager/ca.js';
 import { matches, parseConstraint, place } from '../../src/cluster/manager/scheduler.js';
-import type { NodeRecord, TaskRecord } from '../../src/cluster/manager/types.js';
+import type { TaskRecord } from '../../src/cluster/manager/types.js';
 import { parseRef } from '../../src/runtime/reference.js';
+import { nodeRecord } from './fixtures.js';
 import { buildOciSpec, hostsFile, mergeEnv, parseUser } from '../../src/runtime/spec.js';
 
-const node = (id: string, o: Partial<NodeRecord> = {}): NodeRecord => ({
-  id,
-  hostname: id,
-  role: 'worker',
-  availability: 'active',
-  addr: '',
-  state: 'ready',
-  message: '',
-  engineVersion: '',
-  labels: {},
-  version: 1,
-  createdAt: '',
-  updatedAt: '',
-  ...o,
-});
+const node = nodeRecord;
 
 describe('scheduler', () => {
   it('spreads: fewest tasks of the service, then fewest overall, then node ID', () => {

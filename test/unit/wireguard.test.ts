@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { generateWgKeyPair, isWgKey, parseUapiGet, uapiPeerChanges, wgPublicKey } from '../../src/kernel/wireguard.js';
 import { nextTunnelIp } from '../../src/cluster/manager/manager.js';
 import type { NodeRecord } from '../../src/cluster/manager/types.js';
+import { nodeRecord } from './fixtures.js';
 
 const hex = (b64: string): string => Buffer.from(b64, 'base64').toString('hex');
 
@@ -97,22 +98,7 @@ describe('sizes as Docker prints them', () => {
 });
 
 describe('tunnel addresses', () => {
-  const node = (id: string, tunnelIp?: string): NodeRecord =>
-    ({
-      id,
-      hostname: id,
-      role: 'worker',
-      availability: 'active',
-      addr: '10.0.0.1',
-      state: 'ready',
-      message: '',
-      engineVersion: '',
-      labels: {},
-      version: 1,
-      createdAt: '',
-      updatedAt: '',
-      ...(tunnelIp ? { tunnelIp } : {}),
-    }) as NodeRecord;
+  const node = (id: string, tunnelIp?: string): NodeRecord => nodeRecord(id, { addr: '10.0.0.1', ...(tunnelIp ? { tunnelIp } : {}) });
   it('the lowest free one in 198.18.0.0/15, never the network address', () => {
     assert.equal(nextTunnelIp([]), '198.18.0.1');
     assert.equal(nextTunnelIp([node('a', '198.18.0.1'), node('b', '198.18.0.3'), node('c')]), '198.18.0.2');

@@ -1,8 +1,9 @@
 // Swarm configs (docker config create/ls/inspect/rm/update): named data kept in the store, given
 // to the tasks that name it as read-only files. Docker's rules: a name as a service's, data
 // larger than 0 and under 1000 KiB, only the labels may change, none removed while in use.
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
+import { ConflictError, InvalidArgumentError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
+import { findByRef } from './lookup.js';
 import type { Store } from './store.js';
 import type { ConfigRecord, ConfigRef, ServiceSpec } from './types.js';
 
@@ -29,15 +30,8 @@ export function createConfigTx(store: Store, req: ConfigCreate): ConfigRecord {
   return rec;
 }
 
-/** By full ID, name, or unique ID prefix (Docker's lookup order). */
 export function findConfig(store: Store, ref: string): ConfigRecord {
-  const all = store.listConfigs();
-  const c = all.find((x) => x.id === ref) ?? all.find((x) => x.name === ref);
-  if (c) return c;
-  const byPrefix = ref ? all.filter((x) => x.id.startsWith(ref)) : [];
-  if (byPrefix.length === 1) return byPrefix[0]!;
-  if (byPrefix.length > 1) throw new InvalidArgumentError(`config ${ref} is ambiguous (${byPrefix.length} matches found)`);
-  throw new NotFoundError(`config ${ref} not found`);
+  return findByRef(store.listConfigs(), ref, (c) => c.name, 'config');
 }
 
 export function removeConfigTx(store: Store, ref: string): ConfigRecord {

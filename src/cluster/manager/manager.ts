@@ -587,9 +587,10 @@ export class Manager extends EventEmitter {
     }
     const c = this.cluster();
     const taken = this.store.listNetworks().flatMap((n) => n.ipam.configs.map((x) => parseCidr(x.subnet)));
-    if ((req.subnets ?? []).some((r) => r.subnet !== undefined && overlaps(parseCidr(r.subnet), parseCidr(TUNNEL_POOL))))
+    const tunnels = parseCidr(TUNNEL_POOL);
+    if ((req.subnets ?? []).some((r) => r.subnet !== undefined && overlaps(parseCidr(r.subnet), tunnels)))
       throw new InvalidArgumentError(`invalid pool request: ${TUNNEL_POOL} is the nodes' WireGuard tunnel range, reserved by vxswarm`);
-    taken.push(parseCidr(TUNNEL_POOL));
+    taken.push(tunnels);
     const configs = planSubnets(taken, req.subnets ?? [], c.defaultAddrPool, c.subnetSize);
     const vnis = planVnis(this.store.usedVnis(), configs.length, options[VXLANID_OPTION] !== undefined ? parseVniList(options[VXLANID_OPTION]) : undefined);
     options[VXLANID_OPTION] = vnis.join(',');

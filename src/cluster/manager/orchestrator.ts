@@ -9,6 +9,7 @@ import type { Logger } from '../../core/log.js';
 import { NAME_RE, now, type Manager } from './manager.js';
 import { matches, parseConstraint, place, type Load } from './scheduler.js';
 import { resolveConfigRefs } from './configs.js';
+import { findByRef } from './lookup.js';
 import type { StoreChange } from './store.js';
 import type { NodeRecord } from './types.js';
 import {
@@ -232,13 +233,7 @@ export class Orchestrator {
   }
 
   findService(ref: string): ServiceRecord {
-    const all = this.store.listServices();
-    const s = all.find((x) => x.id === ref) ?? all.find((x) => x.spec.name === ref);
-    if (s) return s;
-    const byPrefix = ref ? all.filter((x) => x.id.startsWith(ref)) : [];
-    if (byPrefix.length === 1) return byPrefix[0]!;
-    if (byPrefix.length > 1) throw new InvalidArgumentError(`service ${ref} is ambiguous (${byPrefix.length} matches found)`);
-    throw new NotFoundError(`service ${ref} not found`);
+    return findByRef(this.store.listServices(), ref, (x) => x.spec.name, 'service');
   }
 
   /** `version` must be the one the caller read (optimistic concurrency, as Docker's Version.Index). */
