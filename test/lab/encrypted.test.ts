@@ -190,7 +190,7 @@ describe('encrypted overlays (WireGuard)', { skip: skipUnlessRoot || (!hasDocker
     // Its container still runs there (its daemon is cut off, not stopped): nothing it sends arrives.
     const r = await lab.docker('node3', ['exec', c, 'ping', '-c', '3', '-W', '1', aSecure]);
     assert.notEqual(r.code, 0, 'no reply from node1');
-    assert.match(r.stdout, /100% packet loss/);
+    assert.match(r.stdout, /100% packet loss/, r.stdout + r.stderr);
   });
 
   it("a node's key rotation during a ping loses no packet", async () => {

@@ -121,10 +121,22 @@ describe('sessions with any manager', () => {
       await waitFor('w1 down after the grace', async () => (leader.store.getNode('w1')!.state === 'down' ? true : undefined), 1000, 10);
 
       // A node removed from the swarm has its session refused and ended.
+      // Nothing more is sent down it: its tasks keep running as they were until the node hears
+      // the refusal (an empty assignment first would stop them, racing the refusal).
       const again = peer();
       await follower.dispatcher.open('w1', again);
+      await waitFor('assignments on the new session', async () => (again.got.some((m) => m.type === 'assignments') ? true : undefined), 3000, 10);
+      const sentBefore = again.got.length;
       await leader.store.tx(() => leader.store.deleteNode('w1'));
       await waitFor('the session refused', async () => (again.closedAs.includes('refused') ? true : undefined), 1000, 10);
+      // A change that moves w1's tasks elsewhere or ends them would otherwise reach it.
+      await follower.api.orchestrator.removeService('web');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(
+        again.got.slice(sentBefore).map((m) => m.type),
+        [],
+        'nothing sent to a removed node',
+      );
       await assert.rejects(follower.dispatcher.open('w1', peer()), (e: unknown) => (e as { status?: number }).status === 401);
     } finally {
       follower.close();

@@ -305,7 +305,8 @@ export class Dispatcher {
 
   /** The node's complete assignment set, sent whenever it differs from the last one. */
   private sendAssignments(s: Live): void {
-    if (s.done) return;
+    // A removed node hears only its refusal: an empty assignment first would stop its tasks.
+    if (s.done || !this.store.getNode(s.nodeId)) return;
     const tasks: TaskRecord[] = this.ctl.api.orchestrator.assignments(s.nodeId);
     const netIds = new Set(tasks.flatMap((t) => t.networks.map((n) => n.networkId)));
     const vips = this.vipsOn(netIds);
